@@ -1,0 +1,67 @@
+"""Class Activation Mapping (Zhou et al., CVPR 2016, "Learning Deep Features for Discriminative Localization")."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from xaibench import Explainer, register_explainer
+from xaibench.errors import LayerError
+from xaibench.hooks import capture
+from xaibench.models import Model
+
+
+@register_explainer("cam")
+class CAM(Explainer):
+    """Class Activation Mapping: the classifier's weights for class c applied to the last feature maps.
+
+    For a network whose last feature maps A_k (K, h, w) are globally average-pooled and fed to one
+    linear layer with weights W (n_classes, K), the class activation map of class c is
+
+        M_c(x, y) = sum_k W[c, k] * A_k(x, y)
+
+    (Zhou et al. 2016, Eq. 2). The bias is left out, as in the paper: it shifts every pixel alike and
+    vanishes in the min-max scaling. Costs one forward pass and no gradient.
+
+    Raises:
+        LayerError: the model has no linear classifier, its width does not match the target layer's
+            channels, or (at call time) its input is not the spatial mean of the target layer's output.
+    """
+
+    def __init__(self, model: Model) -> None:
+        super().__init__(model)
+        head = model.classifier
+        if head is None:
+            raise LayerError(
+                f"CAM needs the network to end in global average pooling and one nn.Linear layer; "
+                f"model '{model.name}' has no nn.Linear classifier (pass classifier=NAME if it has one)"
+            )
+
+    def attribute(self, images: Tensor, targets: Tensor) -> Tensor:
+        with torch.no_grad(), capture(self.model.target_layer, self.model.target_layer_name) as feats:
+            logits = self.model(images)
+        features = feats.output
+        head = self.model.classifier
+        self._check_head(features, logits)
+        weights = head.weight.detach()[targets]  # (N, K)
+        return torch.einsum("nk,nkhw->nhw", weights, features)
+
+    def _check_head(self, features: Tensor, logits: Tensor) -> None:
+        """Verify ``logits == W @ mean_xy(A) + b``, i.e. that the head really is GAP -> linear."""
+        head, model = self.model.classifier, self.model
+        if features.dim() != 4 or features.shape[1] != head.in_features:
+            raise LayerError(
+                f"CAM needs global average pooling between target layer '{model.target_layer_name}' "
+                f"(output {tuple(features.shape[1:])}) and classifier '{model.classifier_name}' "
+                f"(in_features={head.in_features}); the model has no such GAP -> linear head"
+            )
+        pooled = features.mean((2, 3)) @ head.weight.detach().T
+        if head.bias is not None:
+            pooled = pooled + head.bias.detach()
+        tolerance = 1e-3 * logits.abs().max().item() + 1e-4
+        if (pooled - logits).abs().max().item() > tolerance:
+            raise LayerError(
+                f"CAM needs the logits to be classifier '{model.classifier_name}' applied to the spatial "
+                f"mean of target layer '{model.target_layer_name}', but model '{model.name}' computes "
+                "something else in between; CAM does not apply (use gradcam)"
+            )

@@ -1,0 +1,95 @@
+"""Tiny models built in the tests (no downloads), and a session-wide cache for the built-in network."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import xaibench
+from xaibench.models import Model
+
+SHARED_IMAGENET = __import__("pathlib").Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet-val-300"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Keep the built-in network's cache inside the test session (trained at most once per session)."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("XAIBENCH_CACHE", str(tmp_path_factory.mktemp("xaibench-cache")))
+    yield
+    mp.undo()
+
+
+class TinyGapNet(nn.Module):
+    """conv -> ReLU -> conv -> ReLU (the CAM feature maps, 8 x 8 on a 16 x 16 input) -> GAP -> linear."""
+
+    def __init__(self, n_classes: int = 5, inplace: bool = False) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 4, 3, padding=1),
+            nn.ReLU(inplace=inplace),
+            nn.Conv2d(4, 6, 3, padding=1, stride=2),
+            nn.ReLU(inplace=inplace),
+        )
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(6, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.pool(self.features(x)).flatten(1))
+
+
+class SharedActNet(nn.Module):
+    """One ReLU module object applied twice in a forward pass (the pitfall CAM libraries fall into)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 4, 3, padding=1)
+        self.conv2 = nn.Conv2d(4, 6, 3, padding=1)
+        self.act = nn.ReLU()
+        self.fc = nn.Linear(6, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.act(self.conv2(self.act(self.conv1(x))))
+        return self.fc(x.mean((2, 3)))
+
+
+class FlattenHeadNet(nn.Module):
+    """Feature maps flattened into the linear layer: no global average pooling, so no CAM."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, stride=4), nn.ReLU())
+        self.fc = nn.Linear(4 * 4 * 4, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(x).flatten(1))
+
+
+class ConvHeadNet(nn.Module):
+    """A 1 x 1 convolution to class maps, then GAP: logits without any nn.Linear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU())
+        self.head = nn.Conv2d(4, 5, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x)).mean((2, 3))
+
+
+def tiny_model(network: nn.Module | None = None, **options) -> Model:
+    torch.manual_seed(0)
+    network = network if network is not None else TinyGapNet()
+    return xaibench.wrap_model(network, input_size=16, **options)
+
+
+@pytest.fixture
+def model() -> Model:
+    return tiny_model()
+
+
+@pytest.fixture
+def batch() -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    return torch.rand(4, 3, 16, 16, generator=g), torch.tensor([0, 1, 2, 4])

@@ -1,0 +1,128 @@
+"""The built-in methods: one contract test over every registered method, then known answers."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from captum.attr import LayerGradCam
+from captum.attr import Saliency as CaptumSaliency
+
+import xaibench
+from xaibench.errors import LayerError
+from xaibench.explainer import normalize_maps, upsample_maps
+
+from conftest import ConvHeadNet, FlattenHeadNet, SharedActNet, TinyGapNet, tiny_model
+
+
+def _hooks(network: torch.nn.Module) -> int:
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in network.modules())
+
+
+@pytest.mark.parametrize("name", xaibench.available_explainers())
+def test_contract(name, model, batch) -> None:
+    """Every method: (N, H, W) float32 in [0, 1], deterministic, and the model left exactly as it was."""
+    network = model.network
+    network.train()
+    network.fc.weight.requires_grad_(False)
+    flags = [(p.requires_grad, p.grad) for p in network.parameters()]
+    explainer = xaibench.create_explainer(name, model)
+    maps = explainer(*batch)
+    assert maps.shape == (4, 16, 16) and maps.dtype == torch.float32
+    assert not maps.requires_grad
+    assert torch.isfinite(maps).all() and maps.min() >= 0 and maps.max() <= 1
+    assert torch.equal(maps, explainer(*batch))
+    assert network.training and all(m.training for m in network.modules())
+    assert [(p.requires_grad, p.grad) for p in network.parameters()] == flags
+    assert _hooks(network) == 0
+    assert torch.is_grad_enabled()
+
+
+def _features(model, images):
+    """The target layer's output, computed by hand."""
+    return model.network.features(model.normalize(images))
+
+
+def test_cam_equals_class_weights_times_feature_maps(model, batch) -> None:
+    images, targets = batch
+    A = _features(model, images)  # (N, 6, 8, 8)
+    W = model.network.fc.weight
+    by_hand = torch.stack([sum(W[c, k] * A[i, k] for k in range(A.shape[1])) for i, c in enumerate(targets)])
+    expected = normalize_maps(upsample_maps(by_hand.detach(), (16, 16)))
+    assert torch.allclose(xaibench.create_explainer("cam", model)(images, targets), expected, atol=1e-6)
+
+
+def test_gradcam_is_relu_cam_on_a_gap_linear_network(model, batch) -> None:
+    """Selvaraju et al. 2017, Sec. 3.1: with GAP -> linear, alpha_k^c = w_k^c / Z."""
+    images, targets = batch
+    A = _features(model, images).detach()
+    cam = torch.einsum("nk,nkhw->nhw", model.network.fc.weight.detach()[targets], A)
+    expected = normalize_maps(upsample_maps(F.relu(cam), (16, 16)))
+    assert torch.allclose(xaibench.create_explainer("gradcam", model)(images, targets), expected, atol=1e-6)
+
+
+def test_gradcam_matches_captum_layergradcam(batch) -> None:
+    # A network whose target layer is not followed by GAP alone, so Grad-CAM differs from CAM.
+    model = tiny_model(FlattenHeadNet())
+    images, targets = batch
+    captum = LayerGradCam(model, model.target_layer).attribute(images, target=targets, relu_attributions=True)
+    expected = normalize_maps(upsample_maps(captum[:, 0].detach(), (16, 16)))
+    ours = xaibench.create_explainer("gradcam", model)(images, targets)
+    assert torch.allclose(ours, expected, atol=1e-5)
+
+
+def test_saliency_matches_captum_saliency(model, batch) -> None:
+    images, targets = batch
+    captum = CaptumSaliency(model).attribute(images.clone(), target=targets, abs=True)
+    expected = normalize_maps(captum.amax(1))
+    assert torch.allclose(xaibench.create_explainer("saliency", model)(images, targets), expected, atol=1e-5)
+
+
+def test_saliency_is_gradient_magnitude_of_a_linear_model() -> None:
+    """For a linear score S_c = w_c . x the saliency is |w_c| (max over channels), whatever x is."""
+    w = torch.zeros(2, 3, 4, 4)
+    w[1, 0, 1, 2], w[1, 2, 3, 0], w[1, 1, 3, 0] = -2.0, 1.0, 0.5
+    network = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48, 2, bias=False))
+    network[1].weight.data = w.flatten(1)
+    model = xaibench.Model(network, network[0], "0", network[1], "1", ["a", "b"], (4, 4))
+    maps = xaibench.create_explainer("saliency", model)(torch.rand(1, 3, 4, 4), torch.tensor([1]))
+    expected = torch.zeros(4, 4)
+    expected[1, 2], expected[3, 0] = 1.0, 0.5
+    assert torch.allclose(maps[0], expected)
+
+
+def test_inplace_relu_after_the_target_layer_changes_nothing(batch) -> None:
+    """The captured activations must not be overwritten by an in-place op that follows the layer."""
+    plain_net, inplace_net = TinyGapNet(inplace=False), TinyGapNet(inplace=True)
+    inplace_net.load_state_dict(plain_net.state_dict())
+    plain = tiny_model(plain_net, target_layer="features.2")
+    inplace = tiny_model(inplace_net, target_layer="features.2")
+    ours = xaibench.create_explainer("gradcam", inplace)(*batch)
+    assert torch.allclose(ours, xaibench.create_explainer("gradcam", plain)(*batch))
+
+
+def test_cam_without_a_linear_head_names_what_is_missing() -> None:
+    with pytest.raises(LayerError, match="has no nn.Linear classifier"):
+        xaibench.create_explainer("cam", tiny_model(ConvHeadNet()))
+
+
+def test_cam_on_a_head_without_gap_refuses(batch) -> None:
+    with pytest.raises(LayerError, match="global average pooling"):
+        xaibench.create_explainer("cam", tiny_model(FlattenHeadNet()))(*batch)
+
+
+def test_cam_on_pre_activation_features_refuses(batch) -> None:
+    """The GAP input is features.3 (after ReLU); CAM on features.2 would silently be wrong."""
+    model = tiny_model(target_layer="features.2")
+    with pytest.raises(LayerError, match="spatial mean of target layer 'features.2'"):
+        xaibench.create_explainer("cam", model)(*batch)
+
+
+@pytest.mark.parametrize("name", ["cam", "gradcam"])
+def test_layer_called_twice_raises_and_leaves_no_hook(name, batch) -> None:
+    network = SharedActNet()
+    model = xaibench.Model(network, network.act, "act", network.fc, "fc", list("abcde"), (16, 16))
+    with pytest.raises(LayerError, match="layer 'act' ran more than once"):
+        xaibench.create_explainer(name, model)(*batch)
+    assert _hooks(network) == 0
+    assert torch.is_grad_enabled()

@@ -1,0 +1,117 @@
+"""The ``xaibench`` command: parses arguments and calls the library; it holds no logic of its own."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from xaibench import data, explainer, harness, models, report, viz
+from xaibench.errors import XaibenchError
+
+DEFAULT_METHODS = "cam,gradcam,saliency"
+FIGURE_ROWS = 6
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="xaibench", description="Benchmark how well explanation methods localize objects."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="explain and score a data set with several methods")
+    run.add_argument("--methods", default=DEFAULT_METHODS, help=f"comma-separated names (default: {DEFAULT_METHODS})")
+    run.add_argument("--model", default="builtin", help="builtin, efficientnet_lite0, or a torchvision name (default: builtin)")
+    run.add_argument("--weights", default="default", help="a state-dict file for the model (default: its pretrained weights)")
+    run.add_argument("--target-layer", default=None, help="dotted name of the feature layer (default: found automatically)")
+    run.add_argument("--dataset", default="builtin", help="KIND or KIND:PATH, e.g. builtin, builtin:distractor (default: builtin)")
+    run.add_argument("--n", type=int, default=None, help="number of images (default: all; 500 for builtin)")
+    run.add_argument("--batch-size", type=int, default=32, help="images per batch (default: 32)")
+    run.add_argument("--target", choices=harness.TARGETS, default="label", help="class to explain (default: label)")
+    run.add_argument("--out", default=None, help="output folder (default: reports/<time>-<model>-<dataset>)")
+    run.add_argument("--seed", type=int, default=0, help="seed for generated data and bootstrap (default: 0)")
+    run.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+
+    commands.add_parser("list", help="list the registered explanation methods")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        return _list() if args.command == "list" else _run(args)
+    except (XaibenchError, FileNotFoundError, NotADirectoryError) as error:
+        print(f"xaibench: error: {error}", file=sys.stderr)
+        return 2
+
+
+def _list() -> int:
+    infos = explainer.describe_explainers()
+    width = max((len(i.name) for i in infos), default=4)
+    for info in infos:
+        print(f"{info.name:<{width}}  {info.summary}\n{'':<{width}}  from {info.origin}")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    for name in methods:  # fail on a typo before loading anything heavy
+        explainer.get_explainer(name)
+    torch.manual_seed(args.seed)
+    weights = None if args.weights == "none" else args.weights
+    model = models.load_model(args.model, weights=weights, target_layer=args.target_layer, device=args.device)
+    size = args.n if args.n is not None else 500
+    dataset = data.load_dataset(args.dataset, image_size=model.input_size, size=size, seed=args.seed)
+    out = Path(args.out) if args.out else _default_out(args.model, args.dataset)
+    config = {
+        "model": model.name,
+        "weights": args.weights,
+        "target_layer": model.target_layer_name,
+        "classifier": model.classifier_name,
+        "dataset": args.dataset,
+        "n": min(args.n, len(dataset)) if args.n is not None else len(dataset),
+        "image_size": list(model.input_size),
+        "methods": methods,
+        "batch_size": args.batch_size,
+        "target": args.target,
+        "tau": 0.2,
+        "tolerance": 15,
+        "seed": args.seed,
+        "device": args.device,
+        "torch": torch.__version__,
+    }
+    print(f"xaibench: {', '.join(methods)} on {len(dataset)} images of {args.dataset} with {model.name} -> {out}")
+    try:
+        per_image = harness.evaluate(
+            model, dataset, methods, batch_size=args.batch_size, n=args.n, target=args.target,
+            out=out, progress=True,
+        )
+    except KeyboardInterrupt:
+        print(f"xaibench: interrupted; the rows computed so far are in {out / 'per_image.csv'}", file=sys.stderr)
+        return 130
+    config["skipped"] = per_image.attrs.get("skipped", [])
+    summary = report.summarize(per_image, seed=args.seed)
+    report.write_summary(out, summary, config)
+    samples = [dataset[i] for i in range(min(FIGURE_ROWS, len(dataset)))]
+    maps = harness.explain_samples(model, samples, methods, target=args.target)
+    viz.overlay_grid(samples, maps, out / "overlays.png", class_names=model.class_names)
+    print(report.to_markdown(report.summary_table(summary)))
+    if config["skipped"]:
+        print(f"xaibench: skipped {len(config['skipped'])} unreadable images (listed in config.json)")
+    print(f"xaibench: wrote {out}")
+    return 0
+
+
+def _default_out(model: str, dataset: str) -> Path:
+    kind = dataset.split(":")[0]
+    return Path("reports") / f"{time.strftime('%Y%m%d-%H%M%S')}-{model}-{kind}"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

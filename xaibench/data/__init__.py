@@ -1,0 +1,54 @@
+"""Data sets: each yields :class:`Sample` records (image, label, boxes, mask) for the harness.
+
+A data set is named on the command line as ``KIND`` or ``KIND:PATH`` (``builtin``,
+``builtin:distractor``, ...). Kinds are found through the entry-point group ``xaibench.datasets``,
+so a package can add its own; each entry point is a function
+``load(path: str | None, *, image_size: tuple[int, int], size: int | None, seed: int) -> Dataset``.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import entry_points
+
+from torch.utils.data import Dataset
+
+from xaibench.data.sample import Batch, Sample, collate
+from xaibench.errors import UnknownNameError
+
+ENTRY_POINT_GROUP = "xaibench.datasets"
+
+__all__ = ["Batch", "Sample", "collate", "load_dataset", "available_datasets"]
+
+
+def available_datasets() -> list[str]:
+    """The data set kinds that :func:`load_dataset` knows."""
+    return sorted({ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)})
+
+
+def load_dataset(
+    spec: str,
+    *,
+    image_size: tuple[int, int] | int = 224,
+    size: int | None = None,
+    seed: int = 0,
+) -> Dataset:
+    """Open the data set named by ``spec`` (``KIND`` or ``KIND:PATH``).
+
+    Args:
+        spec: e.g. ``builtin``, ``builtin:distractor``.
+        image_size: (H, W) the images (and their boxes and masks) are resized to.
+        size: How many images a generated data set holds; ignored by data sets read from disk.
+        seed: Seed of generated data sets.
+
+    Raises:
+        UnknownNameError: unknown kind (the message lists the known ones).
+    """
+    kind, _, path = spec.partition(":")
+    found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == kind]
+    if not found:
+        raise UnknownNameError(
+            f"unknown data set kind '{kind}'; available: {', '.join(available_datasets())} "
+            "(written KIND or KIND:PATH)"
+        )
+    size_hw = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    return found[0].load()(path or None, image_size=size_hw, size=size, seed=seed)

@@ -1,0 +1,67 @@
+"""The record every data set yields, and how a list of them becomes a batch.
+
+Boxes follow the ILSVRC and wsolevaluation convention: ``(x0, y0, x1, y1)`` in pixels of the image
+as it is handed to the model, with *inclusive* corners, so a box covers ``x1 - x0 + 1`` columns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image with its ground truth.
+
+    Attributes:
+        id: A name for the image, unique within its data set.
+        image: (3, H, W) float32 RGB in [0, 1], at the resolution the model is fed.
+        label: The class index of the object(s).
+        boxes: (K, 4) float32 ground-truth boxes ``x0, y0, x1, y1`` (inclusive pixel corners), K >= 1.
+        mask: (H, W) bool pixel-exact object mask, or None when the data set has none.
+        difficult: (K,) bool, True for boxes marked ``difficult`` (Pascal VOC); None means all False.
+    """
+
+    id: str
+    image: Tensor
+    label: int
+    boxes: Tensor
+    mask: Tensor | None = None
+    difficult: Tensor | None = None
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Samples stacked for one forward pass; boxes stay a list since each image has its own count."""
+
+    ids: list[str]
+    images: Tensor
+    labels: Tensor
+    boxes: list[Tensor]
+    masks: Tensor | None
+    difficult: list[Tensor]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def collate(samples: Sequence[Sample]) -> Batch:
+    """Stack samples into a :class:`Batch` (a ``collate_fn`` for ``torch.utils.data.DataLoader``)."""
+    masks = None
+    if all(s.mask is not None for s in samples):
+        masks = torch.stack([s.mask for s in samples])
+    return Batch(
+        ids=[s.id for s in samples],
+        images=torch.stack([s.image for s in samples]),
+        labels=torch.tensor([s.label for s in samples], dtype=torch.long),
+        boxes=[s.boxes for s in samples],
+        masks=masks,
+        difficult=[
+            s.difficult if s.difficult is not None else torch.zeros(len(s.boxes), dtype=torch.bool)
+            for s in samples
+        ],
+    )

