@@ -232,7 +232,7 @@ def wrap_model(
 
 
 def load_model(
-    name: str | nn.Module,
+    model: str | nn.Module,
     *,
     weights: str | os.PathLike | None = "default",
     target_layer: str | None = None,
@@ -243,7 +243,7 @@ def load_model(
     """A ready-to-explain :class:`Model` by name, or around a network of your own.
 
     Args:
-        name: ``builtin``, ``efficientnet_lite0``, a torchvision classifier name, or an ``nn.Module``
+        model: ``builtin``, ``efficientnet_lite0``, a torchvision classifier name, or an ``nn.Module``
             (then ``options`` go to :func:`wrap_model`).
         weights: ``"default"`` for the pretrained weights, a path to a state-dict file, or None for
             random initialisation (torchvision names).
@@ -254,20 +254,20 @@ def load_model(
         UnknownNameError: an unknown model name (the message lists the known ones).
         WeightsUnavailableError: pretrained weights are neither on disk nor downloadable.
     """
-    if isinstance(name, nn.Module):
-        model = wrap_model(name, target_layer=target_layer, classifier=classifier, **options)
-    elif name in ("builtin", "shapes_net"):
-        model = _builtin(target_layer, classifier, **options)
-    elif name == "efficientnet_lite0":
-        model = _efficientnet_lite0(weights, target_layer, classifier)
-    elif name in _torchvision_names():
-        model = _torchvision(name, weights, target_layer, classifier)
+    if isinstance(model, nn.Module):
+        adapted = wrap_model(model, target_layer=target_layer, classifier=classifier, **options)
+    elif model in ("builtin", "shapes_net"):
+        adapted = _builtin(target_layer, classifier, **options)
+    elif model == "efficientnet_lite0":
+        adapted = _efficientnet_lite0(weights, target_layer, classifier)
+    elif model in _torchvision_names():
+        adapted = _torchvision(model, weights, target_layer, classifier)
     else:
         raise UnknownNameError(
-            f"unknown model '{name}'; available: builtin, efficientnet_lite0, or a torchvision "
+            f"unknown model '{model}'; available: builtin, efficientnet_lite0, or a torchvision "
             f"classifier ({', '.join(sorted(_torchvision_names())[:6])}, ...)"
         )
-    return model.to(device)
+    return adapted.to(device)
 
 
 def _builtin(target_layer: str | None, classifier: str | None, seed: int = 0, **_: object) -> Model:

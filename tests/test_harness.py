@@ -1,0 +1,111 @@
+"""The harness: tidy rows, batching, incremental CSV, skipped images, known metric values."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import xaibench
+from xaibench.data import Sample
+from xaibench.harness import COLUMNS, evaluate, explain_samples
+
+
+def _square(i: int) -> Sample:
+    """A 32 x 32 image with a bright 4 x 4 square at a position that depends on i."""
+    image = torch.full((3, 32, 32), 0.1)
+    y, x = (i * 7) % 28, (i * 11) % 28
+    image[:, y : y + 4, x : x + 4] = 1.0
+    mask = torch.zeros(32, 32, dtype=torch.bool)
+    mask[y : y + 4, x : x + 4] = True
+    return Sample(f"sq{i}", image, i % 5, torch.tensor([[x, y, x + 3, y + 3]], dtype=torch.float32), mask)
+
+
+class _Brightness(xaibench.Explainer):
+    """The image's brightness: a perfect localizer on these images."""
+
+    def attribute(self, images, targets):
+        return images.mean(1)
+
+
+class _Corner(xaibench.Explainer):
+    """All mass in the top-left pixel, (0, 0)."""
+
+    def attribute(self, images, targets):
+        maps = torch.zeros(images.shape[0], 32, 32)
+        maps[:, 0, 0] = 1
+        return maps
+
+
+def test_rows_columns_and_known_values(model) -> None:
+    data = [_square(i) for i in range(7)]
+    methods = [_Brightness(model), _Corner(model)]
+    methods[0].name, methods[1].name = "brightness", "corner"
+    df = evaluate(model, data, methods, batch_size=3)
+    assert list(df.columns) == COLUMNS and len(df) == 14
+    bright = df[df.method == "brightness"]
+    assert bright.iou.tolist() == [1.0] * 7 and bright.loc_correct.all() and bright.pointing_hit.all()
+    corner = df[df.method == "corner"].set_index("image_id")
+    # The corner map is 0 except one pixel: its CAM box is that pixel (IoU 1/16 with sq0 at (0, 0)).
+    assert corner.loc["sq0", "iou"] == pytest.approx(1 / 16)
+    # The square nearest the corner pixel is its own top-left corner (x_i, y_i): a hit iff x^2 + y^2 < 15^2.
+    expected = [((i * 11) % 28) ** 2 + ((i * 7) % 28) ** 2 < 225 for i in range(7)]
+    assert corner.pointing_hit.tolist() == expected and not all(expected)
+    assert (df.target == df.label).all()
+    assert (df.seconds > 0).all()
+
+
+def test_target_prediction_and_bad_target(model) -> None:
+    data = [_square(i) for i in range(4)]
+    df = evaluate(model, data, ["cam"], target="prediction")
+    with torch.no_grad():
+        predicted = model(torch.stack([s.image for s in data])).argmax(1).tolist()
+    assert df.target.tolist() == predicted == df.prediction.tolist()
+    with pytest.raises(xaibench.XaibenchError, match="target must be one of label, prediction"):
+        evaluate(model, data, ["cam"], target="argmax")
+
+
+def test_n_limits_the_images_and_csv_matches_the_frame(model, tmp_path) -> None:
+    df = evaluate(model, [_square(i) for i in range(10)], ["cam", "gradcam"], n=5, batch_size=2, out=tmp_path)
+    assert len(df) == 10
+    on_disk = pd.read_csv(tmp_path / "per_image.csv")
+    assert on_disk.image_id.tolist() == df.image_id.tolist()
+    assert np.allclose(on_disk.iou, df.iou)
+
+
+def test_a_crash_keeps_the_rows_already_written(model, tmp_path) -> None:
+    class Fails(xaibench.Explainer):
+        calls = 0
+
+        def attribute(self, images, targets):
+            Fails.calls += 1
+            if Fails.calls == 3:
+                raise RuntimeError("out of memory")
+            return images.mean(1)
+
+    explainer = Fails(model)
+    explainer.name = "fails"
+    with pytest.raises(RuntimeError, match="out of memory"):
+        evaluate(model, [_square(i) for i in range(10)], [explainer], batch_size=2, out=tmp_path)
+    assert pd.read_csv(tmp_path / "per_image.csv").image_id.tolist() == ["sq0", "sq1", "sq2", "sq3"]
+
+
+def test_an_unreadable_image_is_skipped_not_fatal(model, caplog) -> None:
+    class Flaky(list):
+        def __getitem__(self, i):
+            if i == 2:
+                raise OSError("cannot identify image file 'broken.jpg'")
+            return super().__getitem__(i)
+
+    df = evaluate(model, Flaky(_square(i) for i in range(5)), ["cam"], batch_size=2)
+    assert df.image_id.tolist() == ["sq0", "sq1", "sq3", "sq4"]
+    assert df.attrs["skipped"] == ["2"]
+    assert "broken.jpg" in caplog.text
+
+
+def test_explain_samples_matches_a_direct_call(model) -> None:
+    samples = [_square(i) for i in range(3)]
+    maps = explain_samples(model, samples, ["cam"])
+    direct = xaibench.create_explainer("cam", model)(torch.stack([s.image for s in samples]), torch.tensor([0, 1, 2]))
+    assert np.allclose(maps["cam"], direct.numpy())

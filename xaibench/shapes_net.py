@@ -1,0 +1,306 @@
+"""The small global-average-pooling network of the built-in shapes benchmark, its training and its cache.
+
+:class:`ShapesNet` is a four-layer CNN whose last feature map (16 x 16 for a 64 px input) is averaged
+and fed to one linear layer, the architecture CAM (Zhou et al., 2016) was defined for, so CAM, Grad-CAM
+and saliency can all be compared on it. :func:`load_shapes_net` trains it once per seed on
+:class:`~xaibench.data.shapes.ShapesDataset` (about a minute on two CPU cores) and caches the weights;
+the cache file's name carries a hash of the data generator's version, the architecture's version and
+the training configuration, so a change to any of them never loads stale weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from xaibench.data.shapes import GENERATOR_VERSION, SHAPE_CLASSES, ShapesDataset, render_scene
+
+__all__ = [
+    "SHAPES_MEAN",
+    "SHAPES_STD",
+    "ShapesNet",
+    "TrainConfig",
+    "cache_path",
+    "load_shapes_net",
+    "shapes_net_accuracy",
+    "train_shapes_net",
+]
+
+logger = logging.getLogger(__name__)
+
+SHAPES_MEAN: tuple[float, float, float] = (0.5, 0.5, 0.5)
+"""Per-channel mean subtracted from [0, 1] images before :class:`ShapesNet` (measured: ~0.50)."""
+SHAPES_STD: tuple[float, float, float] = (0.25, 0.25, 0.25)
+"""Per-channel standard deviation the centred images are divided by (measured: ~0.25)."""
+
+ARCHITECTURE_VERSION = "shapes-net-v1"
+"""Changes whenever :class:`ShapesNet` or the training procedure changes, retiring cached weights."""
+
+_IMAGE_SIZE = 64
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The training configuration; its defaults are the one :func:`load_shapes_net` trains and caches.
+
+    Attributes:
+        n_train: Training images (``ShapesDataset(n_train, "train", seed)``).
+        epochs: Passes over the training images.
+        n_test: Test images the returned accuracy is measured on.
+        batch_size: Images per optimisation step.
+        lr: Peak learning rate of Adam under a one-cycle schedule.
+        weight_decay: AdamW weight decay.
+        augment: Random horizontal and vertical flips (the classes are flip-invariant).
+    """
+
+    n_train: int = 8000
+    epochs: int = 6
+    n_test: int = 1000
+    batch_size: int = 128
+    lr: float = 4e-3
+    weight_decay: float = 1e-4
+    augment: bool = True
+
+
+class ShapesNet(nn.Module):
+    """A small CNN with global average pooling and one linear classifier, for 64 x 64 inputs.
+
+    conv3x3(3->16)-BN-ReLU-maxpool, conv3x3(16->32)-BN-ReLU-maxpool, conv3x3(32->64)-BN-ReLU,
+    conv3x3(64->64)-BN-ReLU give a (64, H/4, W/4) map; then average pooling and ``Linear(64, K)``.
+    Every activation is its own module, so a hook on any of them fires once per forward pass.
+
+    The network expects images already normalised: ``(x - SHAPES_MEAN) / SHAPES_STD`` per channel,
+    with ``x`` RGB in [0, 1].
+
+    Args:
+        n_classes: Number of output classes.
+
+    Attributes:
+        features: The convolutional trunk; its output (that of its last ReLU) is the map CAM uses.
+        pool: Global average pooling to (N, 64).
+        classifier: The final ``nn.Linear`` whose weights CAM reads.
+    """
+
+    def __init__(self, n_classes: int = len(SHAPE_CLASSES)) -> None:
+        super().__init__()
+
+        def block(c_in: int, c_out: int) -> list[nn.Module]:
+            return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
+
+        self.features = nn.Sequential(
+            *block(3, 16),
+            nn.MaxPool2d(2),
+            *block(16, 32),
+            nn.MaxPool2d(2),
+            *block(32, 64),
+            *block(64, 64),
+        )
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.classifier = nn.Linear(64, n_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits (N, n_classes) of normalised images (N, 3, H, W)."""
+        return self.classifier(self.pool(self.features(x)))
+
+
+def _normalise(images: Tensor) -> Tensor:
+    mean = torch.tensor(SHAPES_MEAN, dtype=images.dtype).view(1, 3, 1, 1)
+    std = torch.tensor(SHAPES_STD, dtype=images.dtype).view(1, 3, 1, 1)
+    return (images - mean) / std
+
+
+def _render(n: int, split: str, seed: int) -> tuple[Tensor, Tensor]:
+    """Images (n, 3, 64, 64) float32 and labels (n,) of the first ``n`` items of a split."""
+    images = np.empty((n, 3, _IMAGE_SIZE, _IMAGE_SIZE), dtype=np.float32)
+    labels = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        scene = render_scene(seed, split, i, _IMAGE_SIZE)
+        images[i] = scene.image
+        labels[i] = scene.label
+    return torch.from_numpy(images), torch.from_numpy(labels)
+
+
+@torch.no_grad()
+def _accuracy(model: nn.Module, images: Tensor, labels: Tensor, batch_size: int = 500) -> float:
+    correct = 0
+    for start in range(0, len(images), batch_size):
+        logits = model(_normalise(images[start : start + batch_size]))
+        correct += int((logits.argmax(1) == labels[start : start + batch_size]).sum())
+    return correct / max(len(images), 1)
+
+
+def train_shapes_net(
+    seed: int = 0,
+    n_train: int = TrainConfig.n_train,
+    epochs: int = TrainConfig.epochs,
+    *,
+    n_test: int = TrainConfig.n_test,
+    batch_size: int = TrainConfig.batch_size,
+    lr: float = TrainConfig.lr,
+    weight_decay: float = TrainConfig.weight_decay,
+    augment: bool = TrainConfig.augment,
+) -> tuple[ShapesNet, float]:
+    """Train a :class:`ShapesNet` from scratch on the shapes benchmark.
+
+    Training uses ``ShapesDataset(n_train, "train", seed)``, AdamW with a one-cycle learning-rate
+    schedule and cross-entropy; the result is reproducible from ``seed`` (initialisation and shuffling
+    draw from seeded generators; torch's global RNG state is restored afterwards).
+
+    Args:
+        seed: Seed of the data and of the training.
+        n_train: Training images.
+        epochs: Passes over them.
+        n_test: Images of ``ShapesDataset(n_test, "test", seed)`` to measure accuracy on.
+        batch_size: Images per step.
+        lr: Peak learning rate.
+        weight_decay: AdamW weight decay.
+        augment: Random flips of training images.
+
+    Returns:
+        The network in eval mode and its top-1 accuracy on the test images.
+    """
+    if n_train < 1 or epochs < 1 or batch_size < 1:
+        raise ValueError(f"n_train, epochs and batch_size must be >= 1, got {n_train}, {epochs}, {batch_size}")
+    started = time.perf_counter()
+    images, labels = _render(n_train, "train", seed)
+    logger.debug("rendered %d training images in %.1f s", n_train, time.perf_counter() - started)
+
+    generator = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = ShapesNet(len(SHAPE_CLASSES))
+    # channels_last makes the CPU convolutions markedly faster; undone before returning.
+    model = model.to(memory_format=torch.channels_last).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    steps_per_epoch = -(-n_train // batch_size)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=lr, total_steps=epochs * steps_per_epoch, pct_start=0.25
+    )
+    for epoch in range(epochs):
+        order = torch.randperm(n_train, generator=generator)
+        total_loss = 0.0
+        for start in range(0, n_train, batch_size):
+            index = order[start : start + batch_size]
+            batch = images[index]
+            if augment:
+                flip = torch.rand(2, len(index), generator=generator) < 0.5
+                batch[flip[0]] = batch[flip[0]].flip(3)
+                batch[flip[1]] = batch[flip[1]].flip(2)
+            batch = _normalise(batch).contiguous(memory_format=torch.channels_last)
+            loss = F.cross_entropy(model(batch), labels[index])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            total_loss += float(loss.detach()) * len(index)
+        logger.info("shapes net epoch %d/%d: loss %.4f", epoch + 1, epochs, total_loss / n_train)
+
+    model = model.to(memory_format=torch.contiguous_format).eval()
+    accuracy = _accuracy(model, *_render(n_test, "test", seed)) if n_test > 0 else float("nan")
+    logger.info(
+        "trained shapes net (seed %d) in %.0f s; test accuracy %.2f%% on %d images",
+        seed, time.perf_counter() - started, 100 * accuracy, n_test,
+    )
+    return model, accuracy
+
+
+def _cache_dir(cache_dir: str | os.PathLike | None) -> Path:
+    if cache_dir is not None:
+        return Path(cache_dir)
+    if os.environ.get("XAIBENCH_CACHE"):
+        return Path(os.environ["XAIBENCH_CACHE"])
+    if os.environ.get("XDG_CACHE_HOME"):
+        return Path(os.environ["XDG_CACHE_HOME"]) / "xaibench"
+    return Path.home() / ".cache" / "xaibench"
+
+
+def _config_key(config: TrainConfig) -> str:
+    """Short hash of everything that determines the weights besides the seed."""
+    payload = json.dumps(
+        {
+            "generator": GENERATOR_VERSION,
+            "architecture": ARCHITECTURE_VERSION,
+            "image_size": _IMAGE_SIZE,
+            "config": dataclasses.asdict(config),
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+def cache_path(seed: int = 0, cache_dir: str | os.PathLike | None = None) -> Path:
+    """Where :func:`load_shapes_net` keeps the network trained with ``seed`` (the file may not exist yet).
+
+    The directory is ``cache_dir`` if given, else ``$XAIBENCH_CACHE``, else ``$XDG_CACHE_HOME/xaibench``,
+    else ``~/.cache/xaibench``.
+    """
+    return _cache_dir(cache_dir) / f"shapes_net-seed{seed}-{_config_key(TrainConfig())}.pt"
+
+
+def _checkpoint(seed: int, cache_dir: str | os.PathLike | None) -> dict:
+    """The cached checkpoint for ``seed``, training and writing it first if it does not exist."""
+    path = cache_path(seed, cache_dir)
+    if path.exists():
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:
+            raise RuntimeError(f"cannot read the cached shapes network {path}; delete it to retrain") from error
+
+    config = TrainConfig()
+    logger.info(
+        "training the built-in shapes network (seed %d); this happens once and takes about a minute, "
+        "then it is cached at %s",
+        seed, path,
+    )
+    model, accuracy = train_shapes_net(seed, **dataclasses.asdict(config))
+    checkpoint = {
+        "state_dict": model.state_dict(),
+        "accuracy": accuracy,
+        "seed": seed,
+        "generator_version": GENERATOR_VERSION,
+        "architecture_version": ARCHITECTURE_VERSION,
+        "config": dataclasses.asdict(config),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            torch.save(checkpoint, file)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return checkpoint
+
+
+def load_shapes_net(seed: int = 0, cache_dir: str | os.PathLike | None = None) -> ShapesNet:
+    """The trained built-in network for ``seed``, in eval mode; trained and cached on first use.
+
+    Args:
+        seed: Seed of the data and training.
+        cache_dir: Cache directory; see :func:`cache_path` for the default.
+
+    Returns:
+        The network; it expects inputs normalised with :data:`SHAPES_MEAN` and :data:`SHAPES_STD`.
+    """
+    checkpoint = _checkpoint(seed, cache_dir)
+    model = ShapesNet(len(SHAPE_CLASSES))
+    model.load_state_dict(checkpoint["state_dict"])
+    return model.eval()
+
+
+def shapes_net_accuracy(seed: int = 0, cache_dir: str | os.PathLike | None = None) -> float:
+    """Test accuracy of the cached network for ``seed`` (trained first if need be)."""
+    return float(_checkpoint(seed, cache_dir)["accuracy"])
