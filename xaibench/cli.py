@@ -66,8 +66,7 @@ def _run(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)
     weights = None if args.weights == "none" else args.weights
     model = models.load_model(args.model, weights=weights, target_layer=args.target_layer, device=args.device)
-    size = args.n if args.n is not None else 500
-    dataset = data.load_dataset(args.dataset, image_size=model.input_size, size=size, seed=args.seed)
+    dataset = data.load_dataset(args.dataset, image_size=model.input_size, size=args.n, seed=args.seed)
     out = Path(args.out) if args.out else _default_out(args.model, args.dataset)
     config = {
         "model": model.name,

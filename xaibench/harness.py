@@ -121,9 +121,7 @@ def _evaluate_batch(
     tolerance: float,
 ) -> pd.DataFrame:
     images = batch.images.to(model.device)
-    with torch.no_grad():
-        predictions = model(images).argmax(1).cpu()
-    targets = batch.labels if target == "label" else predictions
+    predictions, targets = _targets(model, images, batch.labels, target)
     shape = tuple(images.shape[-2:])
     regions = [
         metrics.as_numpy(batch.masks[i]) if batch.masks is not None else metrics.boxes_to_mask(b, shape)
@@ -132,7 +130,7 @@ def _evaluate_batch(
     rows = []
     for explainer in explainers:
         start = time.perf_counter()
-        maps = explainer(images, targets.to(images.device))
+        maps = explainer(images, targets)
         seconds = (time.perf_counter() - start) / len(batch)
         maps = metrics.as_numpy(maps)
         iou = metrics.cam_box_iou(maps, batch.boxes, tau)
@@ -142,8 +140,8 @@ def _evaluate_batch(
                     "image_id": batch.ids,
                     "method": explainer.name,
                     "label": batch.labels.numpy(),
-                    "prediction": predictions.numpy(),
-                    "target": targets.numpy(),
+                    "prediction": predictions.cpu().numpy(),
+                    "target": targets.cpu().numpy(),
                     "iou": iou,
                     "loc_correct": iou >= 0.5,
                     "pointing_hit": metrics.pointing_hits(maps, regions, tolerance),
@@ -154,16 +152,19 @@ def _evaluate_batch(
     return pd.concat(rows, ignore_index=True)
 
 
+def _targets(model: Model, images: torch.Tensor, labels: torch.Tensor, target: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The model's top-1 predictions, and the class each map explains: the label or the prediction."""
+    with torch.no_grad():
+        predictions = model(images).argmax(1)
+    return predictions, (labels.to(images.device) if target == "label" else predictions)
+
+
 def explain_samples(
     model: Model, samples: Sequence[Sample], methods: Sequence[str | Explainer], target: str = "label"
 ) -> dict[str, np.ndarray]:
     """Maps (N, H, W) of each method for a few samples, e.g. for a figure."""
     batch = collate(samples)
     images = batch.images.to(model.device)
-    if target == "label":
-        targets = batch.labels.to(images.device)
-    else:
-        with torch.no_grad():
-            targets = model(images).argmax(1)
+    _, targets = _targets(model, images, batch.labels, target)
     explainers = [m if isinstance(m, Explainer) else create_explainer(m, model) for m in methods]
     return {e.name: metrics.as_numpy(e(images, targets)) for e in explainers}

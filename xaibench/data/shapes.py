@@ -1,7 +1,7 @@
 """The built-in benchmark: procedurally generated shapes on cluttered backgrounds, with exact ground truth.
 
 Every image shows one object of one of :data:`SHAPE_CLASSES` (disk, square, triangle, cross, ring,
-star) with a random position, size (14-30 px across on a 64 px image, scaled with ``image_size``),
+star) with a random position, size (16-30 px across on a 64 px image, scaled with ``image_size``),
 rotation and colour, drawn over a background that carries no class information: a smooth random
 colour gradient with low-frequency noise, thin random lines, small irregular blobs and specks, and
 faint pixel noise. The class can therefore be recognised only from the object itself.
@@ -40,7 +40,10 @@ __all__ = [
     "SPLITS",
     "ShapesDataset",
     "ShapesScene",
+    "mask_box",
     "render_scene",
+    "shape_mask",
+    "load_builtin",
 ]
 
 SHAPE_CLASSES: tuple[str, ...] = ("disk", "square", "triangle", "cross", "ring", "star")
@@ -49,11 +52,11 @@ SHAPE_CLASSES: tuple[str, ...] = ("disk", "square", "triangle", "cross", "ring",
 SPLITS: tuple[str, ...] = ("train", "test", "distractor")
 """The splits; a split's position here is part of its random stream's seed."""
 
-GENERATOR_VERSION = "shapes-v1"
+GENERATOR_VERSION = "shapes-v2"
 """Changes whenever the rendered pixels change, so that cached networks trained on them are retired."""
 
 _REFERENCE_SIZE = 64  # sizes below are given for a 64 px image and scaled with ``image_size``
-_MIN_DIAMETER, _MAX_DIAMETER = 14.0, 30.0
+_MIN_DIAMETER, _MAX_DIAMETER = 16.0, 30.0
 _GAP = 3.0  # px between the circumscribed circles of the two objects of a distractor image
 _MIN_CONTRAST = 0.45  # Euclidean RGB distance between an object and the background under it
 
@@ -99,13 +102,23 @@ def _upsampler(size: int, cells: int) -> np.ndarray:
     return weights
 
 
-def _shape_mask(
+def shape_mask(
     cls: int, cy: float, cx: float, radius: float, angle: float, size: int
 ) -> np.ndarray:
-    """Pixel mask of shape ``cls`` inscribed in the circle ``(cy, cx, radius)``, rotated by ``angle``.
+    """Pixel mask of one object: the pixels whose centres the shape covers.
 
-    Every shape lies inside its circumscribed circle, so a circle inside the image keeps the whole
-    object inside the image.
+    Every shape is inscribed in the circle ``(cy, cx, radius)``, so a circle inside the image keeps
+    the whole object inside the image.
+
+    Args:
+        cls: Class index into :data:`SHAPE_CLASSES`.
+        cy, cx: Centre in pixels (row, column).
+        radius: Radius of the circumscribed circle in pixels.
+        angle: Rotation in radians.
+        size: Height and width of the image.
+
+    Returns:
+        (size, size) bool mask.
     """
     y, x = _grid(size)
     cos, sin = math.cos(angle), math.sin(angle)
@@ -135,7 +148,7 @@ def _shape_mask(
     if name == "star":
         # Five-pointed star: fold the angle onto one half-point, then test against its straight edge
         # from the tip (1, 0) to the inner vertex at radius ``inner`` and angle pi/5.
-        inner, step = 0.45, 2.0 * math.pi / 5.0
+        inner, step = 0.4, 2.0 * math.pi / 5.0
         r = np.sqrt(u * u + v * v)
         a = np.abs(np.mod(np.arctan2(v, u) + step / 2.0, step) - step / 2.0)
         px, py = r * np.cos(a), r * np.sin(a)
@@ -264,14 +277,14 @@ def render_scene(seed: int, split: str, index: int, image_size: int = 64) -> Sha
         distractor_label = int((label + rng.integers(1, len(SHAPE_CLASSES))) % len(SHAPE_CLASSES))
         r2 = rng.uniform(_MIN_DIAMETER, _MAX_DIAMETER) / 2.0 * scale
         centre, centre2, r2 = _place_pair(rng, radius, r2, size)
-        distractor_mask = _shape_mask(
+        distractor_mask = shape_mask(
             distractor_label, *centre2, r2, rng.uniform(0.0, 2.0 * math.pi), size
         )
         image[distractor_mask] = _contrasting_colour(rng, image[distractor_mask])
     else:
         centre = _place(rng, radius, size)
 
-    mask = _shape_mask(label, *centre, radius, rng.uniform(0.0, 2.0 * math.pi), size)
+    mask = shape_mask(label, *centre, radius, rng.uniform(0.0, 2.0 * math.pi), size)
     image[mask] = _contrasting_colour(rng, image[mask])
 
     channels = image.transpose(2, 0, 1)  # back to the contiguous (3, size, size) array
@@ -353,3 +366,29 @@ class ShapesDataset(Dataset[Sample]):
             f"{type(self).__name__}(size={self.size}, split={self.split!r}, seed={self.seed}, "
             f"image_size={self.image_size})"
         )
+
+
+#: How many images ``builtin`` holds when the caller does not say.
+DEFAULT_SIZE = 500
+
+
+def load_builtin(
+    path: str | None, *, image_size: tuple[int, int], size: int | None = None, seed: int = 0
+) -> ShapesDataset:
+    """The ``builtin`` data set kind: ``builtin`` is the test split, ``builtin:SPLIT`` names one.
+
+    Args:
+        path: The split (``test``, ``distractor``, ``train``), or None for ``test``.
+        image_size: (H, W); the generated images are square, so H must equal W.
+        size: Number of images (default :data:`DEFAULT_SIZE`).
+        seed: The generator's seed.
+    """
+    from xaibench.errors import XaibenchError
+
+    split = path or "test"
+    if split not in SPLITS:
+        raise XaibenchError(f"unknown builtin split '{split}'; choose one of {', '.join(SPLITS)}")
+    height, width = image_size
+    if height != width:
+        raise XaibenchError(f"the builtin data set is square; got image size {height} x {width}")
+    return ShapesDataset(DEFAULT_SIZE if size is None else size, split, seed=seed, image_size=height)
