@@ -8,7 +8,7 @@ from torch import Tensor
 from xaibench import Explainer, register_explainer
 from xaibench.errors import LayerError
 from xaibench.hooks import capture
-from xaibench.models import Model
+from xaibench.models import Model, eval_mode
 
 
 @register_explainer("cam")
@@ -24,27 +24,34 @@ class CAM(Explainer):
     vanishes in the min-max scaling. Costs one forward pass and no gradient.
 
     Raises:
-        LayerError: the model has no linear classifier, its width does not match the target layer's
-            channels, or (at call time) its input is not the spatial mean of the target layer's output.
+        LayerError: the model has no linear classifier, or the classifier's input is not the spatial
+            mean of the target layer's output. Checked when the explainer is built (on one random
+            image) and again on every batch.
     """
 
     def __init__(self, model: Model) -> None:
         super().__init__(model)
-        head = model.classifier
-        if head is None:
+        if model.classifier is None:
             raise LayerError(
                 f"CAM needs the network to end in global average pooling and one nn.Linear layer; "
                 f"model '{model.name}' has no nn.Linear classifier (pass classifier=NAME if it has one)"
             )
+        probe = torch.rand(1, 3, *model.input_size, generator=torch.Generator().manual_seed(0))
+        self._features_and_logits(probe.to(model.device))
 
     def attribute(self, images: Tensor, targets: Tensor) -> Tensor:
-        with torch.no_grad(), capture(self.model.target_layer, self.model.target_layer_name) as feats:
-            logits = self.model(images)
-        features = feats.output
-        head = self.model.classifier
-        self._check_head(features, logits)
-        weights = head.weight.detach()[targets]  # (N, K)
+        features, _ = self._features_and_logits(images)
+        weights = self.model.classifier.weight.detach()[targets]  # (N, K)
         return torch.einsum("nk,nkhw->nhw", weights, features)
+
+    def _features_and_logits(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """One forward pass without gradients; the target layer's output and the logits, head checked."""
+        with eval_mode(self.model.network), torch.no_grad(), capture(
+            self.model.target_layer, self.model.target_layer_name
+        ) as feats:
+            logits = self.model(images)
+        self._check_head(feats.output, logits)
+        return feats.output, logits
 
     def _check_head(self, features: Tensor, logits: Tensor) -> None:
         """Verify ``logits == W @ mean_xy(A) + b``, i.e. that the head really is GAP -> linear."""

@@ -32,10 +32,13 @@ def test_module_entry_point_runs() -> None:
         (["run", "--methods", "cam", "--model", "nope"], "unknown model 'nope'"),
         (["run", "--methods", "cam", "--model", "resnet18", "--weights", "/no/such.pth"], "/no/such.pth does not exist"),
         (["run", "--methods", "cam", "--model", "efficientnet_lite0", "--dataset", "nope:x"], "unknown data set kind 'nope'"),
+        (["run", "--methods", "cam", "--model", "resnet18", "--weights", "none", "--target-layer", "layer9"], "no layer 'layer9'"),
+        (["run", "--methods", "cam", "--model", "vgg11", "--weights", "none", "--n", "2", "--out", "{tmp}"],
+         "CAM needs global average pooling"),
     ],
 )
-def test_bad_input_is_one_line_and_exit_2(argv, message, capsys) -> None:
-    assert main(argv) == 2
+def test_bad_input_is_one_line_and_exit_2(argv, message, capsys, tmp_path) -> None:
+    assert main([a.format(tmp=tmp_path) for a in argv]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
 

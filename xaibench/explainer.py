@@ -17,16 +17,14 @@ import abc
 import inspect
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
-from typing import TYPE_CHECKING, Callable, TypeVar, final
+from typing import Callable, TypeVar, final
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from xaibench.errors import UnknownNameError, XaibenchError
-
-if TYPE_CHECKING:
-    from xaibench.models import Model
+from xaibench.models import Model, eval_mode
 
 ENTRY_POINT_GROUP = "xaibench.explainers"
 
@@ -61,13 +59,8 @@ class Explainer(abc.ABC):
             constant map becomes all zeros.
         """
         images, targets = self._check(images, targets)
-        modes = [(m, m.training) for m in self.model.network.modules()]
-        try:
-            self.model.network.eval()
+        with eval_mode(self.model.network):
             raw = self.attribute(images, targets)
-        finally:
-            for module, training in modes:
-                module.training = training
         if raw.dim() != 3 or raw.shape[0] != images.shape[0]:
             raise XaibenchError(
                 f"explainer '{self.name}' returned maps of shape {tuple(raw.shape)}; "

@@ -20,7 +20,8 @@ given, is the last ``nn.Linear`` to run.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,15 +135,20 @@ def check_runs_once(network: nn.Module, layer_name: str, example: Tensor) -> Non
         )
 
 
-def _trace_eval(network: nn.Module, example: Tensor) -> list:
+@contextmanager
+def eval_mode(network: nn.Module) -> Iterator[nn.Module]:
+    """Put every module of ``network`` in eval mode for the block; restore each one's flag afterwards."""
     modes = [(m, m.training) for m in network.modules()]
     try:
-        network.eval()
-        with torch.no_grad():
-            return trace(network, lambda: network(example))
+        yield network.eval()
     finally:
         for module, training in modes:
             module.training = training
+
+
+def _trace_eval(network: nn.Module, example: Tensor) -> list:
+    with eval_mode(network), torch.no_grad():
+        return trace(network, lambda: network(example))
 
 
 def _call_counts(calls: Sequence) -> dict[str, int]:
@@ -211,11 +217,8 @@ def wrap_model(
     if head is not None and not isinstance(head, nn.Linear):
         raise LayerError(f"classifier layer '{classifier}' is a {type(head).__name__}, not nn.Linear")
     if class_names is None:
-        with torch.no_grad():
-            was_training = network.training
-            network.eval()
+        with eval_mode(network), torch.no_grad():
             n_classes = network(example).shape[-1]
-            network.train(was_training)
         class_names = [f"class_{k}" for k in range(n_classes)]
     return Model(
         network=network,
