@@ -66,7 +66,9 @@ def _run(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)
     weights = None if args.weights == "none" else args.weights
     model = models.load_model(args.model, weights=weights, target_layer=args.target_layer, device=args.device)
-    dataset = data.load_dataset(args.dataset, image_size=model.input_size, size=args.n, seed=args.seed)
+    dataset = data.load_dataset(
+        args.dataset, image_size=model.input_size, size=args.n, seed=args.seed, class_names=model.class_names
+    )
     out = Path(args.out) if args.out else _default_out(args.model, args.dataset)
     config = {
         "model": model.name,

@@ -3,11 +3,14 @@
 A data set is named on the command line as ``KIND`` or ``KIND:PATH`` (``builtin``,
 ``builtin:distractor``, ...). Kinds are found through the entry-point group ``xaibench.datasets``,
 so a package can add its own; each entry point is a function
-``load(path: str | None, *, image_size: tuple[int, int], size: int | None, seed: int) -> Dataset``.
+``load(path, *, image_size, size, seed, class_names) -> Dataset``: ``path`` is the text after
+the colon (or None), ``image_size`` the (H, W) every image is resized to, ``size`` and ``seed`` apply
+to generated data sets, ``class_names`` is the model's class list that labels must index into.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from importlib.metadata import entry_points
 
 from torch.utils.data import Dataset
@@ -31,6 +34,7 @@ def load_dataset(
     image_size: tuple[int, int] | int = 224,
     size: int | None = None,
     seed: int = 0,
+    class_names: Sequence[str] | None = None,
 ) -> Dataset:
     """Open the data set named by ``spec`` (``KIND`` or ``KIND:PATH``).
 
@@ -39,6 +43,7 @@ def load_dataset(
         image_size: (H, W) the images (and their boxes and masks) are resized to.
         size: How many images a generated data set holds; ignored by data sets read from disk.
         seed: Seed of generated data sets.
+        class_names: The model's classes; labels are mapped onto them (None: the data set's own).
 
     Raises:
         UnknownNameError: unknown kind (the message lists the known ones).
@@ -51,4 +56,4 @@ def load_dataset(
             "(written KIND or KIND:PATH)"
         )
     size_hw = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-    return found[0].load()(path or None, image_size=size_hw, size=size, seed=seed)
+    return found[0].load()(path or None, image_size=size_hw, size=size, seed=seed, class_names=class_names)

@@ -25,6 +25,7 @@ Item ``i`` is rendered lazily from ``np.random.default_rng([seed, split_index, i
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -373,7 +374,12 @@ DEFAULT_SIZE = 500
 
 
 def load_builtin(
-    path: str | None, *, image_size: tuple[int, int], size: int | None = None, seed: int = 0
+    path: str | None,
+    *,
+    image_size: tuple[int, int],
+    size: int | None = None,
+    seed: int = 0,
+    class_names: Sequence[str] | None = None,
 ) -> ShapesDataset:
     """The ``builtin`` data set kind: ``builtin`` is the test split, ``builtin:SPLIT`` names one.
 
@@ -382,9 +388,15 @@ def load_builtin(
         image_size: (H, W); the generated images are square, so H must equal W.
         size: Number of images (default :data:`DEFAULT_SIZE`).
         seed: The generator's seed.
+        class_names: The model's classes: they must be :data:`SHAPE_CLASSES` (or None).
     """
     from xaibench.errors import XaibenchError
 
+    if class_names is not None and list(class_names) != list(SHAPE_CLASSES):
+        raise XaibenchError(
+            f"the builtin data set's classes are {', '.join(SHAPE_CLASSES)}; the model's are not "
+            "(use --model builtin)"
+        )
     split = path or "test"
     if split not in SPLITS:
         raise XaibenchError(f"unknown builtin split '{split}'; choose one of {', '.join(SPLITS)}")
