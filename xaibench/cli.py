@@ -66,6 +66,7 @@ def _run(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)
     weights = None if args.weights == "none" else args.weights
     model = models.load_model(args.model, weights=weights, target_layer=args.target_layer, device=args.device)
+    explainers = [explainer.create_explainer(name, model) for name in methods]  # a method the model cannot serve fails here
     dataset = data.load_dataset(
         args.dataset, image_size=model.input_size, size=args.n, seed=args.seed, class_names=model.class_names
     )
@@ -90,7 +91,7 @@ def _run(args: argparse.Namespace) -> int:
     print(f"xaibench: {', '.join(methods)} on {len(dataset)} images of {args.dataset} with {model.name} -> {out}")
     try:
         per_image = harness.evaluate(
-            model, dataset, methods, batch_size=args.batch_size, n=args.n, target=args.target,
+            model, dataset, explainers, batch_size=args.batch_size, n=args.n, target=args.target,
             out=out, progress=True,
         )
     except KeyboardInterrupt:
@@ -100,7 +101,7 @@ def _run(args: argparse.Namespace) -> int:
     summary = report.summarize(per_image, seed=args.seed)
     report.write_summary(out, summary, config)
     samples = [dataset[i] for i in range(min(FIGURE_ROWS, len(dataset)))]
-    maps = harness.explain_samples(model, samples, methods, target=args.target)
+    maps = harness.explain_samples(model, samples, explainers, target=args.target)
     viz.overlay_grid(samples, maps, out / "overlays.png", class_names=model.class_names)
     print(report.to_markdown(report.summary_table(summary)))
     if config["skipped"]:
