@@ -28,7 +28,7 @@ def test_module_entry_point_runs() -> None:
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["run", "--methods", "cam,nope"], "unknown method 'nope'; available: cam, gradcam"),
+        (["run", "--methods", "cam,nope"], "unknown method 'nope'; available: cam, center, gradcam, random, saliency"),
         (["run", "--methods", "cam", "--model", "nope"], "unknown model 'nope'"),
         (["run", "--methods", "cam", "--model", "resnet18", "--weights", "/no/such.pth"], "/no/such.pth does not exist"),
         (["run", "--methods", "cam", "--model", "efficientnet_lite0", "--dataset", "nope:x"], "unknown data set kind 'nope'"),

@@ -9,7 +9,7 @@ import torch
 
 import xaibench
 from xaibench.data import Sample
-from xaibench.harness import COLUMNS, evaluate, explain_samples
+from xaibench.harness import COLUMNS, CURVE_COLUMNS, evaluate, explain_samples
 
 
 def _square(i: int) -> Sample:
@@ -43,15 +43,21 @@ def test_rows_columns_and_known_values(model) -> None:
     methods = [_Brightness(model), _Corner(model)]
     methods[0].name, methods[1].name = "brightness", "corner"
     df = evaluate(model, data, methods, batch_size=3)
-    assert list(df.columns) == COLUMNS and len(df) == 14
+    assert list(df.columns) == COLUMNS + CURVE_COLUMNS and len(df) == 14
     bright = df[df.method == "brightness"]
-    assert bright.iou.tolist() == [1.0] * 7 and bright.loc_correct.all() and bright.pointing_hit.all()
+    assert bright.iou.tolist() == [1.0] * 7 and bright.gt_known_loc.all() and (bright.pointing == 1).all()
+    assert np.allclose(bright.energy_pointing, 1.0)  # background 0.1 -> 0 after min-max: all mass on the object
+    assert (bright.top1_loc == bright.top1_cls).all()
+    # wsolevaluation's boxes end one pixel past the contour (x + w): a perfect 4 x 4 square scores
+    # IoU 16 / 25 at every threshold that keeps it.
+    assert np.allclose(np.stack(bright.box_iou_curve)[:, 1:], 16 / 25)
+    assert bright.pxap_hist.iloc[0].shape == (2, 102)
     corner = df[df.method == "corner"].set_index("image_id")
     # The corner map is 0 except one pixel: its CAM box is that pixel (IoU 1/16 with sq0 at (0, 0)).
     assert corner.loc["sq0", "iou"] == pytest.approx(1 / 16)
     # The square nearest the corner pixel is its own top-left corner (x_i, y_i): a hit iff x^2 + y^2 < 15^2.
     expected = [((i * 11) % 28) ** 2 + ((i * 7) % 28) ** 2 < 225 for i in range(7)]
-    assert corner.pointing_hit.tolist() == expected and not all(expected)
+    assert corner.pointing.tolist() == [float(e) for e in expected] and not all(expected)
     assert (df.target == df.label).all()
     assert (df.seconds > 0).all()
 

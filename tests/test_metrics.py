@@ -97,3 +97,80 @@ def test_pointing_ties_take_the_first_maximum_and_empty_region_misses() -> None:
     assert metrics.pointing_hits(np.stack([m, m[::-1, ::-1]]), [region, region]).tolist() == [False, False]
     m[0, 0] = 0.5
     assert metrics.pointing_hit(m, region)
+
+
+# ------------------------------------------------------------------------------ wsolevaluation metrics
+
+
+def test_wsol_boxes_follow_opencv_conventions() -> None:
+    m = np.zeros((20, 20), dtype=np.float32)
+    m[5:10, 5:10] = 1.0  # 25 pixels
+    m[15:18, 0:3] = 0.5  # 9 pixels, touching the left border
+    boxes = metrics.wsol_boxes(m)
+    all_boxes, largest = boxes[0]
+    # x1 = x + w: one past the last pixel, as wsolevaluation; the largest contour area wins V1.
+    assert sorted(map(tuple, all_boxes.tolist())) == [(0, 15, 3, 18), (5, 5, 10, 10)]
+    assert tuple(all_boxes[largest]) == (5, 5, 10, 10)
+    # uint8 and a strict threshold: 0.5 -> 127; int(0.5 * 255) = 127 is not > 127, so at 0.5 the
+    # dimmer blob is gone, while at 0.49 (int(124.95) = 124) it is kept.
+    assert len(metrics.wsol_boxes(m, np.array([0.49]))[0][0]) == 2
+    assert len(metrics.wsol_boxes(m, np.array([0.5]))[0][0]) == 1
+
+
+def test_wsol_boxes_clip_at_the_border_and_empty_maps() -> None:
+    m = np.zeros((10, 10), dtype=np.float32)
+    m[6:10, 6:10] = 1.0
+    assert tuple(metrics.wsol_boxes(m, np.array([0.5]))[0][0][0]) == (6, 6, 9, 9)  # x + w clipped to W - 1
+    assert tuple(metrics.wsol_boxes(np.zeros((10, 10)), np.array([0.0]))[0][0][0]) == (0, 0, 0, 0)
+
+
+def test_box_iou_curves_v1_uses_the_largest_contour_v2_any() -> None:
+    m = np.zeros((40, 40), dtype=np.float32)
+    m[0:20, 0:20] = 1.0  # the larger blob, far from the object
+    m[30:34, 30:34] = 1.0  # the object
+    v1, v2 = metrics.box_iou_curves(m, np.array([[30, 30, 34, 34]]))
+    assert v1[50] == 0.0 and v2[50] == 1.0
+
+
+def test_max_box_acc_known_values_and_bootstrap_weights() -> None:
+    ious = np.array([[0.6, 0.4], [0.2, 0.55], [0.5, 0.1]])  # 3 images, 2 thresholds
+    assert metrics.max_box_acc(ious, 0.5) == pytest.approx(200 / 3)  # threshold 0: images 0 and 2 (>= is inclusive)
+    assert metrics.max_box_acc(ious, 0.7) == 0.0
+    # delta 0.3: 2 of 3 at either threshold; 0.5: 2 of 3 at threshold 0; 0.7: none.
+    assert metrics.max_box_acc_v2(ious) == pytest.approx((200 / 3 + 200 / 3 + 0) / 3)
+    weights = np.array([[1.0, 1.0, 1.0], [0.0, 3.0, 0.0]])  # the data itself; image 1 three times
+    assert metrics.max_box_acc(ious, 0.5, weights).tolist() == pytest.approx([200 / 3, 100.0])
+
+
+def test_box_acc_curve() -> None:
+    ious = np.array([[0.6, 0.4], [0.2, 0.55]])
+    assert metrics.box_acc_curve(ious, 0.5).tolist() == [50.0, 50.0]
+
+
+def test_pxap_perfect_and_hand_computed() -> None:
+    mask = np.zeros((4, 4), dtype=bool)
+    mask[:2] = True
+    perfect = mask.astype(np.float64)
+    assert metrics.pxap(metrics.pxap_histograms(perfect, mask)[None]) == pytest.approx(100.0)
+    # Object pixels score 0.8 or 0.3, background pixels 0.5 or 0.0, four pixels of each.
+    m = np.where(mask, 0.8, 0.5)
+    m[1, :] = 0.3  # half of the object scores 0.3
+    m[3, :] = 0.0  # half of the background scores 0.0
+    # From high to low: t = 0.8 -> P 1, R 0.5; t = 0.5 -> P 0.5, R 0.5; t = 0.3 -> P 2/3, R 1.
+    # PxAP = 1 * 0.5 + 0.5 * 0 + 2/3 * 0.5 = 5/6 (further thresholds add no recall).
+    assert metrics.pxap(metrics.pxap_histograms(m, mask)[None]) == pytest.approx(100 * 5 / 6)
+
+
+def test_class_mean_differs_from_instance_mean() -> None:
+    hits = np.array([1, 1, 1, 0, np.nan])
+    classes = np.array([0, 0, 0, 1, 1])
+    assert metrics.class_mean(hits, classes) == pytest.approx(0.5)  # (3/3 + 0/1) / 2; the NaN left out
+    assert np.nanmean(hits) == 0.75
+
+
+def test_energy_pointing() -> None:
+    m = np.zeros((10, 10))
+    m[0, 0], m[5, 5] = 3.0, 1.0
+    region = metrics.boxes_to_mask(np.array([[4, 4, 6, 6]]), (10, 10))
+    assert metrics.energy_pointing(m, region) == 0.25
+    assert np.isnan(metrics.energy_pointing(np.zeros((10, 10)), region))

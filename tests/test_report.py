@@ -1,4 +1,4 @@
-"""Summaries: bootstrap intervals and the long-format table."""
+"""Summaries: bootstrap intervals, the long-format table, and data-set-level metrics."""
 
 from __future__ import annotations
 
@@ -8,7 +8,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from xaibench.report import SUMMARY_COLUMNS, bootstrap_ci, summarize, summary_table, write_summary
+from xaibench.report import (
+    SUMMARY_COLUMNS,
+    bootstrap_ci,
+    box_accuracy_curves,
+    per_image_table,
+    summarize,
+    summary_table,
+    write_summary,
+)
 
 
 def test_bootstrap_ci_known_cases() -> None:
@@ -24,14 +32,34 @@ def test_bootstrap_ci_known_cases() -> None:
     assert bootstrap_ci(values, seed=1) == bootstrap_ci(values, seed=1)
 
 
+def _curve(best_iou: float, at: int) -> np.ndarray:
+    """An IoU-versus-threshold curve that reaches ``best_iou`` only at threshold index ``at``."""
+    curve = np.zeros(100)
+    curve[at] = best_iou
+    return curve
+
+
 def _per_image() -> pd.DataFrame:
+    n = 4
     return pd.DataFrame({
-        "image_id": ["a", "b", "c", "d"] * 2,
-        "method": ["cam"] * 4 + ["saliency"] * 4,
+        "image_id": list("abcd") * 2,
+        "method": ["cam"] * n + ["saliency"] * n,
+        "label": [0, 0, 0, 1] * 2,
+        "prediction": [0, 0, 1, 1] * 2,
+        "target": [0, 0, 0, 1] * 2,
+        "top1_cls": [True, True, False, True] * 2,
+        "gt_known_loc": [True, True, False, False, False, False, False, False],
+        "top1_loc": [True, True, False, False, False, False, False, False],
+        "top5_loc": [True, True, False, False, False, False, False, False],
         "iou": [0.8, 0.6, 0.4, 0.2, 0.1, 0.1, 0.1, 0.1],
-        "loc_correct": [True, True, False, False, False, False, False, False],
-        "pointing_hit": [True, True, True, False, True, False, False, False],
+        # Class 0: 3 images, 2 hits; class 1: 1 image, a hit; one difficult pair (NaN) left out.
+        "pointing": [1.0, 1.0, 0.0, 1.0, 1.0, np.nan, 0.0, 0.0],
+        "energy_pointing": [0.5, 0.5, 0.25, 0.75, 0.1, 0.1, 0.1, np.nan],
         "seconds": [0.01] * 8,
+        # cam: images a, b right at threshold 30, c and d at 60 -> best threshold: 2 of 4 (50%).
+        "box_iou_curve": [_curve(0.6, 30), _curve(0.6, 30), _curve(0.9, 60), _curve(0.6, 61)] + [np.zeros(100)] * 4,
+        "box_iou_curve_v2": [_curve(0.6, 30), _curve(0.6, 30), _curve(0.9, 60), _curve(0.6, 61)] + [np.zeros(100)] * 4,
+        "pxap_hist": [None] * 8,
     })
 
 
@@ -39,11 +67,37 @@ def test_summarize_long_format_known_values() -> None:
     summary = summarize(_per_image())
     assert list(summary.columns) == SUMMARY_COLUMNS
     value = summary.set_index(["method", "metric"]).value
-    assert value["cam", "loc_acc"] == 50.0 and value["cam", "pointing"] == 75.0
-    assert value["cam", "mean_iou"] == pytest.approx(50.0) and value["saliency", "mean_iou"] == pytest.approx(10.0)
-    assert value["saliency", "loc_acc"] == 0.0
-    assert (summary.n == 4).all()
+    n = summary.set_index(["method", "metric"]).n
+    assert value["cam", "top1_cls"] == 75.0 and value["cam", "gt_known_loc"] == 50.0
+    assert value["cam", "pointing"] == 75.0
+    assert value["cam", "pointing_per_class"] == pytest.approx((2 / 3 + 1) / 2 * 100)
+    assert value["saliency", "pointing"] == pytest.approx(100 / 3) and n["saliency", "pointing"] == 3
+    assert value["saliency", "pointing_per_class"] == pytest.approx(25.0)  # class 0: 1 of 2, class 1: 0 of 1
+    assert value["cam", "energy_pointing"] == 50.0 and n["saliency", "energy_pointing"] == 3
+    assert value["cam", "mean_iou"] == pytest.approx(50.0)
+    # MaxBoxAcc: at threshold 30 images a, b (IoU 0.6 >= 0.5); at 60 only c; at 61 only d.
+    assert value["cam", "maxboxacc"] == 50.0 and value["saliency", "maxboxacc"] == 0.0
+    # V2: delta 0.3 and 0.5 -> 50 (threshold 30); delta 0.7 -> 25 (only c, IoU 0.9, at 60).
+    assert value["cam", "maxboxacc_v2"] == pytest.approx((50 + 50 + 25) / 3)
+    assert ("cam", "pxap") not in value.index  # no masks, no PxAP
     assert (summary.ci_low <= summary.value + 1e-9).all() and (summary.value <= summary.ci_high + 1e-9).all()
+
+
+def test_per_image_table_maxboxacc_columns_average_to_the_summary() -> None:
+    per_image = _per_image()
+    table = per_image_table(per_image)
+    assert "box_iou_curve" not in table.columns
+    cam = table[table.method == "cam"]
+    assert cam.maxboxacc.tolist() == [100.0, 100.0, 0.0, 0.0]
+    summary = summarize(per_image).set_index(["method", "metric"]).value
+    for metric in ("maxboxacc", "maxboxacc_v2"):
+        assert cam[metric].mean() == pytest.approx(summary["cam", metric])
+
+
+def test_box_accuracy_curves() -> None:
+    curves = box_accuracy_curves(_per_image())
+    cam = curves[curves.method == "cam"].set_index("threshold")
+    assert len(cam) == 100 and cam.loc[0.3, "maxboxacc@0.5"] == 50.0 and cam.loc[0.6, "maxboxacc_v2@0.7"] == 25.0
 
 
 def test_written_files(tmp_path) -> None:
@@ -51,6 +105,6 @@ def test_written_files(tmp_path) -> None:
     write_summary(tmp_path, summary, {"model": "m", "dataset": "d", "seed": 0})
     assert pd.read_csv(tmp_path / "summary.csv").shape == summary.shape
     markdown = (tmp_path / "summary.md").read_text()
-    assert "| cam | 4 | 50.0 [" in markdown and "| saliency |" in markdown
+    assert "| cam | 4 | 75.0 [" in markdown and "| saliency |" in markdown
     assert json.loads((tmp_path / "config.json").read_text())["model"] == "m"
     assert list(summary_table(summary).index) == ["cam", "saliency"]

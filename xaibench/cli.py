@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--weights", default="default", help="a state-dict file for the model (default: its pretrained weights)")
     run.add_argument("--target-layer", default=None, help="dotted name of the feature layer (default: found automatically)")
     run.add_argument("--dataset", default="builtin", help="KIND or KIND:PATH, e.g. builtin, builtin:distractor (default: builtin)")
+    run.add_argument("--image-size", type=int, default=None, help="side the images are resized to, no crop (default: the model's, 224 for ImageNet models)")
     run.add_argument("--n", type=int, default=None, help="number of images (default: all; 500 for builtin)")
     run.add_argument("--batch-size", type=int, default=32, help="images per batch (default: 32)")
     run.add_argument("--target", choices=harness.TARGETS, default="label", help="class to explain (default: label)")
@@ -67,8 +68,9 @@ def _run(args: argparse.Namespace) -> int:
     weights = None if args.weights == "none" else args.weights
     model = models.load_model(args.model, weights=weights, target_layer=args.target_layer, device=args.device)
     explainers = [explainer.create_explainer(name, model) for name in methods]  # a method the model cannot serve fails here
+    image_size = (args.image_size, args.image_size) if args.image_size else model.input_size
     dataset = data.load_dataset(
-        args.dataset, image_size=model.input_size, size=args.n, seed=args.seed, class_names=model.class_names
+        args.dataset, image_size=image_size, size=args.n, seed=args.seed, class_names=model.class_names
     )
     out = Path(args.out) if args.out else _default_out(args.model, args.dataset)
     config = {
@@ -78,7 +80,10 @@ def _run(args: argparse.Namespace) -> int:
         "classifier": model.classifier_name,
         "dataset": args.dataset,
         "n": min(args.n, len(dataset)) if args.n is not None else len(dataset),
-        "image_size": list(model.input_size),
+        "image_size": list(image_size),
+        "image_resize": "bilinear to image_size, no crop; boxes scaled and truncated to int (wsolevaluation)",
+        "map_postprocessing": "bilinear upsampling to image_size (align_corners=False), per-map min-max to [0, 1]",
+        "maxboxacc_thresholds": "0.00:0.99:0.01",
         "methods": methods,
         "batch_size": args.batch_size,
         "target": args.target,
@@ -100,6 +105,8 @@ def _run(args: argparse.Namespace) -> int:
     config["skipped"] = per_image.attrs.get("skipped", [])
     summary = report.summarize(per_image, seed=args.seed)
     report.write_summary(out, summary, config)
+    report.per_image_table(per_image).to_csv(out / "per_image.csv", index=False)
+    report.box_accuracy_curves(per_image).to_csv(out / "box_accuracy_curves.csv", index=False)
     samples = [dataset[i] for i in range(min(FIGURE_ROWS, len(dataset)))]
     maps = harness.explain_samples(model, samples, explainers, target=args.target)
     viz.overlay_grid(samples, maps, out / "overlays.png", class_names=model.class_names)

@@ -26,11 +26,14 @@ from xaibench.models import Model
 
 logger = logging.getLogger(__name__)
 
-#: The columns of the per-image table, in order.
+#: The scalar columns of the per-image table, in order (also those of ``per_image.csv``).
 COLUMNS = [
     "image_id", "method", "label", "prediction", "target",
-    "iou", "loc_correct", "pointing_hit", "seconds",
+    "top1_cls", "gt_known_loc", "top1_loc", "top5_loc", "iou",
+    "pointing", "energy_pointing", "seconds",
 ]
+#: Columns holding one array per row, for the data-set-level metrics (MaxBoxAcc, PxAP).
+CURVE_COLUMNS = ["box_iou_curve", "box_iou_curve_v2", "pxap_hist"]
 TARGETS = ("label", "prediction")
 
 
@@ -62,10 +65,24 @@ def evaluate(
         progress: Show a progress bar.
 
     Returns:
-        One row per (image, method) with :data:`COLUMNS`: ``iou`` is the CAM-protocol box IoU with
-        the best-matching ground-truth box, ``loc_correct`` is ``iou >= 0.5``, ``pointing_hit`` the
-        pointing game's verdict, ``seconds`` the method's time per image. Images that could not be
-        read are listed in ``result.attrs["skipped"]``.
+        One row per (image, method) with :data:`COLUMNS` and :data:`CURVE_COLUMNS`:
+
+        - ``top1_cls``: the top-1 prediction is the label.
+        - ``iou``: IoU of the CAM-protocol box (threshold ``tau`` of the max, largest connected
+          component) with the best-matching ground-truth box; ``gt_known_loc`` is ``iou >= 0.5``.
+        - ``top1_loc`` / ``top5_loc``: the label is the top-1 / among the top-5 predictions and its
+          map's box has IoU >= 0.5 (the CAM paper's localization accuracy: only the true class's box
+          can be right). With ``target="prediction"`` the map explains the top-1 class, so
+          ``top1_loc`` is the same definition and ``gt_known_loc`` / ``top5_loc`` are undefined (NaN).
+        - ``pointing``: the map's maximum is within ``tolerance`` px of the object (NaN when all its
+          boxes are ``difficult``); ``energy_pointing``: the map's share inside the boxes.
+        - ``box_iou_curve`` / ``box_iou_curve_v2``: best IoU at each of wsolevaluation's 100 map
+          thresholds (largest contour / any contour), for MaxBoxAcc and MaxBoxAccV2;
+          ``pxap_hist``: the map's value histograms on object and background pixels when there is a
+          mask (else None), for PxAP.
+        - ``seconds``: the method's time per image.
+
+        Images that could not be read are listed in ``result.attrs["skipped"]``.
     """
     if target not in TARGETS:
         raise XaibenchError(f"target must be one of {', '.join(TARGETS)}, got '{target}'")
@@ -86,10 +103,10 @@ def evaluate(
             frame = _evaluate_batch(model, batch, explainers, target, tau, tolerance)
             frames.append(frame)
             if csv_path is not None:
-                frame.to_csv(csv_path, mode="a", header=not csv_path.exists(), index=False)
+                frame[COLUMNS].to_csv(csv_path, mode="a", header=not csv_path.exists(), index=False)
     finally:
         bar.close()
-    result = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
+    result = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS + CURVE_COLUMNS)
     result.attrs["skipped"] = skipped
     return result
 
@@ -121,31 +138,49 @@ def _evaluate_batch(
     tolerance: float,
 ) -> pd.DataFrame:
     images = batch.images.to(model.device)
-    predictions, targets = _targets(model, images, batch.labels, target)
+    with torch.no_grad():
+        top5 = model(images).topk(min(5, model.num_classes), dim=1).indices.cpu()
+    predictions = top5[:, 0]
+    targets = batch.labels if target == "label" else predictions
+    labels = batch.labels.numpy()
+    top1_cls = predictions.numpy() == labels
+    in_top5 = (top5.numpy() == labels[:, None]).any(1)
     shape = tuple(images.shape[-2:])
-    regions = [
-        metrics.as_numpy(batch.masks[i]) if batch.masks is not None else metrics.boxes_to_mask(b, shape)
-        for i, b in enumerate(batch.boxes)
-    ]
+    box_regions = [metrics.boxes_to_mask(b, shape) for b in batch.boxes]
+    regions = [metrics.as_numpy(m) for m in batch.masks] if batch.masks is not None else box_regions
+    scored = np.array([not bool(d.all()) for d in batch.difficult])  # TorchRay skips all-difficult pairs
+    undefined = np.full(len(batch), np.nan)
     rows = []
     for explainer in explainers:
         start = time.perf_counter()
-        maps = explainer(images, targets)
+        maps = explainer(images, targets.to(images.device))
         seconds = (time.perf_counter() - start) / len(batch)
         maps = metrics.as_numpy(maps)
         iou = metrics.cam_box_iou(maps, batch.boxes, tau)
+        box_correct = iou >= 0.5
+        curves = [metrics.box_iou_curves(m, b) for m, b in zip(maps, batch.boxes)]
+        pointing = np.where(scored, metrics.pointing_hits(maps, regions, tolerance), np.nan)
         rows.append(
             pd.DataFrame(
                 {
                     "image_id": batch.ids,
                     "method": explainer.name,
-                    "label": batch.labels.numpy(),
-                    "prediction": predictions.cpu().numpy(),
-                    "target": targets.cpu().numpy(),
+                    "label": labels,
+                    "prediction": predictions.numpy(),
+                    "target": targets.numpy(),
+                    "top1_cls": top1_cls,
+                    "gt_known_loc": box_correct if target == "label" else undefined,
+                    "top1_loc": top1_cls & box_correct,
+                    "top5_loc": in_top5 & box_correct if target == "label" else undefined,
                     "iou": iou,
-                    "loc_correct": iou >= 0.5,
-                    "pointing_hit": metrics.pointing_hits(maps, regions, tolerance),
+                    "pointing": pointing,
+                    "energy_pointing": [metrics.energy_pointing(m, r) for m, r in zip(maps, box_regions)],
                     "seconds": np.full(len(batch), seconds),
+                    "box_iou_curve": [c[0] for c in curves],
+                    "box_iou_curve_v2": [c[1] for c in curves],
+                    "pxap_hist": [
+                        metrics.pxap_histograms(m, r) for m, r in zip(maps, regions)
+                    ] if batch.masks is not None else [None] * len(batch),
                 }
             )
         )

@@ -7,6 +7,7 @@ wsolevaluation, so a box covers ``(x1 - x0 + 1) * (y1 - y0 + 1)`` pixels.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -112,3 +113,152 @@ def pointing_hits(
     return np.array(
         [pointing_hit(m, r, tolerance) for m, r in zip(as_numpy(maps), regions, strict=True)]
     )
+
+
+# ------------------------------------------------------------------ wsolevaluation (Choe et al. 2020)
+
+#: wsolevaluation's map thresholds, ``np.arange(0, 1, cam_curve_interval)`` with interval 0.01.
+CAM_THRESHOLDS = np.arange(0, 1, 0.01)
+#: MaxBoxAccV2's IoU thresholds.
+V2_IOU_THRESHOLDS = (0.3, 0.5, 0.7)
+
+
+def wsol_boxes(scoremap: np.ndarray, thresholds: np.ndarray = CAM_THRESHOLDS) -> list[tuple[np.ndarray, int]]:
+    """Boxes of a [0, 1] map at each threshold, exactly as wsolevaluation's ``compute_bboxes_from_scoremaps``.
+
+    The map is cast to uint8 (``(M * 255).astype(np.uint8)``, truncating), thresholded with OpenCV at
+    ``int(t * max)`` (strictly greater passes), and the outer and inner contours are found
+    (``cv2.RETR_TREE``). Each contour's box is ``x0, y0 = x, y`` and ``x1, y1 = x + w, y + h``
+    clipped to the last pixel, as there. No contour gives the box ``(0, 0, 0, 0)``.
+
+    Returns:
+        Per threshold, ``(boxes, largest)``: the (k, 4) boxes of every contour and the index of the
+        contour of largest ``cv2.contourArea`` (the first among equals), which MaxBoxAcc (V1) uses.
+    """
+    import cv2
+
+    height, width = scoremap.shape
+    image = np.expand_dims((np.asarray(scoremap) * 255).astype(np.uint8), 2)
+    peak = np.max(image)
+    found = []
+    for t in thresholds:
+        _, binary = cv2.threshold(image, int(t * peak), 255, cv2.THRESH_BINARY)
+        contours = cv2.findContours(binary, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[0]
+        if len(contours) == 0:
+            found.append((np.zeros((1, 4)), 0))
+            continue
+        rects = np.array([cv2.boundingRect(c) for c in contours], dtype=np.float64)
+        boxes = np.stack(
+            [rects[:, 0], rects[:, 1],
+             np.minimum(rects[:, 0] + rects[:, 2], width - 1), np.minimum(rects[:, 1] + rects[:, 3], height - 1)],
+            axis=1,
+        )
+        areas = [cv2.contourArea(c) for c in contours]
+        found.append((boxes, int(np.argmax(areas))))
+    return found
+
+
+def box_iou_curves(scoremap: np.ndarray, gt_boxes: object) -> tuple[np.ndarray, np.ndarray]:
+    """Per map threshold, the best IoU with the ground-truth boxes: of the largest contour's box (V1)
+    and of any contour's box (V2). Two arrays of shape (len(CAM_THRESHOLDS),)."""
+    gt = as_numpy(gt_boxes).astype(np.float64).reshape(-1, 4)
+    v1, v2 = [], []
+    for boxes, largest in wsol_boxes(scoremap):
+        ious = np.stack([box_iou(box, gt) for box in boxes]).max(1)
+        v1.append(ious[largest])
+        v2.append(ious.max())
+    return np.array(v1), np.array(v2)
+
+
+def _weighted_mean(values: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
+    """Mean over the first axis of ``values``; with (B, N) bootstrap ``weights``, one mean per row."""
+    values = np.asarray(values, dtype=np.float64)
+    if weights is None:
+        return values.mean(0)
+    flat = values.reshape(len(values), -1)
+    return (weights @ flat / weights.sum(1, keepdims=True)).reshape((len(weights),) + values.shape[1:])
+
+
+def max_box_acc(ious: np.ndarray, iou_threshold: float = 0.5, weights: np.ndarray | None = None) -> float | np.ndarray:
+    """MaxBoxAcc (Choe et al., CVPR 2020, Eq. 2): the best box accuracy over map thresholds.
+
+    ``MaxBoxAcc(delta) = max_t 100 / N * sum_i [IoU(box_i(t), B_i) >= delta]`` with ``ious`` (N, T)
+    from :func:`box_iou_curves`. ``weights`` (B, N) gives one value per bootstrap resample.
+    """
+    return (100 * _weighted_mean(np.asarray(ious) >= iou_threshold, weights)).max(-1)
+
+
+def max_box_acc_v2(ious: np.ndarray, weights: np.ndarray | None = None) -> float | np.ndarray:
+    """MaxBoxAccV2 (Choe et al. 2020, Sec. 4.1): mean of MaxBoxAcc over IoU thresholds 0.3, 0.5, 0.7,
+    each at its own best map threshold, with boxes of every contour (the V2 ``ious`` curves)."""
+    return np.mean([max_box_acc(ious, d, weights) for d in V2_IOU_THRESHOLDS], axis=0)
+
+
+def box_acc_curve(ious: np.ndarray, iou_threshold: float = 0.5) -> np.ndarray:
+    """Box accuracy (%) at each map threshold: the curve whose maximum is MaxBoxAcc."""
+    return 100 * (np.asarray(ious) >= iou_threshold).mean(0)
+
+
+#: Right bin edges of wsolevaluation's PxAP histograms: the thresholds, then 1, 2, 3.
+PXAP_EDGES = np.append(CAM_THRESHOLDS, [1.0, 2.0, 3.0])
+
+
+def pxap_histograms(scoremap: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """(2, 102) counts of the map's values on object pixels (row 0) and background pixels (row 1),
+    in wsolevaluation's bins (:data:`PXAP_EDGES`); summed over images they give :func:`pxap`."""
+    scoremap, mask = np.asarray(scoremap), as_numpy(mask).astype(bool)
+    return np.stack([
+        np.histogram(scoremap[mask], bins=PXAP_EDGES)[0],
+        np.histogram(scoremap[~mask], bins=PXAP_EDGES)[0],
+    ])
+
+
+def pxap(histograms: np.ndarray, weights: np.ndarray | None = None) -> float | np.ndarray:
+    """Pixel average precision, PxAP (Choe et al. 2020, Sec. 4.2), as wsolevaluation's ``MaskEvaluator``.
+
+    Pixels of all images are pooled; at each threshold t (from high to low) a pixel is positive when
+    its value is >= t. With precision P_t and recall R_t,
+    ``PxAP = 100 * sum_t P_t (R_t - R_{t-1})`` over the thresholds where something is predicted.
+    ``histograms`` (N, 2, K) from :func:`pxap_histograms`.
+    """
+    totals = np.asarray(histograms, dtype=np.float64)
+    totals = totals.sum(0)[None] if weights is None else np.einsum("bn,nck->bck", weights, totals)
+    tp = totals[:, 0, ::-1].cumsum(-1)
+    fp = totals[:, 1, ::-1].cumsum(-1)
+    fn = totals[:, 0].sum(-1, keepdims=True) - tp
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = tp / (tp + fp)
+        recall = tp / (tp + fn)
+    predicted = (tp + fp) != 0
+    terms = np.where(predicted[:, 1:], precision[:, 1:] * np.diff(recall, axis=-1), 0.0)
+    result = 100 * terms.sum(-1)
+    return float(result[0]) if weights is None else result
+
+
+def class_mean(values: np.ndarray, classes: np.ndarray, weights: np.ndarray | None = None) -> float | np.ndarray:
+    """Mean over classes of the per-class mean of ``values`` (TorchRay's class-averaged pointing game).
+
+    ``sum_c mean_{i: class_i = c} values_i / C`` over the C classes present; NaN values are left out.
+    """
+    values, classes = np.asarray(values, dtype=np.float64), np.asarray(classes)
+    keep = ~np.isnan(values)
+    values, classes = values[keep], classes[keep]
+    onehot = (classes[:, None] == np.unique(classes)[None, :]).astype(np.float64)  # (N, C)
+    w = np.ones((1, len(values))) if weights is None else weights[:, keep]
+    counts = w @ onehot
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a resample that draws no scored image: NaN
+        per_class = (w @ (onehot * values[:, None])) / counts
+        result = np.nanmean(per_class, axis=-1)
+    return float(result[0]) if weights is None else result
+
+
+def energy_pointing(saliency: np.ndarray, region: np.ndarray) -> float:
+    """Energy-based pointing game (Wang et al., CVPR-W 2020, Score-CAM, Sec. 5.2).
+
+    The share of the map's mass inside the ground truth: ``sum_{p in region} M(p) / sum_p M(p)``;
+    NaN for a map with no mass.
+    """
+    m = np.asarray(saliency, dtype=np.float64)
+    total = m.sum()
+    return float(m[as_numpy(region).astype(bool)].sum() / total) if total > 0 else float("nan")

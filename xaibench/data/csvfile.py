@@ -1,0 +1,213 @@
+"""Any images with boxes listed in a CSV file (``csv:PATH/TO/boxes.csv``).
+
+The CSV has the header ``image,label,x0,y0,x1,y1`` and optionally ``mask``, one row per box::
+
+    image,label,x0,y0,x1,y1,mask
+    photos/cat.jpg,cat,10,5,59,29,masks/cat.png
+    photos/cat.jpg,cat,70,8,90,30,
+    /data/dog.png,3,0,0,99,49,
+
+* ``image``: a path relative to the CSV's folder, or absolute.
+* ``label``: a class index (an integer) or a class name. Names are matched against the model's
+  classes when given (case-insensitively, ignoring spaces, ``_`` and ``-``), else against the data
+  set's own classes: its distinct names, sorted. Without the model's classes, a file must use either
+  indices (its classes are then ``"0"`` ... ``"<max>"``) or names, not both.
+* ``x0, y0, x1, y1``: the box in pixels of the original image, 0-based inclusive corners; rescaled
+  by the wsolevaluation rule (:func:`xaibench.data.transforms.resize_boxes`).
+* ``mask`` (optional, may be empty): an image file (PNG) whose non-zero pixels (in any channel)
+  are the object, at the image's resolution; the sample's mask is the union of the masks named on
+  its rows, or None when none is.
+
+Rows of the same image and class form one sample, in order of first appearance. Its id is the
+``image`` field as written, or ``"<image>/<class name>"`` when the image has rows of several classes
+(one sample per class).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from xaibench.data.transforms import ClassMap, ImageRecord, RecordDataset, normalize_class_name
+from xaibench.errors import XaibenchError
+
+__all__ = ["COLUMNS", "load_csv", "read_masks"]
+
+logger = logging.getLogger(__name__)
+
+COLUMNS: tuple[str, ...] = ("image", "label", "x0", "y0", "x1", "y1")
+"""The required columns (``mask`` is optional)."""
+
+_INDEX = re.compile(r"[+-]?\d+")
+
+
+def read_masks(paths: Sequence[Path]) -> np.ndarray:
+    """The union of mask images (non-zero pixels in any channel), at the first one's size.
+
+    Raises:
+        OSError: a mask file is missing or unreadable.
+    """
+    union: np.ndarray | None = None
+    for path in paths:
+        with Image.open(path) as img:
+            if union is not None and img.size != (union.shape[1], union.shape[0]):
+                logger.warning("mask %s is %d x %d, resized to the first mask's size", path, *img.size)
+                img = img.resize((union.shape[1], union.shape[0]), Image.NEAREST)
+            array = np.asarray(img)
+        current = array.any(axis=2) if array.ndim == 3 else array != 0
+        union = current if union is None else union | current
+    assert union is not None, "read_masks needs at least one path"
+    return union
+
+
+@dataclass
+class _Row:
+    line: int
+    image: str
+    label: str
+    box: tuple[float, float, float, float]
+    mask: str
+
+
+@dataclass
+class _Group:
+    image: str
+    label: int
+    boxes: list[tuple[float, float, float, float]] = field(default_factory=list)
+    masks: list[str] = field(default_factory=list)
+
+
+def _read_rows(csv_path: Path) -> list[_Row]:
+    rows = []
+    with csv_path.open(newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        header = [h.strip() for h in reader.fieldnames or ()]
+        reader.fieldnames = header
+        missing = [c for c in COLUMNS if c not in header]
+        if missing:
+            raise XaibenchError(
+                f"{csv_path} lacks the column(s) {', '.join(missing)}: the header must be "
+                f"{','.join(COLUMNS)} (and optionally mask)"
+            )
+        for raw in reader:
+            where = f"{csv_path}, line {reader.line_num}"
+            image = (raw["image"] or "").strip()
+            label = (raw["label"] or "").strip()
+            if not image or not label:
+                raise XaibenchError(f"{where}: the {'image' if not image else 'label'} is missing")
+            box = []
+            for col in COLUMNS[2:]:
+                text = (raw[col] or "").strip()
+                try:
+                    box.append(float(text))
+                except ValueError:
+                    raise XaibenchError(f"{where}: {col} is missing or not a number ({text!r})") from None
+            if not all(np.isfinite(box)) or box[2] < box[0] or box[3] < box[1]:
+                raise XaibenchError(f"{where}: the box {box} needs finite x0 <= x1 and y0 <= y1")
+            rows.append(_Row(reader.line_num, image, label, tuple(box), (raw.get("mask") or "").strip()))  # type: ignore[arg-type]
+    return rows
+
+
+def _classes(rows: list[_Row], class_names: Sequence[str] | None, csv_path: Path) -> tuple[list[str], list[int]]:
+    """The class list and each row's label."""
+    is_index = [bool(_INDEX.fullmatch(r.label)) for r in rows]
+    if class_names is None:
+        if any(is_index) and not all(is_index):
+            raise XaibenchError(
+                f"{csv_path} mixes class indices and class names in its label column; use one kind "
+                "(or give the model's class names)"
+            )
+        if rows and all(is_index):
+            top = max(int(r.label) for r in rows)
+            own = [str(i) for i in range(top + 1)]
+        else:
+            by_key: dict[str, str] = {}
+            for name in sorted(r.label for r in rows):
+                by_key.setdefault(normalize_class_name(name), name)
+            own = sorted(by_key.values())
+    else:
+        own = []
+    classes = ClassMap(own, class_names, "csv")
+    labels = []
+    for row, index in zip(rows, is_index):
+        if index:
+            label = int(row.label)
+            if not 0 <= label < len(classes.names):
+                raise XaibenchError(
+                    f"{csv_path}, line {row.line}: class index {label} is out of range for "
+                    f"{len(classes.names)} classes"
+                )
+        else:
+            try:
+                label = classes.label(row.label)
+            except XaibenchError as err:
+                raise XaibenchError(f"{csv_path}, line {row.line}: {err}") from None
+        labels.append(label)
+    return classes.names, labels
+
+
+def load_csv(
+    path: str | None,
+    *,
+    image_size: tuple[int, int],
+    size: int | None = None,
+    seed: int = 0,
+    class_names: Sequence[str] | None = None,
+) -> RecordDataset:
+    """The ``csv`` data set kind (see the module docstring for the format and conventions).
+
+    Args:
+        path: The CSV file.
+        image_size: (H, W) the images are resized to.
+        size: Ignored (the data set is read from disk).
+        seed: Ignored.
+        class_names: The model's classes, or None.
+
+    Raises:
+        FileNotFoundError: no such CSV file.
+        XaibenchError: a missing column, a missing or malformed field (the message names the line),
+            a class index out of range, or a class the model does not know.
+    """
+    if not path:
+        raise XaibenchError("the csv data set needs its file: csv:PATH/TO/boxes.csv")
+    csv_path = Path(path)
+    if not csv_path.is_file():
+        raise FileNotFoundError(
+            f"no file {csv_path}: csv:PATH needs a CSV with the header {','.join(COLUMNS)}[,mask], one row per box"
+        )
+    rows = _read_rows(csv_path)
+    names, labels = _classes(rows, class_names, csv_path)
+
+    groups: dict[tuple[str, int], _Group] = {}
+    for row, label in zip(rows, labels):
+        group = groups.setdefault((row.image, label), _Group(row.image, label))
+        group.boxes.append(row.box)
+        if row.mask and row.mask not in group.masks:
+            group.masks.append(row.mask)
+    labels_of_image: dict[str, int] = {}
+    for image, _ in groups:
+        labels_of_image[image] = labels_of_image.get(image, 0) + 1
+
+    base = csv_path.parent
+    records = []
+    for group in groups.values():
+        several = labels_of_image[group.image] > 1
+        mask = partial(read_masks, tuple(base / m for m in group.masks)) if group.masks else None
+        records.append(
+            ImageRecord(
+                id=f"{group.image}/{names[group.label]}" if several else group.image,
+                path=base / group.image,  # an absolute image path stays as it is
+                label=group.label,
+                boxes=np.array(group.boxes, dtype=np.float64),
+                mask=mask,
+            )
+        )
+    return RecordDataset(records, names, image_size, name="csv", root=csv_path)
