@@ -33,18 +33,21 @@ class CenterGaussian(Explainer):
 
 @register_explainer("random")
 class RandomMap(Explainer):
-    """Uniform noise, one value per pixel, seeded by ``seed`` and the image's bytes.
+    """Uniform noise on a coarse ``grid`` x ``grid`` lattice, upsampled like every other map.
 
-    The same image always gets the same map, whatever the batch it comes in.
+    A random class activation map: the default lattice, 7 x 7, is the size of the last feature map
+    of ImageNet CNNs at 224 px. Seeded by ``seed`` and the image's bytes, so the same image always
+    gets the same map, whatever the batch it comes in.
     """
 
-    def __init__(self, model: Model, seed: int = 0) -> None:
+    def __init__(self, model: Model, seed: int = 0, grid: int = 7) -> None:
         super().__init__(model)
         self.seed = seed
+        self.grid = grid
 
     def attribute(self, images: Tensor, targets: Tensor) -> Tensor:
         maps = []
         for image in images.detach().cpu():
             generator = torch.Generator().manual_seed(zlib.crc32(image.numpy().tobytes(), self.seed))
-            maps.append(torch.rand(image.shape[-2:], generator=generator))
+            maps.append(torch.rand(self.grid, self.grid, generator=generator))
         return torch.stack(maps).to(images.device)

@@ -23,20 +23,25 @@ def as_numpy(x: object) -> np.ndarray:
     return np.asarray(x)
 
 
+def box_ious(boxes: np.ndarray, gt_boxes: np.ndarray) -> np.ndarray:
+    """(k, m) IoUs of ``boxes`` (k, 4) with ``gt_boxes`` (m, 4); inclusive corners, as :func:`box_iou`."""
+    a = np.asarray(boxes, dtype=np.float64).reshape(-1, 1, 4)
+    b = np.asarray(gt_boxes, dtype=np.float64).reshape(1, -1, 4)
+    iw = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]) + 1, 0, None)
+    ih = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]) + 1, 0, None)
+    inter = iw * ih
+    area_a = (a[..., 2] - a[..., 0] + 1) * (a[..., 3] - a[..., 1] + 1)
+    area_b = (b[..., 2] - b[..., 0] + 1) * (b[..., 3] - b[..., 1] + 1)
+    return inter / (area_a + area_b - inter)
+
+
 def box_iou(box: Sequence[float], gt_boxes: np.ndarray) -> np.ndarray:
     """Intersection over union of one box with each of ``gt_boxes`` (K, 4), inclusive corners.
 
     ``IoU = |A n B| / (|A| + |B| - |A n B|)`` with ``|A| = (x1 - x0 + 1) * (y1 - y0 + 1)``, the
     ILSVRC / wsolevaluation convention.
     """
-    gt = np.asarray(gt_boxes, dtype=np.float64).reshape(-1, 4)
-    x0, y0, x1, y1 = (float(v) for v in box)
-    iw = np.clip(np.minimum(x1, gt[:, 2]) - np.maximum(x0, gt[:, 0]) + 1, 0, None)
-    ih = np.clip(np.minimum(y1, gt[:, 3]) - np.maximum(y0, gt[:, 1]) + 1, 0, None)
-    inter = iw * ih
-    area = (x1 - x0 + 1) * (y1 - y0 + 1)
-    gt_area = (gt[:, 2] - gt[:, 0] + 1) * (gt[:, 3] - gt[:, 1] + 1)
-    return inter / (area + gt_area - inter)
+    return box_ious(np.asarray(box, dtype=np.float64), gt_boxes)[0]
 
 
 def largest_component_box(region: np.ndarray) -> tuple[int, int, int, int] | None:
@@ -128,8 +133,9 @@ def wsol_boxes(scoremap: np.ndarray, thresholds: np.ndarray = CAM_THRESHOLDS) ->
 
     The map is cast to uint8 (``(M * 255).astype(np.uint8)``, truncating), thresholded with OpenCV at
     ``int(t * max)`` (strictly greater passes), and the outer and inner contours are found
-    (``cv2.RETR_TREE``). Each contour's box is ``x0, y0 = x, y`` and ``x1, y1 = x + w, y + h``
-    clipped to the last pixel, as there. No contour gives the box ``(0, 0, 0, 0)``.
+    (``cv2.RETR_TREE``, ``cv2.CHAIN_APPROX_SIMPLE``). Each contour's box is ``x0, y0 = x, y`` and
+    ``x1, y1 = x + w, y + h`` of ``cv2.boundingRect``, clipped to the last pixel, as there. No contour
+    gives the box ``(0, 0, 0, 0)``.
 
     Returns:
         Per threshold, ``(boxes, largest)``: the (k, 4) boxes of every contour and the index of the
@@ -147,15 +153,34 @@ def wsol_boxes(scoremap: np.ndarray, thresholds: np.ndarray = CAM_THRESHOLDS) ->
         if len(contours) == 0:
             found.append((np.zeros((1, 4)), 0))
             continue
-        rects = np.array([cv2.boundingRect(c) for c in contours], dtype=np.float64)
-        boxes = np.stack(
-            [rects[:, 0], rects[:, 1],
-             np.minimum(rects[:, 0] + rects[:, 2], width - 1), np.minimum(rects[:, 1] + rects[:, 3], height - 1)],
-            axis=1,
-        )
-        areas = [cv2.contourArea(c) for c in contours]
+        boxes, areas = _contour_boxes_and_areas(contours)
+        boxes[:, 2] = np.minimum(boxes[:, 2], width - 1)
+        boxes[:, 3] = np.minimum(boxes[:, 3], height - 1)
         found.append((boxes, int(np.argmax(areas))))
     return found
+
+
+def _contour_boxes_and_areas(contours: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """``cv2.boundingRect`` as ``(x, y, x + w, y + h)`` and ``cv2.contourArea`` of many contours at once.
+
+    ``boundingRect`` of integer points is ``(min x, min y, max x - min x + 1, max y - min y + 1)``;
+    ``contourArea`` is the shoelace formula ``|sum_i x_i y_{i+1} - x_{i+1} y_i| / 2`` over the closed
+    polygon. Vectorised over all contours with ``np.*.reduceat``, since maps such as gradients can
+    have thousands of contours per threshold.
+    """
+    lengths = np.fromiter((len(c) for c in contours), dtype=np.int64, count=len(contours))
+    points = np.concatenate(contours).reshape(-1, 2).astype(np.float64)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    x, y = points[:, 0], points[:, 1]
+    boxes = np.stack([
+        np.minimum.reduceat(x, starts), np.minimum.reduceat(y, starts),
+        np.maximum.reduceat(x, starts) + 1, np.maximum.reduceat(y, starts) + 1,
+    ], axis=1)
+    following = np.arange(len(points)) + 1
+    following[starts + lengths - 1] = starts  # each polygon closes on its first point
+    cross = x * y[following] - x[following] * y
+    areas = np.abs(np.add.reduceat(cross, starts)) / 2
+    return boxes, areas
 
 
 def box_iou_curves(scoremap: np.ndarray, gt_boxes: object) -> tuple[np.ndarray, np.ndarray]:
@@ -164,7 +189,7 @@ def box_iou_curves(scoremap: np.ndarray, gt_boxes: object) -> tuple[np.ndarray, 
     gt = as_numpy(gt_boxes).astype(np.float64).reshape(-1, 4)
     v1, v2 = [], []
     for boxes, largest in wsol_boxes(scoremap):
-        ious = np.stack([box_iou(box, gt) for box in boxes]).max(1)
+        ious = box_ious(boxes, gt).max(1)
         v1.append(ious[largest])
         v2.append(ious.max())
     return np.array(v1), np.array(v2)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
@@ -62,7 +63,9 @@ def rasterize(segmentations: Sequence[Any], height: int, width: int) -> np.ndarr
             rle = mask_utils.frPyObjects(segm, height, width)
         else:
             rle = segm
-        out |= mask_utils.decode(rle).astype(bool)
+        with warnings.catch_warnings():  # pycocotools' decode trips a numpy 2 DeprecationWarning
+            warnings.simplefilter("ignore", DeprecationWarning)
+            out |= mask_utils.decode(rle).astype(bool)
     return out
 
 
@@ -123,9 +126,10 @@ def load_coco(
     try:
         data = json.loads(json_path.read_text(encoding="utf-8"))
         images = {img["id"]: img for img in data["images"]}
+        sizes = {i: (int(img["width"]), int(img["height"])) for i, img in images.items()}
         categories = sorted(data["categories"], key=lambda c: c["id"])
         annotations = data["annotations"]
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
         raise XaibenchError(f"{json_path} is not a COCO instances json ({type(err).__name__}: {err})") from None
     category_name = {c["id"]: c["name"] for c in categories}
     category_rank = {c["id"]: k for k, c in enumerate(categories)}
@@ -154,7 +158,7 @@ def load_coco(
         segmentations = [ann.get("segmentation") for ann in anns]
         mask = None
         if all(segmentations):
-            mask = partial(rasterize, tuple(segmentations), int(image["height"]), int(image["width"]))
+            mask = partial(rasterize, tuple(segmentations), sizes[image_id][1], sizes[image_id][0])
         records.append(
             ImageRecord(
                 id=f"{Path(image['file_name']).stem}/{category_name[cid]}",
@@ -163,7 +167,7 @@ def load_coco(
                 boxes=np.array(boxes, dtype=np.float64),
                 difficult=np.array([bool(ann.get("iscrowd", 0)) for ann in anns], dtype=bool),
                 mask=mask,
-                annotated_wh=(int(image["width"]), int(image["height"])),
+                annotated_wh=sizes[image_id],
             )
         )
     return RecordDataset(records, classes.names, image_size, name="coco", root=json_path)

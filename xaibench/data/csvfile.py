@@ -10,8 +10,9 @@ The CSV has the header ``image,label,x0,y0,x1,y1`` and optionally ``mask``, one 
 * ``image``: a path relative to the CSV's folder, or absolute.
 * ``label``: a class index (an integer) or a class name. Names are matched against the model's
   classes when given (case-insensitively, ignoring spaces, ``_`` and ``-``), else against the data
-  set's own classes: its distinct names, sorted. Without the model's classes, a file must use either
-  indices (its classes are then ``"0"`` ... ``"<max>"``) or names, not both.
+  set's own classes: its distinct names (spelt as first seen), sorted case-insensitively. Without
+  the model's classes, a file must use either indices (its classes are then ``"0"`` ...
+  ``"<max>"``) or names, not both.
 * ``x0, y0, x1, y1``: the box in pixels of the original image, 0-based inclusive corners; rescaled
   by the wsolevaluation rule (:func:`xaibench.data.transforms.resize_boxes`).
 * ``mask`` (optional, may be empty): an image file (PNG) whose non-zero pixels (in any channel)
@@ -112,7 +113,8 @@ def _read_rows(csv_path: Path) -> list[_Row]:
                     raise XaibenchError(f"{where}: {col} is missing or not a number ({text!r})") from None
             if not all(np.isfinite(box)) or box[2] < box[0] or box[3] < box[1]:
                 raise XaibenchError(f"{where}: the box {box} needs finite x0 <= x1 and y0 <= y1")
-            rows.append(_Row(reader.line_num, image, label, tuple(box), (raw.get("mask") or "").strip()))  # type: ignore[arg-type]
+            mask = (raw.get("mask") or "").strip()
+            rows.append(_Row(reader.line_num, image, label, tuple(box), mask))  # type: ignore[arg-type]
     return rows
 
 
@@ -130,9 +132,9 @@ def _classes(rows: list[_Row], class_names: Sequence[str] | None, csv_path: Path
             own = [str(i) for i in range(top + 1)]
         else:
             by_key: dict[str, str] = {}
-            for name in sorted(r.label for r in rows):
-                by_key.setdefault(normalize_class_name(name), name)
-            own = sorted(by_key.values())
+            for row in rows:
+                by_key.setdefault(normalize_class_name(row.label), row.label)
+            own = [by_key[key] for key in sorted(by_key)]
     else:
         own = []
     classes = ClassMap(own, class_names, "csv")
@@ -181,7 +183,8 @@ def load_csv(
     csv_path = Path(path)
     if not csv_path.is_file():
         raise FileNotFoundError(
-            f"no file {csv_path}: csv:PATH needs a CSV with the header {','.join(COLUMNS)}[,mask], one row per box"
+            f"no file {csv_path}: csv:PATH needs a CSV with the header {','.join(COLUMNS)}[,mask], "
+            "one row per box"
         )
     rows = _read_rows(csv_path)
     names, labels = _classes(rows, class_names, csv_path)

@@ -106,7 +106,9 @@ def _ilsvrc_entries(root: Path) -> list[_Entry]:
         if image.suffix.lower() not in IMAGE_SUFFIXES:
             continue
         if image.stem in by_id:
-            raise XaibenchError(f"two images with the id {image.stem} in {images_dir}: {by_id[image.stem].name}, {image.name}")
+            raise XaibenchError(
+                f"two images with the id {image.stem} in {images_dir}: {by_id[image.stem].name}, {image.name}"
+            )
         by_id[image.stem] = image
     entries = []
     for image_id in sorted(by_id):
@@ -194,7 +196,9 @@ def load_imagenet(
     elif (root / _KAGGLE_IMAGES).is_dir():
         entries = _kaggle_entries(root)
     else:
-        raise FileNotFoundError(f"no images/ or ILSVRC/Data/CLS-LOC/val/ in {root}: an ImageNet folder needs {_LAYOUTS}")
+        raise FileNotFoundError(
+            f"no images/ or ILSVRC/Data/CLS-LOC/val/ in {root}: an ImageNet folder needs {_LAYOUTS}"
+        )
 
     line_of = {wnid: k for k, wnid in enumerate(synsets.wnids)}
     by_index = class_names is None or (len(class_names) == 1000 and len(synsets.wnids) == 1000)
@@ -220,7 +224,10 @@ def load_imagenet(
             raise XaibenchError(f"the ImageNet image {entry.id} has no annotated object")
         wnids = [wnid for wnid, _ in entry.objects]
         if len(set(wnids)) > 1:
-            logger.warning("ImageNet image %s has objects of several classes (%s); labelled %s", entry.id, ", ".join(sorted(set(wnids))), wnids[0])
+            logger.warning(
+                "ImageNet image %s has objects of several classes (%s); labelled %s",
+                entry.id, ", ".join(sorted(set(wnids))), wnids[0],
+            )
         records.append(
             ImageRecord(
                 id=entry.id,

@@ -156,7 +156,9 @@ def load_voc(
         raise XaibenchError("the voc data set needs a folder: voc:ROOT or voc:ROOT:SPLIT")
     root, split = _split_root(path)
     if not root.is_dir():
-        raise FileNotFoundError(f"no folder {root}: voc:ROOT needs a Pascal VOC folder (JPEGImages/, Annotations/)")
+        raise FileNotFoundError(
+            f"no folder {root}: voc:ROOT needs a Pascal VOC folder (JPEGImages/, Annotations/)"
+        )
     for sub in ("JPEGImages", "Annotations"):
         if not (root / sub).is_dir():
             raise FileNotFoundError(
