@@ -45,3 +45,25 @@ def test_ilsvrc_and_kaggle_layouts_give_the_same_numbers(tmp_path) -> None:
         results.append(frame[[c for c in COLUMNS if c != "seconds"]])
     assert results[0][results[0].method == "cam"].image_id.tolist() == ids
     pd.testing.assert_frame_equal(results[0], results[1])
+
+
+def test_cli_on_imagenet_reports_every_box_metric(tmp_path, capsys) -> None:
+    from xaibench.cli import main
+
+    argv = ["run", "--model", "efficientnet_lite0", "--dataset", f"imagenet:{SHARED_IMAGENET}",
+            "--methods", "cam,gradcam,saliency,center,random", "--n", "8", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    summary = pd.read_csv(tmp_path / "summary.csv")
+    expected = {"top1_cls", "gt_known_loc", "top1_loc", "top5_loc", "maxboxacc", "maxboxacc_v2",
+                "pointing", "pointing_per_class", "energy_pointing"}
+    for method, group in summary.groupby("method"):
+        assert expected <= set(group.metric), method
+        assert "pxap" not in set(group.metric)  # ImageNet has boxes, no masks
+    assert set(summary.method) == {"cam", "gradcam", "saliency", "center", "random"}
+    percentages = summary[summary.metric != "seconds_per_image"]
+    assert percentages.value.between(0, 100).all() and (percentages.ci_low <= percentages.ci_high).all()
+    per_image = pd.read_csv(tmp_path / "per_image.csv")
+    assert len(per_image) == 40 and {"maxboxacc", "maxboxacc_v2", *expected - {"pointing_per_class"}} <= set(per_image)
+    curves = pd.read_csv(tmp_path / "box_accuracy_curves.csv")
+    assert len(curves) == 5 * 100
+    assert "| cam |" in capsys.readouterr().out
