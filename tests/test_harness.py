@@ -115,3 +115,15 @@ def test_explain_samples_matches_a_direct_call(model) -> None:
     maps = explain_samples(model, samples, ["cam"])
     direct = xaibench.create_explainer("cam", model)(torch.stack([s.image for s in samples]), torch.tensor([0, 1, 2]))
     assert np.allclose(maps["cam"], direct.numpy())
+
+
+def test_first_samples_skips_unreadable_images() -> None:
+    from xaibench.harness import first_samples
+
+    class Flaky(list):
+        def __getitem__(self, i):
+            if i in (0, 2):
+                raise OSError("truncated file")
+            return super().__getitem__(i)
+
+    assert [s.id for s in first_samples(Flaky(_square(i) for i in range(6)), 3)] == ["sq1", "sq3", "sq4"]

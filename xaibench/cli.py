@@ -107,7 +107,7 @@ def _run(args: argparse.Namespace) -> int:
     report.write_summary(out, summary, config)
     report.per_image_table(per_image).to_csv(out / "per_image.csv", index=False)
     report.box_accuracy_curves(per_image).to_csv(out / "box_accuracy_curves.csv", index=False)
-    samples = [dataset[i] for i in range(min(FIGURE_ROWS, len(dataset)))]
+    samples = harness.first_samples(dataset, FIGURE_ROWS)
     maps = harness.explain_samples(model, samples, explainers, target=args.target)
     viz.overlay_grid(samples, maps, out / "overlays.png", class_names=model.class_names)
     print(report.to_markdown(report.summary_table(summary)))

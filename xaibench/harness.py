@@ -194,6 +194,19 @@ def _targets(model: Model, images: torch.Tensor, labels: torch.Tensor, target: s
     return predictions, (labels.to(images.device) if target == "label" else predictions)
 
 
+def first_samples(dataset: Sequence[Sample], k: int) -> list[Sample]:
+    """The first ``k`` readable samples of ``dataset`` (unreadable ones are skipped, as in :func:`evaluate`)."""
+    samples: list[Sample] = []
+    for index in range(len(dataset)):
+        if len(samples) == k:
+            break
+        try:
+            samples.append(dataset[index])
+        except (OSError, ValueError):
+            continue
+    return samples
+
+
 def explain_samples(
     model: Model, samples: Sequence[Sample], methods: Sequence[str | Explainer], target: str = "label"
 ) -> dict[str, np.ndarray]:
