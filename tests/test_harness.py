@@ -127,3 +127,27 @@ def test_first_samples_skips_unreadable_images() -> None:
             return super().__getitem__(i)
 
     assert [s.id for s in first_samples(Flaky(_square(i) for i in range(6)), 3)] == ["sq1", "sq3", "sq4"]
+
+
+def test_top1_top5_and_gt_known_follow_the_model_and_the_boxes() -> None:
+    """With a perfect localizer, top1_loc / top5_loc reduce to the label being in the top-1 / top-5."""
+    from conftest import TinyGapNet, tiny_model
+
+    model = tiny_model(TinyGapNet(n_classes=12))
+    data = [_square(i) for i in range(10)]
+    explainer = _Brightness(model)
+    explainer.name = "brightness"
+    df = evaluate(model, data, [explainer], batch_size=4)
+    with torch.no_grad():
+        logits = model(torch.stack([s.image for s in data]))
+    labels = torch.tensor([s.label for s in data])
+    top1 = (logits.argmax(1) == labels).numpy()
+    top5 = (logits.topk(5, 1).indices == labels[:, None]).any(1).numpy()
+    assert 0 < top5.sum() < len(data) and top1.sum() < top5.sum()  # the case is not trivial
+    assert df.gt_known_loc.all()
+    assert df.top1_cls.tolist() == top1.tolist() == df.top1_loc.tolist()
+    assert df.top5_loc.tolist() == top5.tolist()
+    # target="prediction": the map explains the top-1 class; GT-known and top-5 are undefined there.
+    by_prediction = evaluate(model, data, [explainer], batch_size=4, target="prediction")
+    assert by_prediction.gt_known_loc.isna().all() and by_prediction.top5_loc.isna().all()
+    assert by_prediction.top1_loc.tolist() == top1.tolist()
