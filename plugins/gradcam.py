@@ -29,7 +29,8 @@ class GradCAM(Explainer):
         with torch.no_grad(), capture(layer, name, graph=True) as feats:
             logits = self.model(images)
         # Samples are independent in eval mode, so one backward pass serves the whole batch.
-        score = logits.gather(1, targets[:, None]).sum()
-        (grads,) = torch.autograd.grad(score, feats.output)
+        with torch.enable_grad():  # the caller may hold no_grad; the graph after the layer exists
+            score = logits.gather(1, targets[:, None]).sum()
+            (grads,) = torch.autograd.grad(score, feats.output)
         alpha = grads.mean((2, 3), keepdim=True)
         return F.relu((alpha * feats.output.detach()).sum(1))

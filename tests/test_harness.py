@@ -151,3 +151,41 @@ def test_top1_top5_and_gt_known_follow_the_model_and_the_boxes() -> None:
     by_prediction = evaluate(model, data, [explainer], batch_size=4, target="prediction")
     assert by_prediction.gt_known_loc.isna().all() and by_prediction.top5_loc.isna().all()
     assert by_prediction.top1_loc.tolist() == top1.tolist()
+
+
+def test_masks_are_per_image_so_results_do_not_depend_on_the_batch(model) -> None:
+    """One image without a mask must not take PxAP and the mask-based pointing from its batch mates."""
+    data = [_square(i) for i in range(4)]
+    data[1] = Sample(data[1].id, data[1].image, data[1].label, data[1].boxes, None)
+    by_one = evaluate(model, data, ["cam"], batch_size=1)
+    by_four = evaluate(model, data, ["cam"], batch_size=4)
+    assert [h is None for h in by_four.pxap_hist] == [False, True, False, False]
+    assert by_one.pointing.tolist() == by_four.pointing.tolist()
+    for column in ("iou", "energy_pointing"):  # batched arithmetic may differ in the last bits
+        assert np.allclose(by_one[column], by_four[column])
+
+
+def test_all_difficult_or_empty_regions_are_not_scored(model) -> None:
+    data = [_square(i) for i in range(3)]
+    data[0] = Sample(data[0].id, data[0].image, data[0].label, data[0].boxes, data[0].mask,
+                     torch.tensor([True]))
+    empty = torch.zeros(32, 32, dtype=torch.bool)
+    data[1] = Sample(data[1].id, data[1].image, data[1].label, data[1].boxes, empty)
+    df = evaluate(model, data, ["cam"])
+    assert df.pointing.isna().tolist() == [True, True, False]
+
+
+def test_predictions_are_made_in_eval_mode() -> None:
+    """A model left in train mode (dropout) must still give the same predictions twice."""
+    from conftest import tiny_model
+
+    network = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Dropout(0.9),
+        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 5),
+    )
+    model = tiny_model(network)
+    network.train()
+    data = [_square(i) for i in range(12)]
+    first = evaluate(model, data, ["gradcam"]).prediction.tolist()
+    assert evaluate(model, data, ["gradcam"]).prediction.tolist() == first
+    assert network.training

@@ -67,6 +67,7 @@ def test_boxes_to_mask_inclusive_and_clipped() -> None:
     mask = metrics.boxes_to_mask(np.array([[1, 1, 2, 3], [4, 4, 9, 9]]), (6, 6))
     assert mask.sum() == 2 * 3 + 2 * 2
     assert mask[1:4, 1:3].all() and mask[4:, 4:].all()
+    assert not metrics.boxes_to_mask(np.array([[-10, 0, -3, 2]]), (6, 6)).any()  # no wrap-around
 
 
 @pytest.mark.parametrize(

@@ -36,6 +36,9 @@ def test_contract(name, model, batch) -> None:
     assert [(p.requires_grad, p.grad) for p in network.parameters()] == flags
     assert _hooks(network) == 0
     assert torch.is_grad_enabled()
+    with torch.no_grad():  # an evaluation loop's usual context changes nothing
+        assert torch.equal(explainer(*batch), maps)
+    assert torch.is_grad_enabled()
 
 
 def _features(model, images):

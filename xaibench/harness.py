@@ -22,7 +22,7 @@ from xaibench import metrics
 from xaibench.data.sample import Batch, Sample, collate
 from xaibench.errors import XaibenchError
 from xaibench.explainer import Explainer, create_explainer
-from xaibench.models import Model
+from xaibench.models import Model, eval_mode
 
 logger = logging.getLogger(__name__)
 
@@ -138,7 +138,7 @@ def _evaluate_batch(
     tolerance: float,
 ) -> pd.DataFrame:
     images = batch.images.to(model.device)
-    with torch.no_grad():
+    with eval_mode(model.network), torch.no_grad():
         top5 = model(images).topk(min(5, model.num_classes), dim=1).indices.cpu()
     predictions = top5[:, 0]
     targets = batch.labels if target == "label" else predictions
@@ -147,8 +147,9 @@ def _evaluate_batch(
     in_top5 = (top5.numpy() == labels[:, None]).any(1)
     shape = tuple(images.shape[-2:])
     box_regions = [metrics.boxes_to_mask(b, shape) for b in batch.boxes]
-    regions = [metrics.as_numpy(m) for m in batch.masks] if batch.masks is not None else box_regions
-    scored = np.array([not bool(d.all()) for d in batch.difficult])  # TorchRay skips all-difficult pairs
+    regions = [metrics.as_numpy(m) if m is not None else r for m, r in zip(batch.masks, box_regions)]
+    # TorchRay scores no (image, class) whose boxes are all difficult, nor one with no object pixel.
+    scored = np.array([not bool(d.all()) and r.any() for d, r in zip(batch.difficult, regions)])
     undefined = np.full(len(batch), np.nan)
     rows = []
     for explainer in explainers:
@@ -179,8 +180,9 @@ def _evaluate_batch(
                     "box_iou_curve": [c[0] for c in curves],
                     "box_iou_curve_v2": [c[1] for c in curves],
                     "pxap_hist": [
-                        metrics.pxap_histograms(m, r) for m, r in zip(maps, regions)
-                    ] if batch.masks is not None else [None] * len(batch),
+                        metrics.pxap_histograms(m, mask) if mask is not None else None
+                        for m, mask in zip(maps, batch.masks)
+                    ],
                 }
             )
         )
@@ -189,7 +191,7 @@ def _evaluate_batch(
 
 def _targets(model: Model, images: torch.Tensor, labels: torch.Tensor, target: str) -> tuple[torch.Tensor, torch.Tensor]:
     """The model's top-1 predictions, and the class each map explains: the label or the prediction."""
-    with torch.no_grad():
+    with eval_mode(model.network), torch.no_grad():
         predictions = model(images).argmax(1)
     return predictions, (labels.to(images.device) if target == "label" else predictions)
 

@@ -85,7 +85,9 @@ def boxes_to_mask(boxes: object, shape: tuple[int, int]) -> np.ndarray:
     mask = np.zeros(shape, dtype=bool)
     for x0, y0, x1, y1 in as_numpy(boxes).reshape(-1, 4):
         x0, y0 = max(int(np.floor(x0)), 0), max(int(np.floor(y0)), 0)
-        mask[y0 : int(np.floor(y1)) + 1, x0 : int(np.floor(x1)) + 1] = True
+        x1, y1 = int(np.floor(x1)), int(np.floor(y1))
+        if x1 >= x0 and y1 >= y0:  # a box wholly left of or above the image marks nothing
+            mask[y0 : y1 + 1, x0 : x1 + 1] = True
     return mask
 
 

@@ -36,13 +36,13 @@ class Sample:
 
 @dataclass(frozen=True)
 class Batch:
-    """Samples stacked for one forward pass; boxes stay a list since each image has its own count."""
+    """Samples stacked for one forward pass; boxes and masks stay lists (per-image counts; a mask may be None)."""
 
     ids: list[str]
     images: Tensor
     labels: Tensor
     boxes: list[Tensor]
-    masks: Tensor | None
+    masks: list[Tensor | None]
     difficult: list[Tensor]
 
     def __len__(self) -> int:
@@ -51,15 +51,12 @@ class Batch:
 
 def collate(samples: Sequence[Sample]) -> Batch:
     """Stack samples into a :class:`Batch` (a ``collate_fn`` for ``torch.utils.data.DataLoader``)."""
-    masks = None
-    if all(s.mask is not None for s in samples):
-        masks = torch.stack([s.mask for s in samples])
     return Batch(
         ids=[s.id for s in samples],
         images=torch.stack([s.image for s in samples]),
         labels=torch.tensor([s.label for s in samples], dtype=torch.long),
         boxes=[s.boxes for s in samples],
-        masks=masks,
+        masks=[s.mask for s in samples],
         difficult=[
             s.difficult if s.difficult is not None else torch.zeros(len(s.boxes), dtype=torch.bool)
             for s in samples
