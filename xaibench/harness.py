@@ -35,6 +35,9 @@ COLUMNS = [
 #: Columns holding one array per row, for the data-set-level metrics (MaxBoxAcc, PxAP).
 CURVE_COLUMNS = ["box_iou_curve", "box_iou_curve_v2", "pxap_hist"]
 TARGETS = ("label", "prediction")
+#: The CAM paper's box threshold (a fraction of the map's maximum) and TorchRay's pointing tolerance (px).
+CAM_TAU = 0.2
+POINTING_TOLERANCE = 15
 
 
 def evaluate(
@@ -45,8 +48,8 @@ def evaluate(
     batch_size: int = 32,
     n: int | None = None,
     target: str = "label",
-    tau: float = 0.2,
-    tolerance: float = 15,
+    tau: float = CAM_TAU,
+    tolerance: float = POINTING_TOLERANCE,
     out: str | Path | None = None,
     progress: bool = False,
 ) -> pd.DataFrame:
