@@ -18,3 +18,22 @@ class UnknownNameError(XaibenchError, KeyError):
 
 class WeightsUnavailableError(XaibenchError):
     """Pretrained weights could not be found offline; the message says where to put them."""
+
+
+class WeightsError(XaibenchError):
+    """A weights file that cannot be read, or that does not fit the network."""
+
+
+class UnreadableImageError(XaibenchError):
+    """One image file cannot be read: missing, not a regular file, undecodable, truncated or too large.
+
+    The only error a run skips (reporting the file); any other error in a data set stops the run.
+    """
+
+
+class NonFiniteMapError(XaibenchError):
+    """An explanation method returned NaN or infinite values; the message names the method."""
+
+
+class DatasetError(XaibenchError):
+    """A malformed annotation or data set; the message names the file and the record."""
