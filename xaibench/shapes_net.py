@@ -2,10 +2,15 @@
 
 :class:`ShapesNet` is a five-layer CNN whose last feature map (16 x 16 for a 64 px input) is averaged
 and fed to one linear layer, the architecture CAM (Zhou et al., 2016) was defined for, so CAM, Grad-CAM
-and saliency can all be compared on it. :func:`load_shapes_net` trains it once per seed on
-:class:`~xaibench.data.shapes.ShapesDataset` (one to two minutes on two CPU cores) and caches the weights;
-the cache file's name carries a hash of the data generator's version, the architecture's version and
-the training configuration, so a change to any of them never loads stale weights.
+and saliency can all be compared on it. It is trained on :class:`~xaibench.data.shapes.ShapesDataset`.
+
+The trained weights for seed 0 ship with the package (``xaibench/weights/``), so the built-in
+benchmark runs at once; :func:`load_shapes_net` trains only for another seed, or when the generator,
+the architecture or the training configuration has changed since the shipped file was made (then
+once, about a minute and a half on two CPU cores, and caches the result). ``xaibench train-builtin``
+trains on request. Weight files carry in their name a hash of the data generator's version, the
+architecture's version and the training configuration, so a change to any of them never loads stale
+weights.
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ __all__ = [
     "TrainConfig",
     "cache_path",
     "load_shapes_net",
+    "shipped_path",
+    "train_builtin",
     "shapes_net_accuracy",
     "train_shapes_net",
 ]
@@ -49,6 +56,9 @@ ARCHITECTURE_VERSION = "shapes-net-v1"
 """Changes whenever :class:`ShapesNet` or the training procedure changes, retiring cached weights."""
 
 _IMAGE_SIZE = 64
+
+SHIPPED_DIR = Path(__file__).with_name("weights")
+"""Where the package's trained weights live (``xaibench/weights/``)."""
 
 
 @dataclass(frozen=True)
@@ -258,23 +268,39 @@ def cache_path(seed: int = 0, cache_dir: str | os.PathLike | None = None) -> Pat
     return _cache_dir(cache_dir) / f"shapes_net-seed{seed}-{_config_key(TrainConfig())}.pt"
 
 
-def _checkpoint(seed: int, cache_dir: str | os.PathLike | None) -> dict:
-    """The cached checkpoint for ``seed``, training and writing it first if it does not exist."""
-    path = cache_path(seed, cache_dir)
-    if path.exists():
-        try:
-            return torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:
-            raise RuntimeError(
-                f"cannot read the cached shapes network {path}; delete the file to retrain it"
-            ) from error
+def shipped_path(seed: int = 0) -> Path:
+    """Where the package keeps the trained network for ``seed`` (only seed 0 ships)."""
+    return SHIPPED_DIR / _file_name(seed)
 
+
+def _file_name(seed: int) -> str:
+    return f"shapes_net-seed{seed}-{_config_key(TrainConfig())}.pt"
+
+
+def _read_checkpoint(path: Path) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise RuntimeError(
+            f"cannot read the built-in network's weights {path} ({type(error).__name__}); delete the file "
+            "and run 'xaibench train-builtin' to retrain it"
+        ) from error
+
+
+def train_builtin(seed: int = 0, out_dir: str | os.PathLike | None = None) -> tuple[Path, float]:
+    """Train the built-in network for ``seed`` with the default :class:`TrainConfig` and save it.
+
+    Args:
+        seed: Seed of the data and the training.
+        out_dir: Folder to write the weights file to; the cache folder (:func:`cache_path`) when None.
+            ``xaibench train-builtin --out xaibench/weights`` refreshes the file the package ships.
+
+    Returns:
+        The weights file (a checkpoint holding ``state_dict``, ``accuracy``, the seed, the versions and
+        the configuration) and the network's test accuracy.
+    """
+    path = (Path(out_dir) / _file_name(seed)) if out_dir is not None else cache_path(seed)
     config = TrainConfig()
-    logger.info(
-        "training the built-in shapes network (seed %d); this happens once and takes a minute or two, "
-        "then it is cached at %s",
-        seed, path,
-    )
     model, accuracy = train_shapes_net(seed, **dataclasses.asdict(config))
     checkpoint = {
         "state_dict": model.state_dict(),
@@ -293,11 +319,27 @@ def _checkpoint(seed: int, cache_dir: str | os.PathLike | None) -> dict:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-    return checkpoint
+    return path, accuracy
+
+
+def _checkpoint(seed: int, cache_dir: str | os.PathLike | None) -> dict:
+    """The shipped or cached checkpoint for ``seed``, training and caching it first if there is none."""
+    for path in (shipped_path(seed), cache_path(seed, cache_dir)):
+        if path.is_file():
+            return _read_checkpoint(path)
+    target = cache_path(seed, cache_dir)
+    logger.warning(
+        "no trained built-in network for seed %d (only seed 0 ships, for the current data generator and "
+        "architecture): training it now, once, about a minute and a half on two CPU cores; cached at %s",
+        seed, target,
+    )
+    path, _ = train_builtin(seed, target.parent)
+    return _read_checkpoint(path)
 
 
 def load_shapes_net(seed: int = 0, cache_dir: str | os.PathLike | None = None) -> ShapesNet:
-    """The trained built-in network for ``seed``, in eval mode; trained and cached on first use.
+    """The trained built-in network for ``seed``, in eval mode: the shipped weights for seed 0, else
+    the cached ones, else trained now and cached.
 
     Args:
         seed: Seed of the data and training.
@@ -313,5 +355,5 @@ def load_shapes_net(seed: int = 0, cache_dir: str | os.PathLike | None = None) -
 
 
 def shapes_net_accuracy(seed: int = 0, cache_dir: str | os.PathLike | None = None) -> float:
-    """Test accuracy of the cached network for ``seed`` (trained first if need be)."""
+    """Test accuracy (on 1000 test images) of the shipped or cached network for ``seed``."""
     return float(_checkpoint(seed, cache_dir)["accuracy"])
