@@ -180,6 +180,13 @@ def test_load_weights_names_mismatching_keys_and_shapes(tmp_path) -> None:
         load_weights(network, path)
 
 
+def test_builtin_weights_files_go_through_load_weights(tmp_path) -> None:
+    path = tmp_path / "tiny.pt"
+    torch.save(TinyGapNet().state_dict(), path)
+    with pytest.raises(WeightsError, match=r"tiny.pt does not fit ShapesNet: missing keys features.1.weight, .*wrong shapes features.0.weight \(4, 3, 3, 3\) \(network: \(16, 3, 3, 3\)\)"):
+        xaibench.load_model("builtin", weights=path)
+
+
 # ---------------------------------------------------------------------------------------- torchvision
 
 
