@@ -102,6 +102,12 @@ def _pattern(n: int, size: int = 4, dtype=torch.float32) -> torch.Tensor:
     return torch.stack([torch.arange(size * size, dtype=dtype).reshape(size, size) + k for k in range(n)]) ** 2
 
 
+def test_an_empty_batch_explains_nothing(model) -> None:
+    """attribute() is not called: not every method copes with zero images (CAM's head check does not)."""
+    explanation = xaibench.create_explainer("cam", model).explain(torch.rand(0, 3, 16, 16), torch.zeros(0, dtype=torch.long))
+    assert explanation.maps.shape == (0, 16, 16) and explanation.finite.shape == explanation.constant.shape == (0,)
+
+
 @pytest.mark.parametrize("bad_value", [float("nan"), float("inf"), float("-inf")])
 def test_a_non_finite_map_is_flagged_zeroed_and_refused_by_call(model, batch, bad_value) -> None:
     def raw(images):

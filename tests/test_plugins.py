@@ -36,6 +36,21 @@ def test_contract(name, model, batch) -> None:
     assert torch.equal(network.fc.bias.grad, torch.ones(5))
 
 
+@pytest.fixture(scope="module")
+def builtin_batch() -> tuple[xaibench.Model, torch.Tensor, torch.Tensor]:
+    """The shipped built-in network and four images of its data set with their labels."""
+    model = xaibench.load_model("builtin")
+    data = xaibench.load_dataset("builtin", image_size=model.input_size, size=4)
+    return model, torch.stack([data[i].image for i in range(4)]), torch.tensor([data[i].label for i in range(4)])
+
+
+@pytest.mark.parametrize("name", xaibench.available_explainers())
+def test_contract_on_the_builtin_network(name, builtin_batch) -> None:
+    """On real images of a trained network every method singles out something: no constant map."""
+    model, images, targets = builtin_batch
+    check_explainer(xaibench.create_explainer(name, model), images, targets, allow_constant=False)
+
+
 def _features(model, images):
     """The target layer's output, computed by hand."""
     return model.network.features(model.normalize(images))

@@ -106,6 +106,9 @@ class Explainer(abc.ABC):
             Exception: whatever ``attribute`` raised, unchanged (the model is left clean).
         """
         images, targets = self._check(images, targets)
+        if images.shape[0] == 0:  # nothing to explain; not every method copes with an empty batch
+            flags = torch.zeros(0, dtype=torch.bool, device=images.device)
+            return Explanation(images.new_zeros((0, *images.shape[-2:]), dtype=torch.float32), flags, flags)
         raw = self._attribute(images, targets)
         self._check_output(raw, images)
         raw = raw.detach().to(images.device)
