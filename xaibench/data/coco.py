@@ -151,7 +151,8 @@ def _corners(bbox: Any, where: str) -> tuple[float, float, float, float]:
     Raises:
         DatasetError: not four finite numbers, or a negative width or height.
     """
-    if not (isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in bbox)):
+    numbers = isinstance(bbox, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in bbox)
+    if not numbers or len(bbox) != 4:
         raise DatasetError(f'{where}: "bbox" is {bbox!r:.80}, not four numbers [x, y, w, h]; fix the json')
     x, y, w, h = (float(v) for v in bbox)
     if not all(math.isfinite(v) for v in (x, y, w, h)):
@@ -170,7 +171,9 @@ def _read_json(json_path: Path) -> dict[str, Any]:
     try:
         data = json.loads(json_path.read_text(encoding="utf-8-sig"))
     except UnicodeDecodeError as err:
-        raise DatasetError(f"{json_path} is not UTF-8 text ({err.reason} at offset {err.start}); save it as UTF-8") from None
+        raise DatasetError(
+            f"{json_path} is not UTF-8 text ({err.reason} at offset {err.start}); save it as UTF-8"
+        ) from None
     except json.JSONDecodeError as err:
         raise DatasetError(f"{json_path} is not valid JSON ({err}); fix or replace the file") from None
     for key in ("images", "annotations", "categories"):
@@ -234,8 +237,8 @@ def load_coco(
         groups.setdefault(key, []).append((ann, _corners(ann.get("bbox"), where)))  # type: ignore[arg-type]
     if not groups:
         raise DatasetError(
-            f'coco:{path} has no samples: its "annotations" list is empty; the coco kind needs an '
-            'instances json whose "annotations" give a "bbox" for images of its "images" list'
+            f"the data set 'coco:{path}' has no samples: its \"annotations\" list is empty; the coco kind "
+            'needs an instances json whose "annotations" give a "bbox" for images of its "images" list'
         )
     classes = ClassMap([c["name"] for c in categories], class_names, "coco")
     labels = {cid: classes.label(category_name[cid]) for cid in sorted({cid for _, cid in groups})}

@@ -221,8 +221,8 @@ def load_csv(
     rows = _read_rows(csv_path)
     if not rows:
         raise DatasetError(
-            f"csv:{path} has no samples: {csv_path} has no row after its header; the csv kind needs "
-            f"one row per box under the header {','.join(COLUMNS)}[,mask]"
+            f"the data set 'csv:{path}' has no samples: {csv_path} has no row after its header; the csv "
+            f"kind needs one row per box under the header {','.join(COLUMNS)}[,mask]"
         )
     names, labels = _classes(rows, class_names, csv_path)
 

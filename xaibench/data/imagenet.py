@@ -244,7 +244,7 @@ def load_imagenet(
     if not entries:
         folder = "images/" if (root / "images").is_dir() else f"{_KAGGLE_IMAGES.as_posix()}/"
         raise DatasetError(
-            f"imagenet:{path} has no samples: {folder} holds no image file "
+            f"the data set 'imagenet:{path}' has no samples: {folder} holds no image file "
             f"({', '.join(sorted(IMAGE_SUFFIXES))}); an ImageNet folder needs {_LAYOUTS}"
         )
     records = []

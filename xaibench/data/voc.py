@@ -212,7 +212,7 @@ def load_voc(
     if not records:
         listed = f"ImageSets/Main/{split}.txt" if split else "the image list"
         raise DatasetError(
-            f"voc:{path} has no samples: {listed} names no image, or no listed annotation has an "
-            "<object>; a Pascal VOC folder needs Annotations/<id>.xml with objects and JPEGImages/<id>.jpg"
+            f"the data set 'voc:{path}' has no samples: {listed} names no image, or no listed annotation "
+            "has an <object>; a Pascal VOC folder needs Annotations/<id>.xml with objects and JPEGImages/<id>.jpg"
         )
     return RecordDataset(records, classes.names, image_size, name="voc", root=root)
