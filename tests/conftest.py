@@ -81,7 +81,7 @@ class ConvHeadNet(nn.Module):
 def tiny_model(network: nn.Module | None = None, **options) -> Model:
     torch.manual_seed(0)
     network = network if network is not None else TinyGapNet()
-    return xaibench.wrap_model(network, input_size=16, **options)
+    return xaibench.wrap_model(network, **{"input_size": 16, **options})
 
 
 @pytest.fixture

@@ -9,10 +9,10 @@ import torch
 from torch import nn
 
 import xaibench
-from xaibench.errors import LayerError, UnknownNameError, WeightsUnavailableError
-from xaibench.models import find_classifier, find_target_layer
+from xaibench.errors import LayerError, UnknownNameError, WeightsError, WeightsUnavailableError, XaibenchError
+from xaibench.models import find_classifier, find_target_layer, load_weights
 
-from conftest import SHARED_IMAGENET, ConvHeadNet, SharedActNet, TinyGapNet, tiny_model
+from conftest import SHARED_IMAGENET, ConvHeadNet, FlattenHeadNet, SharedActNet, TinyGapNet, tiny_model
 
 
 def test_finds_the_last_spatial_map_and_the_last_linear(model) -> None:
@@ -26,6 +26,36 @@ def test_a_1x1_map_is_not_spatial() -> None:
     """AdaptiveAvgPool2d(1) outputs (N, C, 1, 1): 4-D but not a map."""
     net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
     assert find_target_layer(net, torch.zeros(1, 3, 8, 8)) == "1"
+
+
+class PooledNet(nn.Module):
+    """conv -> ReLU -> GAP (a 1 x 1 map) -> linear; 'pool' and 'head' are no spatial maps."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.act = nn.ReLU()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.flat = nn.Flatten()
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.flat(self.pool(self.act(self.conv(x)))))
+
+
+@pytest.mark.parametrize(
+    "layer, shape", [("pool", r"shape \(1, 4, 1, 1\)"), ("flat", r"shape \(1, 4\)"), ("head", r"shape \(1, 2\)")]
+)
+def test_a_target_layer_without_a_spatial_map_is_refused(layer, shape) -> None:
+    with pytest.raises(LayerError, match=rf"target layer '{layer}' outputs {shape} for a \(16, 16\) input"):
+        tiny_model(PooledNet(), target_layer=layer)
+    assert tiny_model(PooledNet(), target_layer="act").target_layer_name == "act"
+
+
+def test_a_network_whose_maps_shrink_to_1x1_names_the_last_4d_layer() -> None:
+    """At 1 x 1 input every 4-D output is 1 x 1: the found layer would give constant maps."""
+    with pytest.raises(LayerError, match=r"no layer .* for a \(1, 1\) input; the last 4-D output is layer 'pool', shape \(1, 4, 1, 1\)"):
+        tiny_model(PooledNet(), input_size=1)
 
 
 def test_no_linear_means_no_classifier() -> None:
@@ -54,14 +84,100 @@ def test_normalisation_is_applied_before_the_network() -> None:
     assert torch.allclose(model(x), model.network((x - 0.5) / 0.25))
 
 
-def test_unknown_model_name_lists_the_known_ones() -> None:
-    with pytest.raises(UnknownNameError, match="unknown model 'resnet1000'; available: builtin, efficientnet_lite0"):
+def test_unknown_model_name_suggests_a_close_one_and_lists_the_known_ones() -> None:
+    with pytest.raises(
+        UnknownNameError,
+        match="unknown model 'resnet1000'; did you mean 'resnet101'[?] available: builtin, efficientnet_lite0",
+    ):
         xaibench.load_model("resnet1000")
+    with pytest.raises(UnknownNameError, match="did you mean 'efficientnet_lite0'"):
+        xaibench.load_model("efficientnet-lite0")
+    with pytest.raises(UnknownNameError, match="unknown model 'zzzzzz'; available: builtin"):
+        xaibench.load_model("zzzzzz")
 
 
 def test_user_module_through_load_model() -> None:
     model = xaibench.load_model(TinyGapNet(), input_size=16, name="mine")
     assert model.name == "mine" and model.target_layer_name == "features"
+
+
+def test_user_module_weights_default_path_and_none(tmp_path) -> None:
+    torch.manual_seed(1)
+    reference = TinyGapNet()
+    path = tmp_path / "tiny.pt"
+    torch.save(reference.state_dict(), path)
+    torch.manual_seed(2)
+    network = TinyGapNet()
+    before = network.fc.weight.clone()
+    assert torch.equal(xaibench.load_model(network, input_size=16).network.fc.weight, before)  # as given
+    model = xaibench.load_model(network, weights=path, input_size=16)
+    assert torch.equal(model.network.fc.weight, reference.fc.weight)
+    with pytest.raises(XaibenchError, match="weights=None .* does not re-initialise a network you pass"):
+        xaibench.load_model(TinyGapNet(), weights=None, input_size=16)
+
+
+# -------------------------------------------------------------------------------------- weights files
+
+
+@pytest.fixture
+def saved(tmp_path):
+    """A TinyGapNet's weights, saved as torch.save writes them."""
+    torch.manual_seed(4)
+    reference = TinyGapNet()
+    path = tmp_path / "weights.pt"
+    torch.save(reference.state_dict(), path)
+    return reference, path
+
+
+def test_load_weights_loads_every_tensor(saved) -> None:
+    reference, path = saved
+    network = load_weights(TinyGapNet(), path)
+    assert all(torch.equal(a, b) for a, b in zip(network.state_dict().values(), reference.state_dict().values()))
+
+
+def test_load_weights_unwraps_a_checkpoint(saved, tmp_path) -> None:
+    reference, _ = saved
+    path = tmp_path / "checkpoint.pt"
+    torch.save({"state_dict": reference.state_dict(), "epoch": 3}, path)
+    assert torch.equal(load_weights(TinyGapNet(), path).fc.bias, reference.fc.bias)
+
+
+def test_load_weights_missing_file(tmp_path) -> None:
+    with pytest.raises(WeightsUnavailableError, match=r"weights file .*missing.pt does not exist"):
+        load_weights(TinyGapNet(), tmp_path / "missing.pt")
+    with pytest.raises(WeightsUnavailableError, match="is not a file"):
+        load_weights(TinyGapNet(), tmp_path)
+
+
+def test_load_weights_unreadable_files(saved, tmp_path) -> None:
+    _, path = saved
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    text = tmp_path / "notes.txt"
+    text.write_text("not weights\n")
+    module = tmp_path / "module.pt"
+    torch.save(TinyGapNet(), module)  # a pickled module: refused by weights_only loading
+    for bad in (truncated, text, module):
+        with pytest.raises(WeightsError, match=rf"weights file .*{bad.name} cannot be read as a PyTorch state dict"):
+            load_weights(TinyGapNet(), bad)
+    tensor = tmp_path / "tensor.pt"
+    torch.save(torch.zeros(3), tensor)
+    with pytest.raises(WeightsError, match=r"tensor.pt holds a Tensor, not a state dict"):
+        load_weights(TinyGapNet(), tensor)
+
+
+def test_load_weights_names_mismatching_keys_and_shapes(tmp_path) -> None:
+    path = tmp_path / "other.pt"
+    torch.save(TinyGapNet(n_classes=7).state_dict(), path)
+    with pytest.raises(WeightsError, match=r"other.pt does not fit TinyGapNet: wrong shapes fc.weight \(7, 6\) \(network: \(5, 6\)\), fc.bias"):
+        load_weights(TinyGapNet(), path)
+    torch.save(FlattenHeadNet().state_dict(), path)
+    with pytest.raises(WeightsError, match=r"missing keys features.2.weight, features.2.bias; .*wrong shapes fc.weight"):
+        load_weights(TinyGapNet(), path)
+    network = TinyGapNet()
+    torch.save({f"module.{k}": v for k, v in network.state_dict().items()}, path)
+    with pytest.raises(WeightsError, match=r"missing keys .*\(\+3 more\); unexpected keys module.features.0.weight.*DataParallel"):
+        load_weights(network, path)
 
 
 # ---------------------------------------------------------------------------------------- torchvision
@@ -100,6 +216,23 @@ def test_torchvision_offline_weights_error_says_what_to_do(monkeypatch, tmp_path
         xaibench.load_model("resnet18")
 
 
+def test_torchvision_default_weights_from_the_hub_cache(monkeypatch, tmp_path) -> None:
+    import torchvision
+    from pathlib import Path
+
+    torch.manual_seed(6)
+    reference = torchvision.models.resnet18()
+    url = torchvision.models.get_model_weights("resnet18").DEFAULT.url
+    cached = tmp_path / "checkpoints" / Path(url).name
+    cached.parent.mkdir()
+    torch.save(reference.state_dict(), cached)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    assert torch.equal(xaibench.load_model("resnet18").network.fc.weight, reference.fc.weight)
+    cached.write_bytes(b"<html>captive portal</html>")
+    with pytest.raises(WeightsError, match=rf"weights file {cached} cannot be read"):
+        xaibench.load_model("resnet18")
+
+
 def test_torchvision_weights_from_a_file(tmp_path) -> None:
     import torchvision
 
@@ -111,6 +244,27 @@ def test_torchvision_weights_from_a_file(tmp_path) -> None:
     assert torch.equal(model.network.fc.weight, reference.fc.weight)
     with pytest.raises(WeightsUnavailableError, match="does not exist"):
         xaibench.load_model("resnet18", weights=tmp_path / "missing.pth")
+    torch.save(torchvision.models.resnet34().state_dict(), path)
+    with pytest.raises(WeightsError, match=r"resnet18.pth does not fit ResNet: unexpected keys layer1.2.conv1.weight"):
+        xaibench.load_model("resnet18", weights=path)
+
+
+def test_torchvision_densenet_file_with_old_style_keys(tmp_path) -> None:
+    """DenseNet's published files say 'norm.1'; torchvision renames them, and so does load_weights."""
+    import torchvision
+
+    torch.manual_seed(5)
+    reference = torchvision.models.densenet121()
+    old = {  # as the published file: old names, and no BatchNorm counters (written before PyTorch 0.4.1)
+        k.replace("norm1.", "norm.1.").replace("conv1.", "conv.1.") if "denselayer" in k else k: v
+        for k, v in reference.state_dict().items()
+        if not k.endswith("num_batches_tracked")
+    }
+    assert "features.denseblock1.denselayer1.norm.1.weight" in old
+    path = tmp_path / "densenet121.pth"
+    torch.save(old, path)
+    model = xaibench.load_model("densenet121", weights=path)
+    assert torch.equal(model.network.classifier.weight, reference.classifier.weight)
 
 
 # ---------------------------------------------------------------------------------- efficientnet_lite0
@@ -119,6 +273,15 @@ def test_torchvision_weights_from_a_file(tmp_path) -> None:
 @pytest.fixture(scope="module")
 def lite0() -> xaibench.Model:
     return xaibench.load_model("efficientnet_lite0")
+
+
+def test_efficientnet_lite0_weights_go_through_load_weights(tmp_path) -> None:
+    path = tmp_path / "lite0.pt"
+    torch.save(TinyGapNet().state_dict(), path)
+    with pytest.raises(WeightsError, match=r"lite0.pt does not fit EfficientNetLite: missing keys _conv_stem.weight"):
+        xaibench.load_model("efficientnet_lite0", weights=path)
+    with pytest.raises(WeightsUnavailableError, match="does not exist"):
+        xaibench.load_model("efficientnet_lite0", weights=tmp_path / "missing.pt")
 
 
 def test_efficientnet_lite0_layers(lite0) -> None:

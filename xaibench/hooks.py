@@ -105,3 +105,92 @@ def trace(model: nn.Module, run: Callable[[], object]) -> list[Call]:
         for handle in handles:
             handle.remove()
     return calls
+
+
+# ------------------------------------------------------------------------------------ hook bookkeeping
+
+#: A module's hook dictionaries: the four that hold hooks, then the bookkeeping keyed by the same
+#: handle ids (present in recent torch versions only).
+_MODULE_HOOKS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+_MODULE_BOOKKEEPING = tuple(
+    name
+    for name in ("_forward_hooks_with_kwargs", "_forward_hooks_always_called", "_forward_pre_hooks_with_kwargs")
+    if hasattr(nn.Module(), name)
+)
+#: Hook dictionaries of a tensor (a parameter): ``register_hook`` and ``register_post_accumulate_grad_hook``.
+_TENSOR_HOOKS = ("_backward_hooks", "_post_accumulate_grad_hooks")
+#: The process-wide module hooks of ``torch.nn.modules.module`` (``register_module_forward_hook``, ...).
+_GLOBAL_HOOKS = ("_global_forward_hooks", "_global_forward_pre_hooks", "_global_backward_hooks", "_global_backward_pre_hooks")
+_ABSENT = object()
+_GLOBAL_BOOKKEEPING = ("_global_forward_hooks_with_kwargs", "_global_forward_hooks_always_called")
+
+
+def _global_dicts(names: tuple[str, ...]) -> list[dict]:
+    from torch.nn.modules import module as module_py
+
+    return [d for d in (getattr(module_py, name, None) for name in names) if isinstance(d, dict)]
+
+
+def _tensor_dicts(tensor: Tensor) -> dict[str, dict]:
+    found = {name: getattr(tensor, name, None) for name in _TENSOR_HOOKS}
+    return {name: hooks for name, hooks in found.items() if isinstance(hooks, dict)}
+
+
+def count_hooks(network: nn.Module) -> int:
+    """Forward, forward-pre, backward and backward-pre hooks on ``network``'s modules, tensor hooks on
+    its parameters, and the process-wide module hooks (``torch.nn.modules.module.register_module_*``)."""
+    total = sum(len(getattr(m, name)) for m in network.modules() for name in _MODULE_HOOKS)
+    total += sum(len(d) for p in network.parameters() for d in _tensor_dicts(p).values())
+    return total + sum(len(d) for d in _global_dicts(_GLOBAL_HOOKS))
+
+
+class HookSnapshot:
+    """Which hooks a network (and the process-wide module hook registry) holds at one moment.
+
+    :meth:`restore` removes every hook registered since, exactly as its ``RemovableHandle.remove()``
+    would have (the handle's id is the key in every dictionary, bookkeeping included), so a call that
+    leaks hooks, or raises before removing them, leaves the network as it found it.
+
+        snapshot = HookSnapshot(model.network)
+        try:
+            run_the_method()
+        finally:
+            leaked = snapshot.restore()
+    """
+
+    def __init__(self, network: nn.Module) -> None:
+        self._modules = [
+            (m, {name: set(getattr(m, name)) for name in _MODULE_HOOKS + _MODULE_BOOKKEEPING},
+             getattr(m, "_is_full_backward_hook", _ABSENT))
+            for m in network.modules()
+        ]
+        self._tensors = [
+            (p, {name: set(hooks) for name, hooks in _tensor_dicts(p).items()}) for p in network.parameters()
+        ]
+        self._globals = [(d, set(d)) for d in _global_dicts(_GLOBAL_HOOKS)]
+        self._global_bookkeeping = [(d, set(d)) for d in _global_dicts(_GLOBAL_BOOKKEEPING)]
+
+    def restore(self) -> int:
+        """Remove every hook added since the snapshot; return how many hooks that was."""
+        removed = 0
+        for module, before, full_backward in self._modules:
+            for name, keys in before.items():
+                dropped = _drop_new(getattr(module, name), keys)
+                removed += dropped if name in _MODULE_HOOKS else 0
+            if full_backward is not _ABSENT and not module._backward_hooks:
+                module._is_full_backward_hook = full_backward
+        for tensor, before in self._tensors:
+            for name, hooks in _tensor_dicts(tensor).items():  # a dict created since holds only new hooks
+                removed += _drop_new(hooks, before.get(name, set()))
+        removed += sum(_drop_new(hooks, keys) for hooks, keys in self._globals)
+        for hooks, keys in self._global_bookkeeping:
+            _drop_new(hooks, keys)
+        return removed
+
+
+def _drop_new(hooks: dict, keep: set) -> int:
+    """Delete the entries of ``hooks`` whose key is not in ``keep``; return how many there were."""
+    extra = [key for key in hooks if key not in keep]
+    for key in extra:
+        del hooks[key]
+    return len(extra)

@@ -13,14 +13,21 @@ layer, its input normalisation, its input size and its class names. Names it kno
 
 The target layer, when not given, is found by running the network once: it is the layer that
 produces the last 4-D spatial map (N, C, h, w) with h * w > 1; among nested modules that return the
-same tensor the outermost is taken (``layer4`` rather than ``layer4.2``). The classifier, when not
-given, is the last ``nn.Linear`` to run.
+same tensor the outermost is taken (``layer4`` rather than ``layer4.2``). A target layer, found or
+given, must run once per forward pass and output such a map: a 1 x 1 map (after global pooling) or a
+vector would give every explanation that uses it a constant map. The classifier, when not given, is
+the last ``nn.Linear`` to run.
+
+Every weights file goes through :func:`load_weights`, which says what is wrong with a file that is
+missing, unreadable, or does not fit the network.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
-from collections.abc import Iterator, Sequence
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +35,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from xaibench.errors import LayerError, UnknownNameError, WeightsUnavailableError
+from xaibench.errors import LayerError, UnknownNameError, WeightsError, WeightsUnavailableError, XaibenchError
 from xaibench.hooks import trace
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -106,7 +113,12 @@ def find_target_layer(network: nn.Module, example: Tensor) -> str:
     calls = _trace_eval(network, example)
     spatial = [c for c in calls if _is_spatial(c.output)]
     if not spatial:
-        raise LayerError("no layer of the network outputs a 4-D spatial map (N, C, h, w) with h * w > 1")
+        four_d = [c for c in calls if isinstance(c.output, Tensor) and c.output.dim() == 4]
+        last = f"; the last 4-D output is layer '{four_d[-1].name}', {_shape(four_d[-1].output)}" if four_d else ""
+        raise LayerError(
+            f"no layer of the network outputs a 4-D spatial map (N, C, h, w) with h * w > 1 for a "
+            f"{tuple(example.shape[-2:])} input{last}; pass a larger input_size or target_layer="
+        )
     last = spatial[-1].output
     counts = _call_counts(calls)
     candidates = sorted({c.name for c in spatial if c.output is last}, key=lambda n: n.count("."))
@@ -125,14 +137,25 @@ def find_classifier(network: nn.Module, example: Tensor) -> str | None:
     return linear[-1] if linear else None
 
 
-def check_runs_once(network: nn.Module, layer_name: str, example: Tensor) -> None:
-    """Raise :class:`LayerError` unless ``layer_name`` runs exactly once in ``network(example)``."""
-    runs = _call_counts(_trace_eval(network, example)).get(layer_name, 0)
-    if runs != 1:
-        why = "does not run" if runs == 0 else f"runs {runs} times (one module object called more than once)"
+def check_target_layer(network: nn.Module, layer_name: str, example: Tensor) -> None:
+    """Raise :class:`LayerError` unless ``layer_name`` runs exactly once in ``network(example)`` and
+    outputs a 4-D spatial map (N, C, h, w) with h * w > 1."""
+    calls = [c for c in _trace_eval(network, example) if c.name == layer_name]
+    if len(calls) != 1:
+        why = "does not run" if not calls else f"runs {len(calls)} times (one module object called more than once)"
         raise LayerError(
             f"target layer '{layer_name}' {why} in one forward pass; choose a layer that runs once"
         )
+    if not _is_spatial(calls[0].output):
+        raise LayerError(
+            f"target layer '{layer_name}' outputs {_shape(calls[0].output)} for a {tuple(example.shape[-2:])} "
+            "input, not a 4-D spatial map (N, C, h, w) with h * w > 1: every map explained through it would "
+            "be constant; choose a layer before the global pooling"
+        )
+
+
+def _shape(output: object) -> str:
+    return f"shape {tuple(output.shape)}" if isinstance(output, Tensor) else f"a {type(output).__name__}"
 
 
 @contextmanager
@@ -197,7 +220,8 @@ def wrap_model(
         name: A short name for reports; the network's class name when None.
 
     Raises:
-        LayerError: a named layer does not exist or runs more than once per forward pass.
+        LayerError: a named layer does not exist, or the target layer runs more than once per forward
+            pass or does not output a spatial map (4-D, h * w > 1).
     """
     size = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
     device = next(network.parameters(), torch.empty(0)).device
@@ -210,7 +234,7 @@ def wrap_model(
         target_layer = find_target_layer(network, example)
     else:
         _submodule(network, target_layer, "layer")
-        check_runs_once(network, target_layer, example)
+    check_target_layer(network, target_layer, example)
     if classifier is None:
         classifier = find_classifier(network, example)
     head = _submodule(network, classifier, "classifier layer") if classifier else None
@@ -248,16 +272,28 @@ def load_model(
     Args:
         model: ``builtin``, ``efficientnet_lite0``, a torchvision classifier name, or an ``nn.Module``
             (then ``options`` go to :func:`wrap_model`).
-        weights: ``"default"`` for the pretrained (for ``builtin``: shipped) weights, a path to a
-            state-dict file, or None for random initialisation.
+        weights: ``"default"`` for the pretrained weights (``builtin``: the shipped ones; an
+            ``nn.Module``: its weights as given), a path to a state-dict file (loaded with
+            :func:`load_weights`), or None for random initialisation (refused for an ``nn.Module``).
         target_layer, classifier: Override the automatically found layers (dotted names).
         device: Where the network runs.
 
     Raises:
-        UnknownNameError: an unknown model name (the message lists the known ones).
-        WeightsUnavailableError: pretrained weights are neither on disk nor downloadable.
+        UnknownNameError: an unknown model name (the message suggests a close one and lists the known ones).
+        WeightsUnavailableError: pretrained weights are neither on disk nor downloadable, or the
+            weights file does not exist.
+        WeightsError: the weights file cannot be read or does not fit the network.
+        XaibenchError: ``weights=None`` with an ``nn.Module`` (it cannot be re-initialised).
     """
     if isinstance(model, nn.Module):
+        if weights is None:
+            raise XaibenchError(
+                f"weights=None would mean random initialisation, but load_model does not re-initialise a "
+                f"network you pass ({type(model).__name__}); pass weights='default' to use it as given, "
+                "or the path of a state-dict file"
+            )
+        if weights != "default":
+            load_weights(model, weights)
         adapted = wrap_model(model, target_layer=target_layer, classifier=classifier, **options)
     elif model in ("builtin", "shapes_net"):
         adapted = _builtin(weights, target_layer, classifier, **options)
@@ -266,9 +302,12 @@ def load_model(
     elif model in _torchvision_names():
         adapted = _torchvision(model, weights, target_layer, classifier)
     else:
+        known = ["builtin", "efficientnet_lite0", *sorted(_torchvision_names())]
+        close = difflib.get_close_matches(str(model), known, n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
         raise UnknownNameError(
-            f"unknown model '{model}'; available: builtin, efficientnet_lite0, or a torchvision "
-            f"classifier ({', '.join(sorted(_torchvision_names())[:6])}, ...)"
+            f"unknown model '{model}'; {hint}available: builtin, efficientnet_lite0, or a torchvision "
+            f"classifier ({', '.join(known[2:8])}, ...)"
         )
     return adapted.to(device)
 
@@ -286,7 +325,7 @@ def _builtin(
             torch.manual_seed(seed)
             network = ShapesNet(len(SHAPE_CLASSES)).eval()  # random initialisation from the seed
         if weights is not None:
-            network.load_state_dict(_load_state_dict(Path(weights)))
+            load_weights(network, weights)
     return wrap_model(
         network,
         target_layer=target_layer,
@@ -330,8 +369,12 @@ def _torchvision(name: str, weights: str | os.PathLike | None, target_layer: str
     import torchvision
 
     network = torchvision.models.get_model(name, weights=None)
-    if weights is not None:
-        network.load_state_dict(_torchvision_state_dict(name, weights))
+    # DenseNet's published files name BatchNorm/conv entries the old way ("norm.1"); torchvision renames.
+    rename = _densenet_key if name.startswith("densenet") else None
+    if weights == "default":
+        _load_torchvision_default(network, name, rename)
+    elif weights is not None:
+        load_weights(network, weights, rename=rename)
     if name.startswith("densenet"):
         # DenseNet applies its last ReLU as a function after `features`; making it a module of
         # `features` changes no output (ReLU is idempotent) and lets CAM see the map that is pooled.
@@ -348,26 +391,108 @@ def _torchvision(name: str, weights: str | os.PathLike | None, target_layer: str
     )
 
 
-def _torchvision_state_dict(name: str, weights: str | os.PathLike) -> dict:
+def _load_torchvision_default(network: nn.Module, name: str, rename: Callable[[str], str] | None) -> None:
     import torchvision
 
-    if weights != "default":
-        return _load_state_dict(Path(weights))
     default = torchvision.models.get_model_weights(name).DEFAULT
     cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(default.url).name
     if cached.is_file():
-        return _load_state_dict(cached)
+        load_weights(network, cached, rename=rename)
+        return
     try:
-        return default.get_state_dict(progress=False)
+        state = default.get_state_dict(progress=False)
     except Exception as error:  # offline: URLError, socket errors, ...
         raise WeightsUnavailableError(
             f"pretrained weights for {name} are not on disk and could not be downloaded ({error}); "
             f"download {default.url} and pass weights=PATH (--weights PATH), or put the file in {cached.parent}"
         ) from error
+    _fit_state_dict(network, state, f"downloaded weights {default.url}", rename)
 
 
-def _load_state_dict(path: Path) -> dict:
+_DENSENET_OLD_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$")
+
+
+def _densenet_key(key: str) -> str:
+    """``features.denseblock1.denselayer1.norm.1.weight`` -> ``...norm1.weight`` (as torchvision does)."""
+    match = _DENSENET_OLD_KEY.match(key)
+    return match.group(1) + match.group(2) if match else key
+
+
+# -------------------------------------------------------------------------------------------- weights
+
+
+def load_weights(
+    network: nn.Module, path: str | os.PathLike, *, rename: Callable[[str], str] | None = None
+) -> nn.Module:
+    """Load a state-dict file into ``network`` (strictly: every key, every shape), on the CPU.
+
+    A file holding ``{"state_dict": ...}`` (a training checkpoint) is unwrapped. Loading uses
+    ``torch.load(..., weights_only=True)``: no code in the file is run.
+
+    Args:
+        network: The network to fill; changed in place.
+        path: The file, as written by ``torch.save(network.state_dict(), path)``.
+        rename: Maps the file's keys to the network's (for files that name entries another way).
+
+    Returns:
+        ``network``.
+
+    Raises:
+        WeightsUnavailableError: there is no such file.
+        WeightsError: the file cannot be read as a state dict (truncated, not a PyTorch file, a
+            pickled module), or its keys or shapes do not fit the network (the message names the
+            file and the first mismatching keys).
+    """
+    path = Path(path)
     if not path.is_file():
-        raise WeightsUnavailableError(f"weights file {path} does not exist; pass the path of a state-dict file")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    return state.get("state_dict", state) if isinstance(state, dict) else state
+        what = "is not a file" if path.exists() else "does not exist"
+        raise WeightsUnavailableError(f"weights file {path} {what}; pass the path of a state-dict file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        cause = " ".join(f"{type(error).__name__}: {error}".split())[:300]
+        raise WeightsError(
+            f"weights file {path} cannot be read as a PyTorch state dict ({cause}); it must be written "
+            "by torch.save(network.state_dict(), path)"
+        ) from error
+    if isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):
+        state = state["state_dict"]
+    _fit_state_dict(network, state, f"weights file {path}", rename)
+    return network
+
+
+def _fit_state_dict(network: nn.Module, state: object, source: str, rename: Callable[[str], str] | None) -> None:
+    """Load ``state`` into ``network`` after checking that its keys and shapes are the network's."""
+    if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise WeightsError(
+            f"{source} holds a {type(state).__name__}, not a state dict of tensors; save network.state_dict()"
+        )
+    if rename is not None:
+        state = {rename(k): v for k, v in state.items()}
+    expected = network.state_dict()
+    # Files written before PyTorch 0.4.1 have no BatchNorm counters; BatchNorm fills them in itself.
+    missing = [k for k in expected if k not in state and not k.endswith(".num_batches_tracked")]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [
+        f"{k} {tuple(state[k].shape)} (network: {tuple(v.shape)})"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
+    problems = [
+        f"{what} {_first(keys)}"
+        for what, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", wrong))
+        if keys
+    ]
+    if problems:
+        hint = (
+            "; the keys start with 'module.' (saved from DataParallel): save network.module.state_dict()"
+            if unexpected and all(k.startswith("module.") for k in unexpected)
+            else ""
+        )
+        raise WeightsError(f"{source} does not fit {type(network).__name__}: {'; '.join(problems)}{hint}")
+    network.load_state_dict(state)
+
+
+def _first(keys: list[str], n: int = 3) -> str:
+    more = f" (+{len(keys) - n} more)" if len(keys) > n else ""
+    return ", ".join(keys[:n]) + more
