@@ -460,14 +460,17 @@ def test_csv_missing_column(tmp_path: Path) -> None:
 
 def test_boxes_partly_outside_are_clipped_with_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     write_image(tmp_path / "a.png", 100, 50)
-    (tmp_path / "b.csv").write_text("image,label,x0,y0,x1,y1\na.png,cat,-5,-3,120,40\na.png,cat,0,0,99,49\n")
+    (tmp_path / "b.csv").write_text(
+        "image,label,x0,y0,x1,y1\na.png,cat,-5,-3,120,40\na.png,cat,0,0,99,49\na.png,cat,0,0,100,50\n"
+    )
     ds = load_csv(str(tmp_path / "b.csv"), image_size=(100, 200))
     with caplog.at_level(logging.WARNING, logger="xaibench.data.transforms"):
         sample = ds[0]
-    # (-5, -3, 120, 40) -> (0, 0, 99, 40) in the 100 x 50 file -> x * 2, y * 2; the edge box is untouched
-    assert sample.boxes.tolist() == [[0, 0, 198, 80], [0, 0, 198, 98]]
+    # (-5, -3, 120, 40) -> (0, 0, 100, 40) in the 100 x 50 file -> x * 2, y * 2. A far corner on the
+    # border (x1 = width, as ILSVRC's 1-based boxes of objects touching it) is kept as wsolevaluation keeps it.
+    assert sample.boxes.tolist() == [[0, 0, 200, 80], [0, 0, 198, 98], [0, 0, 200, 100]]
     assert "sample a.png" in caplog.text and "box 0 (-5, -3, 120, 40) extends outside the 100 x 50 image" in caplog.text
-    assert "box 1" not in caplog.text
+    assert "box 1" not in caplog.text and "box 2" not in caplog.text
 
 
 @pytest.mark.parametrize("box", ["100,0,110,10", "0,50,10,60", "-20,0,-1,10", "0,-9,10,-2"])
@@ -482,9 +485,9 @@ def test_a_box_wholly_outside_is_an_error(tmp_path: Path, box: str) -> None:
 
 def test_voc_box_past_the_border_is_clipped(tmp_path: Path) -> None:
     root = voc_folder(tmp_path / "VOC2007")
-    voc_xml(root / "Annotations" / "2007_000032.xml", (40, 40), [("diningtable", 1, 1, 41, 40)])  # 1-based x 41
+    voc_xml(root / "Annotations" / "2007_000032.xml", (40, 40), [("diningtable", 1, 1, 43, 40)])  # 1-based x 43
     ds = load_voc(str(root), image_size=(40, 40))
-    assert ds[2].boxes.tolist() == [[0, 0, 39, 39]]
+    assert ds[2].boxes.tolist() == [[0, 0, 40, 39]]
 
 
 # ----------------------------------------------------------------------------- empty data sets

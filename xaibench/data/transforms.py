@@ -309,9 +309,11 @@ def check_box(box: Sequence[float], where: str) -> tuple[float, float, float, fl
 
 
 def clip_boxes(boxes: np.ndarray | Sequence[Sequence[float]], orig_wh: tuple[int, int], where: str) -> np.ndarray:
-    """Clip boxes to the image ``[0, w - 1] x [0, h - 1]`` (0-based inclusive corners).
+    """Clip boxes to the image, ``[0, w] x [0, h]``, with a logged warning for each box clipped.
 
-    A box partly outside the image is clipped, with a logged warning; inside boxes are returned
+    The far corner may equal the width or height: ILSVRC's boxes of objects touching the right or
+    bottom border end there (their corners count from 1), and wsolevaluation uses them unchanged, so
+    clipping them to ``w - 1`` would change published numbers. Boxes within these bounds are returned
     unchanged, so valid data keeps its numbers.
 
     Args:
@@ -328,8 +330,8 @@ def clip_boxes(boxes: np.ndarray | Sequence[Sequence[float]], orig_wh: tuple[int
     width, height = orig_wh
     rows = np.array(boxes, dtype=np.float64).reshape(-1, 4)
     clipped = rows.copy()
-    clipped[:, 0::2] = np.clip(rows[:, 0::2], 0.0, width - 1.0)
-    clipped[:, 1::2] = np.clip(rows[:, 1::2], 0.0, height - 1.0)
+    clipped[:, 0::2] = np.clip(rows[:, 0::2], 0.0, float(width))
+    clipped[:, 1::2] = np.clip(rows[:, 1::2], 0.0, float(height))
     for k, (box, inside) in enumerate(zip(rows, clipped)):
         x0, y0, x1, y1 = box
         if not np.isfinite(box).all():
