@@ -24,7 +24,7 @@ from xaibench.data.csvfile import load_csv
 from xaibench.data.imagenet import load_imagenet
 from xaibench.data.transforms import load_image, resize_boxes, resize_mask
 from xaibench.data.voc import load_voc
-from xaibench.errors import XaibenchError
+from xaibench.errors import UnreadableImageError, XaibenchError
 
 SHARED_IMAGENET = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet-val-300"
 SIZE = (224, 224)
@@ -218,14 +218,14 @@ def test_imagenet_unknown_wnid_and_missing_xml(tmp_path: Path) -> None:
         load_imagenet(str(folder), image_size=SIZE)
 
 
-def test_corrupt_image_raises_oserror_from_getitem(tmp_path: Path) -> None:
+def test_corrupt_image_raises_unreadable_image_error_from_getitem(tmp_path: Path) -> None:
     folder = imagenet_ilsvrc(tmp_path / "inet")
     jpeg = folder / "images" / "ILSVRC2012_val_00000001.JPEG"
     jpeg.write_bytes(jpeg.read_bytes()[:300])  # truncated
     (folder / "images" / "ILSVRC2012_val_00000002.JPEG").write_bytes(b"not an image at all")
     ds = load_imagenet(str(folder), image_size=SIZE)  # the index is built without reading pixels
     for i in range(2):
-        with pytest.raises(OSError):
+        with pytest.raises(UnreadableImageError, match=f"ILSVRC2012_val_0000000{i + 1}.JPEG"):
             ds[i]
 
 

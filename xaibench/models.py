@@ -272,9 +272,9 @@ def load_model(
     Args:
         model: ``builtin``, ``efficientnet_lite0``, a torchvision classifier name, or an ``nn.Module``
             (then ``options`` go to :func:`wrap_model`).
-        weights: ``"default"`` for the pretrained weights (for ``builtin``: the shipped ones; for an
+        weights: ``"default"`` for the pretrained weights (``builtin``: the shipped ones; an
             ``nn.Module``: its weights as given), a path to a state-dict file (loaded with
-            :func:`load_weights`), or None for random initialisation (names only).
+            :func:`load_weights`), or None for random initialisation (refused for an ``nn.Module``).
         target_layer, classifier: Override the automatically found layers (dotted names).
         device: Where the network runs.
 

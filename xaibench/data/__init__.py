@@ -10,13 +10,14 @@ to generated data sets, ``class_names`` is the model's class list that labels mu
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Sequence
 from importlib.metadata import entry_points
 
 from torch.utils.data import Dataset
 
 from xaibench.data.sample import Batch, Sample, collate
-from xaibench.errors import UnknownNameError
+from xaibench.errors import DatasetError, UnknownNameError
 
 ENTRY_POINT_GROUP = "xaibench.datasets"
 
@@ -46,14 +47,24 @@ def load_dataset(
         class_names: The model's classes; labels are mapped onto them (None: the data set's own).
 
     Raises:
-        UnknownNameError: unknown kind (the message lists the known ones).
+        UnknownNameError: unknown kind (the message lists the known ones and the closest match).
+        DatasetError: the data set has no sample (the built-in kinds say what they expect; for
+            any other kind the message names the spec), or a malformed annotation.
     """
     kind, _, path = spec.partition(":")
     found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == kind]
     if not found:
+        known = available_datasets()
+        close = difflib.get_close_matches(kind, known, n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
         raise UnknownNameError(
-            f"unknown data set kind '{kind}'; available: {', '.join(available_datasets())} "
-            "(written KIND or KIND:PATH)"
+            f"unknown data set kind '{kind}'; {hint}available: {', '.join(known)} (written KIND or KIND:PATH)"
         )
     size_hw = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-    return found[0].load()(path or None, image_size=size_hw, size=size, seed=seed, class_names=class_names)
+    dataset = found[0].load()(path or None, image_size=size_hw, size=size, seed=seed, class_names=class_names)
+    if len(dataset) == 0:  # the built-in kinds refuse this themselves, with the reason
+        raise DatasetError(
+            f"the data set '{spec}' has no samples; check that the path holds what the '{kind}' kind "
+            "reads (see its documentation)"
+        )
+    return dataset

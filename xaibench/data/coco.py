@@ -9,7 +9,12 @@ Conventions:
 
 * COCO boxes are ``[x, y, w, h]`` in (float) pixels; they become inclusive corners
   ``x0 = x, y0 = y, x1 = x + w - 1, y1 = y + h - 1`` (``x1`` and ``y1`` no smaller than ``x0`` and
-  ``y0``), then are rescaled by the wsolevaluation rule (:func:`xaibench.data.transforms.resize_boxes`).
+  ``y0``), then are clipped to the image file where they extend past it (warning) and rescaled by
+  the wsolevaluation rule (:func:`xaibench.data.transforms.resize_boxes`).
+* Checks: ids of ``images``, ``categories`` and ``annotations`` are integers, unique within their
+  list (a repeated id would silently replace the first entry); ``width`` and ``height`` are positive
+  whole numbers; ``bbox`` is four finite numbers with ``w, h >= 0``. A violation is a
+  :class:`DatasetError` naming the json and the id. The json is UTF-8 (a byte-order mark is allowed).
 * Masks: every instance's segmentation (polygons, uncompressed RLE with a ``counts`` list, or
   compressed RLE with a ``counts`` string) is rasterised with ``pycocotools`` at the image's size as
   the json states it; a sample's mask is the union of its category's instances, resized with nearest
@@ -26,8 +31,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -35,8 +41,8 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from xaibench.data.transforms import ClassMap, ImageRecord, RecordDataset
-from xaibench.errors import XaibenchError
+from xaibench.data.transforms import ClassMap, ImageRecord, RecordDataset, check_box
+from xaibench.errors import DatasetError, XaibenchError
 
 __all__ = ["find_image_dir", "load_coco", "rasterize"]
 
@@ -94,6 +100,91 @@ def find_image_dir(json_path: Path, first_file: str | None = None) -> Path:
     )
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_id(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _index(
+    entries: Any, key: str, json_path: Path, check: Callable[[dict[str, Any], str], None]
+) -> dict[int, dict[str, Any]]:
+    """The entries of ``data[key]`` by id, each checked; a missing, non-integer or repeated id is refused."""
+    singular = key[:-1] if key != "categories" else "category"
+    by_id: dict[int, dict[str, Any]] = {}
+    for k, entry in enumerate(entries):
+        if not isinstance(entry, dict) or not _is_id(entry.get("id")):
+            raise DatasetError(
+                f'{json_path}: "{key}" entry {k} has no integer "id" ({entry!r:.80}); fix the json'
+            )
+        if entry["id"] in by_id:
+            raise DatasetError(
+                f'{json_path}: the {singular} id {entry["id"]} appears twice in "{key}"; ids must be unique, '
+                "fix the json"
+            )
+        check(entry, f"{json_path}, {singular} {entry['id']}")
+        by_id[entry["id"]] = entry
+    return by_id
+
+
+def _check_image(image: dict[str, Any], where: str) -> None:
+    if not isinstance(image.get("file_name"), str) or not image["file_name"]:
+        raise DatasetError(f'{where}: "file_name" is missing or not a string; fix the json')
+    for key in ("width", "height"):
+        value = image.get(key)
+        if not (_is_number(value) and value >= 1 and float(value).is_integer()):
+            raise DatasetError(f'{where}: "{key}" is {value!r}, not a positive whole number of pixels; fix the json')
+
+
+def _check_category(category: dict[str, Any], where: str) -> None:
+    if not isinstance(category.get("name"), str) or not category["name"]:
+        raise DatasetError(f'{where}: "name" is missing or not a string; fix the json')
+
+
+def _corners(bbox: Any, where: str) -> tuple[float, float, float, float]:
+    """COCO's ``[x, y, w, h]`` as inclusive corners ``(x, y, x + w - 1, y + h - 1)``, checked.
+
+    ``w`` and ``h`` below 1 (COCO has a few boxes under one pixel) give a one-pixel box.
+
+    Raises:
+        DatasetError: not four finite numbers, or a negative width or height.
+    """
+    numbers = isinstance(bbox, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in bbox)
+    if not numbers or len(bbox) != 4:
+        raise DatasetError(f'{where}: "bbox" is {bbox!r:.80}, not four numbers [x, y, w, h]; fix the json')
+    x, y, w, h = (float(v) for v in bbox)
+    if not all(math.isfinite(v) for v in (x, y, w, h)):
+        raise DatasetError(f'{where}: "bbox" {bbox} has a value that is not a finite number; fix the json')
+    if w < 0 or h < 0:
+        raise DatasetError(f'{where}: "bbox" {bbox} has a negative width or height; fix the json')
+    return check_box((x, y, max(x, x + w - 1.0), max(y, y + h - 1.0)), where)
+
+
+def _read_json(json_path: Path) -> dict[str, Any]:
+    """The json's top level, with its three lists present.
+
+    Raises:
+        DatasetError: not UTF-8 JSON, or ``images``, ``annotations`` or ``categories`` missing.
+    """
+    try:
+        data = json.loads(json_path.read_text(encoding="utf-8-sig"))
+    except UnicodeDecodeError as err:
+        raise DatasetError(
+            f"{json_path} is not UTF-8 text ({err.reason} at offset {err.start}); save it as UTF-8"
+        ) from None
+    except json.JSONDecodeError as err:
+        raise DatasetError(f"{json_path} is not valid JSON ({err}); fix or replace the file") from None
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(data, dict) or not isinstance(data.get(key), list):
+            raise DatasetError(
+                f'{json_path} is not a COCO instances json: it has no "{key}" list (it needs "images", '
+                '"annotations" and "categories")'
+            )
+    return data
+
+
 def load_coco(
     path: str | None,
     *,
@@ -114,7 +205,11 @@ def load_coco(
 
     Raises:
         FileNotFoundError: the json or the image folder is missing.
-        XaibenchError: malformed json, or a category the model does not know.
+        DatasetError: malformed json (the message names the file and the image, category or
+            annotation id): invalid JSON, a repeated id, a non-numeric width or height, a bbox that
+            is not four finite numbers or has a negative width or height, a reference to an
+            unknown image or category; or no annotation at all.
+        XaibenchError: a category the model does not know.
     """
     if not path:
         raise XaibenchError("the coco data set needs its annotation file: coco:PATH/instances_<split>.json")
@@ -123,38 +218,36 @@ def load_coco(
         raise FileNotFoundError(
             f"no file {json_path}: coco:PATH needs a COCO instances json (e.g. annotations/instances_val2017.json)"
         )
-    try:
-        data = json.loads(json_path.read_text(encoding="utf-8"))
-        images = {img["id"]: img for img in data["images"]}
-        sizes = {i: (int(img["width"]), int(img["height"])) for i, img in images.items()}
-        categories = sorted(data["categories"], key=lambda c: c["id"])
-        annotations = data["annotations"]
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
-        raise XaibenchError(f"{json_path} is not a COCO instances json ({type(err).__name__}: {err})") from None
+    data = _read_json(json_path)
+    images = _index(data["images"], "images", json_path, _check_image)
+    sizes = {i: (int(img["width"]), int(img["height"])) for i, img in images.items()}
+    by_category = _index(data["categories"], "categories", json_path, _check_category)
+    categories = [by_category[cid] for cid in sorted(by_category)]
     category_name = {c["id"]: c["name"] for c in categories}
     category_rank = {c["id"]: k for k, c in enumerate(categories)}
-    classes = ClassMap([c["name"] for c in categories], class_names, "coco")
 
-    groups: dict[tuple[Any, Any], list[dict[str, Any]]] = {}
-    for ann in annotations:
-        key = (ann["image_id"], ann["category_id"])
-        if key[0] not in images:
-            raise XaibenchError(f"{json_path}: annotation {ann.get('id')} refers to the unknown image {key[0]}")
-        if key[1] not in category_name:
-            raise XaibenchError(f"{json_path}: annotation {ann.get('id')} refers to the unknown category {key[1]}")
-        groups.setdefault(key, []).append(ann)
+    groups: dict[tuple[int, int], list[tuple[dict[str, Any], tuple[float, float, float, float]]]] = {}
+    for ann in _index(data["annotations"], "annotations", json_path, lambda ann, where: None).values():
+        where = f"{json_path}, annotation {ann['id']}"
+        key = (ann.get("image_id"), ann.get("category_id"))
+        if not _is_id(key[0]) or key[0] not in images:
+            raise DatasetError(f"{where} refers to the unknown image {key[0]!r}; fix the json")
+        if not _is_id(key[1]) or key[1] not in category_name:
+            raise DatasetError(f"{where} refers to the unknown category {key[1]!r}; fix the json")
+        groups.setdefault(key, []).append((ann, _corners(ann.get("bbox"), where)))  # type: ignore[arg-type]
+    if not groups:
+        raise DatasetError(
+            f"the data set 'coco:{path}' has no samples: its \"annotations\" list is empty; the coco kind "
+            'needs an instances json whose "annotations" give a "bbox" for images of its "images" list'
+        )
+    classes = ClassMap([c["name"] for c in categories], class_names, "coco")
     labels = {cid: classes.label(category_name[cid]) for cid in sorted({cid for _, cid in groups})}
 
-    first = images[min(images)]["file_name"] if images else None
-    image_dir = find_image_dir(json_path, first)
+    image_dir = find_image_dir(json_path, images[min(images)]["file_name"])
     records = []
     for image_id, cid in sorted(groups, key=lambda k: (k[0], category_rank[k[1]])):
-        anns = groups[(image_id, cid)]
+        anns = [ann for ann, _ in groups[(image_id, cid)]]
         image = images[image_id]
-        boxes = []
-        for ann in anns:
-            x, y, w, h = (float(v) for v in ann["bbox"])
-            boxes.append((x, y, max(x, x + w - 1.0), max(y, y + h - 1.0)))
         segmentations = [ann.get("segmentation") for ann in anns]
         mask = None
         if all(segmentations):
@@ -164,7 +257,7 @@ def load_coco(
                 id=f"{Path(image['file_name']).stem}/{category_name[cid]}",
                 path=image_dir / image["file_name"],
                 label=labels[cid],
-                boxes=np.array(boxes, dtype=np.float64),
+                boxes=np.array([box for _, box in groups[(image_id, cid)]], dtype=np.float64),
                 difficult=np.array([bool(ann.get("iscrowd", 0)) for ann in anns], dtype=bool),
                 mask=mask,
                 annotated_wh=sizes[image_id],

@@ -19,6 +19,17 @@ The CSV has the header ``image,label,x0,y0,x1,y1`` and optionally ``mask``, one 
   are the object, at the image's resolution; the sample's mask is the union of the masks named on
   its rows, or None when none is.
 
+Encoding: UTF-8, with or without a byte-order mark (Excel writes one). A file that is not valid
+UTF-8 is read as Latin-1 (ISO-8859-1) with a logged warning naming the file: Latin-1 decodes every
+byte, so the fallback cannot fail, and it reads the accented letters of cp1252 (what Excel writes on
+Windows) alike; only cp1252's extra characters in 0x80-0x9F (e.g. curly quotes, the euro sign) come
+out as control characters. Save the file as UTF-8 to be exact.
+
+Checks: a missing column, an empty image or label, a coordinate that is not a finite number and an
+inverted box (``x1 < x0`` or ``y1 < y0``) are :class:`DatasetError` s naming the file and the line;
+a box extending past the image is clipped to it when the image is read (warning); a file with no
+rows is refused.
+
 Rows of the same image and class form one sample, in order of first appearance. Its id is the
 ``image`` field as written, or ``"<image>/<class name>"`` when the image has rows of several classes
 (one sample per class).
@@ -27,6 +38,7 @@ Rows of the same image and class form one sample, in order of first appearance. 
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import re
 from collections.abc import Sequence
@@ -37,8 +49,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from xaibench.data.transforms import ClassMap, ImageRecord, RecordDataset, normalize_class_name
-from xaibench.errors import XaibenchError
+from xaibench.data.transforms import (
+    ClassMap,
+    ImageRecord,
+    RecordDataset,
+    check_box,
+    normalize_class_name,
+    open_image,
+)
+from xaibench.errors import DatasetError, XaibenchError
 
 __all__ = ["COLUMNS", "load_csv", "read_masks"]
 
@@ -54,11 +73,12 @@ def read_masks(paths: Sequence[Path]) -> np.ndarray:
     """The union of mask images (non-zero pixels in any channel), at the first one's size.
 
     Raises:
-        OSError: a mask file is missing or unreadable.
+        UnreadableImageError: a mask file is missing, not a regular file, undecodable or too large
+            (the checks of :func:`xaibench.data.transforms.open_image`; the message names the file).
     """
     union: np.ndarray | None = None
     for path in paths:
-        with Image.open(path) as img:
+        with open_image(path, "mask file") as img:
             if union is not None and img.size != (union.shape[1], union.shape[0]):
                 logger.warning("mask %s is %d x %d, resized to the first mask's size", path, *img.size)
                 img = img.resize((union.shape[1], union.shape[0]), Image.NEAREST)
@@ -86,35 +106,46 @@ class _Group:
     masks: list[str] = field(default_factory=list)
 
 
+def _read_text(path: Path) -> str:
+    """A CSV file's text: UTF-8 (a byte-order mark is dropped), else Latin-1 with a logged warning."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        logger.warning(
+            "%s is not valid UTF-8 (byte %#04x at offset %d); read as Latin-1. Save it as UTF-8 if "
+            "any name comes out wrong",
+            path, data[err.start], err.start,
+        )
+        return data.decode("latin-1")
+
+
 def _read_rows(csv_path: Path) -> list[_Row]:
     rows = []
-    with csv_path.open(newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        header = [h.strip() for h in reader.fieldnames or ()]
-        reader.fieldnames = header
-        missing = [c for c in COLUMNS if c not in header]
-        if missing:
-            raise XaibenchError(
-                f"{csv_path} lacks the column(s) {', '.join(missing)}: the header must be "
-                f"{','.join(COLUMNS)} (and optionally mask)"
-            )
-        for raw in reader:
-            where = f"{csv_path}, line {reader.line_num}"
-            image = (raw["image"] or "").strip()
-            label = (raw["label"] or "").strip()
-            if not image or not label:
-                raise XaibenchError(f"{where}: the {'image' if not image else 'label'} is missing")
-            box = []
-            for col in COLUMNS[2:]:
-                text = (raw[col] or "").strip()
-                try:
-                    box.append(float(text))
-                except ValueError:
-                    raise XaibenchError(f"{where}: {col} is missing or not a number ({text!r})") from None
-            if not all(np.isfinite(box)) or box[2] < box[0] or box[3] < box[1]:
-                raise XaibenchError(f"{where}: the box {box} needs finite x0 <= x1 and y0 <= y1")
-            mask = (raw.get("mask") or "").strip()
-            rows.append(_Row(reader.line_num, image, label, tuple(box), mask))  # type: ignore[arg-type]
+    reader = csv.DictReader(io.StringIO(_read_text(csv_path), newline=""))
+    header = [h.strip() for h in reader.fieldnames or ()]
+    reader.fieldnames = header
+    missing = [c for c in COLUMNS if c not in header]
+    if missing:
+        raise DatasetError(
+            f"{csv_path} lacks the column(s) {', '.join(missing)}: the header must be "
+            f"{','.join(COLUMNS)} (and optionally mask)"
+        )
+    for raw in reader:
+        where = f"{csv_path}, line {reader.line_num}"
+        image = (raw["image"] or "").strip()
+        label = (raw["label"] or "").strip()
+        if not image or not label:
+            raise DatasetError(f"{where}: the {'image' if not image else 'label'} is missing")
+        box = []
+        for col in COLUMNS[2:]:
+            text = (raw[col] or "").strip()
+            try:
+                box.append(float(text))
+            except ValueError:
+                raise DatasetError(f"{where}: {col} is missing or not a number ({text!r})") from None
+        mask = (raw.get("mask") or "").strip()
+        rows.append(_Row(reader.line_num, image, label, check_box(box, where), mask))
     return rows
 
 
@@ -123,7 +154,7 @@ def _classes(rows: list[_Row], class_names: Sequence[str] | None, csv_path: Path
     is_index = [bool(_INDEX.fullmatch(r.label)) for r in rows]
     if class_names is None:
         if any(is_index) and not all(is_index):
-            raise XaibenchError(
+            raise DatasetError(
                 f"{csv_path} mixes class indices and class names in its label column; use one kind "
                 "(or give the model's class names)"
             )
@@ -175,8 +206,9 @@ def load_csv(
 
     Raises:
         FileNotFoundError: no such CSV file.
-        XaibenchError: a missing column, a missing or malformed field (the message names the line),
-            a class index out of range, or a class the model does not know.
+        DatasetError: a missing column, a missing or malformed field, a non-finite or inverted
+            box (the message names the line), or no row at all.
+        XaibenchError: a class index out of range, or a class the model does not know.
     """
     if not path:
         raise XaibenchError("the csv data set needs its file: csv:PATH/TO/boxes.csv")
@@ -187,6 +219,11 @@ def load_csv(
             "one row per box"
         )
     rows = _read_rows(csv_path)
+    if not rows:
+        raise DatasetError(
+            f"the data set 'csv:{path}' has no samples: {csv_path} has no row after its header; the csv "
+            f"kind needs one row per box under the header {','.join(COLUMNS)}[,mask]"
+        )
     names, labels = _classes(rows, class_names, csv_path)
 
     groups: dict[tuple[str, int], _Group] = {}

@@ -14,8 +14,10 @@ Kaggle layout (the "ImageNet Object Localization Challenge" download)::
     LOC_val_solution.csv            ImageId,PredictionString ("wnid xmin ymin xmax ymax " repeated)
     LOC_synset_mapping.txt
 
-Boxes are used as written (0-based pixels of the image, inclusive corners, as wsolevaluation uses
-them) and rescaled from the size of the image file by the wsolevaluation rule
+Both text files are UTF-8, with or without a byte-order mark. Boxes are used as written (0-based
+pixels of the image, inclusive corners, as wsolevaluation uses them), after the checks of
+:func:`xaibench.data.transforms.check_box` (finite, not inverted), clipped to the image file
+where they extend past it, and rescaled from the file's size by the wsolevaluation rule
 (:func:`xaibench.data.transforms.resize_boxes`); where the XML states a ``<size>`` that differs from
 the file's, a warning is logged.
 
@@ -32,6 +34,7 @@ Sample ids are the file stems (``ILSVRC2012_val_00000361``), in sorted order.
 from __future__ import annotations
 
 import csv
+import io
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -39,9 +42,9 @@ from pathlib import Path
 
 import numpy as np
 
-from xaibench.data.transforms import ImageRecord, RecordDataset, ClassMap
+from xaibench.data.transforms import ClassMap, ImageRecord, RecordDataset, check_box
 from xaibench.data.voc import read_xml_annotation
-from xaibench.errors import XaibenchError
+from xaibench.errors import DatasetError, XaibenchError
 
 __all__ = ["IMAGE_SUFFIXES", "Synsets", "load_imagenet", "read_synsets"]
 
@@ -75,10 +78,30 @@ class Synsets:
         return [names[0] if names else wnid for wnid, names in zip(self.wnids, self.names)]
 
 
+def _read_utf8(path: Path) -> str:
+    """The text of a UTF-8 file, with or without a byte-order mark (as Windows tools write it).
+
+    Raises:
+        DatasetError: the file is not valid UTF-8.
+    """
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise DatasetError(
+            f"{path} is not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start}); save it as UTF-8"
+        ) from None
+
+
 def read_synsets(path: Path) -> Synsets:
-    """Parse ``LOC_synset_mapping.txt`` (line k: ``"wnid name, name, ..."``; blank lines skipped)."""
+    """Parse ``LOC_synset_mapping.txt`` (line k: ``"wnid name, name, ..."``; blank lines skipped).
+
+    The file is read as UTF-8; a byte-order mark is allowed.
+
+    Raises:
+        DatasetError: the file is not UTF-8.
+    """
     wnids, names = [], []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in _read_utf8(path).splitlines():
         if not line.strip():
             continue
         wnid, _, rest = line.strip().partition(" ")
@@ -106,7 +129,7 @@ def _ilsvrc_entries(root: Path) -> list[_Entry]:
         if image.suffix.lower() not in IMAGE_SUFFIXES:
             continue
         if image.stem in by_id:
-            raise XaibenchError(
+            raise DatasetError(
                 f"two images with the id {image.stem} in {images_dir}: {by_id[image.stem].name}, {image.name}"
             )
         by_id[image.stem] = image
@@ -128,23 +151,22 @@ def _kaggle_entries(root: Path) -> list[_Entry]:
             f"no LOC_val_solution.csv in {root}: the Kaggle layout needs it next to ILSVRC/Data/CLS-LOC/val/"
         )
     objects: dict[str, list[tuple[str, tuple[float, float, float, float]]]] = {}
-    with solution.open(newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        if not {"ImageId", "PredictionString"} <= set(reader.fieldnames or ()):
-            raise XaibenchError(f"{solution} needs the columns ImageId,PredictionString")
-        for row in reader:
-            where = f"{solution}, line {reader.line_num}"
-            fields = (row["PredictionString"] or "").split()
-            if not row["ImageId"] or not fields or len(fields) % 5:
-                raise XaibenchError(f"{where}: expected an ImageId and groups of 'wnid xmin ymin xmax ymax'")
-            boxes = []
-            for k in range(0, len(fields), 5):
-                try:
-                    box = tuple(float(v) for v in fields[k + 1 : k + 5])
-                except ValueError:
-                    raise XaibenchError(f"{where}: a box coordinate is not a number: {fields[k:k + 5]}") from None
-                boxes.append((fields[k], box))
-            objects.setdefault(row["ImageId"].strip(), []).extend(boxes)  # type: ignore[arg-type]
+    reader = csv.DictReader(io.StringIO(_read_utf8(solution), newline=""))
+    if not {"ImageId", "PredictionString"} <= set(reader.fieldnames or ()):
+        raise DatasetError(f"{solution} needs the header ImageId,PredictionString; fix its first line")
+    for row in reader:
+        where = f"{solution}, line {reader.line_num}"
+        fields = (row["PredictionString"] or "").split()
+        if not row["ImageId"] or not fields or len(fields) % 5:
+            raise DatasetError(f"{where}: expected an ImageId and groups of 'wnid xmin ymin xmax ymax'")
+        boxes = []
+        for k in range(0, len(fields), 5):
+            try:
+                values = [float(v) for v in fields[k + 1 : k + 5]]
+            except ValueError:
+                raise DatasetError(f"{where}: a box coordinate is not a number: {fields[k:k + 5]}") from None
+            boxes.append((fields[k], check_box(values, f"{where}, box {k // 5 + 1} ({fields[k]})")))
+        objects.setdefault(row["ImageId"].strip(), []).extend(boxes)
     images = sorted(
         (p for p in (root / _KAGGLE_IMAGES).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES),
         key=lambda p: p.stem,
@@ -152,7 +174,7 @@ def _kaggle_entries(root: Path) -> list[_Entry]:
     entries = []
     for image in images:
         if image.stem not in objects:
-            raise XaibenchError(f"{solution} has no boxes for the image {image.name}")
+            raise DatasetError(f"{solution} has no boxes for the image {image.name}; add its line or remove the image")
         entries.append(_Entry(image.stem, image, objects[image.stem]))
     return entries
 
@@ -176,8 +198,9 @@ def load_imagenet(
 
     Raises:
         FileNotFoundError: the folder, ``LOC_synset_mapping.txt`` or a layout's files are missing.
-        XaibenchError: a malformed annotation, a WordNet id not in the mapping, or a class the
-            model does not know.
+        DatasetError: a malformed annotation (the message names the file and the record: XML
+            object, or csv line and box), a WordNet id not in the mapping, or no image at all.
+        XaibenchError: a class the model does not know.
     """
     if not path:
         raise XaibenchError("the imagenet data set needs a folder: imagenet:PATH")
@@ -208,7 +231,7 @@ def load_imagenet(
     def label_for(wnid: str, where: str) -> int:
         if wnid not in labels:
             if wnid not in line_of:
-                raise XaibenchError(f"{where}: the WordNet id {wnid} is not in {mapping}")
+                raise DatasetError(f"{where}: the WordNet id {wnid} is not in {mapping}")
             k = line_of[wnid]
             if by_index:
                 labels[wnid] = k
@@ -218,10 +241,16 @@ def load_imagenet(
                 labels[wnid] = classes.label(synsets.first_names[k]) if label is None else label  # raises
         return labels[wnid]
 
+    if not entries:
+        folder = "images/" if (root / "images").is_dir() else f"{_KAGGLE_IMAGES.as_posix()}/"
+        raise DatasetError(
+            f"the data set 'imagenet:{path}' has no samples: {folder} holds no image file "
+            f"({', '.join(sorted(IMAGE_SUFFIXES))}); an ImageNet folder needs {_LAYOUTS}"
+        )
     records = []
     for entry in entries:
         if not entry.objects:
-            raise XaibenchError(f"the ImageNet image {entry.id} has no annotated object")
+            raise DatasetError(f"the ImageNet image {entry.id} has no annotated object; add its box(es)")
         wnids = [wnid for wnid, _ in entry.objects]
         if len(set(wnids)) > 1:
             logger.warning(

@@ -389,8 +389,16 @@ def load_builtin(
         size: Number of images (default :data:`DEFAULT_SIZE`).
         seed: The generator's seed.
         class_names: The model's classes: they must be :data:`SHAPE_CLASSES` (or None).
+
+    Raises:
+        DatasetError: ``size`` below 1 (an empty benchmark would score nothing).
+        XaibenchError: an unknown split, a non-square size, or a model with other classes.
     """
-    from xaibench.errors import XaibenchError
+    from xaibench.errors import DatasetError, XaibenchError
+
+    if size is not None and size < 1:
+        spec = "builtin" if path is None else f"builtin:{path}"
+        raise DatasetError(f"the data set '{spec}' would be empty: size is {size}; ask for at least 1 image (--n)")
 
     if class_names is not None and list(class_names) != list(SHAPE_CLASSES):
         raise XaibenchError(

@@ -11,10 +11,28 @@ Methods Right", CVPR 2020, https://github.com/clovaai/wsolevaluation):
   with no ``+ 1`` on the far corner;
 * masks are resized with PIL nearest neighbour and stay boolean.
 
+Pixel modes (:func:`load_image`): every 8-bit mode (``RGB``, ``L``, ``1``, ``P``, ``LA``, ``RGBA``,
+``CMYK``, ...) becomes RGB exactly as ``Image.convert('RGB')`` makes it, as wsolevaluation does
+(alpha is dropped, not composited). Modes that ``convert('RGB')`` would clip to white are read by
+their own range instead: 16-bit grayscale (``I;16``, ``I;16L``, ``I;16B``, and ``I`` whose values
+lie in 0..65535) as ``value / 65535``; float ``F`` as intensities already in [0, 1]. These are
+resized in float (PIL bilinear on mode ``F``) and replicated to three channels. ``I`` values outside
+0..65535 and ``F`` values outside [0, 1] have no known range: :class:`DatasetError`.
+
+EXIF orientation is *not* applied: the boxes of ILSVRC, Pascal VOC and COCO are given in the stored
+pixel frame, and wsolevaluation does not transpose either; a file with a non-identity orientation
+tag gets a logged warning.
+
 A loader only builds an index of :class:`ImageRecord` s (image path, label, boxes in original
 pixels) in its constructor and hands them to a :class:`RecordDataset`, which applies the protocol
-lazily in ``__getitem__`` through :func:`to_sample`. An unreadable image raises :class:`OSError`
-from there; the harness catches it and skips the image.
+lazily in ``__getitem__`` through :func:`to_sample`. An image file that cannot be read (missing, not
+a regular file, undecodable, truncated, more pixels than ``PIL.Image.MAX_IMAGE_PIXELS``) raises
+:class:`UnreadableImageError` from there, the one error the harness skips an image for; a malformed
+annotation raises :class:`DatasetError`, which stops the run.
+
+Boxes: loaders refuse non-finite and inverted boxes when they parse them (:func:`check_box`), as
+wsolevaluation's ``check_box_convention`` does; :func:`to_sample`, which knows the file's size,
+clips a box that extends outside the image (with a logged warning) and refuses one wholly outside.
 
 :class:`ClassMap` is the one rule by which a data set's class names become labels.
 """
@@ -22,8 +40,14 @@ from there; the harness catches it and skips the image.
 from __future__ import annotations
 
 import logging
+import math
+import os
 import re
-from collections.abc import Callable, Sequence
+import stat
+import struct
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,14 +58,17 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from xaibench.data.sample import Sample
-from xaibench.errors import XaibenchError
+from xaibench.errors import DatasetError, UnreadableImageError, XaibenchError
 
 __all__ = [
     "ClassMap",
     "ImageRecord",
     "RecordDataset",
+    "check_box",
+    "clip_boxes",
     "load_image",
     "normalize_class_name",
+    "open_image",
     "resize_boxes",
     "resize_mask",
     "to_sample",
@@ -50,8 +77,168 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
+_DECODE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,  # UnidentifiedImageError, "image file is truncated", "broken data stream", ...
+    SyntaxError,  # "broken PNG file" and other malformed chunks
+    ValueError,
+    EOFError,
+    struct.error,
+    Image.DecompressionBombError,  # more than twice MAX_IMAGE_PIXELS; not an OSError
+)
+"""What PIL raises for a file it cannot decode."""
+
+_ORIENTATION = 0x0112  # the EXIF orientation tag; 1 is "as stored"
+_UINT16_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
+_UINT16_MAX = 65535.0
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())
+
+
+def _check_regular_file(path: Path, what: str) -> None:
+    """Refuse a missing path or anything but a regular file, before it is opened.
+
+    Opening a FIFO for reading blocks until a writer appears, so the type is checked with
+    ``os.stat`` (which follows symbolic links) first.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise UnreadableImageError(
+            f"{what} {path} does not exist; restore it or remove its record from the data set"
+        ) from None
+    except OSError as err:
+        raise UnreadableImageError(
+            f"{what} {path} cannot be accessed ({_one_line(err.strerror or err)}); fix its permissions "
+            "or remove its record from the data set"
+        ) from None
+    if not stat.S_ISREG(mode):
+        kind = (
+            "a directory" if stat.S_ISDIR(mode)
+            else "a FIFO" if stat.S_ISFIFO(mode)
+            else "a socket" if stat.S_ISSOCK(mode)
+            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+            else "not a file"
+        )
+        raise UnreadableImageError(
+            f"{what} {path} is {kind}, not a regular file; put the image file there or remove its "
+            "record from the data set"
+        )
+
+
+@contextmanager
+def open_image(path: str | Path, what: str = "image file") -> Iterator[Image.Image]:
+    """Open an image file, check it and decode all of its pixels, or raise :class:`UnreadableImageError`.
+
+    The checks, in order: the path is a regular file (``os.stat``; a FIFO would block ``open``);
+    PIL identifies the format; ``width * height`` is at most ``PIL.Image.MAX_IMAGE_PIXELS`` as it is
+    at call time (None: no limit; the command line sets it from ``--max-image-pixels``), checked
+    from the header before any pixel is decoded; the pixel data decodes completely (a truncated
+    file raises). PIL's ``DecompressionBombWarning`` is silenced, the limit check replaces it; its
+    ``DecompressionBombError`` (more than twice the limit) becomes :class:`UnreadableImageError`.
+
+    Only opening and decoding are guarded: an exception raised in the ``with`` body passes through.
+
+    Args:
+        path: The file.
+        what: How messages call it (``"image file"``, ``"mask file"``).
+
+    Yields:
+        The decoded image, open until the ``with`` block ends.
+
+    Raises:
+        UnreadableImageError: any of the checks fails; the message names the file.
+    """
+    path = Path(path)
+    _check_regular_file(path, what)
+    limit = Image.MAX_IMAGE_PIXELS
+    hint = "raise the limit (--max-image-pixels) if you trust the file"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)
+    except Image.DecompressionBombError as err:
+        raise UnreadableImageError(f"{what} {path} is too large to decode safely ({_one_line(err)}); {hint}") from err
+    except _DECODE_ERRORS as err:
+        raise UnreadableImageError(
+            f"{what} {path} cannot be read ({type(err).__name__}: {_one_line(err)}); it is not an image "
+            "or is corrupt: replace it or remove its record from the data set"
+        ) from err
+    with img:
+        width, height = img.size
+        if limit is not None and width * height > limit:
+            raise UnreadableImageError(
+                f"{what} {path} is {width} x {height} = {width * height} pixels, more than the limit of "
+                f"{int(limit)} (PIL.Image.MAX_IMAGE_PIXELS); {hint}"
+            )
+        try:
+            img.load()
+        except _DECODE_ERRORS as err:
+            raise UnreadableImageError(
+                f"{what} {path} cannot be decoded ({type(err).__name__}: {_one_line(err)}); it is corrupt "
+                "or truncated: replace it or remove its record from the data set"
+            ) from err
+        yield img
+
+
+def _warn_orientation(img: Image.Image, path: Path) -> None:
+    """Log a warning when the file asks to be rotated or flipped (which xaibench does not do)."""
+    try:
+        orientation = img.getexif().get(_ORIENTATION)
+    except _DECODE_ERRORS as err:  # a corrupt EXIF block does not spoil the pixels
+        logger.warning("%s: its EXIF block cannot be parsed (%s); ignored", path, _one_line(err))
+        return
+    if orientation not in (None, 1):
+        logger.warning(
+            "%s: EXIF orientation %s is not applied; the stored pixels are used, the frame the boxes of "
+            "ILSVRC, Pascal VOC and COCO (and wsolevaluation) use",
+            path, orientation,
+        )
+
+
+def _gray_in_unit_range(img: Image.Image, path: Path) -> np.ndarray | None:
+    """A high-bit-depth grayscale image as float64 in [0, 1]; None for modes ``convert('RGB')`` handles.
+
+    ``convert('RGB')`` clips 16-bit and float pixels to 0..255, so a 16-bit photo comes out almost
+    all white: these modes are read by their own range instead.
+
+    Raises:
+        DatasetError: ``I`` values outside 0..65535, or ``F`` values outside [0, 1] (or not finite):
+            no range to scale them by.
+    """
+    mode = img.mode
+    if mode in _UINT16_MODES:
+        return np.asarray(img).astype(np.float64) / _UINT16_MAX
+    if mode == "I" or mode.startswith("I;"):
+        values = np.asarray(img)
+        low, high = (int(values.min()), int(values.max())) if values.size else (0, 0)
+        if low < 0 or high > _UINT16_MAX:
+            raise DatasetError(
+                f"{path}: 32-bit integer pixels span {low}..{high}, outside the 16-bit range 0..65535 "
+                "that xaibench scales by; save the image with 8 or 16 bits per channel"
+            )
+        return values.astype(np.float64) / _UINT16_MAX
+    if mode == "F" or mode.startswith("F;"):
+        values = np.asarray(img).astype(np.float64)
+        if values.size and not (np.isfinite(values).all() and values.min() >= 0.0 and values.max() <= 1.0):
+            raise DatasetError(
+                f"{path}: float pixels span {np.nanmin(values):g}..{np.nanmax(values):g} (or are not finite), "
+                "outside the [0, 1] a float image is read in; save it with 8 or 16 bits per channel"
+            )
+        return values
+    return None
+
+
 def load_image(path: str | Path, size: tuple[int, int]) -> tuple[Tensor, tuple[int, int]]:
     """Read an image and resize it as wsolevaluation does (``Image.open(p).convert('RGB')``, resize).
+
+    8-bit modes (``RGB``, ``L``, ``1``, ``P``, ``LA``, ``RGBA``, ``CMYK``, ...) are converted with
+    ``convert('RGB')``, resized with PIL bilinear and divided by 255: wsolevaluation's protocol, bit
+    for bit. 16-bit grayscale (``I;16*``, and ``I`` within 0..65535) is divided by 65535 and float
+    ``F`` taken as it is (in [0, 1]); that float image is resized with PIL bilinear in mode ``F``
+    (so no value is rounded to 8 bits), clipped to [0, 1] against float rounding and replicated to
+    three channels. EXIF orientation is not applied (a warning is logged when the file has one).
 
     Args:
         path: The image file.
@@ -62,15 +249,104 @@ def load_image(path: str | Path, size: tuple[int, int]) -> tuple[Tensor, tuple[i
         the image in the file.
 
     Raises:
-        OSError: the file is missing, not an image, or corrupt (PIL's errors are ``OSError`` s).
+        UnreadableImageError: the file is missing, not a regular file, not an image, corrupt or
+            truncated, or has more pixels than ``PIL.Image.MAX_IMAGE_PIXELS`` (see :func:`open_image`).
+        DatasetError: 32-bit integer or float pixels outside the range they are read in, or a
+            pixel mode PIL cannot convert to RGB.
     """
+    path = Path(path)
     height, width = size
-    with Image.open(path) as img:
+    with open_image(path) as img:
         orig_wh = img.size
-        rgb = img.convert("RGB")  # decodes the whole file: truncated data raises OSError here
+        _warn_orientation(img, path)
+        gray = _gray_in_unit_range(img, path)
+        if gray is None:
+            try:
+                rgb = img.convert("RGB")
+            except ValueError as err:
+                raise DatasetError(
+                    f"{path}: PIL cannot convert its pixel mode {img.mode} to RGB ({_one_line(err)}); "
+                    "save it as an 8-bit RGB or grayscale image"
+                ) from None
+    if gray is not None:
+        plane = Image.fromarray(gray.astype(np.float32)).resize((width, height), Image.BILINEAR)
+        channel = np.clip(np.asarray(plane, dtype=np.float32), 0.0, 1.0)
+        return torch.from_numpy(np.ascontiguousarray(np.broadcast_to(channel, (3, height, width)))), orig_wh
     resized = rgb.resize((width, height), Image.BILINEAR)
     array = np.asarray(resized, dtype=np.float32) / np.float32(255.0)
     return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1))), orig_wh
+
+
+def _format_box(box: Sequence[float]) -> str:
+    return "(" + ", ".join(f"{float(v):g}" for v in box) + ")"
+
+
+def check_box(box: Sequence[float], where: str) -> tuple[float, float, float, float]:
+    """A box ``(x0, y0, x1, y1)`` as floats, refused if a coordinate is not finite or it is inverted.
+
+    The check of wsolevaluation's ``check_box_convention`` (``wsol/util.py``), at the door: an
+    inverted or NaN box would otherwise be scored (its IoU is meaningless) instead of reported.
+
+    Args:
+        box: Four coordinates, inclusive corners (any pixel origin).
+        where: The file and record, for the message (``"a.xml, <object> 2 ('dog')"``).
+
+    Raises:
+        DatasetError: a coordinate is NaN or infinite, or ``x1 < x0`` or ``y1 < y0``.
+    """
+    x0, y0, x1, y1 = (float(v) for v in box)
+    if not all(math.isfinite(v) for v in (x0, y0, x1, y1)):
+        raise DatasetError(
+            f"{where}: the box (x0, y0, x1, y1) = {_format_box(box)} has a coordinate that is not a finite "
+            "number; fix the annotation"
+        )
+    if x1 < x0 or y1 < y0:
+        raise DatasetError(
+            f"{where}: the box (x0, y0, x1, y1) = {_format_box(box)} is inverted (x1 < x0 or y1 < y0); "
+            "corners must be left, top, right, bottom: fix the annotation"
+        )
+    return x0, y0, x1, y1
+
+
+def clip_boxes(boxes: np.ndarray | Sequence[Sequence[float]], orig_wh: tuple[int, int], where: str) -> np.ndarray:
+    """Clip boxes to the image, ``[0, w] x [0, h]``, with a logged warning for each box clipped.
+
+    The far corner may equal the width or height: ILSVRC's boxes of objects touching the right or
+    bottom border end there (their corners count from 1), and wsolevaluation uses them unchanged, so
+    clipping them to ``w - 1`` would change published numbers. Boxes within these bounds are returned
+    unchanged, so valid data keeps its numbers.
+
+    Args:
+        boxes: (K, 4) ``x0, y0, x1, y1`` in pixels of the original image.
+        orig_wh: (width, height) of the image file.
+        where: The sample, for messages.
+
+    Returns:
+        (K, 4) float64 boxes inside the image.
+
+    Raises:
+        DatasetError: a box lies wholly outside the image, or is not finite.
+    """
+    width, height = orig_wh
+    rows = np.array(boxes, dtype=np.float64).reshape(-1, 4)
+    clipped = rows.copy()
+    clipped[:, 0::2] = np.clip(rows[:, 0::2], 0.0, float(width))
+    clipped[:, 1::2] = np.clip(rows[:, 1::2], 0.0, float(height))
+    for k, (box, inside) in enumerate(zip(rows, clipped)):
+        x0, y0, x1, y1 = box
+        if not np.isfinite(box).all():
+            raise DatasetError(f"{where}: box {k} {_format_box(box)} is not finite; fix the annotation")
+        if x0 > width - 1 or y0 > height - 1 or x1 < 0 or y1 < 0:
+            raise DatasetError(
+                f"{where}: box {k} {_format_box(box)} lies wholly outside the {width} x {height} image; "
+                "fix or remove the annotation"
+            )
+        if not np.array_equal(box, inside):
+            logger.warning(
+                "%s: box %d %s extends outside the %d x %d image; clipped to %s",
+                where, k, _format_box(box), width, height, _format_box(inside),
+            )
+    return clipped
 
 
 def resize_boxes(
@@ -148,8 +424,12 @@ class ImageRecord:
 def to_sample(record: ImageRecord, image_size: tuple[int, int]) -> Sample:
     """Read a record's image and apply the protocol to it and its ground truth.
 
+    Boxes are clipped to the file's size first (:func:`clip_boxes`), then rescaled by
+    :func:`resize_boxes`.
+
     Raises:
-        OSError: the image (or its mask file) is missing or unreadable.
+        UnreadableImageError: the image (or its mask file) cannot be read.
+        DatasetError: a box lies wholly outside the image, or the pixels have no known range.
     """
     height, width = image_size
     image, orig_wh = load_image(record.path, image_size)
@@ -159,6 +439,7 @@ def to_sample(record: ImageRecord, image_size: tuple[int, int]) -> Sample:
             "rescaled from the file's size",
             record.id, *record.annotated_wh, record.path, *orig_wh,
         )
+    boxes = clip_boxes(record.boxes, orig_wh, f"sample {record.id} ({record.path})")
     mask = None
     if record.mask is not None:
         mask = resize_mask(record.mask(), image_size)
@@ -169,7 +450,7 @@ def to_sample(record: ImageRecord, image_size: tuple[int, int]) -> Sample:
         id=record.id,
         image=image,
         label=record.label,
-        boxes=resize_boxes(record.boxes, orig_wh, (width, height)),
+        boxes=resize_boxes(boxes, orig_wh, (width, height)),
         mask=mask,
         difficult=difficult,
     )
@@ -213,6 +494,13 @@ class RecordDataset(Dataset[Sample]):
         return len(self.records)
 
     def __getitem__(self, index: int) -> Sample:
+        """The sample at ``index``, read from disk by :func:`to_sample`.
+
+        Raises:
+            IndexError: ``index`` out of range.
+            UnreadableImageError: its image (or mask) file cannot be read; the one error a run skips.
+            DatasetError: its annotation does not fit the image (e.g. a box wholly outside it).
+        """
         n = len(self.records)
         if index < 0:
             index += n

@@ -12,7 +12,8 @@ else ``val.txt`` if present, else every ``Annotations/*.xml`` (sorted by id).
 Conventions: VOC boxes are 1-based (the top-left pixel is ``(1, 1)``) with inclusive corners; they
 are converted to 0-based inclusive corners by subtracting 1 from all four coordinates, then
 rescaled by the wsolevaluation rule (:func:`xaibench.data.transforms.resize_boxes`). ``<difficult>``
-flags are kept in ``Sample.difficult``.
+flags are kept in ``Sample.difficult``. A NaN, infinite or inverted box is a :class:`DatasetError`
+naming the XML file and the object; a box extending past the image is clipped to it (warning).
 
 An image showing several classes yields one sample per class, holding that class's boxes only, with
 the id ``"<image id>/<class>"`` (e.g. ``2007_000027/person``); the pointing game (Zhang et al.,
@@ -23,6 +24,7 @@ such (image, class) pairs. Samples are ordered by image id, then class name.
 from __future__ import annotations
 
 import logging
+import math
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,8 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from xaibench.data.transforms import ImageRecord, RecordDataset, ClassMap
-from xaibench.errors import XaibenchError
+from xaibench.data.transforms import ClassMap, ImageRecord, RecordDataset, check_box
+from xaibench.errors import DatasetError, XaibenchError
 
 __all__ = ["VOC_CLASSES", "XmlAnnotation", "XmlObject", "load_voc", "read_xml_annotation"]
 
@@ -63,41 +65,53 @@ class XmlAnnotation:
     objects: list[XmlObject]
 
 
-def _number(node: ET.Element, tag: str, path: Path) -> float:
+def _number(node: ET.Element, tag: str, where: str) -> float:
     text = node.findtext(tag)
     try:
         return float(text)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        raise XaibenchError(f"{path}: <{tag}> is missing or not a number ({text!r})") from None
+        raise DatasetError(f"{where}: <{tag}> is missing or not a number ({text!r}); fix the annotation") from None
 
 
 def read_xml_annotation(path: Path) -> XmlAnnotation:
     """Parse a Pascal VOC / ILSVRC XML annotation (``<size>``, ``<object>`` with ``<name>``,
     ``<difficult>``, ``<bndbox>`` ``xmin ymin xmax ymax``). Coordinates are returned unchanged.
 
+    Every box is checked with :func:`xaibench.data.transforms.check_box` (finite, not inverted),
+    as wsolevaluation checks its boxes; messages name the file and the object (counted from 1, in
+    file order) with its name.
+
     Raises:
         FileNotFoundError: no such file.
-        XaibenchError: not well-formed XML, or an object without a name or a numeric box.
+        DatasetError: not well-formed XML, a ``<size>`` that is not two positive numbers, or an
+            object without a name, without a ``<bndbox>``, or with a coordinate that is missing,
+            not a number, not finite, or a box that is inverted.
     """
     try:
         root = ET.parse(path).getroot()
     except ET.ParseError as err:
-        raise XaibenchError(f"{path} is not a well-formed XML annotation: {err}") from None
+        raise DatasetError(f"{path} is not a well-formed XML annotation ({err}); fix or replace the file") from None
     size = None
     size_node = root.find("size")
     if size_node is not None and size_node.findtext("width") and size_node.findtext("height"):
-        size = (int(_number(size_node, "width", path)), int(_number(size_node, "height", path)))
+        width, height = (_number(size_node, tag, f"{path}, <size>") for tag in ("width", "height"))
+        if not (math.isfinite(width) and math.isfinite(height) and width >= 1 and height >= 1):
+            raise DatasetError(
+                f"{path}: <size> is {width:g} x {height:g}; width and height must be positive pixel counts"
+            )
+        size = (int(width), int(height))
     objects = []
-    for obj in root.iter("object"):
+    for k, obj in enumerate(root.iter("object"), start=1):
         name = (obj.findtext("name") or "").strip()
         if not name:
-            raise XaibenchError(f"{path}: an <object> has no <name>")
+            raise DatasetError(f"{path}: <object> {k} has no <name>; fix the annotation")
+        where = f"{path}, <object> {k} ('{name}')"
         bndbox = obj.find("bndbox")
         if bndbox is None:
-            raise XaibenchError(f"{path}: the <object> '{name}' has no <bndbox>")
-        box = tuple(_number(bndbox, tag, path) for tag in ("xmin", "ymin", "xmax", "ymax"))
+            raise DatasetError(f"{where} has no <bndbox>; fix the annotation")
+        box = check_box([_number(bndbox, tag, where) for tag in ("xmin", "ymin", "xmax", "ymax")], where)
         difficult = (obj.findtext("difficult") or "0").strip() not in ("", "0")
-        objects.append(XmlObject(name=name, box=box, difficult=difficult))  # type: ignore[arg-type]
+        objects.append(XmlObject(name=name, box=box, difficult=difficult))
     return XmlAnnotation(filename=root.findtext("filename"), size=size, objects=objects)
 
 
@@ -124,7 +138,7 @@ def _image_ids(root: Path, split: str | None) -> list[str]:
         listing = next((main / f for f in ("test.txt", "val.txt") if (main / f).is_file()), None)
     if listing is not None:
         logger.info("Pascal VOC: images listed in %s", listing)
-        return [line.split()[0] for line in listing.read_text().splitlines() if line.strip()]
+        return [line.split()[0] for line in listing.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
     return sorted(p.stem for p in (root / "Annotations").glob("*.xml"))
 
 
@@ -150,7 +164,8 @@ def load_voc(
     Raises:
         FileNotFoundError: ``ROOT``, ``JPEGImages/``, ``Annotations/``, a named split's list, or a
             listed image's annotation is missing.
-        XaibenchError: a malformed annotation, or a class the model does not know.
+        DatasetError: a malformed annotation, or no sample at all.
+        XaibenchError: a class the model does not know.
     """
     if not path:
         raise XaibenchError("the voc data set needs a folder: voc:ROOT or voc:ROOT:SPLIT")
@@ -194,4 +209,10 @@ def load_voc(
                     annotated_wh=ann.size,
                 )
             )
+    if not records:
+        listed = f"ImageSets/Main/{split}.txt" if split else "the image list"
+        raise DatasetError(
+            f"the data set 'voc:{path}' has no samples: {listed} names no image, or no listed annotation "
+            "has an <object>; a Pascal VOC folder needs Annotations/<id>.xml with objects and JPEGImages/<id>.jpg"
+        )
     return RecordDataset(records, classes.names, image_size, name="voc", root=root)

@@ -1,0 +1,544 @@
+"""Bad inputs for every data set kind: each gets a one-line error naming the file and the record.
+
+The corpus is generated in ``tmp_path`` by the tests themselves (no binary fixture is committed).
+Outcomes, as documented in ``xaibench/data``:
+
+* an image file that cannot be read -> :class:`UnreadableImageError` naming the file (the one
+  error a run skips);
+* a malformed annotation -> :class:`DatasetError` naming the file and the record;
+* pixel modes and boxes that can be read -> the decoded values and boxes, checked by known answers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import struct
+import threading
+import warnings
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import xaibench
+import xaibench.data
+from xaibench.data.coco import load_coco
+from xaibench.data.csvfile import load_csv, read_masks
+from xaibench.data.imagenet import load_imagenet
+from xaibench.data.transforms import load_image
+from xaibench.data.voc import load_voc, read_xml_annotation
+from xaibench.errors import DatasetError, UnknownNameError, UnreadableImageError
+
+from test_data import SYNSETS, coco_folder, imagenet_ilsvrc, voc_folder, voc_xml, write_image
+
+SIZE = (8, 8)
+PIL_DEFAULT_MAX_PIXELS = int(1024 * 1024 * 1024 // 4 // 3)  # PIL's own default, 89478485
+
+
+def rgb_reference(path: Path, size: tuple[int, int]) -> torch.Tensor:
+    """wsolevaluation's protocol written out: ``Image.open(p).convert('RGB')``, bilinear resize, / 255."""
+    with Image.open(path) as img:
+        array = np.asarray(img.convert("RGB").resize((size[1], size[0]), Image.BILINEAR), dtype=np.float32)
+    return torch.from_numpy((array / np.float32(255.0)).transpose(2, 0, 1).copy())
+
+
+def one_line(err: pytest.ExceptionInfo[BaseException]) -> str:
+    text = str(err.value)
+    assert "\n" not in text
+    return text
+
+
+# ----------------------------------------------------------------------------- unreadable image files
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(UnreadableImageError, match=r"image file .*nothing\.jpg does not exist") as err:
+        load_image(tmp_path / "nothing.jpg", SIZE)
+    one_line(err)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"", b"not an image at all", bytes(range(256)) * 4, b"\x89PNG\r\n\x1a\n" + b"\x00" * 40],
+    ids=["empty", "text", "noise", "png-signature-only"],
+)
+def test_undecodable_bytes(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "bad.jpg"
+    path.write_bytes(content)
+    with pytest.raises(UnreadableImageError, match=r"image file .*bad\.jpg cannot be") as err:
+        load_image(path, SIZE)
+    one_line(err)
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png"])
+def test_truncated_file(tmp_path: Path, suffix: str) -> None:
+    path = tmp_path / f"cut{suffix}"
+    write_image(path, 64, 48, seed=3)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(UnreadableImageError, match=rf"cut\{suffix} cannot be .*truncated"):
+        load_image(path, SIZE)
+
+
+def test_a_directory_named_like_an_image(tmp_path: Path) -> None:
+    (tmp_path / "x.jpg").mkdir()
+    with pytest.raises(UnreadableImageError, match=r"x\.jpg is a directory, not a regular file"):
+        load_image(tmp_path / "x.jpg", SIZE)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+def test_a_fifo_named_like_an_image_does_not_hang(tmp_path: Path) -> None:
+    fifo = tmp_path / "x.jpg"
+    os.mkfifo(fifo)
+    outcome: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            load_image(fifo, SIZE)
+        except BaseException as err:  # noqa: BLE001 - handed to the test thread
+            outcome.append(err)
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    thread.join(timeout=10)
+    if thread.is_alive():  # blocked in open(): release it with a writer, then fail
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        pytest.fail("load_image blocked on a FIFO")
+    assert len(outcome) == 1 and isinstance(outcome[0], UnreadableImageError)
+    assert "x.jpg is a FIFO, not a regular file" in str(outcome[0])
+
+
+def test_more_pixels_than_the_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_image(tmp_path / "ten.png", 10, 10)
+    write_image(tmp_path / "twelve.png", 12, 12)  # 144: over the limit, under PIL's hard limit (2x)
+    write_image(tmp_path / "twenty.png", 20, 20)  # 400: over PIL's hard limit, DecompressionBombError
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # read at call time, as --max-image-pixels sets it
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no DecompressionBombWarning may escape
+        assert load_image(tmp_path / "ten.png", SIZE)[1] == (10, 10)  # at the limit: fine
+        with pytest.raises(UnreadableImageError, match=r"twelve\.png is 12 x 12 = 144 pixels, more than the limit of 100"):
+            load_image(tmp_path / "twelve.png", SIZE)
+        with pytest.raises(UnreadableImageError, match=r"twenty\.png is too large to decode safely.*max-image-pixels"):
+            load_image(tmp_path / "twenty.png", SIZE)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)  # no limit
+    assert load_image(tmp_path / "twenty.png", SIZE)[1] == (20, 20)
+
+
+def bilevel_png(path: Path, width: int, height: int) -> None:
+    """An all-black mode '1' PNG written chunk by chunk (never held as an image in memory)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    row = bytes(1 + (width + 7) // 8)  # filter byte 0, then all-zero bits
+    packer = zlib.compressobj(9)
+    block = row * 1000
+    idat = b"".join(packer.compress(block) for _ in range(height // 1000)) + packer.compress(row * (height % 1000))
+    idat += packer.flush()
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
+        + chunk(b"IDAT", idat)
+        + chunk(b"IEND", b"")
+    )
+
+
+def test_a_decompression_bomb(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "bomb.png"
+    bilevel_png(path, 20000, 20000)  # 4e8 pixels, 400 MB once decoded, past PIL's hard limit
+    assert path.stat().st_size < 200_000
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", PIL_DEFAULT_MAX_PIXELS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(UnreadableImageError, match=r"bomb\.png is too large to decode safely") as err:
+            load_image(path, SIZE)
+    one_line(err)
+
+
+def test_unreadable_image_through_a_data_set_and_a_mask(tmp_path: Path) -> None:
+    write_image(tmp_path / "good.png", 10, 10)
+    (tmp_path / "broken.png").write_bytes(b"\x00" * 100)
+    (tmp_path / "boxes.csv").write_text(
+        "image,label,x0,y0,x1,y1,mask\nbroken.png,cat,0,0,4,4,\ngood.png,cat,0,0,4,4,nomask.png\n"
+    )
+    ds = load_csv(str(tmp_path / "boxes.csv"), image_size=SIZE)  # the index reads no pixel
+    with pytest.raises(UnreadableImageError, match=r"image file .*broken\.png cannot be"):
+        ds[0]
+    with pytest.raises(UnreadableImageError, match=r"mask file .*nomask\.png does not exist"):
+        ds[1]
+    with pytest.raises(UnreadableImageError, match=r"mask file .*broken\.png cannot be"):
+        read_masks([tmp_path / "broken.png"])
+
+
+# ----------------------------------------------------------------------------- pixel modes
+
+
+@pytest.mark.parametrize("mode", ["1", "L", "P", "LA", "RGBA", "CMYK", "RGB"])
+def test_eight_bit_modes_are_pils_convert_rgb(tmp_path: Path, mode: str) -> None:
+    rng = np.random.default_rng(7)
+    base = Image.fromarray(rng.integers(0, 256, size=(6, 10, 4), dtype=np.uint8), "RGBA")
+    path = tmp_path / f"m.{'tif' if mode == 'CMYK' else 'png'}"
+    (base if mode == "RGBA" else base.convert("RGB").convert(mode) if mode == "P" else base.convert(mode)).save(path)
+    with Image.open(path) as img:
+        assert img.mode == mode
+    image, orig = load_image(path, (9, 7))
+    assert orig == (10, 6)
+    assert torch.equal(image, rgb_reference(path, (9, 7)))
+
+
+def test_rgba_drops_alpha_and_cmyk_jpeg_is_rgb(tmp_path: Path) -> None:
+    Image.new("RGBA", (4, 4), (10, 20, 30, 0)).save(tmp_path / "clear.png")
+    image, _ = load_image(tmp_path / "clear.png", (4, 4))
+    assert image[:, 0, 0].mul(255).round().tolist() == [10, 20, 30]  # not composited over white
+    Image.new("CMYK", (16, 16), (0, 255, 255, 0)).save(tmp_path / "red.jpg")  # pure magenta + yellow
+    with Image.open(tmp_path / "red.jpg") as img:
+        assert img.mode == "CMYK"
+    image, _ = load_image(tmp_path / "red.jpg", (16, 16))
+    assert torch.equal(image, rgb_reference(tmp_path / "red.jpg", (16, 16)))
+    assert torch.allclose(image[:, 8, 8], torch.tensor([1.0, 0.0, 0.0]), atol=3 / 255)
+
+
+def sixteen_bit(path: Path, values: np.ndarray, mode: str = "I;16") -> None:
+    raw = values.astype(">u2" if mode == "I;16B" else "<u2").tobytes()
+    Image.frombytes(mode, (values.shape[1], values.shape[0]), raw).save(path)
+
+
+@pytest.mark.parametrize(("suffix", "mode"), [(".png", "I;16"), (".tif", "I;16B")])
+def test_sixteen_bit_grayscale_is_scaled_by_its_range(tmp_path: Path, suffix: str, mode: str) -> None:
+    values = np.array([[0, 32768], [65535, 1]], dtype=np.uint16)
+    path = tmp_path / f"g16{suffix}"
+    sixteen_bit(path, values, mode)
+    with Image.open(path) as img:
+        assert img.mode == mode
+        assert img.convert("RGB").getpixel((1, 0)) == (255, 255, 255)  # what convert('RGB') would do
+    image, orig = load_image(path, (2, 2))
+    assert orig == (2, 2) and image.dtype == torch.float32 and image.shape == (3, 2, 2)
+    expected = torch.tensor([[0.0, 32768 / 65535], [1.0, 1 / 65535]], dtype=torch.float32)
+    for channel in image:
+        assert torch.equal(channel, expected)
+    assert abs(image[0, 0, 1].item() - 0.5) < 1e-4
+
+
+def test_sixteen_bit_resize_keeps_values_exact(tmp_path: Path) -> None:
+    sixteen_bit(tmp_path / "flat.png", np.full((5, 7), 40000, dtype=np.uint16))
+    image, _ = load_image(tmp_path / "flat.png", (11, 3))
+    assert torch.allclose(image, torch.full((3, 11, 3), 40000 / 65535), atol=1e-6, rtol=0)
+    ramp = np.array([[0, 65535]], dtype=np.uint16)  # 2 x 1 -> 4 x 1: PIL bilinear, in float
+    sixteen_bit(tmp_path / "ramp.png", ramp)
+    image, _ = load_image(tmp_path / "ramp.png", (1, 4))
+    assert torch.allclose(image[0, 0], torch.tensor([0.0, 0.25, 0.75, 1.0]), atol=1e-6, rtol=0)
+
+
+def test_thirty_two_bit_and_float_modes(tmp_path: Path) -> None:
+    Image.fromarray(np.array([[0, 65535, 32768]], dtype=np.int32)).save(tmp_path / "i32.tif")
+    image, _ = load_image(tmp_path / "i32.tif", (1, 3))
+    assert torch.allclose(image[2, 0], torch.tensor([0.0, 1.0, 32768 / 65535]), atol=1e-7, rtol=0)
+    Image.fromarray(np.array([[0, 70000]], dtype=np.int32)).save(tmp_path / "wide.tif")
+    with pytest.raises(DatasetError, match=r"wide\.tif: 32-bit integer pixels span 0\.\.70000"):
+        load_image(tmp_path / "wide.tif", (1, 2))
+    Image.fromarray(np.array([[0.25, 1.0]], dtype=np.float32)).save(tmp_path / "f.tif")
+    image, _ = load_image(tmp_path / "f.tif", (1, 2))
+    assert image[:, 0].tolist() == [[0.25, 1.0]] * 3
+    Image.fromarray(np.array([[0.5, 255.0]], dtype=np.float32)).save(tmp_path / "f255.tif")
+    with pytest.raises(DatasetError, match=r"f255\.tif: float pixels span 0\.5\.\.255"):
+        load_image(tmp_path / "f255.tif", (1, 2))
+
+
+def test_exif_orientation_is_not_applied_but_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    pixels = np.zeros((20, 40, 3), dtype=np.uint8)
+    pixels[:, :20] = 255  # left half white in the stored frame
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    Image.fromarray(pixels).save(tmp_path / "turned.jpg", exif=exif, quality=95)
+    Image.fromarray(pixels).save(tmp_path / "plain.jpg", quality=95)
+    with caplog.at_level(logging.WARNING, logger="xaibench.data.transforms"):
+        image, orig = load_image(tmp_path / "turned.jpg", (20, 40))
+    assert orig == (40, 20)  # the stored frame, not the displayed 20 x 40
+    assert image[:, 10, 5].min() > 0.9 and image[:, 10, 35].max() < 0.1
+    assert "turned.jpg: EXIF orientation 6 is not applied" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="xaibench.data.transforms"):
+        load_image(tmp_path / "plain.jpg", (20, 40))
+    assert caplog.text == ""
+
+
+# ----------------------------------------------------------------------------- XML (ILSVRC and VOC)
+
+
+def xml_text(path: Path, body: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"<annotation><size><width>60</width><height>80</height></size>{body}</annotation>")
+    return path
+
+
+def obj(name: str, x0: str = "1", y0: str = "2", x1: str = "10", y1: str = "20") -> str:
+    return (f"<object><name>{name}</name><bndbox><xmin>{x0}</xmin><ymin>{y0}</ymin>"
+            f"<xmax>{x1}</xmax><ymax>{y1}</ymax></bndbox></object>")
+
+
+@pytest.mark.parametrize(
+    ("second", "message"),
+    [
+        (obj("dog", x0="nan"), r"has a coordinate that is not a finite number"),
+        (obj("dog", y1="inf"), r"has a coordinate that is not a finite number"),
+        (obj("dog", y1="-Infinity"), r"has a coordinate that is not a finite number"),
+        (obj("dog", x0="30", x1="10"), r"\(30, 2, 10, 20\) is inverted"),
+        (obj("dog", y0="30"), r"\(1, 30, 10, 20\) is inverted"),
+        (obj("dog", x1="ten"), r"<xmax> is missing or not a number \('ten'\)"),
+        ("<object><name>dog</name></object>", r"has no <bndbox>"),
+    ],
+    ids=["nan", "inf", "-inf", "inverted-x", "inverted-y", "not-a-number", "no-bndbox"],
+)
+def test_xml_bad_object_names_file_and_object(tmp_path: Path, second: str, message: str) -> None:
+    path = xml_text(tmp_path / "a.xml", obj("cat") + second)
+    with pytest.raises(DatasetError, match=rf"a\.xml, <object> 2 \('dog'\).*{message}") as err:
+        read_xml_annotation(path)
+    one_line(err)
+
+
+def test_xml_not_well_formed_and_nameless(tmp_path: Path) -> None:
+    (tmp_path / "broken.xml").write_text("<annotation><object><name>cat</name></annotation>")
+    with pytest.raises(DatasetError, match=r"broken\.xml is not a well-formed XML annotation"):
+        read_xml_annotation(tmp_path / "broken.xml")
+    xml_text(tmp_path / "nameless.xml", obj("cat") + obj(""))
+    with pytest.raises(DatasetError, match=r"nameless\.xml: <object> 2 has no <name>"):
+        read_xml_annotation(tmp_path / "nameless.xml")
+    (tmp_path / "size.xml").write_text("<annotation><size><width>nan</width><height>5</height></size></annotation>")
+    with pytest.raises(DatasetError, match=r"size\.xml: <size> is nan x 5"):
+        read_xml_annotation(tmp_path / "size.xml")
+
+
+def test_imagenet_and_voc_refuse_a_bad_xml(tmp_path: Path) -> None:
+    folder = imagenet_ilsvrc(tmp_path / "inet")
+    voc_xml(folder / "bbox" / "ILSVRC2012_val_00000002.xml", (60, 80), [("n01443537", 0, 0, float("nan"), 79)])
+    with pytest.raises(DatasetError, match=r"ILSVRC2012_val_00000002\.xml, <object> 1 \('n01443537'\).*not a finite"):
+        load_imagenet(str(folder), image_size=SIZE)
+    root = voc_folder(tmp_path / "VOC2007")
+    voc_xml(root / "Annotations" / "2007_000032.xml", (40, 40), [("diningtable", 20, 3, 2, 21)])
+    with pytest.raises(DatasetError, match=r"2007_000032\.xml, <object> 1 \('diningtable'\).*\(20, 3, 2, 21\) is inverted"):
+        load_voc(str(root), image_size=SIZE)
+
+
+# ----------------------------------------------------------------------------- ImageNet text files
+
+
+def kaggle_folder(root: Path, solution: str, encoding: str = "utf-8") -> Path:
+    val = root / "ILSVRC" / "Data" / "CLS-LOC" / "val"
+    write_image(val / "ILSVRC2012_val_00000001.JPEG", 100, 50)
+    (root / "LOC_synset_mapping.txt").write_text("\n".join(SYNSETS) + "\n", encoding=encoding)
+    (root / "LOC_val_solution.csv").write_text(solution, encoding=encoding)
+    return root
+
+
+def test_imagenet_text_files_with_a_byte_order_mark(tmp_path: Path) -> None:
+    header = "ImageId,PredictionString\n"
+    root = kaggle_folder(tmp_path / "k", header + "ILSVRC2012_val_00000001,n01440764 10 5 59 29 \n", "utf-8-sig")
+    ds = load_imagenet(str(root), image_size=(50, 100))
+    assert [r.label for r in ds.records] == [0]  # the first synset: its wnid has no BOM glued to it
+    assert ds[0].boxes.tolist() == [[10, 5, 59, 29]]
+    (root / "LOC_synset_mapping.txt").write_bytes("n01440764 tench\n".encode() + b"\xff\xfe caf\xe9\n")
+    with pytest.raises(DatasetError, match=r"LOC_synset_mapping\.txt is not UTF-8 text \(byte 0xff at offset 16\)"):
+        load_imagenet(str(root), image_size=SIZE)
+
+
+@pytest.mark.parametrize(
+    ("boxes", "message"),
+    [
+        ("n01440764 10 5 nan 29", r"line 3, box 1 \(n01440764\).*not a finite number"),
+        ("n01440764 10 5 59 29 n01440764 10 inf 59 29", r"line 3, box 2 \(n01440764\).*not a finite number"),
+        ("n01440764 59 5 10 29", r"line 3, box 1 \(n01440764\).*\(59, 5, 10, 29\) is inverted"),
+    ],
+    ids=["nan", "inf", "inverted"],
+)
+def test_kaggle_solution_bad_boxes(tmp_path: Path, boxes: str, message: str) -> None:
+    solution = f"ImageId,PredictionString\nILSVRC2012_val_00000002,n01440764 1 1 5 5\nILSVRC2012_val_00000001,{boxes}\n"
+    root = kaggle_folder(tmp_path / "k", solution)
+    with pytest.raises(DatasetError, match=rf"LOC_val_solution\.csv, {message}"):
+        load_imagenet(str(root), image_size=SIZE)
+
+
+# ----------------------------------------------------------------------------- COCO
+
+
+def coco_json(tmp_path: Path, edit) -> tuple[Path, dict]:
+    path = coco_folder(tmp_path / "coco")
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))  # json.dumps writes NaN and Infinity as such, as Python's json reads them
+    return path, data
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda d: d["images"].append(dict(d["images"][0], file_name="other.jpg")),
+         r'the image id 2 appears twice in "images"'),
+        (lambda d: d["annotations"].append(dict(d["annotations"][0], bbox=[0, 0, 1, 1])),
+         r'the annotation id 10 appears twice in "annotations"'),
+        (lambda d: d["categories"].append({"id": 18, "name": "cat"}), r'the category id 18 appears twice'),
+        (lambda d: d["annotations"][1].update(bbox=[0, 4, -2, 2]),
+         r'annotation 11: "bbox" \[0, 4, -2, 2\] has a negative width or height'),
+        (lambda d: d["annotations"][2].update(bbox=[0.5, 0.5, 2.0, float("nan")]),
+         r'annotation 12: "bbox" .*not a finite number'),
+        (lambda d: d["annotations"][2].update(bbox=[0.5, 0.5, float("inf"), 1]),
+         r'annotation 12: "bbox" .*not a finite number'),
+        (lambda d: d["annotations"][3].update(bbox=[1, 0, "3", 3]), r'annotation 13: "bbox" is \[1, 0, .3., 3\], not four numbers'),
+        (lambda d: d["annotations"][3].update(bbox=[1, 0, 3]), r'annotation 13: "bbox" is \[1, 0, 3\], not four numbers'),
+        (lambda d: d["images"][1].update(width="wide"), r'image 1: "width" is .wide., not a positive whole number'),
+        (lambda d: d["images"][0].update(height=None), r'image 2: "height" is None, not a positive whole number'),
+        (lambda d: d["annotations"][4].update(image_id=99), r"annotation 14 refers to the unknown image 99"),
+        (lambda d: d["annotations"][4].pop("id"), r'"annotations" entry 4 has no integer "id"'),
+        (lambda d: d.pop("categories"), r'is not a COCO instances json: it has no "categories" list'),
+    ],
+    ids=["dup-image", "dup-annotation", "dup-category", "negative-w", "nan", "inf", "string", "three",
+         "width", "height", "unknown-image", "no-id", "no-categories"],
+)
+def test_coco_malformed_json_names_the_id(tmp_path: Path, edit, message: str) -> None:
+    path, _ = coco_json(tmp_path, edit)
+    with pytest.raises(DatasetError, match=rf"instances_val2017\.json.*{message}") as err:
+        load_coco(str(path), image_size=SIZE)
+    one_line(err)
+
+
+def test_coco_invalid_json_and_bom(tmp_path: Path) -> None:
+    path = coco_folder(tmp_path / "coco")
+    text = path.read_text()
+    path.write_text(text, encoding="utf-8-sig")
+    assert len(load_coco(str(path), image_size=SIZE)) == 3
+    path.write_text(text[:-10])
+    with pytest.raises(DatasetError, match=r"instances_val2017\.json is not valid JSON"):
+        load_coco(str(path), image_size=SIZE)
+
+
+# ----------------------------------------------------------------------------- the csv kind
+
+
+def test_csv_encodings(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    write_image(tmp_path / "café.png", 10, 10)  # the name on disk is UTF-8
+    rows = "image,label,x0,y0,x1,y1\ncafé.png,crème,0,0,4,4\n"
+    (tmp_path / "bom.csv").write_text(rows, encoding="utf-8-sig")
+    ds = load_csv(str(tmp_path / "bom.csv"), image_size=SIZE)
+    assert ds.class_names == ["crème"] and ds.records[0].id == "café.png"
+    (tmp_path / "latin.csv").write_bytes(rows.encode("latin-1"))  # as Excel saves it on Windows
+    with caplog.at_level(logging.WARNING, logger="xaibench.data.csvfile"):
+        ds = load_csv(str(tmp_path / "latin.csv"), image_size=SIZE)
+    assert "latin.csv is not valid UTF-8 (byte 0xe9 at offset 27); read as Latin-1" in caplog.text
+    assert ds.class_names == ["crème"] and ds.records[0].id == "café.png"
+    assert ds[0].boxes.tolist() == [[0, 0, 3, 3]]  # the image is found: 10 x 10 -> 8 x 8
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ("a.png,cat,0,0,inf,4", r"line 3: the box .* = \(0, 0, inf, 4\) has a coordinate that is not a finite number"),
+        ("a.png,cat,0,nan,4,4", r"line 3: the box .*not a finite number"),
+        ("a.png,cat,5,0,4,4", r"line 3: the box .* = \(5, 0, 4, 4\) is inverted"),
+        ("a.png,cat,0,0,4,", r"line 3: y1 is missing or not a number"),
+        (",cat,0,0,4,4", r"line 3: the image is missing"),
+    ],
+    ids=["inf", "nan", "inverted", "missing-field", "no-image"],
+)
+def test_csv_bad_rows_name_the_line(tmp_path: Path, row: str, message: str) -> None:
+    (tmp_path / "b.csv").write_text(f"image,label,x0,y0,x1,y1\na.png,cat,0,0,4,4\n{row}\n")
+    with pytest.raises(DatasetError, match=rf"b\.csv, {message}") as err:
+        load_csv(str(tmp_path / "b.csv"), image_size=SIZE)
+    one_line(err)
+
+
+def test_csv_missing_column(tmp_path: Path) -> None:
+    (tmp_path / "b.csv").write_text("image,label,x0,y0,x1\na.png,cat,0,0,4\n")
+    with pytest.raises(DatasetError, match=r"b\.csv lacks the column\(s\) y1"):
+        load_csv(str(tmp_path / "b.csv"), image_size=SIZE)
+
+
+# ----------------------------------------------------------------------------- boxes outside the image
+
+
+def test_boxes_partly_outside_are_clipped_with_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    write_image(tmp_path / "a.png", 100, 50)
+    (tmp_path / "b.csv").write_text(
+        "image,label,x0,y0,x1,y1\na.png,cat,-5,-3,120,40\na.png,cat,0,0,99,49\na.png,cat,0,0,100,50\n"
+    )
+    ds = load_csv(str(tmp_path / "b.csv"), image_size=(100, 200))
+    with caplog.at_level(logging.WARNING, logger="xaibench.data.transforms"):
+        sample = ds[0]
+    # (-5, -3, 120, 40) -> (0, 0, 100, 40) in the 100 x 50 file -> x * 2, y * 2. A far corner on the
+    # border (x1 = width, as ILSVRC's 1-based boxes of objects touching it) is kept as wsolevaluation keeps it.
+    assert sample.boxes.tolist() == [[0, 0, 200, 80], [0, 0, 198, 98], [0, 0, 200, 100]]
+    assert "sample a.png" in caplog.text and "box 0 (-5, -3, 120, 40) extends outside the 100 x 50 image" in caplog.text
+    assert "box 1" not in caplog.text and "box 2" not in caplog.text
+
+
+@pytest.mark.parametrize("box", ["100,0,110,10", "0,50,10,60", "-20,0,-1,10", "0,-9,10,-2"])
+def test_a_box_wholly_outside_is_an_error(tmp_path: Path, box: str) -> None:
+    write_image(tmp_path / "a.png", 100, 50)
+    (tmp_path / "b.csv").write_text(f"image,label,x0,y0,x1,y1\na.png,cat,0,0,9,9\na.png,cat,{box}\n")
+    ds = load_csv(str(tmp_path / "b.csv"), image_size=SIZE)
+    shown = ", ".join(box.split(","))
+    with pytest.raises(DatasetError, match=rf"sample a\.png .*box 1 \({shown}\) lies wholly outside the 100 x 50 image"):
+        ds[0]
+
+
+def test_voc_box_past_the_border_is_clipped(tmp_path: Path) -> None:
+    root = voc_folder(tmp_path / "VOC2007")
+    voc_xml(root / "Annotations" / "2007_000032.xml", (40, 40), [("diningtable", 1, 1, 43, 40)])  # 1-based x 43
+    ds = load_voc(str(root), image_size=(40, 40))
+    assert ds[2].boxes.tolist() == [[0, 0, 40, 39]]
+
+
+# ----------------------------------------------------------------------------- empty data sets
+
+
+def test_empty_data_sets_of_every_kind(tmp_path: Path) -> None:
+    inet = tmp_path / "inet"
+    (inet / "images").mkdir(parents=True)
+    (inet / "bbox").mkdir()
+    (inet / "LOC_synset_mapping.txt").write_text("\n".join(SYNSETS))
+    kaggle = tmp_path / "kaggle"
+    (kaggle / "ILSVRC" / "Data" / "CLS-LOC" / "val").mkdir(parents=True)
+    (kaggle / "LOC_synset_mapping.txt").write_text("\n".join(SYNSETS))
+    (kaggle / "LOC_val_solution.csv").write_text("ImageId,PredictionString\n")
+    voc = tmp_path / "voc"
+    (voc / "JPEGImages").mkdir(parents=True)
+    (voc / "Annotations").mkdir()
+    voc_objectless = voc_folder(tmp_path / "voc2")
+    voc_xml(voc_objectless / "Annotations" / "2007_000027.xml", (100, 50), [])
+    voc_xml(voc_objectless / "Annotations" / "2007_000032.xml", (40, 40), [])
+    coco, _ = coco_json(tmp_path, lambda d: d.update(annotations=[]))
+    (tmp_path / "header.csv").write_text("image,label,x0,y0,x1,y1\n")
+    cases = {
+        f"imagenet:{inet}": r"images/ holds no image file \(.jpeg, .jpg, .png\)",
+        f"imagenet:{kaggle}": r"ILSVRC/Data/CLS-LOC/val/ holds no image file",
+        f"voc:{voc}": r"names no image, or no listed annotation has an <object>",
+        f"voc:{voc_objectless}": r"no listed annotation has an <object>",
+        f"coco:{coco}": r'its "annotations" list is empty',
+        f"csv:{tmp_path / 'header.csv'}": r"has no row after its header",
+        "builtin": r"would be empty: size is 0",
+    }
+    for spec, message in cases.items():
+        with pytest.raises(DatasetError, match=rf"the data set '{spec}' .*{message}") as err:
+            xaibench.load_dataset(spec, image_size=(64, 64), size=0)
+        one_line(err)
+
+
+def test_an_empty_plugin_data_set_and_an_unknown_kind(monkeypatch: pytest.MonkeyPatch) -> None:
+    class EntryPoint:
+        name = "mine"
+
+        @staticmethod
+        def load():
+            return lambda path, **options: []
+
+    monkeypatch.setattr(xaibench.data, "entry_points", lambda group: [EntryPoint()])
+    with pytest.raises(DatasetError, match=r"the data set 'mine:/x' has no samples; .*'mine' kind"):
+        xaibench.load_dataset("mine:/x")
+    monkeypatch.undo()
+    with pytest.raises(UnknownNameError, match=r"unknown data set kind 'imagnet'; did you mean 'imagenet'\? available: builtin"):
+        xaibench.load_dataset("imagnet:/data")
+    with pytest.raises(UnknownNameError) as err:
+        xaibench.load_dataset("zzz")
+    assert "did you mean" not in str(err.value)
