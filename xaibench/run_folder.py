@@ -1,0 +1,223 @@
+"""A run's folder: the names of the files in it, who writes each, atomic writes, the lock, and resuming.
+
+Every output file has one owner, and its name is defined here once:
+
+==========================  ===========================================================  ================
+file                        what it holds                                                written by
+==========================  ===========================================================  ================
+``config.json``             everything that determines the run's numbers                 :class:`RunFolder`
+``per_image.csv``           one row per (image, method), appended batch by batch         :mod:`~xaibench.harness`
+``skipped.csv``             the images that could not be read, and why                   :mod:`~xaibench.harness`
+``timings.csv``             seconds per (batch, method)                                  :mod:`~xaibench.harness`
+``summary.csv`` / ``.md``   per-method values with bootstrap intervals                   :mod:`~xaibench.report`
+``box_accuracy_curves.csv`` box accuracy against the map threshold                        :mod:`~xaibench.report`
+``overlays.png``            maps over the first images                                   :mod:`~xaibench.viz`
+==========================  ===========================================================  ================
+
+Files written whole are written atomically (:func:`atomic_write`: a temporary file in the same folder,
+then a rename), so a run killed at any moment leaves each of them either as it was or complete. The
+row files are append-only journals (:mod:`xaibench.journal`) that are never rewritten in place.
+
+A folder holds one run. :class:`RunFolder` refuses a folder that holds another run unless told to
+``overwrite`` it (the old outputs are removed first) or to ``resume`` it (the configuration must be
+the same, field by field), and holds an exclusive lock while the run writes, so two runs can never
+share a folder.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import IO, Any
+
+from xaibench.errors import XaibenchError
+
+logger = logging.getLogger(__name__)
+
+CONFIG = "config.json"
+PER_IMAGE = "per_image.csv"
+SKIPPED = "skipped.csv"
+TIMINGS = "timings.csv"
+SUMMARY_CSV = "summary.csv"
+SUMMARY_MD = "summary.md"
+BOX_ACCURACY_CURVES = "box_accuracy_curves.csv"
+OVERLAYS = "overlays.png"
+#: Every file a run writes; ``--overwrite`` removes exactly these.
+OUTPUTS = (CONFIG, PER_IMAGE, SKIPPED, TIMINGS, SUMMARY_CSV, SUMMARY_MD, BOX_ACCURACY_CURVES, OVERLAYS)
+LOCK = ".xaibench.lock"
+_TEMPORARY_SUFFIX = ".partial"
+
+#: Fields of config.json that are recorded for the reader but do not change any number, so a run may
+#: be resumed with other values (another xaibench or torch build is checked by the numbers' fields).
+INFORMATIONAL_FIELDS = frozenset({"torch", "xaibench", "started", "device"})
+
+MODES = ("new", "overwrite", "resume")
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path:
+    """Write a file so that it is, at every moment, either absent, as it was, or complete.
+
+    ``write`` receives a binary file object on a temporary file in the same folder; when it returns,
+    the data is flushed to disk and the temporary file renamed over ``path`` (``os.replace``, atomic
+    on POSIX and Windows). If ``write`` raises, the temporary file is removed and ``path`` untouched.
+    A process killed mid-write leaves a ``.<name>.*.partial`` file, which :class:`RunFolder` removes.
+    """
+    path = Path(path)
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=_TEMPORARY_SUFFIX)
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """:func:`atomic_write` of a UTF-8 text."""
+    return atomic_write(path, lambda file: file.write(text.encode("utf-8")))
+
+
+class RunFolder:
+    """The folder of one run, locked while the run writes to it.
+
+    Use as a context manager: ``with RunFolder(path, mode="new") as folder: ...``. Entering creates
+    the folder if needed, takes the lock, and applies ``mode``:
+
+    - ``"new"``: the folder must not hold another run's outputs;
+    - ``"overwrite"``: another run's outputs are removed first;
+    - ``"resume"``: the outputs are kept; :meth:`start` then checks that the configuration is the same.
+
+    Raises:
+        XaibenchError: the folder cannot be written, is locked by another run, or holds another run
+            (mode ``"new"``); every message says what to do.
+    """
+
+    def __init__(self, path: str | os.PathLike, mode: str = "new") -> None:
+        if mode not in MODES:
+            raise XaibenchError(f"mode must be one of {', '.join(MODES)}, got '{mode}'")
+        self.path = Path(path)
+        self.mode = mode
+        self._lock: IO[str] | None = None
+
+    def __enter__(self) -> RunFolder:
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self._lock = _acquire(self.path / LOCK)
+        except PermissionError as error:
+            raise XaibenchError(f"cannot write to {self.path} ({error.strerror}); choose another --out") from None
+        except NotADirectoryError:
+            raise XaibenchError(f"{self.path} is a file, not a folder; choose another --out") from None
+        try:
+            self._prepare()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the lock (the lock file stays; it is harmless and reused)."""
+        if self._lock is not None:
+            self._lock.close()  # closing the descriptor releases the flock
+            self._lock = None
+
+    def file(self, name: str) -> Path:
+        """The path of one of the run's files (a name from :data:`OUTPUTS`)."""
+        return self.path / name
+
+    def holds_a_run(self) -> bool:
+        """Whether any output of a run is present."""
+        return any(self.file(name).exists() for name in OUTPUTS)
+
+    def _prepare(self) -> None:
+        for stale in self.path.glob(f".*{_TEMPORARY_SUFFIX}"):  # left by a run killed mid-write
+            stale.unlink(missing_ok=True)
+        if self.mode == "overwrite":
+            for name in OUTPUTS:
+                self.file(name).unlink(missing_ok=True)
+        elif self.mode == "new" and self.holds_a_run():
+            raise XaibenchError(
+                f"{self.path} holds the results of another run; pass --resume to continue it, "
+                "--overwrite to replace it, or choose another --out"
+            )
+        elif self.mode == "resume" and not self.file(CONFIG).is_file():
+            if self.holds_a_run():
+                raise XaibenchError(
+                    f"{self.path} has no {CONFIG}, so the run in it cannot be resumed; pass --overwrite to "
+                    "replace it"
+                )
+            logger.info("nothing to resume in %s: starting a new run", self.path)
+
+    def start(self, config: Mapping[str, Any]) -> None:
+        """Record the configuration of a new run, or check it against the one being resumed.
+
+        Raises:
+            XaibenchError: resuming with a configuration that differs in a field that can change the
+                numbers; the message names the field and both values.
+        """
+        path = self.file(CONFIG)
+        if self.mode == "resume" and path.is_file():
+            previous = json.loads(path.read_text(encoding="utf-8"))
+            current = json.loads(json.dumps(config, default=str))  # compare as it would be written
+            for key in sorted(set(previous) | set(current)):
+                if key in INFORMATIONAL_FIELDS:
+                    continue
+                if previous.get(key) != current.get(key):
+                    raise XaibenchError(
+                        f"cannot resume the run in {self.path}: '{key}' was {previous.get(key)!r}, now "
+                        f"{current.get(key)!r}; run with the same settings, or pass --overwrite to start again"
+                    )
+            return
+        atomic_write_text(path, json.dumps(config, indent=2, default=str) + "\n")
+
+
+def _acquire(path: Path) -> IO[str]:
+    """An exclusive lock on ``path``, held while the returned file stays open.
+
+    ``fcntl.flock`` is released by the operating system when the process ends, however it ends, so a
+    run killed with SIGKILL never leaves a stale lock behind.
+    """
+    lock = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the run's lifetime
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks; the folder check still applies
+        return lock
+    try:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        owner = lock.read().strip() or "unknown"
+        lock.close()
+        raise XaibenchError(
+            f"another xaibench run ({owner}) is writing to {path.parent}; wait for it or choose another --out"
+        ) from None
+    lock.seek(0)
+    lock.truncate()
+    lock.write(f"pid {os.getpid()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+    lock.flush()
+    return lock
+
+
+def unique_folder(parent: str | os.PathLike, name: str) -> Path:
+    """A new, empty folder ``parent/name``, or ``parent/name-2``, ``-3``, ... if that one exists."""
+    parent = Path(parent)
+    parent.mkdir(parents=True, exist_ok=True)
+    for k in range(1, 10_000):
+        candidate = parent / (name if k == 1 else f"{name}-{k}")
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            continue
+    raise XaibenchError(f"no free folder name for {parent / name}; clean up {parent}")
