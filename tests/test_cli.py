@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
 import pandas as pd
 import pytest
+import torch
 
+import xaibench
 from xaibench.cli import main
 
 
@@ -25,29 +28,80 @@ def test_module_entry_point_runs() -> None:
     assert "gradcam" in done.stdout
 
 
+def test_version(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0 and capsys.readouterr().out.strip() == f"xaibench {xaibench.__version__}"
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["run", "--methods", "cam,nope"], "unknown method 'nope'; available: cam, center, gradcam, random, saliency"),
+        (["run", "--methods", "cam,nope"], "unknown method 'nope'"),
+        (["run", "--methods", "gradcma"], "did you mean 'gradcam'?"),
+        (["run", "--methods", ""], "--methods names no method"),
+        (["run", "--methods", " , "], "--methods names no method"),
+        (["run", "--methods", "cam,gradcam,cam"], "--methods names cam more than once"),
+        (["run", "--n", "0"], "--n must be at least 1, got 0"),
+        (["run", "--n", "-5"], "--n must be at least 1, got -5"),
+        (["run", "--batch-size", "0"], "--batch-size must be at least 1"),
+        (["run", "--image-size", "3"], "--image-size must lie in [16, 4096] pixels, got 3"),
+        (["run", "--image-size", "100000"], "--image-size must lie in [16, 4096]"),
+        (["run", "--device", "cuda:0"] if not torch.cuda.is_available() else ["run", "--device", "cuda:99"],
+         "--device cuda"),
+        (["run", "--device", "gpu"], "--device 'gpu' is not a torch device"),
+        (["run", "--weights", "/no/such.pth"], "--weights /no/such.pth: no such file"),
+        (["run", "--resume"], "--resume needs --out DIR"),
         (["run", "--methods", "cam", "--model", "nope"], "unknown model 'nope'"),
-        (["run", "--methods", "cam", "--model", "resnet18", "--weights", "/no/such.pth"], "/no/such.pth does not exist"),
         (["run", "--methods", "cam", "--model", "efficientnet_lite0", "--dataset", "nope:x"], "unknown data set kind 'nope'"),
         (["run", "--methods", "cam", "--model", "resnet18", "--weights", "none", "--target-layer", "layer9"], "no layer 'layer9'"),
         (["run", "--methods", "cam", "--model", "vgg11", "--weights", "none", "--n", "2", "--out", "{tmp}"],
          "CAM needs global average pooling"),
+        (["run", "--dataset", "csv:{tmp}/none.csv"], "none.csv"),
+        (["summarize", "{tmp}"], "holds no xaibench run"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(argv, message, capsys, tmp_path) -> None:
     assert main([a.format(tmp=tmp_path) for a in argv]) == 2
     err = capsys.readouterr().err
-    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err, err
+    assert not (tmp_path / "per_image.csv").exists()
+
+
+def test_bad_weights_files_are_one_line_errors(tmp_path, capsys) -> None:
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"not a torch file at all")
+    other = tmp_path / "other.pt"
+    torch.save({"conv.weight": torch.zeros(3)}, other)
+    for path, message in ((corrupt, "corrupt.pt"), (other, "other.pt")):
+        assert main(["run", "--weights", str(path), "--n", "2", "--out", str(tmp_path / "run")]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1 and "Traceback" not in err, err
+    assert not (tmp_path / "run").exists()  # refused before the run's folder was made
+
+
+def test_an_unwritable_out_is_one_line(tmp_path, capsys) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    if subprocess.run(["chattr", "+i", str(locked)], capture_output=True).returncode != 0:
+        locked.chmod(0o555)
+    try:
+        if os.access(locked, os.W_OK) and subprocess.run(["lsattr", "-d", str(locked)], capture_output=True, text=True).stdout[4:5] != "i":
+            pytest.skip("cannot make a folder unwritable here")
+        assert main(["run", "--n", "2", "--out", str(locked / "run")]) == 2
+        err = capsys.readouterr().err
+        assert "cannot write to" in err or "not permitted" in err or "denied" in err, err
+        assert err.count("\n") == 1
+    finally:
+        subprocess.run(["chattr", "-i", str(locked)], capture_output=True)
+        locked.chmod(0o755)
 
 
 def test_run_on_the_builtin_benchmark_writes_every_file(tmp_path, capsys) -> None:
     out = tmp_path / "run"
     assert main(["run", "--methods", "cam,gradcam,saliency", "--n", "40", "--batch-size", "16", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "| cam |" in printed and f"wrote {out}" in printed
+    assert "| cam |" in printed and f"wrote {out}" in printed and "s/img" in printed
     per_image = pd.read_csv(out / "per_image.csv")
     assert len(per_image) == 120 and set(per_image.method) == {"cam", "gradcam", "saliency"}
     summary = pd.read_csv(out / "summary.csv")
@@ -57,6 +111,27 @@ def test_run_on_the_builtin_benchmark_writes_every_file(tmp_path, capsys) -> Non
     assert config["model"] == "builtin" and config["n"] == 40 and config["methods"] == ["cam", "gradcam", "saliency"]
     assert (out / "summary.md").read_text().startswith("# xaibench: builtin on builtin")
     assert (out / "overlays.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert pd.read_csv(out / "timings.csv").groupby("method").images.sum().tolist() == [40, 40, 40]
     # The trained network looks at its objects: CAM's maximum lands on (or within 15 px of) the object.
     cam = summary[(summary.method == "cam") & (summary.metric == "pointing")].value.item()
     assert cam >= 90
+    # The folder holds a run now: running into it again is refused, --overwrite replaces it.
+    assert main(["run", "--methods", "cam", "--n", "4", "--out", str(out)]) == 2
+    assert "holds the results of another run" in capsys.readouterr().err
+    assert main(["run", "--methods", "cam", "--n", "4", "--out", str(out), "--overwrite"]) == 0
+    assert len(pd.read_csv(out / "per_image.csv")) == 4 and not (out / "box_accuracy_curves.csv").stat().st_size == 0
+    assert json.loads((out / "config.json").read_text())["methods"] == ["cam"]
+
+
+def test_default_folders_are_unique(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    for _ in range(2):
+        assert main(["run", "--methods", "center", "--n", "2"]) == 0
+    runs = sorted(p.name for p in (tmp_path / "reports").iterdir())
+    assert len(runs) == 2 and all((tmp_path / "reports" / r / "summary.csv").is_file() for r in runs)
+
+
+def test_weights_none_gives_a_random_builtin_network(tmp_path) -> None:
+    assert main(["run", "--methods", "cam", "--n", "24", "--weights", "none", "--out", str(tmp_path)]) == 0
+    summary = pd.read_csv(tmp_path / "summary.csv").set_index(["method", "metric"]).value
+    assert summary["cam", "top1_cls"] < 50  # six classes, untrained: near chance (the trained one: ~99)

@@ -9,7 +9,8 @@ import torch
 
 import xaibench
 from xaibench.data import Sample
-from xaibench.harness import COLUMNS, CURVE_COLUMNS, evaluate, explain_samples
+from xaibench.errors import UnreadableImageError, XaibenchError
+from xaibench.harness import COLUMNS, CURVE_COLUMNS, evaluate, explain_samples, read_per_image
 
 
 def _square(i: int) -> Sample:
@@ -59,7 +60,7 @@ def test_rows_columns_and_known_values(model) -> None:
     expected = [((i * 11) % 28) ** 2 + ((i * 7) % 28) ** 2 < 225 for i in range(7)]
     assert corner.pointing.tolist() == [float(e) for e in expected] and not all(expected)
     assert (df.target == df.label).all()
-    assert (df.seconds > 0).all()
+    assert bright["index"].tolist() == list(range(7)) and (df.status == "ok").all()
 
 
 def test_target_prediction_and_bad_target(model) -> None:
@@ -73,41 +74,145 @@ def test_target_prediction_and_bad_target(model) -> None:
 
 
 def test_n_limits_the_images_and_csv_matches_the_frame(model, tmp_path) -> None:
-    df = evaluate(model, [_square(i) for i in range(10)], ["cam", "gradcam"], n=5, batch_size=2, out=tmp_path)
+    data = [_square(i) for i in range(10)]
+    df = evaluate(model, data, ["cam", "gradcam"], n=5, batch_size=2, out=tmp_path)
     assert len(df) == 10
     on_disk = pd.read_csv(tmp_path / "per_image.csv")
     assert on_disk.image_id.tolist() == df.image_id.tolist()
-    assert np.allclose(on_disk.iou, df.iou)
+    assert on_disk.iou.tolist() == df.iou.tolist()
+    in_memory = evaluate(model, data, ["cam", "gradcam"], n=5, batch_size=2)
+    assert in_memory.iou.tolist() == df.iou.tolist()
+    for a, b in zip(in_memory.box_iou_curve_v2, df.box_iou_curve_v2):
+        assert np.array_equal(a, b)  # the curves are stored exactly
 
 
-def test_a_crash_keeps_the_rows_already_written(model, tmp_path) -> None:
-    class Fails(xaibench.Explainer):
-        calls = 0
+class _FailsOnce(xaibench.Explainer):
+    """Brightness, except that the third call raises (as a method running out of memory would)."""
 
-        def attribute(self, images, targets):
-            Fails.calls += 1
-            if Fails.calls == 3:
-                raise RuntimeError("out of memory")
-            return images.mean(1)
+    calls = 0
+    fail_at = 3
 
-    explainer = Fails(model)
+    def attribute(self, images, targets):
+        type(self).calls += 1
+        if type(self).calls == self.fail_at:
+            raise RuntimeError("out of memory")
+        return images.mean(1)
+
+
+def test_a_crash_keeps_the_rows_and_running_again_computes_only_the_rest(model, tmp_path) -> None:
+    data = [_square(i) for i in range(10)]
+    explainer = _FailsOnce(model)
     explainer.name = "fails"
-    with pytest.raises(RuntimeError, match="out of memory"):
-        evaluate(model, [_square(i) for i in range(10)], [explainer], batch_size=2, out=tmp_path)
-    assert pd.read_csv(tmp_path / "per_image.csv").image_id.tolist() == ["sq0", "sq1", "sq2", "sq3"]
+    with pytest.raises(XaibenchError, match="method 'fails' failed on images sq4 ... sq5: RuntimeError: out of memory"):
+        evaluate(model, data, [explainer, "cam"], batch_size=2, out=tmp_path)
+    assert read_per_image(tmp_path).image_id.tolist() == ["sq0", "sq1", "sq0", "sq1", "sq2", "sq3", "sq2", "sq3"]
+    _FailsOnce.calls, _FailsOnce.fail_at = 0, -1
+    resumed = evaluate(model, data, [explainer, "cam"], batch_size=2, out=tmp_path)
+    assert _FailsOnce.calls == 3  # batches 3, 4 and 5 only: nothing computed twice
+    fresh = evaluate(model, data, [explainer, "cam"], batch_size=2, out=tmp_path / "fresh")
+    assert (tmp_path / "per_image.csv").read_bytes() == (tmp_path / "fresh" / "per_image.csv").read_bytes()
+    assert resumed.image_id.tolist() == fresh.image_id.tolist()
 
 
-def test_an_unreadable_image_is_skipped_not_fatal(model, caplog) -> None:
+def test_a_half_written_last_row_is_discarded_and_recomputed(model, tmp_path) -> None:
+    data = [_square(i) for i in range(6)]
+    evaluate(model, data, ["cam", "gradcam"], batch_size=3, out=tmp_path / "whole")
+    evaluate(model, data, ["cam", "gradcam"], batch_size=3, out=tmp_path / "torn")
+    torn = tmp_path / "torn" / "per_image.csv"
+    lines = torn.read_bytes().split(b"\n")
+    torn.write_bytes(b"\n".join(lines[:9]) + b"\n" + lines[9][:40])  # 8 rows, then half of the 9th
+    evaluate(model, data, ["cam", "gradcam"], batch_size=3, out=tmp_path / "torn")
+    assert torn.read_bytes() == (tmp_path / "whole" / "per_image.csv").read_bytes()
+
+
+def test_an_unreadable_image_is_skipped_not_fatal(model, caplog, tmp_path) -> None:
     class Flaky(list):
         def __getitem__(self, i):
             if i == 2:
-                raise OSError("cannot identify image file 'broken.jpg'")
+                raise UnreadableImageError("cannot read image broken.jpg: truncated data")
             return super().__getitem__(i)
 
     df = evaluate(model, Flaky(_square(i) for i in range(5)), ["cam"], batch_size=2)
     assert df.image_id.tolist() == ["sq0", "sq1", "sq3", "sq4"]
     assert df.attrs["skipped"] == ["2"]
     assert "broken.jpg" in caplog.text
+    on_disk = evaluate(model, Flaky(_square(i) for i in range(5)), ["cam"], batch_size=2, out=tmp_path)
+    assert on_disk.attrs["skipped"] == ["2"]
+    assert pd.read_csv(tmp_path / "skipped.csv").reason.tolist() == ["cannot read image broken.jpg: truncated data"]
+
+
+@pytest.mark.parametrize("error", [ValueError("bad annotation"), KeyError("x0"), OSError("disk gone")])
+def test_any_other_data_set_error_stops_the_run_naming_the_sample(model, error) -> None:
+    class Broken(list):
+        def __getitem__(self, i):
+            if i == 3:
+                raise error
+            return super().__getitem__(i)
+
+    with pytest.raises(XaibenchError, match=f"the data set failed on sample 3 \\({type(error).__name__}"):
+        evaluate(model, Broken(_square(i) for i in range(5)), ["cam"], batch_size=2)
+
+
+def test_bad_arguments(model) -> None:
+    data = [_square(i) for i in range(3)]
+    with pytest.raises(XaibenchError, match="named more than once: cam"):
+        evaluate(model, data, ["cam", "gradcam", "cam"])
+    with pytest.raises(XaibenchError, match="n must be at least 1, got 0"):
+        evaluate(model, data, ["cam"], n=0)
+    with pytest.raises(XaibenchError, match="no method"):
+        evaluate(model, data, [])
+
+
+class _Constant(xaibench.Explainer):
+    def attribute(self, images, targets):
+        return torch.full((len(images), 4, 4), 2.0)
+
+
+class _NaNOnOdd(xaibench.Explainer):
+    """A map with one NaN pixel for every odd image; brightness otherwise."""
+
+    def attribute(self, images, targets):
+        maps = images.mean(1).clone()
+        maps[1::2, 0, 0] = float("nan")
+        return maps
+
+
+class _EditsInputs(xaibench.Explainer):
+    """Brightness, after scribbling over its inputs in place."""
+
+    def attribute(self, images, targets):
+        maps = images.mean(1).clone()
+        images.zero_()
+        targets.fill_(0)
+        return maps
+
+
+def test_non_finite_maps_are_failures_and_constant_maps_are_counted(model) -> None:
+    explainers = [_NaNOnOdd(model), _Constant(model)]
+    explainers[0].name, explainers[1].name = "nan_on_odd", "constant"
+    df = evaluate(model, [_square(i) for i in range(4)], explainers, batch_size=4)
+    nan = df[df.method == "nan_on_odd"]
+    assert nan.status.tolist() == ["ok", "nonfinite", "ok", "nonfinite"]
+    assert nan.iou.isna().tolist() == [False, True, False, True] and nan.iou.iloc[0] == 1.0
+    assert nan.box_iou_curve.isna().tolist() == [False, True, False, True]
+    assert nan.top1_cls.notna().all()  # the classification is not the map's
+    constant = df[df.method == "constant"]
+    assert (constant.status == "constant").all()
+    # An all-zero map: the CAM box is the whole 32 x 32 image, IoU with a 4 x 4 box is 16 / 1024.
+    assert np.allclose(constant.iou, 16 / 1024)
+    summary = xaibench.summarize(df).set_index(["method", "metric"]).value
+    assert summary["nan_on_odd", "nonfinite_maps"] == 2 and summary["constant", "constant_maps"] == 4
+
+
+def test_a_method_editing_its_inputs_changes_nothing_else(model) -> None:
+    data = [_square(i) for i in range(4)]
+    vandal = _EditsInputs(model)
+    vandal.name = "vandal"
+    alone = evaluate(model, data, ["cam"])
+    after = evaluate(model, data, [vandal, "cam"])
+    cam = after[after.method == "cam"].reset_index(drop=True)
+    assert cam.iou.tolist() == alone.iou.tolist() and cam.label.tolist() == [s.label for s in data]
+    assert after[after.method == "vandal"].iou.tolist() == [1.0] * 4
 
 
 def test_explain_samples_matches_a_direct_call(model) -> None:
@@ -123,7 +228,7 @@ def test_first_samples_skips_unreadable_images() -> None:
     class Flaky(list):
         def __getitem__(self, i):
             if i in (0, 2):
-                raise OSError("truncated file")
+                raise UnreadableImageError("truncated file")
             return super().__getitem__(i)
 
     assert [s.id for s in first_samples(Flaky(_square(i) for i in range(6)), 3)] == ["sq1", "sq3", "sq4"]

@@ -42,11 +42,13 @@ def _curve(best_iou: float, at: int) -> np.ndarray:
 def _per_image() -> pd.DataFrame:
     n = 4
     return pd.DataFrame({
+        "index": [0, 1, 2, 3] * 2,
         "image_id": list("abcd") * 2,
         "method": ["cam"] * n + ["saliency"] * n,
         "label": [0, 0, 0, 1] * 2,
         "prediction": [0, 0, 1, 1] * 2,
         "target": [0, 0, 0, 1] * 2,
+        "status": ["ok"] * 8,
         "top1_cls": [True, True, False, True] * 2,
         "gt_known_loc": [True, True, False, False, False, False, False, False],
         "top1_loc": [True, True, False, False, False, False, False, False],
@@ -55,7 +57,6 @@ def _per_image() -> pd.DataFrame:
         # Class 0: 3 images, 2 hits; class 1: 1 image, a hit; one difficult pair (NaN) left out.
         "pointing": [1.0, 1.0, 0.0, 1.0, 1.0, np.nan, 0.0, 0.0],
         "energy_pointing": [0.5, 0.5, 0.25, 0.75, 0.1, 0.1, 0.1, np.nan],
-        "seconds": [0.01] * 8,
         # cam: images a, b right at threshold 30, c and d at 60 -> best threshold: 2 of 4 (50%).
         "box_iou_curve": [_curve(0.6, 30), _curve(0.6, 30), _curve(0.9, 60), _curve(0.6, 61)] + [np.zeros(100)] * 4,
         "box_iou_curve_v2": [_curve(0.6, 30), _curve(0.6, 30), _curve(0.9, 60), _curve(0.6, 61)] + [np.zeros(100)] * 4,
@@ -80,7 +81,9 @@ def test_summarize_long_format_known_values() -> None:
     # V2: delta 0.3 and 0.5 -> 50 (threshold 30); delta 0.7 -> 25 (only c, IoU 0.9, at 60).
     assert value["cam", "maxboxacc_v2"] == pytest.approx((50 + 50 + 25) / 3)
     assert ("cam", "pxap") not in value.index  # no masks, no PxAP
-    assert (summary.ci_low <= summary.value + 1e-9).all() and (summary.value <= summary.ci_high + 1e-9).all()
+    intervals = summary
+    assert (intervals.ci_low <= intervals.value + 1e-9).all() and (intervals.value <= intervals.ci_high + 1e-9).all()
+    assert value["cam", "nonfinite_maps"] == 0 and n["cam", "nonfinite_maps"] == 4
 
 
 def test_per_image_table_maxboxacc_columns_average_to_the_summary() -> None:
@@ -101,10 +104,46 @@ def test_box_accuracy_curves() -> None:
 
 
 def test_written_files(tmp_path) -> None:
-    summary = summarize(_per_image())
-    write_summary(tmp_path, summary, {"model": "m", "dataset": "d", "seed": 0})
+    from xaibench.harness import Journals
+
+    per_image = _per_image()
+    Journals.open(tmp_path).per_image.append(per_image)
+    (tmp_path / "config.json").write_text(json.dumps({"model": "m", "dataset": "d", "seed": 0, "n": 4,
+                                                      "methods": ["cam", "saliency"]}))
+    summary = write_summary(tmp_path)
     assert pd.read_csv(tmp_path / "summary.csv").shape == summary.shape
+    pd.testing.assert_frame_equal(summary, summarize(per_image))  # read back from the journal: the same numbers
     markdown = (tmp_path / "summary.md").read_text()
-    assert "| cam | 4 | 75.0 [" in markdown and "| saliency |" in markdown
-    assert json.loads((tmp_path / "config.json").read_text())["model"] == "m"
+    assert "| cam | 4 | 75.0 [" in markdown and "| saliency |" in markdown and "partial" not in markdown
     assert list(summary_table(summary).index) == ["cam", "saliency"]
+    assert pd.read_csv(tmp_path / "box_accuracy_curves.csv").shape == (200, 6)
+
+
+def test_a_partial_run_is_summarised_and_says_so(tmp_path) -> None:
+    from xaibench.harness import Journals
+
+    Journals.open(tmp_path).per_image.append(_per_image().iloc[:6])
+    (tmp_path / "config.json").write_text(json.dumps({"seed": 0, "n": 4, "methods": ["cam", "saliency"]}))
+    summary = write_summary(tmp_path)
+    assert summary[(summary.method == "saliency") & (summary.metric == "top1_cls")].n.item() == 2
+    assert "**partial run** of 4 images" in (tmp_path / "summary.md").read_text()
+
+
+def test_failed_and_constant_maps_are_counted_not_scored() -> None:
+    per_image = _per_image()
+    failed = per_image.index[per_image.method == "cam"][:2]
+    per_image.loc[failed, "status"] = "nonfinite"
+    for column in ("gt_known_loc", "top1_loc", "top5_loc", "iou", "pointing", "energy_pointing"):
+        per_image[column] = per_image[column].astype(float)
+        per_image.loc[failed, column] = np.nan
+    for column in ("box_iou_curve", "box_iou_curve_v2"):
+        per_image[column] = [None if k in failed else c for k, c in zip(per_image.index, per_image[column])]
+    per_image.loc[per_image.index[-1], "status"] = "constant"
+    summary = summarize(per_image).set_index(["method", "metric"])
+    assert summary.value["cam", "nonfinite_maps"] == 2 and summary.value["saliency", "constant_maps"] == 1
+    assert summary.value["cam", "constant_maps"] == 0
+    assert summary.n["cam", "gt_known_loc"] == 2 and summary.value["cam", "gt_known_loc"] == 0.0  # c, d: misses
+    assert summary.n["cam", "maxboxacc"] == 2 and summary.value["cam", "maxboxacc"] == 50.0  # c at 60 or d at 61
+    assert summary.n["cam", "top1_cls"] == 4  # the classification does not depend on the map
+    table = per_image_table(per_image)
+    assert table[table.method == "cam"].maxboxacc.isna().tolist() == [True, True, False, False]

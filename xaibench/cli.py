@@ -1,9 +1,14 @@
-"""The ``xaibench`` command: parses arguments and calls the library; it holds no logic of its own."""
+"""The ``xaibench`` command: parses and checks arguments, then calls the library; it holds no logic of its own.
+
+Every argument is checked before any heavy work, and every error a user can fix is printed as one
+line (``xaibench: error: ...``) with exit status 2.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -11,32 +16,48 @@ from pathlib import Path
 
 import torch
 
-from xaibench import data, explainer, harness, models, report, viz
+from xaibench import __version__, data, explainer, harness, models, report, viz
 from xaibench.errors import XaibenchError
+from xaibench.run_folder import OVERLAYS, PER_IMAGE, RunFolder, unique_folder
 
 DEFAULT_METHODS = "cam,gradcam,saliency"
 FIGURE_ROWS = 6
+#: Sides the images may be resized to: smaller leaves no room for a feature map, larger no memory.
+IMAGE_SIZE_RANGE = (16, 4096)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="xaibench", description="Benchmark how well explanation methods localize objects."
     )
+    parser.add_argument("--version", action="version", version=f"xaibench {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="explain and score a data set with several methods")
     run.add_argument("--methods", default=DEFAULT_METHODS, help=f"comma-separated names (default: {DEFAULT_METHODS})")
     run.add_argument("--model", default="builtin", help="builtin, efficientnet_lite0, or a torchvision name (default: builtin)")
-    run.add_argument("--weights", default="default", help="a state-dict file for the model (default: its pretrained weights)")
+    run.add_argument("--weights", default="default", help="a state-dict file for the model, or none for random weights (default: its trained weights)")
     run.add_argument("--target-layer", default=None, help="dotted name of the feature layer (default: found automatically)")
     run.add_argument("--dataset", default="builtin", help="KIND or KIND:PATH, e.g. builtin, builtin:distractor (default: builtin)")
     run.add_argument("--image-size", type=int, default=None, help="side the images are resized to, no crop (default: the model's, 224 for ImageNet models)")
     run.add_argument("--n", type=int, default=None, help="number of images (default: all; 500 for builtin)")
     run.add_argument("--batch-size", type=int, default=32, help="images per batch (default: 32)")
     run.add_argument("--target", choices=harness.TARGETS, default="label", help="class to explain (default: label)")
-    run.add_argument("--out", default=None, help="output folder (default: reports/<time>-<model>-<dataset>)")
+    run.add_argument("--out", default=None, help="output folder (default: a new reports/<time>-<model>-<dataset>)")
+    existing = run.add_mutually_exclusive_group()
+    existing.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
+    existing.add_argument("--overwrite", action="store_true", help="replace the run in --out")
     run.add_argument("--seed", type=int, default=0, help="seed for generated data and bootstrap (default: 0)")
     run.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    run.add_argument("--max-image-pixels", type=int, default=None,
+                     help="skip image files with more pixels than this (default: Pillow's limit, about 89 million)")
+
+    summarize = commands.add_parser("summarize", help="(re)write the summary of a run's folder, finished or not")
+    summarize.add_argument("folder", help="the run's output folder")
+
+    train = commands.add_parser("train-builtin", help="train the built-in benchmark's network from its seed")
+    train.add_argument("--seed", type=int, default=0, help="seed of the data and the training (default: 0)")
+    train.add_argument("--out", default=None, help="folder for the weights file (default: the cache, ~/.cache/xaibench)")
 
     commands.add_parser("list", help="list the registered explanation methods")
     return parser
@@ -45,14 +66,21 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    commands = {"list": _list, "run": _run, "summarize": _summarize, "train-builtin": _train_builtin}
     try:
-        return _list() if args.command == "list" else _run(args)
-    except (XaibenchError, FileNotFoundError, NotADirectoryError) as error:
-        print(f"xaibench: error: {error}", file=sys.stderr)
+        return commands[args.command](args)
+    except (XaibenchError, OSError) as error:
+        message = str(error) if isinstance(error, XaibenchError) or not error.strerror else _os_message(error)
+        print(f"xaibench: error: {' '.join(message.split())}", file=sys.stderr)
         return 2
 
 
-def _list() -> int:
+def _os_message(error: OSError) -> str:
+    where = f" ({error.filename})" if error.filename else ""
+    return f"{error.strerror}{where}"
+
+
+def _list(args: argparse.Namespace) -> int:
     infos = explainer.describe_explainers()
     width = max((len(i.name) for i in infos), default=4)
     for info in infos:
@@ -60,10 +88,56 @@ def _list() -> int:
     return 0
 
 
-def _run(args: argparse.Namespace) -> int:
+def _check_arguments(args: argparse.Namespace) -> list[str]:
+    """Check every argument that can be checked without loading anything; the method names, parsed."""
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    for name in methods:  # fail on a typo before loading anything heavy
+    if not methods:
+        raise XaibenchError(f"--methods names no method; name at least one, e.g. --methods {DEFAULT_METHODS}")
+    twice = sorted({m for m in methods if methods.count(m) > 1})
+    if twice:
+        raise XaibenchError(f"--methods names {', '.join(twice)} more than once; name each method once")
+    for name in methods:  # a typo fails here, before anything heavy is loaded
         explainer.get_explainer(name)
+    if args.n is not None and args.n < 1:
+        raise XaibenchError(f"--n must be at least 1, got {args.n}")
+    if args.batch_size < 1:
+        raise XaibenchError(f"--batch-size must be at least 1, got {args.batch_size}")
+    low, high = IMAGE_SIZE_RANGE
+    if args.image_size is not None and not low <= args.image_size <= high:
+        raise XaibenchError(f"--image-size must lie in [{low}, {high}] pixels, got {args.image_size}")
+    if args.max_image_pixels is not None and args.max_image_pixels < 1:
+        raise XaibenchError(f"--max-image-pixels must be at least 1, got {args.max_image_pixels}")
+    _check_device(args.device)
+    if args.weights not in ("default", "none"):
+        weights = Path(args.weights)
+        if not weights.is_file():
+            raise XaibenchError(f"--weights {weights}: no such file; pass a state-dict file, 'default' or 'none'")
+        if not os.access(weights, os.R_OK):
+            raise XaibenchError(f"--weights {weights}: the file cannot be read (permission denied)")
+    if args.resume and args.out is None:
+        raise XaibenchError("--resume needs --out DIR, the folder of the run to continue")
+    return methods
+
+
+def _check_device(name: str) -> None:
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise XaibenchError(f"--device '{name}' is not a torch device; use cpu, cuda, cuda:1, mps, ...") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise XaibenchError(f"--device {name}: this machine has no CUDA GPU that torch can use; use --device cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise XaibenchError(f"--device {name}: there are only {torch.cuda.device_count()} CUDA devices")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise XaibenchError(f"--device {name}: MPS is not available on this machine; use --device cpu")
+
+
+def _run(args: argparse.Namespace) -> int:
+    methods = _check_arguments(args)
+    if args.max_image_pixels is not None:
+        from PIL import Image
+
+        Image.MAX_IMAGE_PIXELS = args.max_image_pixels  # the application's setting, read by the loaders
     torch.manual_seed(args.seed)
     weights = None if args.weights == "none" else args.weights
     model = models.load_model(args.model, weights=weights, target_layer=args.target_layer, device=args.device)
@@ -72,14 +146,14 @@ def _run(args: argparse.Namespace) -> int:
     dataset = data.load_dataset(
         args.dataset, image_size=image_size, size=args.n, seed=args.seed, class_names=model.class_names
     )
-    out = Path(args.out) if args.out else _default_out(args.model, args.dataset)
+    n = min(args.n, len(dataset)) if args.n is not None else len(dataset)
     config = {
         "model": model.name,
         "weights": args.weights,
         "target_layer": model.target_layer_name,
         "classifier": model.classifier_name,
         "dataset": args.dataset,
-        "n": min(args.n, len(dataset)) if args.n is not None else len(dataset),
+        "n": n,
         "image_size": list(image_size),
         "image_resize": "bilinear to image_size, no crop; boxes scaled and truncated to int (wsolevaluation)",
         "map_postprocessing": "bilinear upsampling to image_size (align_corners=False), per-map min-max to [0, 1]",
@@ -90,36 +164,69 @@ def _run(args: argparse.Namespace) -> int:
         "tau": harness.CAM_TAU,
         "tolerance": harness.POINTING_TOLERANCE,
         "seed": args.seed,
+        "max_image_pixels": _max_image_pixels(),
         "device": args.device,
         "torch": torch.__version__,
+        "xaibench": __version__,
     }
-    print(f"xaibench: {', '.join(methods)} on {len(dataset)} images of {args.dataset} with {model.name} -> {out}")
-    try:
-        per_image = harness.evaluate(
-            model, dataset, explainers, batch_size=args.batch_size, n=args.n, target=args.target,
-            out=out, progress=True,
-        )
-    except KeyboardInterrupt:
-        print(f"xaibench: interrupted; the rows computed so far are in {out / 'per_image.csv'}", file=sys.stderr)
-        return 130
-    config["skipped"] = per_image.attrs.get("skipped", [])
-    summary = report.summarize(per_image, seed=args.seed)
-    report.write_summary(out, summary, config)
-    report.per_image_table(per_image).to_csv(out / "per_image.csv", index=False)
-    report.box_accuracy_curves(per_image).to_csv(out / "box_accuracy_curves.csv", index=False)
-    samples = harness.first_samples(dataset, FIGURE_ROWS)
-    maps = harness.explain_samples(model, samples, explainers, target=args.target)
-    viz.overlay_grid(samples, maps, out / "overlays.png", class_names=model.class_names)
-    print(report.to_markdown(report.summary_table(summary)))
-    if config["skipped"]:
-        print(f"xaibench: skipped {len(config['skipped'])} unreadable images (listed in config.json)")
+    mode = "resume" if args.resume else "overwrite" if args.overwrite else "new"
+    out = Path(args.out) if args.out else unique_folder("reports", _default_name(args.model, args.dataset))
+    with RunFolder(out, mode=mode) as folder:
+        folder.start(config)
+        print(f"xaibench: {', '.join(methods)} on {n} images of {args.dataset} with {model.name} -> {out}")
+        try:
+            harness.evaluate(
+                model, dataset, explainers, batch_size=args.batch_size, n=n, target=args.target,
+                out=out, progress=True,
+            )
+        except KeyboardInterrupt:
+            print(f"xaibench: interrupted; the rows computed so far are in {out / PER_IMAGE}; "
+                  f"continue with --resume --out {out}", file=sys.stderr)
+            return 130
+        except XaibenchError as error:
+            raise XaibenchError(
+                f"{error} (the rows computed so far are in {out / PER_IMAGE}; continue with --resume --out {out})"
+            ) from error
+        summary = report.write_summary(out)
+        samples = harness.first_samples(dataset, FIGURE_ROWS)
+        maps = harness.explain_samples(model, samples, explainers, target=args.target)
+        viz.overlay_grid(samples, maps, out / OVERLAYS, class_names=model.class_names)
+    print(report.to_markdown(report.summary_table(summary, report.seconds_per_image(harness.read_timings(out)))))
+    skipped = harness.read_per_image(out).attrs["skipped"]
+    if skipped:
+        print(f"xaibench: skipped {len(skipped)} unreadable images (listed in {out / 'skipped.csv'})")
     print(f"xaibench: wrote {out}")
     return 0
 
 
-def _default_out(model: str, dataset: str) -> Path:
+def _max_image_pixels() -> int | None:
+    from PIL import Image
+
+    return Image.MAX_IMAGE_PIXELS
+
+
+def _summarize(args: argparse.Namespace) -> int:
+    folder = Path(args.folder)
+    summary = report.write_summary(folder)
+    per_image = harness.read_per_image(folder)
+    print(report.to_markdown(report.summary_table(summary, report.seconds_per_image(harness.read_timings(folder)))))
+    state = "complete" if report.run_is_complete(report.read_config(folder), per_image) else "partial"
+    print(f"xaibench: summarised the {state} run in {folder} ({len(per_image)} rows)")
+    return 0
+
+
+def _train_builtin(args: argparse.Namespace) -> int:
+    from xaibench.shapes_net import train_builtin
+
+    print(f"xaibench: training the built-in network with seed {args.seed} (about a minute and a half on two cores)")
+    path, accuracy = train_builtin(args.seed, args.out)
+    print(f"xaibench: test accuracy {100 * accuracy:.1f}%; wrote {path}")
+    return 0
+
+
+def _default_name(model: str, dataset: str) -> str:
     kind = dataset.split(":")[0]
-    return Path("reports") / f"{time.strftime('%Y%m%d-%H%M%S')}-{model}-{kind}"
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{model}-{kind}"
 
 
 if __name__ == "__main__":

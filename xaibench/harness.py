@@ -2,15 +2,23 @@
 
 The harness chooses each map's target class (the label, or the model's prediction), calls every
 explainer once per batch, hands the maps and the ground truth to :mod:`xaibench.metrics`, and
-collects the numbers in a pandas DataFrame. It knows no method by name. With ``out`` given, rows are
-appended to ``per_image.csv`` batch by batch, so a run that stops half-way keeps what it computed.
+collects the numbers in a pandas DataFrame. It knows no method by name.
+
+With ``out`` given, the harness owns three append-only journals in that folder
+(:mod:`xaibench.journal`): ``per_image.csv`` (the rows, including the compact per-image curves that
+the data-set-level metrics need, so a partial run can be summarised), ``skipped.csv`` and
+``timings.csv``. Each batch is committed whole, so a run killed at any point keeps every finished
+batch, and running again on the same folder continues where it stopped: batches are fixed ranges of
+data-set indices, finished (index, method) rows are not computed again, and the rows come out in the
+same order and with the same values as those of an uninterrupted run.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,24 +28,67 @@ from tqdm.auto import tqdm
 
 from xaibench import metrics
 from xaibench.data.sample import Batch, Sample, collate
-from xaibench.errors import XaibenchError
+from xaibench.errors import UnreadableImageError, XaibenchError
 from xaibench.explainer import Explainer, create_explainer
+from xaibench.journal import Journal
 from xaibench.models import Model, eval_mode
+from xaibench.run_folder import PER_IMAGE, SKIPPED, TIMINGS
 
 logger = logging.getLogger(__name__)
 
-#: The scalar columns of the per-image table, in order (also those of ``per_image.csv``).
+#: The scalar columns of the per-image table, in order. ``index`` is the sample's index in the data
+#: set; ``status`` is ``ok``, ``constant`` (a constant raw map, scored as an all-zero map) or
+#: ``nonfinite`` (NaN or inf in the raw map: a failure of the method, not scored).
 COLUMNS = [
-    "image_id", "method", "label", "prediction", "target",
+    "index", "image_id", "method", "label", "prediction", "target", "status",
     "top1_cls", "gt_known_loc", "top1_loc", "top5_loc", "iou",
-    "pointing", "energy_pointing", "seconds",
+    "pointing", "energy_pointing",
 ]
 #: Columns holding one array per row, for the data-set-level metrics (MaxBoxAcc, PxAP).
 CURVE_COLUMNS = ["box_iou_curve", "box_iou_curve_v2", "pxap_hist"]
+SKIPPED_COLUMNS = ["index", "reason"]
+TIMING_COLUMNS = ["batch", "method", "images", "seconds"]
 TARGETS = ("label", "prediction")
-#: The CAM paper's box threshold (a fraction of the map's maximum) and TorchRay's pointing tolerance (px).
-CAM_TAU = 0.2
-POINTING_TOLERANCE = 15
+CAM_TAU = metrics.CAM_TAU
+POINTING_TOLERANCE = metrics.POINTING_TOLERANCE
+STATUSES = ("ok", "constant", "nonfinite")
+
+
+@dataclass(frozen=True)
+class Journals:
+    """The three files the harness appends to in a run's folder."""
+
+    per_image: Journal
+    skipped: Journal
+    timings: Journal
+
+    @classmethod
+    def open(cls, folder: str | Path) -> Journals:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        journals = cls(
+            Journal(folder / PER_IMAGE, COLUMNS + CURVE_COLUMNS, array_columns=CURVE_COLUMNS,
+                    text_columns=["image_id", "method", "status"]),
+            Journal(folder / SKIPPED, SKIPPED_COLUMNS, text_columns=["reason"]),
+            Journal(folder / TIMINGS, TIMING_COLUMNS, text_columns=["method"]),
+        )
+        for journal in (journals.per_image, journals.skipped, journals.timings):
+            journal.repair()
+            journal.create()
+        return journals
+
+
+def read_per_image(folder: str | Path) -> pd.DataFrame:
+    """The rows of a run's ``per_image.csv`` (finished or not); ``attrs["skipped"]`` lists skipped indices."""
+    journals = Journals.open(folder)
+    rows = journals.per_image.read()
+    rows.attrs["skipped"] = [str(i) for i in journals.skipped.read()["index"]]
+    return rows
+
+
+def read_timings(folder: str | Path) -> pd.DataFrame:
+    """The rows of a run's ``timings.csv``."""
+    return Journals.open(folder).timings.read()
 
 
 def evaluate(
@@ -58,17 +109,22 @@ def evaluate(
     Args:
         model: The classifier, as :func:`xaibench.load_model` returns it.
         dataset: Indexable samples (:class:`xaibench.data.Sample`).
-        methods: Registered method names or ready :class:`Explainer` objects.
-        batch_size: Images per forward/backward pass.
+        methods: Registered method names or ready :class:`Explainer` objects; names must be unique.
+        batch_size: Images per forward/backward pass; batches are the index ranges
+            ``[k * batch_size, (k + 1) * batch_size)``.
         n: Score only the first ``n`` images.
         target: ``"label"`` (explain the true class) or ``"prediction"`` (the top-1 class).
         tau: The CAM box threshold, a fraction of the map's maximum.
         tolerance: The pointing game's tolerance in pixels.
-        out: A folder; rows are appended to ``out/per_image.csv`` as each batch finishes.
+        out: A folder; each finished batch is appended to ``out/per_image.csv`` (and unreadable images
+            to ``skipped.csv``, times to ``timings.csv``). Rows already there are kept and not computed
+            again, so calling again on the same folder resumes an interrupted run (with the same
+            arguments: the caller checks that, see :class:`xaibench.run_folder.RunFolder`).
         progress: Show a progress bar.
 
     Returns:
-        One row per (image, method) with :data:`COLUMNS` and :data:`CURVE_COLUMNS`:
+        One row per (image, method) with :data:`COLUMNS` and :data:`CURVE_COLUMNS` (with ``out``, the
+        rows of ``per_image.csv`` as read back, earlier ones included):
 
         - ``top1_cls``: the top-1 prediction is the label.
         - ``iou``: IoU of the CAM-protocol box (threshold ``tau`` of the max, largest connected
@@ -83,63 +139,115 @@ def evaluate(
           thresholds (largest contour / any contour), for MaxBoxAcc and MaxBoxAccV2;
           ``pxap_hist``: the map's value histograms on object and background pixels when there is a
           mask (else None), for PxAP.
-        - ``seconds``: the method's time per image.
+        - ``status``: ``nonfinite`` rows (the method returned NaN or inf) have no metric value.
 
-        Images that could not be read are listed in ``result.attrs["skipped"]``.
+        Images that could not be read are listed in ``result.attrs["skipped"]`` (their indices).
+
+    Raises:
+        XaibenchError: bad arguments; or a data set or a method failed (the message names the sample
+            or the method and the cause; the rows of the batches before are kept in ``out``).
     """
     if target not in TARGETS:
         raise XaibenchError(f"target must be one of {', '.join(TARGETS)}, got '{target}'")
     if batch_size < 1:
         raise XaibenchError(f"batch size must be at least 1, got {batch_size}")
+    if n is not None and n < 1:
+        raise XaibenchError(f"n must be at least 1, got {n}")
     explainers = [m if isinstance(m, Explainer) else create_explainer(m, model) for m in methods]
+    names = [e.name for e in explainers]
+    if not names:
+        raise XaibenchError("no method to evaluate; name at least one")
+    if len(set(names)) != len(names):
+        twice = sorted({name for name in names if names.count(name) > 1})
+        raise XaibenchError(f"method names must be unique; named more than once: {', '.join(twice)}")
     total = len(dataset) if n is None else min(n, len(dataset))
-    csv_path = None
-    if out is not None:
-        Path(out).mkdir(parents=True, exist_ok=True)
-        csv_path = Path(out) / "per_image.csv"
-        csv_path.unlink(missing_ok=True)
+    journals = Journals.open(out) if out is not None else None
+    done, skipped = _done(journals)
 
-    frames, skipped = [], []
+    frames, skipped_now = [], []
     bar = tqdm(total=total, unit="img", disable=not progress, desc="evaluating")
     try:
-        for batch in _batches(dataset, total, batch_size, skipped, bar):
-            frame = _evaluate_batch(model, batch, explainers, target, tau, tolerance)
-            frames.append(frame)
-            if csv_path is not None:
-                frame[COLUMNS].to_csv(csv_path, mode="a", header=not csv_path.exists(), index=False)
+        for start in range(0, total, batch_size):
+            indices = [i for i in range(start, min(start + batch_size, total)) if i not in skipped]
+            if all(set(names) <= done.get(i, set()) for i in indices):
+                bar.update(min(start + batch_size, total) - start)
+                continue
+            samples, unreadable = _read(dataset, indices)
+            batch = collate([samples[i] for i in sorted(samples)]) if samples else None
+            rows, timings = ([], []) if batch is None else _evaluate_batch(
+                model, batch, sorted(samples), explainers, done, target, tau, tolerance
+            )
+            new_skips = pd.DataFrame(unreadable, columns=SKIPPED_COLUMNS)
+            frame = pd.concat(rows, ignore_index=True) if rows else None
+            if journals is not None:
+                journals.skipped.append(new_skips)
+                if frame is not None:
+                    journals.per_image.append(frame)
+                journals.timings.append(pd.DataFrame(timings, columns=TIMING_COLUMNS))
+            elif frame is not None:
+                frames.append(frame)
+            skipped_now += [str(i) for i, _ in unreadable]
+            bar.update(min(start + batch_size, total) - start)
     finally:
         bar.close()
-    result = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS + CURVE_COLUMNS)
-    result.attrs["skipped"] = skipped
+    if journals is not None:
+        result = journals.per_image.read()
+        result.attrs["skipped"] = [str(i) for i in journals.skipped.read()["index"]]
+        return result
+    result = pd.concat(frames, ignore_index=True) if frames else _empty_rows()
+    result.attrs["skipped"] = skipped_now
     return result
 
 
-def _batches(
-    dataset: Sequence[Sample], total: int, batch_size: int, skipped: list[str], bar: tqdm
-) -> Iterator[Batch]:
-    """Batches of readable samples; an unreadable one is logged, listed in ``skipped`` and left out."""
-    pending: list[Sample] = []
-    for index in range(total):
+def _empty_rows() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=object) for c in COLUMNS + CURVE_COLUMNS})
+
+
+def _done(journals: Journals | None) -> tuple[dict[int, set[str]], set[int]]:
+    """Which (index, method) rows and which skipped indices the journals already hold."""
+    if journals is None:
+        return {}, set()
+    done: dict[int, set[str]] = {}
+    rows = journals.per_image.read()
+    for index, method in zip(rows["index"].astype(int), rows["method"]):
+        done.setdefault(int(index), set()).add(method)
+    return done, {int(i) for i in journals.skipped.read()["index"]}
+
+
+def _read(dataset: Sequence[Sample], indices: Sequence[int]) -> tuple[dict[int, Sample], list[tuple[int, str]]]:
+    """The readable samples of ``indices``, and (index, reason) for each unreadable one.
+
+    Only :class:`~xaibench.errors.UnreadableImageError` (a missing, undecodable, truncated or oversized
+    file) is skipped; any other error of the data set stops the run, naming the sample.
+    """
+    samples, unreadable = {}, []
+    for index in indices:
         try:
-            pending.append(dataset[index])
-        except (OSError, ValueError) as error:
-            skipped.append(str(index))
+            samples[index] = dataset[index]
+        except UnreadableImageError as error:
+            unreadable.append((index, str(error)))
             logger.warning("skipped image %d: %s", index, error)
-            bar.update(1)
-        if len(pending) == batch_size or (index == total - 1 and pending):
-            yield collate(pending)
-            bar.update(len(pending))
-            pending = []
+        except XaibenchError as error:
+            raise XaibenchError(f"sample {index} of the data set: {error}") from error
+        except Exception as error:
+            raise XaibenchError(
+                f"the data set failed on sample {index} ({type(error).__name__}: {error}); this is not an "
+                "unreadable image but an error in the data set's code or annotations"
+            ) from error
+    return samples, unreadable
 
 
 def _evaluate_batch(
     model: Model,
     batch: Batch,
+    indices: Sequence[int],
     explainers: Sequence[Explainer],
+    done: dict[int, set[str]],
     target: str,
     tau: float,
     tolerance: float,
-) -> pd.DataFrame:
+) -> tuple[list[pd.DataFrame], list[tuple[int, str, int, float]]]:
+    """Rows of every (image, method) of the batch not in ``done``, and (batch, method, images, seconds)."""
     images = batch.images.to(model.device)
     with eval_mode(model.network), torch.no_grad():
         top5 = model(images).topk(min(5, model.num_classes), dim=1).indices.cpu()
@@ -153,43 +261,63 @@ def _evaluate_batch(
     regions = [metrics.as_numpy(m) if m is not None else r for m, r in zip(batch.masks, box_regions)]
     # TorchRay scores no (image, class) whose boxes are all difficult, nor one with no object pixel.
     scored = np.array([not bool(d.all()) and r.any() for d, r in zip(batch.difficult, regions)])
-    undefined = np.full(len(batch), np.nan)
-    rows = []
+    rows, timings = [], []
     for explainer in explainers:
+        todo = np.array([explainer.name not in done.get(i, ()) for i in indices])
+        if not todo.any():
+            continue
         start = time.perf_counter()
-        maps = explainer(images, targets.to(images.device))
-        seconds = (time.perf_counter() - start) / len(batch)
-        maps = metrics.as_numpy(maps)
-        iou = metrics.cam_box_iou(maps, batch.boxes, tau)
-        box_correct = iou >= 0.5
-        curves = [metrics.box_iou_curves(m, b) for m, b in zip(maps, batch.boxes)]
-        pointing = np.where(scored, metrics.pointing_hits(maps, regions, tolerance), np.nan)
-        rows.append(
-            pd.DataFrame(
-                {
-                    "image_id": batch.ids,
-                    "method": explainer.name,
-                    "label": labels,
-                    "prediction": predictions.numpy(),
-                    "target": targets.numpy(),
-                    "top1_cls": top1_cls,
-                    "gt_known_loc": box_correct if target == "label" else undefined,
-                    "top1_loc": top1_cls & box_correct,
-                    "top5_loc": in_top5 & box_correct if target == "label" else undefined,
-                    "iou": iou,
-                    "pointing": pointing,
-                    "energy_pointing": [metrics.energy_pointing(m, r) for m, r in zip(maps, box_regions)],
-                    "seconds": np.full(len(batch), seconds),
-                    "box_iou_curve": [c[0] for c in curves],
-                    "box_iou_curve_v2": [c[1] for c in curves],
-                    "pxap_hist": [
-                        metrics.pxap_histograms(m, mask) if mask is not None else None
-                        for m, mask in zip(maps, batch.masks)
-                    ],
-                }
-            )
+        try:
+            explanation = explainer.explain(images, targets.to(images.device))
+        except Exception as error:
+            where = f"images {batch.ids[0]} ... {batch.ids[-1]}" if len(batch) > 1 else f"image {batch.ids[0]}"
+            raise XaibenchError(f"method '{explainer.name}' failed on {where}: {type(error).__name__}: {error}") from error
+        timings.append((indices[0], explainer.name, len(batch), time.perf_counter() - start))
+        maps = metrics.as_numpy(explanation.maps)
+        finite = metrics.as_numpy(explanation.finite).astype(bool)
+        constant = metrics.as_numpy(explanation.constant).astype(bool)
+        keep = np.flatnonzero(todo)
+        valid = keep[finite[keep]]
+        iou = np.full(len(batch), np.nan)
+        iou[valid] = metrics.cam_box_iou(maps[valid], [batch.boxes[k] for k in valid], tau)
+        box_correct = np.where(np.isnan(iou), np.nan, iou >= 0.5)
+        undefined = np.full(len(batch), np.nan)
+        pointing = np.full(len(batch), np.nan)
+        pointing[valid] = np.where(
+            scored[valid], metrics.pointing_hits(maps[valid], [regions[k] for k in valid], tolerance), np.nan
         )
-    return pd.concat(rows, ignore_index=True)
+        energy = np.full(len(batch), np.nan)
+        energy[valid] = [metrics.energy_pointing(maps[k], box_regions[k]) for k in valid]
+        curves: list[tuple[np.ndarray | None, np.ndarray | None]] = [(None, None)] * len(batch)
+        hists: list[np.ndarray | None] = [None] * len(batch)
+        for k in valid:
+            curves[k] = metrics.box_iou_curves(maps[k], batch.boxes[k])
+            if batch.masks[k] is not None:
+                hists[k] = metrics.pxap_histograms(maps[k], batch.masks[k])
+        frame = pd.DataFrame(
+            {
+                "index": indices,
+                "image_id": batch.ids,
+                "method": explainer.name,
+                "label": labels,
+                "prediction": predictions.numpy(),
+                "target": targets.numpy(),
+                "status": np.where(~finite, "nonfinite", np.where(constant, "constant", "ok")),
+                "top1_cls": top1_cls,
+                "gt_known_loc": box_correct if target == "label" else undefined,
+                "top1_loc": np.where(np.isnan(box_correct), np.nan, top1_cls & (box_correct == 1)),
+                "top5_loc": np.where(np.isnan(box_correct), np.nan, in_top5 & (box_correct == 1))
+                if target == "label" else undefined,
+                "iou": iou,
+                "pointing": pointing,
+                "energy_pointing": energy,
+                "box_iou_curve": [c[0] for c in curves],
+                "box_iou_curve_v2": [c[1] for c in curves],
+                "pxap_hist": hists,
+            }
+        )
+        rows.append(frame.iloc[keep])
+    return rows, timings
 
 
 def _targets(model: Model, images: torch.Tensor, labels: torch.Tensor, target: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -207,7 +335,7 @@ def first_samples(dataset: Sequence[Sample], k: int) -> list[Sample]:
             break
         try:
             samples.append(dataset[index])
-        except (OSError, ValueError):
+        except UnreadableImageError:
             continue
     return samples
 
@@ -215,9 +343,9 @@ def first_samples(dataset: Sequence[Sample], k: int) -> list[Sample]:
 def explain_samples(
     model: Model, samples: Sequence[Sample], methods: Sequence[str | Explainer], target: str = "label"
 ) -> dict[str, np.ndarray]:
-    """Maps (N, H, W) of each method for a few samples, e.g. for a figure."""
+    """Maps (N, H, W) of each method for a few samples, e.g. for a figure (a non-finite map is all zeros)."""
     batch = collate(samples)
     images = batch.images.to(model.device)
     _, targets = _targets(model, images, batch.labels, target)
     explainers = [m if isinstance(m, Explainer) else create_explainer(m, model) for m in methods]
-    return {e.name: metrics.as_numpy(e(images, targets)) for e in explainers}
+    return {e.name: metrics.as_numpy(e.explain(images, targets).maps) for e in explainers}

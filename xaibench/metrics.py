@@ -15,6 +15,11 @@ from scipy import ndimage
 
 _EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 
+#: The CAM paper's box threshold: pixels >= 20% of the map's maximum (Zhou et al. 2016, Sec. 3.1).
+CAM_TAU = 0.2
+#: The pointing game's tolerance in pixels (Zhang et al. 2016; TorchRay's default).
+POINTING_TOLERANCE = 15
+
 
 def as_numpy(x: object) -> np.ndarray:
     """A numpy view of an array or a (CPU or GPU) tensor."""
@@ -57,7 +62,7 @@ def largest_component_box(region: np.ndarray) -> tuple[int, int, int, int] | Non
     return int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())
 
 
-def cam_box(saliency: np.ndarray, tau: float = 0.2) -> tuple[int, int, int, int]:
+def cam_box(saliency: np.ndarray, tau: float = CAM_TAU) -> tuple[int, int, int, int]:
     """The CAM paper's box for one map (Zhou et al. 2016, Sec. 3.1).
 
     Min-max normalise the map to [0, 1], keep the pixels ``>= tau`` (20% of the maximum by default),
@@ -69,7 +74,7 @@ def cam_box(saliency: np.ndarray, tau: float = 0.2) -> tuple[int, int, int, int]
     return largest_component_box(m >= tau)
 
 
-def cam_box_iou(maps: object, gt_boxes: Sequence[object], tau: float = 0.2) -> np.ndarray:
+def cam_box_iou(maps: object, gt_boxes: Sequence[object], tau: float = CAM_TAU) -> np.ndarray:
     """Per image, the IoU of :func:`cam_box` with the best-matching ground-truth box.
 
     ``IoU_i = max_k IoU(cam_box(M_i, tau), B_ik)``; localization is correct when it is >= 0.5.
@@ -97,7 +102,7 @@ def max_point(saliency: np.ndarray) -> tuple[int, int]:
     return tuple(int(v) for v in np.unravel_index(int(np.argmax(m)), m.shape))
 
 
-def pointing_hit(saliency: np.ndarray, region: np.ndarray, tolerance: float = 15) -> bool:
+def pointing_hit(saliency: np.ndarray, region: np.ndarray, tolerance: float = POINTING_TOLERANCE) -> bool:
     """Pointing game (Zhang et al., ECCV 2016, "Top-down Neural Attention by Excitation Backprop").
 
     As TorchRay implements it: a hit when a pixel of the ground-truth ``region`` (H, W) bool lies
@@ -114,7 +119,7 @@ def pointing_hit(saliency: np.ndarray, region: np.ndarray, tolerance: float = 15
 
 
 def pointing_hits(
-    maps: object, regions: Sequence[object], tolerance: float = 15
+    maps: object, regions: Sequence[object], tolerance: float = POINTING_TOLERANCE
 ) -> np.ndarray:
     """:func:`pointing_hit` for each map of a batch (N, H, W) and its region."""
     return np.array(
@@ -203,7 +208,8 @@ def _weighted_mean(values: np.ndarray, weights: np.ndarray | None) -> np.ndarray
     if weights is None:
         return values.mean(0)
     flat = values.reshape(len(values), -1)
-    return (weights @ flat / weights.sum(1, keepdims=True)).reshape((len(weights),) + values.shape[1:])
+    with np.errstate(invalid="ignore", divide="ignore"):  # a resample that drew no image: NaN
+        return (weights @ flat / weights.sum(1, keepdims=True)).reshape((len(weights),) + values.shape[1:])
 
 
 def max_box_acc(ious: np.ndarray, iou_threshold: float = 0.5, weights: np.ndarray | None = None) -> float | np.ndarray:

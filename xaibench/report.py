@@ -1,4 +1,10 @@
-"""Summaries of a run: per-method means with bootstrap confidence intervals, written as CSV and Markdown."""
+"""Summaries of a run: per-method means with bootstrap confidence intervals, written as CSV and Markdown.
+
+:func:`write_summary` owns ``summary.csv``, ``summary.md`` and ``box_accuracy_curves.csv``. It reads
+the run's folder only (``config.json`` and the journals the harness appends to), so it summarises a
+finished run, an interrupted one (``xaibench summarize DIR``) and a resumed one alike, and a resumed
+run's summary is byte for byte that of an uninterrupted run.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,9 @@ import numpy as np
 import pandas as pd
 
 from xaibench import metrics
+from xaibench.errors import XaibenchError
+from xaibench.harness import COLUMNS, read_per_image, read_timings
+from xaibench.run_folder import BOX_ACCURACY_CURVES, CONFIG, SUMMARY_CSV, SUMMARY_MD, atomic_write, atomic_write_text
 
 SUMMARY_COLUMNS = ["method", "metric", "value", "ci_low", "ci_high", "n"]
 
@@ -50,6 +59,18 @@ def _pointing_per_class(group: pd.DataFrame, weights: np.ndarray | None) -> obje
 
 _pointing_per_class.count = lambda group: int(group["pointing"].notna().sum())
 
+
+def _status_count(status: str) -> Callable[[pd.DataFrame, np.ndarray | None], object]:
+    """How many of the method's maps had ``status``: a count, not a percentage (resampled like the rest)."""
+
+    def statistic(group: pd.DataFrame, weights: np.ndarray | None) -> object:
+        hits = (group["status"] == status).to_numpy(np.float64)
+        return float(hits.sum()) if weights is None else weights @ hits
+
+    statistic.count = lambda group: len(group)
+    return statistic
+
+
 #: Every summary metric: name -> statistic(per-image rows of one method, bootstrap weights or None).
 #: Percentages (0-100), named as in the papers' tables.
 SUMMARY_METRICS: dict[str, Callable] = {
@@ -64,8 +85,11 @@ SUMMARY_METRICS: dict[str, Callable] = {
     "pointing_per_class": _pointing_per_class,
     "energy_pointing": _scalar("energy_pointing"),
     "mean_iou": _scalar("iou"),
-    "seconds_per_image": _scalar("seconds", 1.0),
+    "nonfinite_maps": _status_count("nonfinite"),
+    "constant_maps": _status_count("constant"),
 }
+#: Metrics that are counts of maps rather than percentages.
+COUNT_METRICS = ("nonfinite_maps", "constant_maps")
 
 
 def bootstrap_weights(n: int, *, n_boot: int = 1000, seed: int = 0) -> np.ndarray:
@@ -114,35 +138,43 @@ def summarize(per_image: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0, lev
 
 
 def per_image_table(per_image: pd.DataFrame) -> pd.DataFrame:
-    """The per-image table with one column per metric, ready for CSV.
+    """The per-image rows with one column per metric and no array columns, for reading.
 
     Adds ``maxboxacc`` and ``maxboxacc_v2``: 100 when the image's box is right at its method's best
     map threshold (for V2, the mean over the three IoU thresholds, each at its own best threshold),
-    so that their means are the summary's MaxBoxAcc and MaxBoxAccV2. The array columns are dropped.
+    so that their means are the summary's MaxBoxAcc and MaxBoxAccV2 (NaN where a map was not scored).
     """
-    from xaibench.harness import COLUMNS
-
     parts = []
     for _, group in per_image.groupby("method", sort=False):
         group = group.copy()
-        v1 = np.stack(group.box_iou_curve.to_list())
-        v2 = np.stack(group.box_iou_curve_v2.to_list())
-        best = metrics.box_acc_curve(v1, 0.5).argmax()
-        group["maxboxacc"] = 100.0 * (v1[:, best] >= 0.5)
-        group["maxboxacc_v2"] = np.mean(
-            [100.0 * (v2[:, metrics.box_acc_curve(v2, d).argmax()] >= d) for d in metrics.V2_IOU_THRESHOLDS], axis=0
-        )
+        group["maxboxacc"] = group["maxboxacc_v2"] = np.nan
+        scored = group.box_iou_curve.notna().to_numpy()
+        if scored.any():
+            v1 = np.stack(group.box_iou_curve[scored].to_list())
+            v2 = np.stack(group.box_iou_curve_v2[scored].to_list())
+            best = metrics.box_acc_curve(v1, 0.5).argmax()
+            group.loc[scored, "maxboxacc"] = 100.0 * (v1[:, best] >= 0.5)
+            group.loc[scored, "maxboxacc_v2"] = np.mean(
+                [100.0 * (v2[:, metrics.box_acc_curve(v2, d).argmax()] >= d) for d in metrics.V2_IOU_THRESHOLDS],
+                axis=0,
+            )
         parts.append(group)
     table = pd.concat(parts) if parts else per_image.assign(maxboxacc=[], maxboxacc_v2=[])
-    return table[COLUMNS[:9] + ["maxboxacc", "maxboxacc_v2"] + COLUMNS[9:]].sort_index()
+    return table[COLUMNS + ["maxboxacc", "maxboxacc_v2"]].sort_index()
 
 
 def box_accuracy_curves(per_image: pd.DataFrame) -> pd.DataFrame:
-    """Box accuracy (%) against the map threshold, per method and IoU threshold (V1: 0.5; V2: 0.3/0.5/0.7)."""
+    """Box accuracy (%) against the map threshold, per method and IoU threshold (V1: 0.5; V2: 0.3/0.5/0.7).
+
+    Over the method's scored maps (a non-finite map has no curve).
+    """
     rows = []
     for method, group in per_image.groupby("method", sort=False):
-        v1 = np.stack(group.box_iou_curve.to_list())
-        v2 = np.stack(group.box_iou_curve_v2.to_list())
+        scored = group.box_iou_curve.notna()
+        if not scored.any():
+            continue
+        v1 = np.stack(group.box_iou_curve[scored].to_list())
+        v2 = np.stack(group.box_iou_curve_v2[scored].to_list())
         frame = pd.DataFrame({"method": method, "threshold": metrics.CAM_THRESHOLDS.round(2),
                               "maxboxacc@0.5": metrics.box_acc_curve(v1, 0.5)})
         for d in metrics.V2_IOU_THRESHOLDS:
@@ -151,11 +183,22 @@ def box_accuracy_curves(per_image: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
 
 
-def summary_table(summary: pd.DataFrame) -> pd.DataFrame:
-    """The summary as a wide table for reading: one row per method, ``value [ci_low, ci_high]`` cells."""
+def seconds_per_image(timings: pd.DataFrame) -> pd.Series:
+    """Each method's seconds per image over a run's ``timings.csv`` rows (a resumed run: the work done)."""
+    if timings.empty:
+        return pd.Series(dtype=float)
+    totals = timings.groupby("method", sort=False)[["seconds", "images"]].sum()
+    return totals.seconds / totals.images
+
+
+def summary_table(summary: pd.DataFrame, seconds: pd.Series | None = None) -> pd.DataFrame:
+    """The summary as a wide table for reading: one row per method, ``value [ci_low, ci_high]`` cells.
+
+    With ``seconds`` (per method, from :func:`seconds_per_image`), a ``s/img`` column is added.
+    """
     cells = summary.assign(
         cell=[
-            f"{v:.3g}" if m == "seconds_per_image" else f"{v:.1f} [{lo:.1f}, {hi:.1f}]"
+            f"{v:.0f}" if m in COUNT_METRICS else f"{v:.1f} [{lo:.1f}, {hi:.1f}]"
             for m, v, lo, hi in zip(summary.metric, summary.value, summary.ci_low, summary.ci_high)
         ]
     )
@@ -163,6 +206,8 @@ def summary_table(summary: pd.DataFrame) -> pd.DataFrame:
     table = table.reindex(index=list(dict.fromkeys(summary.method)), columns=list(dict.fromkeys(summary.metric)))
     n = summary.groupby("method", sort=False)["n"].max()
     table.insert(0, "n", n)
+    if seconds is not None and not seconds.empty:
+        table["s/img"] = [f"{seconds[m]:.3g}" if m in seconds.index else "" for m in table.index]
     return table
 
 
@@ -175,18 +220,68 @@ def to_markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_summary(out: str | Path, summary: pd.DataFrame, config: dict) -> None:
-    """Write ``summary.csv`` (long format), ``summary.md`` and ``config.json`` into ``out``."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    summary.to_csv(out / "summary.csv", index=False)
+def read_config(folder: str | Path) -> dict:
+    """The ``config.json`` of the run in ``folder``.
+
+    Raises:
+        XaibenchError: the folder holds no run.
+    """
+    path = Path(folder) / CONFIG
+    if not path.is_file():
+        raise XaibenchError(f"{folder} holds no xaibench run (no {CONFIG}); name a run's output folder")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def write_summary(folder: str | Path, *, n_boot: int = 1000, level: float = 0.95) -> pd.DataFrame:
+    """Summarise the run in ``folder`` and write ``summary.csv``, ``summary.md`` and ``box_accuracy_curves.csv``.
+
+    Reads ``config.json`` and the journals (``per_image.csv``, ``skipped.csv``, ``timings.csv``); the
+    run may be finished or not. Each file is written atomically. The bootstrap is seeded with the
+    run's seed.
+
+    Returns:
+        The long-format summary (as in ``summary.csv``).
+
+    Raises:
+        XaibenchError: the folder holds no run (no ``config.json``).
+    """
+    folder = Path(folder)
+    config = read_config(folder)
+    per_image = read_per_image(folder)
+    summary = summarize(per_image, n_boot=n_boot, seed=int(config.get("seed", 0)), level=level)
+    atomic_write(folder / SUMMARY_CSV, lambda f: f.write(summary.to_csv(index=False, lineterminator="\n").encode()))
+    curves = box_accuracy_curves(per_image)
+    atomic_write(folder / BOX_ACCURACY_CURVES, lambda f: f.write(curves.to_csv(index=False, lineterminator="\n").encode()))
+    atomic_write_text(folder / SUMMARY_MD, summary_markdown(summary, config, per_image, read_timings(folder)))
+    return summary
+
+
+def run_is_complete(config: dict, per_image: pd.DataFrame) -> bool:
+    """Whether every (image, method) of the run's configuration has its row (skipped images aside)."""
+    n, methods = config.get("n"), config.get("methods") or []
+    skipped = len(per_image.attrs.get("skipped", []))
+    return n is None or len(per_image) >= (int(n) - skipped) * len(methods)
+
+
+def summary_markdown(
+    summary: pd.DataFrame, config: dict, per_image: pd.DataFrame, timings: pd.DataFrame | None = None
+) -> str:
+    """``summary.md``: a title, what the numbers mean, how complete the run is, and the table."""
     title = f"# xaibench: {config.get('model', '')} on {config.get('dataset', '')}\n\n"
     note = (
         "Values in %, with 95% bootstrap intervals over images. gt_known_loc, top1_loc, top5_loc: the CAM "
-        f"paper's box (map >= {config.get('tau', 0.2)} of its max, largest connected component) with IoU >= 0.5; "
+        f"paper's box (map >= {config.get('tau', metrics.CAM_TAU)} of its max, largest connected component) with IoU >= 0.5; "
         "maxboxacc, maxboxacc_v2, pxap: wsolevaluation (Choe et al. 2020); pointing: the map's maximum "
-        f"within {config.get('tolerance', 15)} px of the object (pointing_per_class: averaged over classes, "
-        "as TorchRay); energy_pointing: the map's share inside the boxes.\n\n"
+        f"within {config.get('tolerance', metrics.POINTING_TOLERANCE)} px of the object (pointing_per_class: averaged over classes, "
+        "as TorchRay); energy_pointing: the map's share inside the boxes. nonfinite_maps: maps with NaN or "
+        "inf (a failure of the method, not scored); constant_maps: constant maps (scored as all-zero maps).\n\n"
     )
-    (out / "summary.md").write_text(title + note + to_markdown(summary_table(summary)))
-    (out / "config.json").write_text(json.dumps(config, indent=2, default=str) + "\n")
+    images = per_image["index"].nunique() if len(per_image) else 0
+    skipped = len(per_image.attrs.get("skipped", []))
+    status = f"{images} images scored"
+    if skipped:
+        status += f", {skipped} unreadable images skipped (skipped.csv)"
+    if not run_is_complete(config, per_image):
+        status += f"; **partial run** of {config.get('n')} images: continue it with --resume"
+    seconds = seconds_per_image(timings) if timings is not None else None
+    return title + note + status + ".\n\n" + to_markdown(summary_table(summary, seconds))

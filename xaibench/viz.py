@@ -11,6 +11,7 @@ from matplotlib.patches import Rectangle
 
 from xaibench import metrics
 from xaibench.data.sample import Sample
+from xaibench.run_folder import atomic_write
 
 
 def _box_patch(box: Sequence[float], color: str) -> Rectangle:
@@ -25,7 +26,7 @@ def overlay_grid(
     path: str | Path,
     *,
     class_names: Sequence[str] | None = None,
-    tau: float = 0.2,
+    tau: float = metrics.CAM_TAU,
     alpha: float = 0.5,
 ) -> Path:
     """Save a PNG grid: one row per sample; columns image, ground truth, then one per method.
@@ -58,6 +59,4 @@ def overlay_grid(
         ax.set_xticks([])
         ax.set_yticks([])
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    return path
+    return atomic_write(path, lambda file: fig.savefig(file, format="png", dpi=110))

@@ -1,0 +1,105 @@
+"""Runs killed with SIGKILL: resuming gives the files of an uninterrupted run; a kill during the final
+writes leaves each file either as it was or complete."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+N, METHODS = 64, "cam,gradcam,saliency"
+FINAL_FILES = ("summary.csv", "summary.md", "box_accuracy_curves.csv", "overlays.png")
+
+
+def _command(out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "xaibench", "run", "--methods", METHODS, "--n", str(N), "--batch-size", "4",
+            "--out", str(out), *extra]
+
+
+def _run(out: Path, *extra: str) -> None:
+    done = subprocess.run(_command(out, *extra), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+
+
+def _rows(path: Path) -> int:
+    return max(path.read_bytes().count(b"\n") - 1, 0) if path.exists() else 0
+
+
+def _kill_when(out: Path, ready, *extra: str, delay: float = 0.0) -> None:
+    """Start a run and SIGKILL it as soon as ``ready()`` holds (then after ``delay`` seconds)."""
+    process = subprocess.Popen(_command(out, *extra), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not ready():
+            assert process.poll() is None, "the run ended before it could be killed"
+            assert time.monotonic() < deadline, "the run never got there"
+            time.sleep(0.002)
+        time.sleep(delay)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("uninterrupted") / "run"
+    _run(out)
+    return out
+
+
+def test_sigkill_half_way_then_resume_gives_the_uninterrupted_files(uninterrupted, tmp_path) -> None:
+    out = tmp_path / "run"
+    _kill_when(out, lambda: _rows(out / "per_image.csv") > 0)
+    rows = _rows(out / "per_image.csv")
+    assert 0 < rows < 3 * N, f"the kill did not land half-way ({rows} rows)"
+    assert not (out / "summary.csv").exists()
+    _run(out, "--resume")
+    for name in ("per_image.csv", "skipped.csv", "summary.csv", "box_accuracy_curves.csv"):
+        assert (out / name).read_bytes() == (uninterrupted / name).read_bytes(), name
+    # Nothing was computed twice: each (batch, method) was timed at most once, over both processes.
+    timings = pd.read_csv(out / "timings.csv")
+    assert not timings.duplicated(["batch", "method"]).any()
+    assert (timings.groupby("method").images.sum() <= N).all()
+
+
+def test_resume_refuses_another_configuration(uninterrupted, tmp_path) -> None:
+    out = tmp_path / "run"
+    shutil.copytree(uninterrupted, out)
+    done = subprocess.run(_command(out, "--resume", "--seed", "1"), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    assert "cannot resume the run" in done.stderr and "'seed' was 0, now 1" in done.stderr
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.2])
+def test_sigkill_during_the_final_writes_leaves_old_or_new_files_never_a_mixture(uninterrupted, tmp_path, delay) -> None:
+    out = tmp_path / "run"
+    shutil.copytree(uninterrupted, out)
+    old = {name: f"old {name}\n".encode() for name in FINAL_FILES}
+    for name, content in old.items():
+        (out / name).write_bytes(content)
+    # Every row is there, so the resumed run goes straight to its final writes; kill it during them.
+    _kill_when(out, lambda: any(out.glob(".*.partial")), "--resume", delay=delay)
+    states = {}
+    for name in FINAL_FILES:
+        content = (out / name).read_bytes()
+        new = (uninterrupted / name).read_bytes()
+        if name == "summary.md":  # holds the run's timing, so compare all but the table's s/img cells
+            new_ok = content.startswith(new.split(b"| method")[0]) and content.count(b"\n") == new.count(b"\n")
+        elif name == "overlays.png":
+            new_ok = content[:8] == b"\x89PNG\r\n\x1a\n" and content.endswith(b"IEND\xaeB`\x82")
+        else:
+            new_ok = content == new
+        assert content == old[name] or new_ok, f"{name} is neither the old nor the new file"
+        states[name] = "old" if content == old[name] else "new"
+    _run(out, "--resume")  # and the run can still be finished
+    assert (out / "summary.csv").read_bytes() == (uninterrupted / "summary.csv").read_bytes()
+    assert not list(out.glob(".*.partial"))
