@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -135,3 +136,41 @@ def test_weights_none_gives_a_random_builtin_network(tmp_path) -> None:
     assert main(["run", "--methods", "cam", "--n", "24", "--weights", "none", "--out", str(tmp_path)]) == 0
     summary = pd.read_csv(tmp_path / "summary.csv").set_index(["method", "metric"]).value
     assert summary["cam", "top1_cls"] < 50  # six classes, untrained: near chance (the trained one: ~99)
+
+
+def test_unreadable_images_are_skipped_and_named_and_the_run_completes(tmp_path, capsys) -> None:
+    """A data set with a good photo, a corrupt file, a truncated JPEG, an oversized image and a FIFO."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for name in ("good.png", "good2.png"):
+        Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(tmp_path / name)
+    (tmp_path / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a JPEG")
+    Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(tmp_path / "full.jpg")
+    (tmp_path / "truncated.jpg").write_bytes((tmp_path / "full.jpg").read_bytes()[:300])
+    Image.new("RGB", (200, 200)).save(tmp_path / "huge.png")
+    os.mkfifo(tmp_path / "fifo.jpg")
+    rows = ["image,label,x0,y0,x1,y1"] + [
+        f"{name},disk,4,4,40,30" for name in ("good.png", "corrupt.jpg", "truncated.jpg", "huge.png", "fifo.jpg", "good2.png")
+    ]
+    (tmp_path / "boxes.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "run"
+    argv = ["run", "--methods", "cam", "--dataset", f"csv:{tmp_path / 'boxes.csv'}", "--max-image-pixels", "20000",
+            "--out", str(out)]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert "skipped 4 unreadable images" in captured.out
+    skipped = pd.read_csv(out / "skipped.csv")
+    assert skipped["index"].tolist() == [1, 2, 3, 4]
+    for name, reason in zip(("corrupt.jpg", "truncated.jpg", "huge.png", "fifo.jpg"), skipped.reason):
+        assert name in reason
+    assert pd.read_csv(out / "per_image.csv").image_id.tolist() == ["good.png", "good2.png"]
+    assert "2 images scored, 4 unreadable images skipped" in (out / "summary.md").read_text()
+
+
+def test_the_pixel_limit_is_restored_after_a_run(tmp_path) -> None:
+    from PIL import Image
+
+    before = Image.MAX_IMAGE_PIXELS
+    assert main(["run", "--methods", "center", "--n", "2", "--max-image-pixels", "100", "--out", str(tmp_path)]) == 0
+    assert Image.MAX_IMAGE_PIXELS == before

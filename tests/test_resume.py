@@ -14,6 +14,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from xaibench.cli import main
+
 N, METHODS = 64, "cam,gradcam,saliency"
 FINAL_FILES = ("summary.csv", "summary.md", "box_accuracy_curves.csv", "overlays.png")
 
@@ -62,6 +64,11 @@ def test_sigkill_half_way_then_resume_gives_the_uninterrupted_files(uninterrupte
     rows = _rows(out / "per_image.csv")
     assert 0 < rows < 3 * N, f"the kill did not land half-way ({rows} rows)"
     assert not (out / "summary.csv").exists()
+    # A partial run can be summarised as it is.
+    assert main(["summarize", str(out)]) == 0
+    assert "**partial run** of 64 images" in (out / "summary.md").read_text()
+    partial = pd.read_csv(out / "summary.csv")
+    assert set(partial.n) <= set(range(1, N)) and (partial.n >= 1).all()
     _run(out, "--resume")
     for name in ("per_image.csv", "skipped.csv", "summary.csv", "box_accuracy_curves.csv"):
         assert (out / name).read_bytes() == (uninterrupted / name).read_bytes(), name

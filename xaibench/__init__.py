@@ -11,6 +11,7 @@ The data flow is one-way: data set -> model -> explainer -> metrics -> DataFrame
 from xaibench.errors import XaibenchError
 from xaibench.explainer import (
     Explainer,
+    Explanation,
     available_explainers,
     create_explainer,
     get_explainer,
@@ -25,6 +26,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Explainer",
+    "Explanation",
     "Model",
     "XaibenchError",
     "available_explainers",

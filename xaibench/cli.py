@@ -133,11 +133,19 @@ def _check_device(name: str) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    methods = _check_arguments(args)
-    if args.max_image_pixels is not None:
-        from PIL import Image
+    from PIL import Image
 
-        Image.MAX_IMAGE_PIXELS = args.max_image_pixels  # the application's setting, read by the loaders
+    methods = _check_arguments(args)
+    limit = Image.MAX_IMAGE_PIXELS
+    if args.max_image_pixels is not None:
+        Image.MAX_IMAGE_PIXELS = args.max_image_pixels  # Pillow's setting, read by the loaders
+    try:
+        return _run_checked(args, methods)
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+
+
+def _run_checked(args: argparse.Namespace, methods: list[str]) -> int:
     torch.manual_seed(args.seed)
     weights = None if args.weights == "none" else args.weights
     model = models.load_model(args.model, weights=weights, target_layer=args.target_layer, device=args.device)
@@ -157,6 +165,7 @@ def _run(args: argparse.Namespace) -> int:
         "image_size": list(image_size),
         "image_resize": "bilinear to image_size, no crop; boxes scaled and truncated to int (wsolevaluation)",
         "map_postprocessing": "bilinear upsampling to image_size (align_corners=False), per-map min-max to [0, 1]",
+        "constant_map_rtol": explainer.CONSTANT_RTOL,
         "maxboxacc_thresholds": "0.00:0.99:0.01",
         "methods": methods,
         "batch_size": args.batch_size,
