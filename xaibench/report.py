@@ -20,7 +20,7 @@ from xaibench.errors import XaibenchError
 from xaibench.harness import COLUMNS, read_per_image, read_timings
 from xaibench.run_folder import BOX_ACCURACY_CURVES, CONFIG, SUMMARY_CSV, SUMMARY_MD, atomic_write, atomic_write_text
 
-SUMMARY_COLUMNS = ["method", "metric", "value", "ci_low", "ci_high", "n"]
+SUMMARY_COLUMNS = ["model", "method", "metric", "value", "ci_low", "ci_high", "n"]
 
 
 def _scalar(column: str, scale: float = 100.0) -> Callable[[pd.DataFrame, np.ndarray | None], object]:
@@ -115,7 +115,7 @@ def bootstrap_ci(
 
 
 def summarize(per_image: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> pd.DataFrame:
-    """Long-format summary: one row per (method, metric) with ``value, ci_low, ci_high, n``.
+    """Long-format summary: one row per (model, method, metric) with ``value, ci_low, ci_high, n``.
 
     Every metric of :data:`SUMMARY_METRICS` that the data allow (PxAP needs masks): the value on all
     images, and a percentile bootstrap interval from resampling the images, the same resamples for
@@ -123,7 +123,7 @@ def summarize(per_image: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0, lev
     game) are recomputed on each resample, thresholds included.
     """
     rows = []
-    for method, group in per_image.groupby("method", sort=False):
+    for (model, method), group in _by_model_and_method(per_image):
         group = group.reset_index(drop=True)
         weights = bootstrap_weights(len(group), n_boot=n_boot, seed=seed)
         for metric, statistic in SUMMARY_METRICS.items():
@@ -133,7 +133,7 @@ def summarize(per_image: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0, lev
             value = float(statistic(group, None))
             resampled = np.asarray(statistic(group, weights), dtype=np.float64)
             low, high = np.nanquantile(resampled, [(1 - level) / 2, (1 + level) / 2])
-            rows.append([method, metric, value, float(low), float(high), n])
+            rows.append([model, method, metric, value, float(low), float(high), n])
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 
@@ -145,7 +145,7 @@ def per_image_table(per_image: pd.DataFrame) -> pd.DataFrame:
     so that their means are the summary's MaxBoxAcc and MaxBoxAccV2 (NaN where a map was not scored).
     """
     parts = []
-    for _, group in per_image.groupby("method", sort=False):
+    for _, group in _by_model_and_method(per_image):
         group = group.copy()
         group["maxboxacc"] = group["maxboxacc_v2"] = np.nan
         scored = group.box_iou_curve.notna().to_numpy()
@@ -160,7 +160,7 @@ def per_image_table(per_image: pd.DataFrame) -> pd.DataFrame:
             )
         parts.append(group)
     table = pd.concat(parts) if parts else per_image.assign(maxboxacc=[], maxboxacc_v2=[])
-    return table[COLUMNS + ["maxboxacc", "maxboxacc_v2"]].sort_index()
+    return table[[c for c in COLUMNS if c in table] + ["maxboxacc", "maxboxacc_v2"]].sort_index()
 
 
 def box_accuracy_curves(per_image: pd.DataFrame) -> pd.DataFrame:
@@ -169,13 +169,13 @@ def box_accuracy_curves(per_image: pd.DataFrame) -> pd.DataFrame:
     Over the method's scored maps (a non-finite map has no curve).
     """
     rows = []
-    for method, group in per_image.groupby("method", sort=False):
+    for (model, method), group in _by_model_and_method(per_image):
         scored = group.box_iou_curve.notna()
         if not scored.any():
             continue
         v1 = np.stack(group.box_iou_curve[scored].to_list())
         v2 = np.stack(group.box_iou_curve_v2[scored].to_list())
-        frame = pd.DataFrame({"method": method, "threshold": metrics.CAM_THRESHOLDS.round(2),
+        frame = pd.DataFrame({"model": model, "method": method, "threshold": metrics.CAM_THRESHOLDS.round(2),
                               "maxboxacc@0.5": metrics.box_acc_curve(v1, 0.5)})
         for d in metrics.V2_IOU_THRESHOLDS:
             frame[f"maxboxacc_v2@{d}"] = metrics.box_acc_curve(v2, d)
@@ -184,31 +184,37 @@ def box_accuracy_curves(per_image: pd.DataFrame) -> pd.DataFrame:
 
 
 def seconds_per_image(timings: pd.DataFrame) -> pd.Series:
-    """Each method's seconds per image over a run's ``timings.csv`` rows (a resumed run: the work done)."""
+    """Seconds per image of each (model, method) over a run's ``timings.csv`` rows (a resumed run: the
+    work done)."""
     if timings.empty:
         return pd.Series(dtype=float)
-    totals = timings.groupby("method", sort=False)[["seconds", "images"]].sum()
+    totals = timings.groupby(["model", "method"], sort=False)[["seconds", "images"]].sum()
     return totals.seconds / totals.images
 
 
 def summary_table(summary: pd.DataFrame, seconds: pd.Series | None = None) -> pd.DataFrame:
     """The summary as a wide table for reading: one row per method, ``value [ci_low, ci_high]`` cells.
 
-    With ``seconds`` (per method, from :func:`seconds_per_image`), a ``s/img`` column is added.
+    With several models, a ``model`` column comes first. With ``seconds`` (per (model, method), from
+    :func:`seconds_per_image`), a ``s/img`` column is added.
     """
+    if "model" not in summary:
+        summary = summary.assign(model="")
     cells = summary.assign(
         cell=[
             f"{v:.0f}" if m in COUNT_METRICS else f"{v:.1f} [{lo:.1f}, {hi:.1f}]"
             for m, v, lo, hi in zip(summary.metric, summary.value, summary.ci_low, summary.ci_high)
         ]
     )
-    table = cells.pivot(index="method", columns="metric", values="cell")
-    table = table.reindex(index=list(dict.fromkeys(summary.method)), columns=list(dict.fromkeys(summary.metric)))
-    n = summary.groupby("method", sort=False)["n"].max()
-    table.insert(0, "n", n)
+    keys = list(dict.fromkeys(zip(summary.model, summary.method)))
+    table = cells.pivot(index=["model", "method"], columns="metric", values="cell")
+    table = table.reindex(index=pd.MultiIndex.from_tuples(keys, names=["model", "method"]),
+                          columns=list(dict.fromkeys(summary.metric)))
+    table.insert(0, "n", summary.groupby(["model", "method"], sort=False)["n"].max())
     if seconds is not None and not seconds.empty:
-        table["s/img"] = [f"{seconds[m]:.3g}" if m in seconds.index else "" for m in table.index]
-    return table
+        table["s/img"] = [f"{seconds[k]:.3g}" if k in seconds.index else "" for k in table.index]
+    table = table.reset_index(level="model")
+    return table.drop(columns="model") if table.model.nunique() <= 1 else table
 
 
 def to_markdown(table: pd.DataFrame) -> str:
@@ -218,6 +224,13 @@ def to_markdown(table: pd.DataFrame) -> str:
     for index, row in table.iterrows():
         lines.append("| " + " | ".join([str(index)] + [str(v) for v in row]) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _by_model_and_method(per_image: pd.DataFrame):
+    """``((model, method), rows)`` for each pair, in order of appearance (model "" if there is no column)."""
+    if "model" not in per_image:
+        per_image = per_image.assign(model="")
+    return per_image.groupby(["model", "method"], sort=False)
 
 
 def read_config(folder: str | Path) -> dict:
@@ -257,17 +270,19 @@ def write_summary(folder: str | Path, *, n_boot: int = 1000, level: float = 0.95
 
 
 def run_is_complete(config: dict, per_image: pd.DataFrame) -> bool:
-    """Whether every (image, method) of the run's configuration has its row (skipped images aside)."""
+    """Whether every (model, image, method) of the run's configuration has its row (skipped images aside)."""
     n, methods = config.get("n"), config.get("methods") or []
-    skipped = len(per_image.attrs.get("skipped", []))
-    return n is None or len(per_image) >= (int(n) - skipped) * len(methods)
+    models = config.get("models") or [{}]
+    skipped = per_image.attrs.get("skipped_rows", len(per_image.attrs.get("skipped", [])) * len(models))
+    return n is None or len(per_image) >= (int(n) * len(models) - skipped) * len(methods)
 
 
 def summary_markdown(
     summary: pd.DataFrame, config: dict, per_image: pd.DataFrame, timings: pd.DataFrame | None = None
 ) -> str:
     """``summary.md``: a title, what the numbers mean, how complete the run is, and the table."""
-    title = f"# xaibench: {config.get('model', '')} on {config.get('dataset', '')}\n\n"
+    models = ", ".join(m.get("name", "") for m in config.get("models", [])) or config.get("model", "")
+    title = f"# xaibench: {models} on {config.get('dataset', '')}\n\n"
     note = (
         "Values in %, with 95% bootstrap intervals over images. gt_known_loc, top1_loc, top5_loc: the CAM "
         f"paper's box (map >= {config.get('tau', metrics.CAM_TAU)} of its max, largest connected component) with IoU >= 0.5; "

@@ -11,7 +11,7 @@ file                        what it holds                                       
 ``timings.csv``             seconds per (batch, method)                                  :mod:`~xaibench.harness`
 ``summary.csv`` / ``.md``   per-method values with bootstrap intervals                   :mod:`~xaibench.report`
 ``box_accuracy_curves.csv`` box accuracy against the map threshold                        :mod:`~xaibench.report`
-``overlays.png``            maps over the first images                                   :mod:`~xaibench.viz`
+``overlays.png``            maps over the first images (``overlays-<model>.png`` each)   :mod:`~xaibench.viz`
 ==========================  ===========================================================  ================
 
 Files written whole are written atomically (:func:`atomic_write`: a temporary file in the same folder,
@@ -47,7 +47,7 @@ SUMMARY_CSV = "summary.csv"
 SUMMARY_MD = "summary.md"
 BOX_ACCURACY_CURVES = "box_accuracy_curves.csv"
 OVERLAYS = "overlays.png"
-#: Every file a run writes; ``--overwrite`` removes exactly these.
+#: Every file a run writes; ``--overwrite`` removes exactly these (and :func:`overlays_file` s).
 OUTPUTS = (CONFIG, PER_IMAGE, SKIPPED, TIMINGS, SUMMARY_CSV, SUMMARY_MD, BOX_ACCURACY_CURVES, OVERLAYS)
 LOCK = ".xaibench.lock"
 _TEMPORARY_SUFFIX = ".partial"
@@ -57,6 +57,11 @@ _TEMPORARY_SUFFIX = ".partial"
 INFORMATIONAL_FIELDS = frozenset({"torch", "xaibench", "started", "device"})
 
 MODES = ("new", "overwrite", "resume")
+
+
+def overlays_file(model: str | None = None) -> str:
+    """The overlay figure's name: ``overlays.png``, or ``overlays-<model>.png`` in a run of several models."""
+    return OVERLAYS if model is None else f"overlays-{model}.png"
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path:
@@ -146,6 +151,8 @@ class RunFolder:
         if self.mode == "overwrite":
             for name in OUTPUTS:
                 self.file(name).unlink(missing_ok=True)
+            for figure in self.path.glob(overlays_file("*")):
+                figure.unlink()
         elif self.mode == "new" and self.holds_a_run():
             raise XaibenchError(
                 f"{self.path} holds the results of another run; pass --resume to continue it, "

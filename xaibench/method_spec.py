@@ -1,0 +1,153 @@
+"""Methods with options, as the command line and ``config.json`` name them.
+
+A method is named with its keyword options in parentheses, as in a Python call::
+
+    cam,scorecam(batch_size=64),integrated_gradients(steps=32),rise(n_masks=2000, p=0.5)
+
+Values are Python literals (numbers, strings, True/False/None, tuples); a bare word is taken as a
+string. The options are the keyword parameters of the method's constructor, checked against it
+(:func:`check_options`): an unknown option or a value of the wrong type is an error that lists the
+valid options with their defaults, and :func:`effective_options` gives every option with the value a
+run uses, for ``config.json``.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+from dataclasses import dataclass, field
+
+from xaibench.errors import XaibenchError
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A method's registered name and the options given for it."""
+
+    name: str
+    options: dict[str, object] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        if not self.options:
+            return self.name
+        return f"{self.name}({', '.join(f'{k}={v!r}' for k, v in self.options.items())})"
+
+
+def parse_methods(text: str) -> list[MethodSpec]:
+    """Split ``"a,b(k=1, s='x'),c"`` into :class:`MethodSpec` s.
+
+    Raises:
+        XaibenchError: unbalanced parentheses, an option without ``=``, or a malformed value.
+    """
+    specs, depth, start = [], 0, 0
+    for k, char in enumerate(text + ","):
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth < 0:
+                raise XaibenchError(f"cannot read the methods '{text}': a ')' without its '('")
+        elif char == "," and depth == 0:
+            part = text[start:k].strip()
+            if part:
+                specs.append(_parse_one(part, text))
+            start = k + 1
+    if depth:
+        raise XaibenchError(f"cannot read the methods '{text}': a '(' without its ')'")
+    return specs
+
+
+def _parse_one(part: str, text: str) -> MethodSpec:
+    name, paren, rest = part.partition("(")
+    name = name.strip()
+    if not name.replace("_", "").replace("-", "").isalnum():
+        raise XaibenchError(f"cannot read the method '{part}' in '{text}': write NAME or NAME(option=value, ...)")
+    if not paren:
+        return MethodSpec(name)
+    if not rest.rstrip().endswith(")"):
+        raise XaibenchError(f"cannot read the method '{part}': text after its ')'")
+    try:
+        call = ast.parse(f"f({rest.rstrip()[:-1]})", mode="eval").body
+    except SyntaxError:
+        raise XaibenchError(f"cannot read the options of '{part}': write {name}(option=value, ...)") from None
+    if call.args or any(k.arg is None for k in call.keywords):
+        raise XaibenchError(f"the options of '{part}' must be named: {name}(option=value, ...)")
+    options = {}
+    for keyword in call.keywords:
+        try:
+            options[keyword.arg] = ast.literal_eval(keyword.value)
+        except ValueError:
+            if isinstance(keyword.value, ast.Name):  # a bare word: a string
+                options[keyword.arg] = keyword.value.id
+            else:
+                raise XaibenchError(
+                    f"the option {keyword.arg} of '{part}' is not a number, string, True/False/None or tuple"
+                ) from None
+    return MethodSpec(name, options)
+
+
+def method_options(cls: type) -> dict[str, object] | None:
+    """The keyword options of a method's constructor with their defaults (``inspect.Parameter.empty``
+    for a required one); None when the constructor takes ``**kwargs`` (its options cannot be listed)."""
+    parameters = list(inspect.signature(cls.__init__).parameters.values())[2:]  # self, model
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return None
+    return {
+        p.name: p.default
+        for p in parameters
+        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    }
+
+
+def check_options(name: str, cls: type, options: dict[str, object]) -> None:
+    """Refuse options the constructor does not take, and values whose type differs from the default's.
+
+    Raises:
+        XaibenchError: naming the option and listing the valid ones with their defaults.
+    """
+    valid = method_options(cls)
+    if valid is None:
+        return
+    listing = ", ".join(_describe(k, v) for k, v in valid.items()) or "none"
+    for key, value in options.items():
+        if key not in valid:
+            raise XaibenchError(f"method '{name}' has no option '{key}'; its options: {listing}")
+        default = valid[key]
+        if not _same_kind(value, default):
+            raise XaibenchError(
+                f"option {key} of method '{name}' must be {_kind(default)}, got {value!r}; its options: {listing}"
+            )
+
+
+def effective_options(cls: type, options: dict[str, object]) -> dict[str, object]:
+    """Every option of the method with the value used: the given ones, else the defaults."""
+    valid = method_options(cls) or {}
+    merged = {k: v for k, v in valid.items() if v is not inspect.Parameter.empty}
+    merged.update(options)
+    return merged
+
+
+def _describe(key: str, default: object) -> str:
+    return key if default is inspect.Parameter.empty else f"{key}={default!r}"
+
+
+def _kind(default: object) -> str:
+    if isinstance(default, bool):
+        return "True or False"
+    if isinstance(default, (int, float)):
+        return "a number" if isinstance(default, float) else "an integer"
+    return f"a {type(default).__name__}"
+
+
+def _same_kind(value: object, default: object) -> bool:
+    if default is inspect.Parameter.empty or default is None or value is None:
+        return True
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, int):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(default, (tuple, list)):
+        return isinstance(value, (tuple, list))
+    return isinstance(value, type(default))
