@@ -66,6 +66,14 @@ def test_version(capsys) -> None:
         (["run", "--methods", "cam,center(sigma=0.3"], "a '(' without its ')'"),
         (["run", "--methods", "all(seed=1)"], "--methods all takes no options"),
         (["run", "--model", " , "], "--model names no model"),
+        (["run", "--seed", "-1"], "--seed must lie in [0, 2**32 - 1], got -1"),
+        (["run", "--seed", "99999999999999999999999"], "--seed must lie in"),
+        (["train-builtin", "--seed", "-1"], "--seed must lie in"),
+        (["run", "--device", "meta"], "--device meta holds no data"),
+        (["run", "--device", "vulkan"], "--device vulkan cannot be used on this machine"),
+        (["run", "--target-layer", ""], "--target-layer is empty"),
+        (["run", "--methods", "cam", "--model", "efficientnet_lite0", "--image-size", "32"],
+         "target layer 'head_act' outputs shape (1, 1280, 1, 1) for a (32, 32) input"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(argv, message, capsys, tmp_path) -> None:
@@ -206,3 +214,28 @@ def test_several_models_in_one_run(tmp_path, capsys) -> None:
     assert (tmp_path / "overlays-efficientnet_lite0.png").is_file() and (tmp_path / "overlays-efficientnet_lite1.png").is_file()
     assert "| cam | efficientnet_lite1 |" in capsys.readouterr().out
     assert "partial" not in (tmp_path / "summary.md").read_text()
+
+
+def test_an_out_that_is_a_file_and_a_run_of_only_unreadable_images(tmp_path, capsys) -> None:
+    (tmp_path / "file").write_text("")
+    assert main(["run", "--n", "2", "--out", str(tmp_path / "file")]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+    (tmp_path / "bad.jpg").write_bytes(b"not an image")
+    (tmp_path / "boxes.csv").write_text("image,label,x0,y0,x1,y1\nbad.jpg,disk,1,1,5,5\n")
+    out = tmp_path / "run"
+    assert main(["run", "--methods", "cam", "--dataset", f"csv:{tmp_path / 'boxes.csv'}", "--out", str(out)]) == 0
+    assert "skipped 1 unreadable images" in capsys.readouterr().out and not (out / "overlays.png").exists()
+
+
+def test_resume_refuses_a_data_set_that_changed_on_disk(tmp_path, capsys) -> None:
+    from PIL import Image
+
+    for name in ("a.png", "b.png", "c.png"):
+        Image.new("RGB", (40, 40), "white").save(tmp_path / name)
+    csv = tmp_path / "boxes.csv"
+    csv.write_text("image,label,x0,y0,x1,y1\nb.png,disk,1,1,20,20\nc.png,ring,1,1,20,20\n")
+    argv = ["run", "--methods", "center", "--dataset", f"csv:{csv}", "--out", str(tmp_path / "run")]
+    assert main(argv) == 0
+    csv.write_text("image,label,x0,y0,x1,y1\na.png,disk,1,1,20,20\nb.png,disk,1,1,20,20\n")
+    assert main([*argv, "--resume"]) == 2
+    assert "the data set's images are not the ones the run started with" in capsys.readouterr().err

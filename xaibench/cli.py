@@ -73,6 +73,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = {"list": _list, "run": _run, "summarize": _summarize, "train-builtin": _train_builtin}
     try:
         return commands[args.command](args)
+    except KeyboardInterrupt:
+        print("xaibench: interrupted", file=sys.stderr)
+        return 130
     except (XaibenchError, OSError) as error:
         message = str(error) if isinstance(error, XaibenchError) or not error.strerror else _os_message(error)
         print(f"xaibench: error: {' '.join(message.split())}", file=sys.stderr)
@@ -109,6 +112,7 @@ def _check_arguments(args: argparse.Namespace) -> list[MethodSpec]:
         raise XaibenchError("--model names no model; e.g. --model efficientnet_lite0")
     if args.n is not None and args.n < 1:
         raise XaibenchError(f"--n must be at least 1, got {args.n}")
+    _check_seed(args.seed)
     if args.batch_size < 1:
         raise XaibenchError(f"--batch-size must be at least 1, got {args.batch_size}")
     low, high = IMAGE_SIZE_RANGE
@@ -127,6 +131,13 @@ def _check_arguments(args: argparse.Namespace) -> list[MethodSpec]:
             raise XaibenchError("--weights PATH needs a single --model; several models use their own weights")
     if args.resume and args.out is None:
         raise XaibenchError("--resume needs --out DIR, the folder of the run to continue")
+    if args.out and not (args.resume or args.overwrite) and RunFolder(args.out).holds_a_run():
+        raise XaibenchError(
+            f"{args.out} holds the results of another run; pass --resume to continue it, --overwrite to "
+            "replace it, or choose another --out"
+        )
+    if args.target_layer is not None and not args.target_layer.strip():
+        raise XaibenchError("--target-layer is empty; name a layer (e.g. layer4) or leave the option out")
     return specs
 
 
@@ -149,6 +160,11 @@ def _model_names(text: str) -> list[str]:
     return [m.strip() for m in text.split(",") if m.strip()]
 
 
+def _check_seed(seed: int) -> None:
+    if not 0 <= seed < 2**32:
+        raise XaibenchError(f"--seed must lie in [0, 2**32 - 1], got {seed}")
+
+
 def _check_device(name: str) -> None:
     try:
         device = torch.device(name)
@@ -160,6 +176,13 @@ def _check_device(name: str) -> None:
         raise XaibenchError(f"--device {name}: there are only {torch.cuda.device_count()} CUDA devices")
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise XaibenchError(f"--device {name}: MPS is not available on this machine; use --device cpu")
+    if device.type == "meta":
+        raise XaibenchError("--device meta holds no data; use cpu, cuda or mps")
+    try:
+        torch.zeros(1, device=device) + 1
+    except Exception as error:
+        cause = " ".join(str(error).split())[:200]
+        raise XaibenchError(f"--device {name} cannot be used on this machine ({cause}); use --device cpu") from None
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -198,6 +221,10 @@ def _run_checked(args: argparse.Namespace, specs: list[MethodSpec]) -> int:
     for model in loaded:
         explainers = [_create(spec, model, args.seed) for spec in specs]  # a method the model cannot serve fails here
         image_size = (args.image_size, args.image_size) if args.image_size else model.input_size
+        if image_size != tuple(model.input_size):  # the target layer must still give a spatial map there
+            models.check_target_layer(
+                model.network, model.target_layer_name, torch.zeros(1, 3, *image_size, device=model.device)
+            )
         dataset = data.load_dataset(
             args.dataset, image_size=image_size, size=args.n, seed=args.seed, class_names=model.class_names
         )
@@ -215,6 +242,7 @@ def _run_checked(args: argparse.Namespace, specs: list[MethodSpec]) -> int:
             for s in setups
         ],
         "dataset": args.dataset,
+        "dataset_ids_sha256": data.sample_ids_digest(setups[0].dataset, n),
         "n": n,
         "image_resize": "bilinear to image_size, no crop; boxes scaled and truncated to int (wsolevaluation)",
         "map_postprocessing": "bilinear upsampling to image_size (align_corners=False), per-map min-max to [0, 1]",
@@ -251,13 +279,17 @@ def _run_checked(args: argparse.Namespace, specs: list[MethodSpec]) -> int:
                 print(f"xaibench: interrupted; the rows computed so far are in {out / PER_IMAGE}; "
                       f"continue with --resume --out {out}", file=sys.stderr)
                 return 130
-            except XaibenchError as error:
+            except (XaibenchError, OSError) as error:
+                message = str(error) if isinstance(error, XaibenchError) else f"{error.strerror or error}"
                 raise XaibenchError(
-                    f"{error} (the rows computed so far are in {out / PER_IMAGE}; continue with --resume --out {out})"
+                    f"{message} (the rows computed so far are in {out / PER_IMAGE}; fix the cause, then continue "
+                    f"with --resume --out {out})"
                 ) from error
         summary = report.write_summary(out)
         for setup in setups:
             samples = harness.first_samples(setup.dataset, FIGURE_ROWS)
+            if not samples:  # no image could be read: nothing to draw
+                continue
             maps = harness.explain_samples(setup.model, samples, setup.explainers, target=args.target)
             figure = overlays_file(setup.model.name if len(setups) > 1 else None)
             viz.overlay_grid(samples, maps, out / figure, class_names=setup.model.class_names)
@@ -319,6 +351,7 @@ def _summarize(args: argparse.Namespace) -> int:
 def _train_builtin(args: argparse.Namespace) -> int:
     from xaibench.shapes_net import train_builtin
 
+    _check_seed(args.seed)
     print(f"xaibench: training the built-in network with seed {args.seed} (about a minute and a half on two cores)")
     path, accuracy = train_builtin(args.seed, args.out)
     print(f"xaibench: test accuracy {100 * accuracy:.1f}%; wrote {path}")

@@ -298,7 +298,7 @@ def get_explainer(name: str) -> type[Explainer]:
         cls = found[0].load()
         if name not in _REGISTRY:  # a plugin that relies on its entry point alone, without the decorator
             register_explainer(name)(cls)
-    except Exception as error:
+    except (Exception, SystemExit) as error:  # a plugin may even call sys.exit() or argparse at import
         cause = " ".join(f"{type(error).__name__}: {error}".split())  # one line
         raise XaibenchError(
             f"method '{name}' cannot be loaded from entry point '{found[0].value}' ({_where(found[0])}): {cause}"

@@ -79,11 +79,18 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
             write(file)
             file.flush()
             os.fsync(file.fileno())
+        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
@@ -117,10 +124,10 @@ class RunFolder:
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             self._lock = _acquire(self.path / LOCK)
-        except PermissionError as error:
-            raise XaibenchError(f"cannot write to {self.path} ({error.strerror}); choose another --out") from None
-        except NotADirectoryError:
+        except (NotADirectoryError, FileExistsError):
             raise XaibenchError(f"{self.path} is a file, not a folder; choose another --out") from None
+        except OSError as error:  # permission denied, read-only file system, no space left, ...
+            raise XaibenchError(f"cannot write to {self.path} ({error.strerror or error}); choose another --out") from None
         try:
             self._prepare()
         except BaseException:
@@ -180,6 +187,11 @@ class RunFolder:
             for key in sorted(set(previous) | set(current)):
                 if key in INFORMATIONAL_FIELDS:
                     continue
+                if key == "dataset_ids_sha256" and previous.get(key) != current.get(key):
+                    raise XaibenchError(
+                        f"cannot resume the run in {self.path}: the data set's images are not the ones the run "
+                        "started with (files added, removed or renamed); pass --overwrite to start again"
+                    )
                 if previous.get(key) != current.get(key):
                     raise XaibenchError(
                         f"cannot resume the run in {self.path}: '{key}' was {previous.get(key)!r}, now "

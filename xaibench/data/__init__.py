@@ -11,6 +11,7 @@ to generated data sets, ``class_names`` is the model's class list that labels mu
 from __future__ import annotations
 
 import difflib
+import hashlib
 from collections.abc import Sequence
 from importlib.metadata import entry_points
 
@@ -22,6 +23,16 @@ from xaibench.errors import DatasetError, UnknownNameError
 ENTRY_POINT_GROUP = "xaibench.datasets"
 
 __all__ = ["Batch", "Sample", "collate", "load_dataset", "available_datasets"]
+
+
+def sample_ids_digest(dataset: Sequence, n: int) -> str | None:
+    """SHA-256 of the ids of the first ``n`` samples, in order, when the data set can name them without
+    reading images (``dataset.sample_id(i)``); None otherwise. A resumed run compares it, so rows are
+    never mixed with those of a data set that changed on disk in between."""
+    name = getattr(dataset, "sample_id", None)
+    if name is None:
+        return None
+    return hashlib.sha256("\n".join(name(i) for i in range(n)).encode("utf-8")).hexdigest()
 
 
 def available_datasets() -> list[str]:

@@ -176,6 +176,8 @@ def _read_json(json_path: Path) -> dict[str, Any]:
         ) from None
     except json.JSONDecodeError as err:
         raise DatasetError(f"{json_path} is not valid JSON ({err}); fix or replace the file") from None
+    except RecursionError:
+        raise DatasetError(f"{json_path} nests too deeply to be a COCO instances json; fix or replace the file") from None
     for key in ("images", "annotations", "categories"):
         if not isinstance(data, dict) or not isinstance(data.get(key), list):
             raise DatasetError(

@@ -121,6 +121,13 @@ def _read_text(path: Path) -> str:
 
 
 def _read_rows(csv_path: Path) -> list[_Row]:
+    try:
+        return _parse_rows(csv_path)
+    except csv.Error as err:
+        raise DatasetError(f"{csv_path} is not a readable CSV file ({err}); fix the file") from None
+
+
+def _parse_rows(csv_path: Path) -> list[_Row]:
     rows = []
     reader = csv.DictReader(io.StringIO(_read_text(csv_path), newline=""))
     header = [h.strip() for h in reader.fieldnames or ()]

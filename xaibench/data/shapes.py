@@ -346,6 +346,10 @@ class ShapesDataset(Dataset[Sample]):
             raise IndexError(f"index {index} out of range for a data set of {self.size} items")
         return index
 
+    def sample_id(self, index: int) -> str:
+        """The id of item ``index``, without rendering it."""
+        return f"shapes-{self.split}-{self._check_index(index):06d}"
+
     def scene(self, index: int) -> ShapesScene:
         """The full rendering of item ``index``, including the distractor's class and mask."""
         return render_scene(self.seed, self.split, self._check_index(index), self.image_size)
@@ -355,7 +359,7 @@ class ShapesDataset(Dataset[Sample]):
         scene = render_scene(self.seed, self.split, index, self.image_size)
         mask = torch.from_numpy(scene.mask)
         return Sample(
-            id=f"shapes-{self.split}-{index:06d}",
+            id=self.sample_id(index),
             image=torch.from_numpy(scene.image),
             label=scene.label,
             boxes=mask_box(mask),

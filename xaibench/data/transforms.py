@@ -108,10 +108,11 @@ def _check_regular_file(path: Path, what: str) -> None:
         raise UnreadableImageError(
             f"{what} {path} does not exist; restore it or remove its record from the data set"
         ) from None
-    except OSError as err:
+    except (OSError, ValueError) as err:  # ValueError: a NUL byte in the path
+        reason = _one_line(getattr(err, "strerror", None) or err)
         raise UnreadableImageError(
-            f"{what} {path} cannot be accessed ({_one_line(err.strerror or err)}); fix its permissions "
-            "or remove its record from the data set"
+            f"{what} {path!r} cannot be accessed ({reason}); fix its path or permissions, or remove its "
+            "record from the data set"
         ) from None
     if not stat.S_ISREG(mode):
         kind = (
@@ -492,6 +493,10 @@ class RecordDataset(Dataset[Sample]):
 
     def __len__(self) -> int:
         return len(self.records)
+
+    def sample_id(self, index: int) -> str:
+        """The id of sample ``index``, without reading its image."""
+        return self.records[index].id
 
     def __getitem__(self, index: int) -> Sample:
         """The sample at ``index``, read from disk by :func:`to_sample`.
