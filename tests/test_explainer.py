@@ -346,8 +346,10 @@ def test_unknown_name_lists_the_available_ones(model) -> None:
 
 
 def test_unknown_name_suggests_the_closest_one(model) -> None:
-    with pytest.raises(UnknownNameError, match="unknown method 'gradcma'; did you mean 'gradcam'[?] available: cam, "):
+    with pytest.raises(UnknownNameError, match="unknown method 'gradcma'; did you mean 'gradcam'[?] available: ") as error:
         xaibench.get_explainer("gradcma")
+    listed = str(error.value).split("available: ")[1].split(", ")
+    assert listed == xaibench.available_explainers() and {"cam", "gradcam", "saliency"} <= set(listed)
 
 
 @pytest.fixture

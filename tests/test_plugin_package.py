@@ -33,7 +33,7 @@ def readme_files() -> dict[str, str]:
 # Run in a fresh interpreter that sees the installed package: (a) `xaibench list`, (b) the contract
 # on a tiny network and, through the README's own test, on the built-in network, (c) `xaibench run`.
 SCRIPT = """
-import contextlib, io, sys
+import contextlib, io, re, sys
 import torch
 from torch import nn
 import xaibench
@@ -44,7 +44,7 @@ listing = io.StringIO()
 with contextlib.redirect_stdout(listing):
     assert cli.main(["list"]) == 0
 listing = listing.getvalue()
-assert "gradxact  Gradient x activation at the target layer" in listing, listing
+assert re.search(r"^gradxact +Gradient x activation at the target layer", listing, re.M), listing
 assert "from xaibench_gradxact:GradXAct (xaibench-gradxact 0.1.0)" in listing, listing
 
 torch.manual_seed(0)
