@@ -10,7 +10,7 @@ import torch
 import xaibench
 from xaibench.data import Sample
 from xaibench.errors import UnreadableImageError, XaibenchError
-from xaibench.harness import COLUMNS, CURVE_COLUMNS, evaluate, explain_samples, read_per_image
+from xaibench.harness import COLUMNS, CURVE_COLUMNS, evaluate, explain_samples, read_per_image, read_timings
 
 
 def _square(i: int) -> Sample:
@@ -112,6 +112,27 @@ def test_a_crash_keeps_the_rows_and_running_again_computes_only_the_rest(model, 
     fresh = evaluate(model, data, [explainer, "cam"], batch_size=2, out=tmp_path / "fresh")
     assert (tmp_path / "per_image.csv").read_bytes() == (tmp_path / "fresh" / "per_image.csv").read_bytes()
     assert resumed.image_id.tolist() == fresh.image_id.tolist()
+
+
+def test_a_method_that_fails_keeps_the_rows_of_the_methods_before_it_in_the_batch(model, tmp_path) -> None:
+    """Each method's rows are journaled as soon as they exist: an expensive method's hours are not lost
+    because the method after it fails on the same batch."""
+    data = [_square(i) for i in range(6)]
+    explainer = _FailsOnce(model)
+    explainer.name = "fails"
+    _FailsOnce.calls, _FailsOnce.fail_at = 0, 2
+    with pytest.raises(XaibenchError, match="method 'fails' failed on images sq2 ... sq3"):
+        evaluate(model, data, ["cam", explainer], batch_size=2, out=tmp_path)
+    kept = read_per_image(tmp_path)
+    assert list(zip(kept.method, kept.image_id)) == [
+        ("cam", "sq0"), ("cam", "sq1"), ("fails", "sq0"), ("fails", "sq1"), ("cam", "sq2"), ("cam", "sq3")
+    ]
+    assert read_timings(tmp_path).method.tolist() == ["cam", "fails", "cam"]
+    _FailsOnce.calls, _FailsOnce.fail_at = 0, -1
+    evaluate(model, data, ["cam", explainer], batch_size=2, out=tmp_path)
+    assert _FailsOnce.calls == 2  # batches 2 and 3
+    evaluate(model, data, ["cam", explainer], batch_size=2, out=tmp_path / "fresh")
+    assert (tmp_path / "per_image.csv").read_bytes() == (tmp_path / "fresh" / "per_image.csv").read_bytes()
 
 
 def test_a_half_written_last_row_is_discarded_and_recomputed(model, tmp_path) -> None:

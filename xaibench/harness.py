@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -180,20 +180,21 @@ def evaluate(
                 bar.update(min(start + batch_size, total) - start)
                 continue
             samples, unreadable = _read(dataset, indices)
+            if journals is not None:
+                journals.skipped.append(
+                    pd.DataFrame([(model.name, i, why) for i, why in unreadable], columns=SKIPPED_COLUMNS)
+                )
+            skipped_now += [str(i) for i, _ in unreadable]
             batch = collate([samples[i] for i in sorted(samples)]) if samples else None
-            rows, timings = ([], []) if batch is None else _evaluate_batch(
+            methods = () if batch is None else _evaluate_batch(
                 model, batch, sorted(samples), explainers, done, target, tau, tolerance
             )
-            new_skips = pd.DataFrame([(model.name, i, why) for i, why in unreadable], columns=SKIPPED_COLUMNS)
-            frame = pd.concat(rows, ignore_index=True) if rows else None
-            if journals is not None:
-                journals.skipped.append(new_skips)
-                if frame is not None:
+            for frame, timing in methods:  # each method's rows are kept as soon as they exist
+                if journals is not None:
                     journals.per_image.append(frame)
-                journals.timings.append(pd.DataFrame([(model.name, *t) for t in timings], columns=TIMING_COLUMNS))
-            elif frame is not None:
-                frames.append(frame)
-            skipped_now += [str(i) for i, _ in unreadable]
+                    journals.timings.append(pd.DataFrame([(model.name, *timing)], columns=TIMING_COLUMNS))
+                else:
+                    frames.append(frame)
             bar.update(min(start + batch_size, total) - start)
     finally:
         bar.close()
@@ -257,8 +258,9 @@ def _evaluate_batch(
     target: str,
     tau: float,
     tolerance: float,
-) -> tuple[list[pd.DataFrame], list[tuple[int, str, int, float]]]:
-    """Rows of every (image, method) of the batch not in ``done``, and (batch, method, images, seconds)."""
+) -> Iterator[tuple[pd.DataFrame, tuple[int, str, int, float]]]:
+    """For each method with an (image, method) of the batch not in ``done``, as soon as it is computed:
+    the rows of those images, and (batch, method, images, seconds)."""
     images = batch.images.to(model.device)
     with eval_mode(model.network), torch.no_grad():
         top5 = model(images).topk(min(5, model.num_classes), dim=1).indices.cpu()
@@ -272,7 +274,6 @@ def _evaluate_batch(
     regions = [metrics.as_numpy(m) if m is not None else r for m, r in zip(batch.masks, box_regions)]
     # TorchRay scores no (image, class) whose boxes are all difficult, nor one with no object pixel.
     scored = np.array([not bool(d.all()) and r.any() for d, r in zip(batch.difficult, regions)])
-    rows, timings = [], []
     for explainer in explainers:
         todo = np.array([explainer.name not in done.get(i, ()) for i in indices])
         if not todo.any():
@@ -283,7 +284,7 @@ def _evaluate_batch(
         except Exception as error:
             where = f"images {batch.ids[0]} ... {batch.ids[-1]}" if len(batch) > 1 else f"image {batch.ids[0]}"
             raise XaibenchError(f"method '{explainer.name}' failed on {where}: {type(error).__name__}: {error}") from error
-        timings.append((indices[0], explainer.name, len(batch), time.perf_counter() - start))
+        timing = (indices[0], explainer.name, len(batch), time.perf_counter() - start)
         maps = metrics.as_numpy(explanation.maps)
         finite = metrics.as_numpy(explanation.finite).astype(bool)
         constant = metrics.as_numpy(explanation.constant).astype(bool)
@@ -328,8 +329,7 @@ def _evaluate_batch(
                 "pxap_hist": hists,
             }
         )
-        rows.append(frame.iloc[keep])
-    return rows, timings
+        yield frame.iloc[keep], timing
 
 
 def _targets(model: Model, images: torch.Tensor, labels: torch.Tensor, target: str) -> tuple[torch.Tensor, torch.Tensor]:
