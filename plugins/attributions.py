@@ -49,7 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from xaibench import Explainer, register_explainer
+from xaibench import Explainer, options, register_explainer
 from xaibench.errors import LayerError, XaibenchError
 from xaibench.hooks import capture, trace
 from xaibench.models import Model, eval_mode
@@ -62,25 +62,6 @@ IG_METHODS = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle"
 
 
 # ------------------------------------------------------------------------------------- options
-
-
-def _positive_int(method: str, name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise XaibenchError(f"{method}: {name} must be a positive integer, got {value!r}")
-    return value
-
-
-def _non_negative(method: str, name: str, value: object) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < 0:
-        raise XaibenchError(f"{method}: {name} must be a non-negative finite number, got {value!r}")
-    return float(value)
-
-
-def _seed(method: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise XaibenchError(f"{method}: seed must be an integer, got {value!r}")
-    return value
 
 
 # ---------------------------------------------------------------------------------- reductions
@@ -553,7 +534,7 @@ class DeepLift(Explainer):
 
     def __init__(self, model: Model, *, eps: float = 1e-10) -> None:
         super().__init__(model)
-        self.eps = _non_negative("deeplift", "eps", eps)
+        self.eps = options.number("eps", eps, 0.0)
         self.network = _NetworkCopy(model, _rescale_replacement(self.eps), "deeplift")
         self._warned = False
         self._has_max_pooling = any(isinstance(m, MAX_POOLING) for m in model.network.modules())
@@ -639,13 +620,9 @@ class IntegratedGradients(Explainer):
         self, model: Model, *, n_steps: int = 50, method: str = "gausslegendre", internal_batch_size: int = 16
     ) -> None:
         super().__init__(model)
-        self.n_steps = _positive_int("integrated_gradients", "n_steps", n_steps)
-        if method not in IG_METHODS:
-            raise XaibenchError(
-                f"integrated_gradients: unknown method {method!r}; available: {', '.join(IG_METHODS)}"
-            )
-        self.method = method
-        self.internal_batch_size = _positive_int("integrated_gradients", "internal_batch_size", internal_batch_size)
+        self.n_steps = options.integer("n_steps", n_steps, 1)
+        self.method = options.choice("method", method, IG_METHODS)
+        self.internal_batch_size = options.integer("internal_batch_size", internal_batch_size, 1)
 
     def attributions(self, images: Tensor, targets: Tensor) -> Tensor:
         """The integrated gradients (N, 3, H, W) that :meth:`attribute` reduces (call in eval mode)."""
@@ -707,9 +684,9 @@ class _Sampled(Explainer):
 
     def __init__(self, model: Model, *, n_samples: int, batch_size: int, seed: int) -> None:
         super().__init__(model)
-        self.n_samples = _positive_int(self.name or type(self).__name__, "n_samples", n_samples)
-        self.batch_size = _positive_int(self.name or type(self).__name__, "batch_size", batch_size)
-        self.seed = _seed(self.name or type(self).__name__, seed)
+        self.n_samples = options.integer("n_samples", n_samples, 1)
+        self.batch_size = options.integer("batch_size", batch_size, 1)
+        self.seed = options.seed("seed", seed)
 
     def _prepare(self, image: Tensor) -> object:
         """What :meth:`_draw` needs of ``image`` beside it, computed once per image."""
@@ -744,7 +721,7 @@ class _NoiseTunnel(_Sampled):
         self, model: Model, *, n_samples: int = 50, noise_level: float = 0.15, batch_size: int = 16, seed: int = 0
     ) -> None:
         super().__init__(model, n_samples=n_samples, batch_size=batch_size, seed=seed)
-        self.noise_level = _non_negative(self.name or type(self).__name__, "noise_level", noise_level)
+        self.noise_level = options.number("noise_level", noise_level, 0.0)
 
     def _prepare(self, image: Tensor) -> float:
         """The noise's standard deviation for ``image``: ``noise_level * (max x - min x)``."""
@@ -881,7 +858,7 @@ class GradientShap(_Sampled):
         self, model: Model, *, n_samples: int = 5, stdev: float = 0.0, batch_size: int = 16, seed: int = 0
     ) -> None:
         super().__init__(model, n_samples=n_samples, batch_size=batch_size, seed=seed)
-        self.stdev = _non_negative("gradientshap", "stdev", stdev)
+        self.stdev = options.number("stdev", stdev, 0.0)
 
     def _draw(self, image: Tensor, generator: torch.Generator, prepared: object = None) -> tuple[Tensor, Tensor]:
         options = {"generator": generator, "device": image.device, "dtype": image.dtype}

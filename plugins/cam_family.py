@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from xaibench import Explainer, register_explainer
+from xaibench import Explainer, options, register_explainer
 from xaibench.errors import LayerError, XaibenchError
 from xaibench.hooks import capture
 from xaibench.models import Model
@@ -103,17 +103,6 @@ def _first_component(features: Tensor) -> Tensor:
     alignment = (projection * x.sum(2)).sum(1, keepdim=True)
     projection = torch.where(alignment < 0, -projection, projection)
     return projection.reshape(n, h, w).to(features.dtype)
-
-
-def _check_number(name: str, value: object, *, integer: bool = False, minimum: float | None = None) -> None:
-    """Raise :class:`XaibenchError` unless ``value`` is a finite number (an integer if ``integer``),
-    at least ``minimum`` if given."""
-    ok = not isinstance(value, bool) and isinstance(value, int if integer else (int, float))
-    ok = ok and math.isfinite(value) and (minimum is None or value >= minimum)
-    if not ok:
-        kind = "an integer" if integer else "a finite number"
-        bound = f" >= {minimum}" if minimum is not None else ""
-        raise XaibenchError(f"option {name} must be {kind}{bound}, got {value!r}")
 
 
 # ---------------------------------------------------------------------- one gradient at the target layer
@@ -226,11 +215,10 @@ class SmoothGradCAMPlusPlus(Explainer):
         self, model: Model, *, num_samples: int = 4, std: float = 0.3, seed: int = 0, batch_size: int = 64
     ) -> None:
         super().__init__(model)
-        _check_number("num_samples", num_samples, integer=True, minimum=1)
-        _check_number("std", std, minimum=0)
-        _check_number("seed", seed, integer=True)
-        _check_number("batch_size", batch_size, integer=True, minimum=1)
-        self.num_samples, self.std, self.seed, self.batch_size = num_samples, float(std), seed, batch_size
+        self.num_samples = options.integer("num_samples", num_samples, 1)
+        self.std = options.number("std", std, 0.0)
+        self.seed = options.seed("seed", seed)
+        self.batch_size = options.integer("batch_size", batch_size, 1)
 
     def attribute(self, images: Tensor, targets: Tensor) -> Tensor:
         model = self.model
@@ -593,13 +581,12 @@ class FinerCAM(Explainer):
 
     def __init__(self, model: Model, *, alpha: float = 1.0, num_comparisons: int = 3) -> None:
         super().__init__(model)
-        _check_number("alpha", alpha)
-        _check_number("num_comparisons", num_comparisons, integer=True, minimum=1)
+        self.alpha = options.number("alpha", alpha)
+        self.num_comparisons = options.integer("num_comparisons", num_comparisons, 1)
         if model.num_classes < 2:
             raise XaibenchError(
                 f"Finer-CAM compares the target with other classes; model '{model.name}' has one class"
             )
-        self.alpha, self.num_comparisons = float(alpha), num_comparisons
 
     def _score(self, logits: Tensor, targets: Tensor) -> Tensor:
         target_logit = logits.gather(1, targets[:, None])
@@ -654,9 +641,7 @@ class ShapleyCAM(Explainer):
 
     def __init__(self, model: Model, *, score: str = "logit") -> None:
         super().__init__(model)
-        if score not in self.SCORES:
-            raise XaibenchError(f"option score must be one of {', '.join(map(repr, self.SCORES))}, got {score!r}")
-        self.score = score
+        self.score = options.choice("score", score, list(self.SCORES))
 
     def attribute(self, images: Tensor, targets: Tensor) -> Tensor:
         acts, grads, _ = _activations_and_gradients(

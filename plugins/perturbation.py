@@ -41,30 +41,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from xaibench import Explainer, register_explainer
-from xaibench.errors import XaibenchError
+from xaibench import Explainer, options, register_explainer
+from xaibench.errors import OptionError, XaibenchError
 from xaibench.models import Model
 from xaibench.seeding import image_generator
 
 __all__ = ["RISE", "KernelShap", "Lime", "Occlusion", "slic_superpixels"]
 
 OUTPUTS = ("probability", "logit")
-
-
-def _require_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise XaibenchError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
-
-
-def _require_float(name: str, value: object, low: float, high: float = math.inf, *, open_low: bool = False) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (value > low if open_low else value >= low) and value <= high
-    if not ok:
-        bound = f"> {low}" if open_low else f">= {low}"
-        bound += f" and <= {high}" if math.isfinite(high) else ""
-        raise XaibenchError(f"{name} must be a finite number {bound}, got {value!r}")
-    return float(value)
 
 
 # --------------------------------------------------------------------------------- shared machinery
@@ -75,12 +59,10 @@ class _Perturbation(Explainer):
 
     def __init__(self, model: Model, *, output: str, batch_size: int, channels_last: bool) -> None:
         super().__init__(model)
-        if output not in OUTPUTS:
-            raise XaibenchError(f"output must be one of {', '.join(map(repr, OUTPUTS))}, got {output!r}")
         if not isinstance(channels_last, bool):
-            raise XaibenchError(f"channels_last must be True or False, got {channels_last!r}")
-        self.output = output
-        self.batch_size = _require_int("batch_size", batch_size, 1)
+            raise OptionError(f"option channels_last must be True or False, got {channels_last!r}")
+        self.output = options.choice("output", output, OUTPUTS)
+        self.batch_size = options.integer("batch_size", batch_size, 1)
         self.channels_last = channels_last
 
     def _scores(self, perturbed: Callable[[int, int], Tensor], count: int, target: int) -> Tensor:
@@ -176,14 +158,14 @@ class Occlusion(_Perturbation):
         channels_last: bool = True,
     ) -> None:
         super().__init__(model, output=output, batch_size=batch_size, channels_last=channels_last)
-        self.window = _require_int("window", window, 1)
-        self.stride = _require_int("stride", stride, 1)
+        self.window = options.integer("window", window, 1)
+        self.stride = options.integer("stride", stride, 1)
         if stride > window:
             raise XaibenchError(
                 f"stride ({stride}) must be at most window ({window}): with a larger stride some pixels "
                 "are never occluded"
             )
-        self.baseline = _require_float("baseline", baseline, -math.inf)
+        self.baseline = options.number("baseline", baseline)
 
     def attribute(self, images: Tensor, targets: Tensor) -> Tensor:
         height, width = images.shape[-2:]
@@ -250,13 +232,11 @@ class _Superpixels(_Perturbation):
         channels_last: bool,
     ) -> None:
         super().__init__(model, output=output, batch_size=batch_size, channels_last=channels_last)
-        self.n_samples = _require_int("n_samples", n_samples, self._min_samples)
-        self.n_segments = _require_int("n_segments", n_segments, 1)
-        self.compactness = _require_float("compactness", compactness, 0.0, open_low=True)
-        self.baseline = _require_float("baseline", baseline, -math.inf)
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise XaibenchError(f"seed must be an integer, got {seed!r}")
-        self.seed = seed
+        self.n_samples = options.integer("n_samples", n_samples, self._min_samples)
+        self.n_segments = options.integer("n_segments", n_segments, 1)
+        self.compactness = options.number("compactness", compactness, 0.0, open_low=True)
+        self.baseline = options.number("baseline", baseline)
+        self.seed = options.seed("seed", seed)
 
     _min_samples = 1
 
@@ -375,8 +355,8 @@ class Lime(_Superpixels):
             batch_size=batch_size,
             channels_last=channels_last,
         )
-        self.kernel_width = _require_float("kernel_width", kernel_width, 0.0, open_low=True)
-        self.alpha = _require_float("alpha", alpha, 0.0)
+        self.kernel_width = options.number("kernel_width", kernel_width, 0.0, open_low=True)
+        self.alpha = options.number("alpha", alpha, 0.0)
 
     def _coalitions(self, n_features: int, generator: torch.Generator) -> Tensor:
         # One call draws what captum's default_perturb_func draws in n_samples calls of (1, M).
@@ -580,12 +560,10 @@ class RISE(_Perturbation):
         channels_last: bool = True,
     ) -> None:
         super().__init__(model, output="probability", batch_size=batch_size, channels_last=channels_last)
-        self.n_masks = _require_int("n_masks", n_masks, 1)
-        self.grid_size = _require_int("grid_size", grid_size, 1)
-        self.p = _require_float("p", p, 0.0, 1.0, open_low=True)
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise XaibenchError(f"seed must be an integer, got {seed!r}")
-        self.seed = seed
+        self.n_masks = options.integer("n_masks", n_masks, 1)
+        self.grid_size = options.integer("grid_size", grid_size, 1)
+        self.p = options.number("p", p, 0.0, 1.0, open_low=True)
+        self.seed = options.seed("seed", seed)
 
     def draw(self, image: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """The random numbers of ``image``'s masks: (N, s, s) bool grids, (N,) row and column offsets."""

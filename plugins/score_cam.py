@@ -14,7 +14,6 @@ running them; each class docstring says which and why.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -22,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from xaibench import Explainer, register_explainer
+from xaibench import Explainer, options, register_explainer
 from xaibench.errors import LayerError, XaibenchError
 from xaibench.explainer import upsample_maps
 from xaibench.hooks import capture
@@ -35,18 +34,6 @@ logger = logging.getLogger(__name__)
 Generators = list[torch.Generator]
 
 __all__ = ["AblationCAM", "ISCAM", "SSCAM", "ScoreCAM"]
-
-
-def _require_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise XaibenchError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
-
-
-def _require_float(name: str, value: object, minimum: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < minimum:
-        raise XaibenchError(f"{name} must be a finite number >= {minimum}, got {value!r}")
-    return float(value)
 
 
 def _features(model: Model, inputs: Tensor) -> tuple[Tensor, Tensor]:
@@ -79,7 +66,7 @@ class _MaskedInputCAM(Explainer):
 
     def __init__(self, model: Model, *, batch_size: int = 64) -> None:
         super().__init__(model)
-        self.batch_size = _require_int("batch_size", batch_size, 1)
+        self.batch_size = options.integer("batch_size", batch_size, 1)
 
     # What subclasses define ------------------------------------------------------------------
     def _steps(self) -> int:
@@ -267,9 +254,9 @@ class SSCAM(_MaskedInputCAM):
         self, model: Model, *, num_samples: int = 35, std: float = 2.0, batch_size: int = 64, seed: int = 0
     ) -> None:
         super().__init__(model, batch_size=batch_size)
-        self.num_samples = _require_int("num_samples", num_samples, 1)
-        self.std = _require_float("std", std, 0.0)
-        self.seed = _require_int("seed", seed, 0)
+        self.num_samples = options.integer("num_samples", num_samples, 1)
+        self.std = options.number("std", std, 0.0)
+        self.seed = options.seed("seed", seed)
 
     def _steps(self) -> int:
         return self.num_samples
@@ -332,7 +319,7 @@ class ISCAM(_MaskedInputCAM):
 
     def __init__(self, model: Model, *, num_samples: int = 10, batch_size: int = 64) -> None:
         super().__init__(model, batch_size=batch_size)
-        self.num_samples = _require_int("num_samples", num_samples, 1)
+        self.num_samples = options.integer("num_samples", num_samples, 1)
 
     def _steps(self) -> int:
         return self.num_samples
@@ -423,7 +410,7 @@ class AblationCAM(Explainer):
 
     def __init__(self, model: Model, *, batch_size: int = 128, closed_form: bool = True) -> None:
         super().__init__(model)
-        self.batch_size = _require_int("batch_size", batch_size, 1)
+        self.batch_size = options.integer("batch_size", batch_size, 1)
         if not isinstance(closed_form, bool):
             raise XaibenchError(f"closed_form must be True or False, got {closed_form!r}")
         self.closed_form = closed_form

@@ -166,17 +166,17 @@ def linear_model() -> tuple[xaibench.Model, torch.Tensor]:
 @pytest.mark.parametrize(
     ("name", "options", "message"),
     [
-        ("integrated_gradients", {"n_steps": 0}, "n_steps must be a positive integer"),
-        ("integrated_gradients", {"method": "simpson"}, "unknown method 'simpson'; available: gausslegendre"),
+        ("integrated_gradients", {"n_steps": 0}, "method 'integrated_gradients': option n_steps must be an integer >= 1, got 0"),
+        ("integrated_gradients", {"method": "simpson"}, "option method must be one of 'gausslegendre', .*got 'simpson'"),
         ("integrated_gradients", {"internal_batch_size": 2.5}, "internal_batch_size .*must be an integer"),
         ("smoothgrad", {"n_samples": True}, "n_samples .*must be an integer"),
-        ("smoothgrad", {"noise_level": -0.1}, "noise_level must be a non-negative finite number"),
-        ("vargrad", {"noise_level": float("nan")}, "noise_level must be a non-negative finite number"),
-        ("vargrad", {"batch_size": 0}, "batch_size must be a positive integer"),
-        ("gradientshap", {"stdev": float("inf")}, "stdev must be a non-negative finite number"),
+        ("smoothgrad", {"noise_level": -0.1}, "option noise_level must be a finite number >= 0.0"),
+        ("vargrad", {"noise_level": float("nan")}, "option noise_level must be a finite number >= 0.0"),
+        ("vargrad", {"batch_size": 0}, "option batch_size must be an integer >= 1"),
+        ("gradientshap", {"stdev": float("inf")}, "option stdev must be a finite number >= 0.0"),
         ("gradientshap", {"seed": "0"}, "seed .*must be an integer"),
         ("smoothgrad", {"samples": 10}, "no option 'samples'; its options: n_samples=50, noise_level=0.15"),
-        ("deeplift", {"eps": -1.0}, "eps must be a non-negative finite number"),
+        ("deeplift", {"eps": -1.0}, "method 'deeplift': option eps must be a finite number >= 0.0, got -1.0"),
     ],
 )
 def test_bad_options_are_refused_with_what_is_wrong(name, options, message, model) -> None:

@@ -369,14 +369,14 @@ def test_channels_last_changes_only_rounding(name, options, model, batch) -> Non
 
 @pytest.mark.parametrize("name, options, message", [
     ("occlusion", {"window": 8, "stride": 9}, "stride .* must be at most window"),
-    ("occlusion", {"window": 0}, "window must be an integer >= 1"),
+    ("occlusion", {"window": 0}, "method 'occlusion': option window must be an integer >= 1, got 0"),
     ("occlusion", {"output": "softmax"}, "output must be one of 'probability', 'logit'"),
     ("lime", {"n_samples": 0}, "n_samples must be an integer >= 1"),
-    ("lime", {"kernel_width": 0.0}, "kernel_width must be a finite number > 0"),
-    ("lime", {"alpha": -1.0}, "alpha must be a finite number >= 0"),
+    ("lime", {"kernel_width": 0.0}, "option kernel_width must be a finite number > 0.0"),
+    ("lime", {"alpha": -1.0}, "option alpha must be a finite number >= 0.0"),
     ("kernelshap", {"n_samples": 1}, "n_samples must be an integer >= 2"),
     ("kernelshap", {"seed": 1.5}, "seed.* must be an integer"),
-    ("rise", {"p": 0.0}, "p must be a finite number > 0"),
+    ("rise", {"p": 0.0}, "option p must be a finite number > 0.0"),
     ("rise", {"p": 1.5}, "p must be a finite number > 0.0 and <= 1.0"),
     ("rise", {"batch_size": 0}, "batch_size must be an integer >= 1"),
     ("rise", {"n_masks": True}, "n_masks.* must be an integer"),

@@ -21,6 +21,7 @@ from xaibench import __version__, data, explainer, harness, models, report, viz
 from xaibench.errors import XaibenchError
 from xaibench.method_spec import MethodSpec, check_options, effective_options, method_options, parse_methods
 from xaibench.run_folder import PER_IMAGE, RunFolder, overlays_file, unique_folder
+from xaibench.seeding import MAX_SEED
 
 DEFAULT_METHODS = "cam,gradcam,saliency"
 FIGURE_ROWS = 6
@@ -161,7 +162,7 @@ def _model_names(text: str) -> list[str]:
 
 
 def _check_seed(seed: int) -> None:
-    if not 0 <= seed < 2**32:
+    if not 0 <= seed <= MAX_SEED:
         raise XaibenchError(f"--seed must lie in [0, 2**32 - 1], got {seed}")
 
 

@@ -37,3 +37,8 @@ class NonFiniteMapError(XaibenchError):
 
 class DatasetError(XaibenchError):
     """A malformed annotation or data set; the message names the file and the record."""
+
+
+class OptionError(XaibenchError):
+    """A method's option has a value the method cannot use; the message names the option and the
+    values it accepts (:mod:`xaibench.options`)."""

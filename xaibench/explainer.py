@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from xaibench.errors import NonFiniteMapError, UnknownNameError, XaibenchError
+from xaibench.errors import NonFiniteMapError, OptionError, UnknownNameError, XaibenchError
 from xaibench.hooks import HookSnapshot
 from xaibench.method_spec import check_options
 from xaibench.models import Model, eval_mode
@@ -319,10 +319,14 @@ def create_explainer(name: str, model: Model, **options: object) -> Explainer:
         UnknownNameError: no such method.
         XaibenchError: an option the constructor does not take, or of the wrong type (the message
             lists the valid options with their defaults); or the method cannot serve the model.
+        OptionError: an option's value is out of its range (the message names the method).
     """
     cls = get_explainer(name)
     check_options(name, cls, options)
-    return cls(model, **options)
+    try:
+        return cls(model, **options)
+    except OptionError as error:
+        raise OptionError(f"method '{name}': {error}") from error
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,9 @@ import zlib
 import torch
 from torch import Tensor
 
+#: Seeds are 32-bit: ``0 <= seed <= MAX_SEED`` (CRC-32's initial value, as :func:`image_seed` uses it).
+MAX_SEED = 2**32 - 1
+
 
 def image_seed(image: Tensor, seed: int) -> int:
     """A 32-bit seed from ``seed`` and the bytes of ``image`` (on any device, any dtype)."""
