@@ -204,7 +204,8 @@ class SmoothGradCAMPlusPlus(Explainer):
             normalisation (0.3): torchcam adds it to whatever tensor the network receives.
         seed: seeds each image's noise with :func:`xaibench.seeding.image_generator`, so an image
             gets the same noise whatever batch it comes in (0).
-        batch_size: noisy copies per forward pass (64); bounds memory. Only the layers after the
+        batch_size: noisy copies per forward pass (None: :func:`xaibench.options.pass_batch_size`,
+            4 at 224 x 224); bounds memory. Only the layers after the
             target layer record a graph, so a pass holds little more than inference does.
 
     Cost: one forward pass without gradients (the clean activations), then ``num_samples`` forward
@@ -212,13 +213,19 @@ class SmoothGradCAMPlusPlus(Explainer):
     """
 
     def __init__(
-        self, model: Model, *, num_samples: int = 4, std: float = 0.3, seed: int = 0, batch_size: int = 64
+        self,
+        model: Model,
+        *,
+        num_samples: int = 4,
+        std: float = 0.3,
+        seed: int = 0,
+        batch_size: int | None = None,
     ) -> None:
         super().__init__(model)
         self.num_samples = options.integer("num_samples", num_samples, 1)
         self.std = options.number("std", std, 0.0)
         self.seed = options.seed("seed", seed)
-        self.batch_size = options.integer("batch_size", batch_size, 1)
+        self.batch_size = options.pass_batch_size("batch_size", batch_size, model.input_size)
 
     def attribute(self, images: Tensor, targets: Tensor) -> Tensor:
         model = self.model

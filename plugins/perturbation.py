@@ -62,7 +62,7 @@ class _Perturbation(Explainer):
         if not isinstance(channels_last, bool):
             raise OptionError(f"option channels_last must be True or False, got {channels_last!r}")
         self.output = options.choice("output", output, OUTPUTS)
-        self.batch_size = options.integer("batch_size", batch_size, 1)
+        self.batch_size = options.pass_batch_size("batch_size", batch_size, model.input_size)
         self.channels_last = channels_last
 
     def _scores(self, perturbed: Callable[[int, int], Tensor], count: int, target: int) -> Tensor:
@@ -142,7 +142,7 @@ class Occlusion(_Perturbation):
         baseline: The value of the occluded pixels, on the [0, 1] images (before the model's
             normalisation).
         output: ``"probability"`` or ``"logit"`` of the target class.
-        batch_size: Occluded images per pass of the network.
+        batch_size: Occluded images per pass of the network (None: :func:`xaibench.options.pass_batch_size`).
         channels_last: Feed the batches in channels-last layout (see the module's docstring).
     """
 
@@ -154,7 +154,7 @@ class Occlusion(_Perturbation):
         stride: int = 16,
         baseline: float = 0.0,
         output: str = "probability",
-        batch_size: int = 64,
+        batch_size: int | None = None,
         channels_last: bool = True,
     ) -> None:
         super().__init__(model, output=output, batch_size=batch_size, channels_last=channels_last)
@@ -325,7 +325,7 @@ class Lime(_Superpixels):
         baseline: The value of the removed superpixels' pixels, on the [0, 1] images.
         output: ``"probability"`` or ``"logit"`` of the target class.
         seed: The run's seed for :func:`xaibench.seeding.image_generator`.
-        batch_size: Perturbed images per pass of the network.
+        batch_size: Perturbed images per pass of the network (None: :func:`xaibench.options.pass_batch_size`).
         channels_last: Feed the batches in channels-last layout (see the module's docstring).
     """
 
@@ -341,7 +341,7 @@ class Lime(_Superpixels):
         baseline: float = 0.0,
         output: str = "probability",
         seed: int = 0,
-        batch_size: int = 64,
+        batch_size: int | None = None,
         channels_last: bool = True,
     ) -> None:
         super().__init__(
@@ -423,7 +423,7 @@ class KernelShap(_Superpixels):
         baseline: The value of the removed superpixels' pixels, on the [0, 1] images.
         output: ``"probability"`` or ``"logit"`` of the target class.
         seed: The run's seed for :func:`xaibench.seeding.image_generator`.
-        batch_size: Perturbed images per pass of the network.
+        batch_size: Perturbed images per pass of the network (None: :func:`xaibench.options.pass_batch_size`).
         channels_last: Feed the batches in channels-last layout (see the module's docstring).
     """
 
@@ -439,7 +439,7 @@ class KernelShap(_Superpixels):
         baseline: float = 0.0,
         output: str = "probability",
         seed: int = 0,
-        batch_size: int = 64,
+        batch_size: int | None = None,
         channels_last: bool = True,
     ) -> None:
         super().__init__(
@@ -544,7 +544,7 @@ class RISE(_Perturbation):
         grid_size: s, cells per side of the random grid.
         p: The probability that a cell is kept (1).
         seed: The run's seed for :func:`xaibench.seeding.image_generator`.
-        batch_size: Masked images per pass of the network.
+        batch_size: Masked images per pass of the network (None: :func:`xaibench.options.pass_batch_size`).
         channels_last: Feed the batches in channels-last layout (see the module's docstring).
     """
 
@@ -556,7 +556,7 @@ class RISE(_Perturbation):
         grid_size: int = 7,
         p: float = 0.5,
         seed: int = 0,
-        batch_size: int = 64,
+        batch_size: int | None = None,
         channels_last: bool = True,
     ) -> None:
         super().__init__(model, output="probability", batch_size=batch_size, channels_last=channels_last)

@@ -64,9 +64,9 @@ class _MaskedInputCAM(Explainer):
     (``_masks``) and whether a constant feature map can be skipped (``_skip_constant``).
     """
 
-    def __init__(self, model: Model, *, batch_size: int = 64) -> None:
+    def __init__(self, model: Model, *, batch_size: int | None = None) -> None:
         super().__init__(model)
-        self.batch_size = options.integer("batch_size", batch_size, 1)
+        self.batch_size = options.pass_batch_size("batch_size", batch_size, model.input_size)
 
     # What subclasses define ------------------------------------------------------------------
     def _steps(self) -> int:
@@ -201,10 +201,12 @@ class ScoreCAM(_MaskedInputCAM):
 
     Args:
         model: The model to explain.
-        batch_size: Masked inputs per forward pass (default 64; torchcam uses 32, pytorch-grad-cam 16).
+        batch_size: Masked inputs per forward pass (default None: as many as
+            :func:`xaibench.options.pass_batch_size` gives for the model's input size, 4 at 224 x 224,
+            the fastest on a CPU; torchcam uses 32, pytorch-grad-cam 16).
     """
 
-    def __init__(self, model: Model, *, batch_size: int = 64) -> None:
+    def __init__(self, model: Model, *, batch_size: int | None = None) -> None:
         super().__init__(model, batch_size=batch_size)
 
 
@@ -246,12 +248,19 @@ class SSCAM(_MaskedInputCAM):
         model: The model to explain.
         num_samples: Noisy masks per feature map (default 35, torchcam's and the authors').
         std: Standard deviation of the noise added to the [0, 1] masks (default 2.0, torchcam's).
-        batch_size: Masked inputs per forward pass (default 64).
+        batch_size: Masked inputs per forward pass (default None: as many as
+            :func:`xaibench.options.pass_batch_size` gives for the model's input size, 4 at 224 x 224).
         seed: Seed of the per-image noise (see :mod:`xaibench.seeding`).
     """
 
     def __init__(
-        self, model: Model, *, num_samples: int = 35, std: float = 2.0, batch_size: int = 64, seed: int = 0
+        self,
+        model: Model,
+        *,
+        num_samples: int = 35,
+        std: float = 2.0,
+        batch_size: int | None = None,
+        seed: int = 0,
     ) -> None:
         super().__init__(model, batch_size=batch_size)
         self.num_samples = options.integer("num_samples", num_samples, 1)
@@ -314,10 +323,13 @@ class ISCAM(_MaskedInputCAM):
     Args:
         model: The model to explain.
         num_samples: Integration steps N (default 10, torchcam's).
-        batch_size: Masked inputs per forward pass (default 64).
+        batch_size: Masked inputs per forward pass (default None: as many as
+            :func:`xaibench.options.pass_batch_size` gives for the model's input size, 4 at 224 x 224).
     """
 
-    def __init__(self, model: Model, *, num_samples: int = 10, batch_size: int = 64) -> None:
+    def __init__(
+        self, model: Model, *, num_samples: int = 10, batch_size: int | None = None
+    ) -> None:
         super().__init__(model, batch_size=batch_size)
         self.num_samples = options.integer("num_samples", num_samples, 1)
 
