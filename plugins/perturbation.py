@@ -28,8 +28,7 @@ What they share (:class:`_Perturbation`):
   network that calls ``.view`` on its 4-D activations.
 
 Costs, in passes of the network per image, at 224 x 224 with the defaults: occlusion 170, LIME 1000,
-Kernel SHAP about 800 (1000 draws, repeated coalitions run once), RISE 1000 (the paper's 4000 is
-``n_masks=4000``).
+Kernel SHAP about 800 (1000 draws, repeated coalitions run once), RISE 4000 (the paper's N).
 """
 
 from __future__ import annotations
@@ -528,9 +527,9 @@ class RISE(_Perturbation):
     H x W at a random offset in [0, cell) per axis. The map is S_c itself (the base class upsamples
     nothing: it is at the image's resolution).
 
-    Defaults: ``grid_size=7``, ``p=0.5`` (the paper's for ImageNet); ``n_masks=1000``, a quarter of the
-    paper's N = 4000: 4000 passes of EfficientNet-Lite0 take minutes per image on a CPU; the Monte
-    Carlo noise of each pixel then grows by sqrt(4), and ``n_masks=4000`` reproduces the paper.
+    Defaults: the paper's for ImageNet, ``n_masks=4000`` (N), ``grid_size=7`` (s), ``p=0.5``. 4000
+    passes of EfficientNet-Lite0 take about a minute per image on two CPU cores; ``n_masks=1000``
+    takes a quarter of that, its Monte Carlo noise per pixel twice the paper's (sqrt(4000 / 1000)).
 
     Randomness: per image, from :func:`xaibench.seeding.image_generator` (``seed``), in this order:
     ``torch.rand(N, s, s) < p`` (the grids), ``torch.randint(0, cell_h, (N,))`` (row offsets),
@@ -552,7 +551,7 @@ class RISE(_Perturbation):
         self,
         model: Model,
         *,
-        n_masks: int = 1000,
+        n_masks: int = 4000,
         grid_size: int = 7,
         p: float = 0.5,
         seed: int = 0,
