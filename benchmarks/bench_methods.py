@@ -1,5 +1,7 @@
 """Cost of each explanation method as a ratio to the least work it cannot avoid, on the same batch.
 
+The peers' speed: bench_peers.py (every method against torchcam's, pytorch-grad-cam's and captum's).
+
 On ``efficientnet_lite0`` with a batch of 16 images at 224 x 224 (CPU by default):
 
 - CAM against one plain forward pass without gradients;

@@ -1,12 +1,20 @@
 """Seconds per image of every method against the peers' implementations of it, in one run.
 
 For each method that torchcam, pytorch-grad-cam or captum also implements (the ``PEERS`` tables of
-``peers_*.py`` beside this file), on ``efficientnet_lite0`` with a batch of ``--batch`` images at
-224 x 224 on the CPU: xaibench's method and each peer's, interleaved repetition by repetition so that
-machine noise hits all alike, the median of ``--repeats``; the ratio is xaibench's time over the
-fastest peer's (<= 1.0: xaibench is not slower). Prints a Markdown table.
+the ``peers_*.py`` modules beside this file), on ``efficientnet_lite0`` at 224 x 224 on the CPU:
+xaibench's method and each peer's on the same images and targets, interleaved repetition by
+repetition (the order rotating) so that machine noise hits all alike; each cell is the median of the
+repetitions' wall-clock seconds divided by the number of images. The ratio is xaibench's time over
+the fastest peer's (<= 1.0: xaibench is not slower).
 
-    python benchmarks/bench_peers.py [--methods cam,gradcam] [--batch 16] [--repeats 5] [--threads 2]
+A method runs on ``--batch`` random images (torch.rand, seed 0) with ``--repeats`` repetitions after
+one warm-up call per side, unless its module's ``CONFIGS`` says otherwise: the expensive methods (the
+Score-CAM family, perturbation, the 16-to-50-pass attributions) run on fewer images, shared ImageNet
+photos where a method needs real images, 3 repetitions without warm-up (the median drops the first
+call's set-up), and options given to xaibench and to every peer alike (fewer samples, steps or masks:
+the cost of both sides is linear in them). The table's second column states what each row used.
+
+    python benchmarks/bench_peers.py [--methods cam,gradcam] [--threads 2] [--batch 16] [--repeats 5]
 """
 
 from __future__ import annotations
@@ -24,56 +32,82 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import xaibench  # noqa: E402
 
-
-def all_peers() -> dict[str, list]:
-    """Every ``PEERS`` table of the ``peers_*.py`` modules beside this file, merged."""
-    merged: dict[str, list] = {}
-    for path in sorted(Path(__file__).parent.glob("peers_*.py")):
-        for name, peers in importlib.import_module(path.stem).PEERS.items():
-            merged.setdefault(name, []).extend(peers)
-    return merged
+LIBRARIES = ("torchcam", "pytorch-grad-cam", "captum")
+MODULES = ("peers_core", "peers_cam_family", "peers_attributions", "peers_perturbation", "peers_score_cam")
+SHARED_IMAGENET = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet-val-300"
 
 
-def _seconds(fn, images, targets) -> float:
-    start = time.perf_counter()
-    fn(images, targets)
-    return time.perf_counter() - start
+def tables() -> tuple[dict[str, list], dict[str, dict]]:
+    """The ``PEERS`` and ``CONFIGS`` tables of the ``peers_*.py`` modules beside this file, merged."""
+    peers: dict[str, list] = {}
+    configs: dict[str, dict] = {}
+    for module in map(importlib.import_module, MODULES):
+        for name, entries in module.PEERS.items():
+            peers.setdefault(name, []).extend(entries)
+        configs.update(getattr(module, "CONFIGS", {}))
+    return peers, configs
+
+
+def inputs(model: xaibench.Model, n: int, photos: bool) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """``n`` shared ImageNet photos and their labels if ``photos`` (and they are there), else ``n``
+    random images and classes (seed 0); and the words for them."""
+    if photos and SHARED_IMAGENET.is_dir():
+        data = xaibench.load_dataset(f"imagenet:{SHARED_IMAGENET}", image_size=model.input_size,
+                                     class_names=model.class_names)
+        samples = [data[i] for i in range(n)]
+        words = f"{n} photo{'s' if n > 1 else ''}"
+        return torch.stack([s.image for s in samples]), torch.tensor([s.label for s in samples]), words
+    generator = torch.Generator().manual_seed(0)
+    images = torch.rand(n, 3, *model.input_size, generator=generator)
+    return images, torch.randint(0, model.num_classes, (n,), generator=generator), f"{n} random"
+
+
+def time_row(runners: dict, images: torch.Tensor, targets: torch.Tensor, repeats: int, warm_up: bool) -> dict:
+    """Median wall-clock seconds per image of each runner, the runners interleaved, their order rotating."""
+    if warm_up:
+        for run in runners.values():
+            run(images, targets)
+    keys = list(runners)
+    seconds: dict[str, list[float]] = {key: [] for key in keys}
+    for r in range(repeats):
+        for key in keys[r % len(keys):] + keys[: r % len(keys)]:
+            start = time.perf_counter()
+            runners[key](images, targets)
+            seconds[key].append((time.perf_counter() - start) / len(images))
+    return {key: statistics.median(values) for key, values in seconds.items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--methods", default=None, help="comma-separated (default: every method with a peer)")
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=16, help="images of a method without a CONFIGS entry")
+    parser.add_argument("--repeats", type=int, default=5, help="repetitions of a method without a CONFIGS entry")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    peers = all_peers()
-    names = args.methods.split(",") if args.methods else list(peers)
+    peers, configs = tables()
+    names = args.methods.split(",") if args.methods else [name for name, entries in peers.items() if entries]
     model = xaibench.load_model("efficientnet_lite0")
-    generator = torch.Generator().manual_seed(0)
-    images = torch.rand(args.batch, 3, 224, 224, generator=generator)
-    targets = torch.randint(0, 1000, (args.batch,), generator=generator)
-
-    print(f"efficientnet_lite0, batch {args.batch} x 3 x 224 x 224, cpu, {torch.get_num_threads()} threads, "
-          f"median of {args.repeats}, seconds per image\n")
-    print("| method | xaibench | peers | ratio to the fastest peer |")
-    print("|---|---|---|---|")
+    print(f"efficientnet_lite0, 224 x 224, cpu, {torch.get_num_threads()} threads; seconds per image, median of "
+          "interleaved repetitions; ratio = xaibench / fastest peer\n")
+    print(f"| method | images x options | xaibench s/img | {' | '.join(f'{lib} s/img' for lib in LIBRARIES)} "
+          "| ratio to the fastest peer |")
+    print("|---|---|---|" + "---|" * len(LIBRARIES) + "---|", flush=True)
     for name in names:
-        runners = {"xaibench": xaibench.create_explainer(name, model)}
-        runners.update({peer: factory(model) for peer, factory in peers.get(name, [])})
-        for run in runners.values():  # warm-up
-            run(images, targets)
-        times: dict[str, list[float]] = {key: [] for key in runners}
-        for _ in range(args.repeats):
-            for key, run in runners.items():
-                times[key].append(_seconds(run, images, targets) / args.batch)
-        median = {key: statistics.median(values) for key, values in times.items()}
-        others = {key: value for key, value in median.items() if key != "xaibench"}
-        fastest = min(others.values()) if others else float("nan")
-        shown = ", ".join(f"{key} {value:.4f}" for key, value in others.items()) or "none"
-        print(f"| {name} | {median['xaibench']:.4f} | {shown} | {median['xaibench'] / fastest:.2f} |", flush=True)
+        config = configs.get(name, {})
+        options = config.get("options", {})
+        repeats = config.get("repeats", args.repeats)
+        images, targets, words = inputs(model, config.get("images", args.batch), config.get("photos", False))
+        runners = {"xaibench": xaibench.create_explainer(name, model, **options)}
+        runners.update({library: factory(model, **options) for library, factory in peers.get(name, [])})
+        median = time_row(runners, images, targets, repeats, warm_up=not config)
+        fastest = min((median[lib] for lib in LIBRARIES if lib in median), default=None)
+        ratio = f"{median['xaibench'] / fastest:.2f}" if fastest else "-"
+        used = ", ".join([words, *(f"{key}={value}" for key, value in options.items())])
+        used += f" ({config['note']}), {repeats} runs" if "note" in config else f", {repeats} runs"
+        cells = " | ".join(f"{median[lib]:.4f}" if lib in median else "-" for lib in LIBRARIES)
+        print(f"| {name} | {used} | {median['xaibench']:.4f} | {cells} | {ratio} |", flush=True)
 
 
 if __name__ == "__main__":

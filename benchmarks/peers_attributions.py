@@ -17,30 +17,18 @@ gradient, or input x gradient), which makes them cheaper than on a ReLU network.
 ``GuidedBackpropReLUModel`` explains one image per call (its API) and replaces the ReLU modules of the
 model it is given, so it gets a copy made once by the factory; its ``GradCAM`` is built per call in a
 ``with`` block, as its README shows, so that no hook outlives the call.
-
-Run this file to measure, on efficientnet_lite0 (CPU, 2 threads), the seconds per image of each method
-and of each peer, interleaved, medians (wall-clock time and the process's CPU time)::
-
-    python benchmarks/peers_attributions.py [--batch 16] [--repeats 5] [--methods deeplift,guided_backprop]
-        [--expensive-batch 2] [--expensive-repeats 3]
-
-The methods with 50 passes per image (integrated gradients, SmoothGrad, VarGrad) run on
-``--expensive-batch`` images with ``--expensive-repeats`` repetitions.
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
-import statistics
-import time
 import warnings
 from collections.abc import Callable
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-import xaibench
+from peers_core import Normalized  # bench_peers.py puts this folder on sys.path
 from xaibench import Model
 
 Run = Callable[[Tensor, Tensor], Tensor]
@@ -49,20 +37,6 @@ Factory = Callable[[Model], Run]
 #: (image, sample) rows per forward/backward pass: xaibench's default ``batch_size`` /
 #: ``internal_batch_size``, given to the peers where their default has no bound.
 ROWS = 16
-#: Methods with 50 passes per image.
-EXPENSIVE = ("integrated_gradients", "smoothgrad", "vargrad")
-
-
-class Normalized(nn.Module):
-    """What a captum user hands to captum: normalise [0, 1] images, then run the network."""
-
-    def __init__(self, model: Model, network: nn.Module | None = None) -> None:
-        super().__init__()
-        self.model = model
-        self.network = network if network is not None else model.network
-
-    def forward(self, images: Tensor) -> Tensor:
-        return self.network(self.model.normalize(images))
 
 
 def _abs_sum(a: Tensor) -> Tensor:
@@ -91,23 +65,24 @@ def _quiet(run: Run) -> Run:
 # ------------------------------------------------------------------------------------------ captum
 
 
-def captum_integrated_gradients(model: Model) -> Run:
+def captum_integrated_gradients(model: Model, *, n_steps: int = 50) -> Run:
     from captum.attr import IntegratedGradients
 
     ig = IntegratedGradients(Normalized(model))
 
     def run(images: Tensor, targets: Tensor) -> Tensor:
-        maps = ig.attribute(images, target=targets, n_steps=50, method="gausslegendre", internal_batch_size=ROWS)
+        maps = ig.attribute(images, target=targets, n_steps=n_steps, method="gausslegendre", internal_batch_size=ROWS)
         return _abs_sum(maps)
 
     return run
 
 
 def captum_noise_tunnel(nt_type: str) -> Factory:
-    """``NoiseTunnel(Saliency)``, 50 samples of standard deviation 0.15 (the [0, 1] range's 15 %),
-    ``abs=False`` (the papers' gradient), ``nt_samples_batch_size`` giving ``ROWS`` rows per pass."""
+    """``NoiseTunnel(Saliency)``, ``n_samples`` (captum's ``nt_samples``) samples of standard deviation
+    0.15 (the [0, 1] range's 15 %), ``abs=False`` (the papers' gradient), ``nt_samples_batch_size``
+    giving ``ROWS`` rows per pass."""
 
-    def factory(model: Model) -> Run:
+    def factory(model: Model, *, n_samples: int = 50) -> Run:
         from captum.attr import NoiseTunnel, Saliency
 
         tunnel = NoiseTunnel(Saliency(Normalized(model)))
@@ -115,7 +90,7 @@ def captum_noise_tunnel(nt_type: str) -> Factory:
         def run(images: Tensor, targets: Tensor) -> Tensor:
             per_pass = max(1, ROWS // images.shape[0])
             maps = tunnel.attribute(
-                images, nt_type=nt_type, nt_samples=50, nt_samples_batch_size=per_pass, stdevs=0.15,
+                images, nt_type=nt_type, nt_samples=n_samples, nt_samples_batch_size=per_pass, stdevs=0.15,
                 target=targets, abs=False,
             )
             return _sum_abs(maps)
@@ -241,60 +216,12 @@ PEERS: dict[str, list[tuple[str, Factory]]] = {
     "deeplift": [("captum", captum_deeplift)],
 }
 
-
-# ----------------------------------------------------------------------------------- measurement
-
-
-def _seconds(run: Run, images: Tensor, targets: Tensor) -> tuple[float, float]:
-    wall, cpu = time.perf_counter(), time.process_time()
-    run(images, targets)
-    return time.perf_counter() - wall, time.process_time() - cpu
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--expensive-batch", type=int, default=2)
-    parser.add_argument("--expensive-repeats", type=int, default=3)
-    parser.add_argument("--methods", default=",".join(PEERS))
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-
-    model = xaibench.load_model("efficientnet_lite0")
-    generator = torch.Generator().manual_seed(0)
-    all_images = torch.rand(args.batch, 3, 224, 224, generator=generator)
-    all_targets = torch.randint(0, 1000, (args.batch,), generator=generator)
-    print(f"efficientnet_lite0, 3 x 224 x 224, cpu, {torch.get_num_threads()} threads, interleaved runs, medians; "
-          "seconds per image, wall-clock (process CPU time)", flush=True)
-    print("| method | images x runs | xaibench | peers | ratio xaibench / peer (wall; cpu) |")
-    print("|---|---|---|---|---|", flush=True)
-    for name in args.methods.split(","):
-        expensive = name in EXPENSIVE
-        n = args.expensive_batch if expensive else args.batch
-        repeats = args.expensive_repeats if expensive else args.repeats
-        images, targets = all_images[:n], all_targets[:n]
-        runs = {"xaibench": xaibench.create_explainer(name, model)}
-        runs.update({library: factory(model) for library, factory in PEERS[name]})
-        if not expensive:
-            for run in runs.values():  # warm-up
-                run(images, targets)
-        wall: dict[str, list[float]] = {key: [] for key in runs}
-        cpu: dict[str, list[float]] = {key: [] for key in runs}
-        for _ in range(repeats):
-            for key, run in runs.items():
-                w, c = _seconds(run, images, targets)
-                wall[key].append(w / n)
-                cpu[key].append(c / n)
-        med_w = {key: statistics.median(v) for key, v in wall.items()}
-        med_c = {key: statistics.median(v) for key, v in cpu.items()}
-        peers = [key for key in runs if key != "xaibench"]
-        cells = " / ".join(f"{key} {med_w[key]:.3f} ({med_c[key]:.3f})" for key in peers)
-        ours_w, ours_c = med_w["xaibench"], med_c["xaibench"]
-        ratios = " / ".join(f"{ours_w / med_w[key]:.2f}; {ours_c / med_c[key]:.2f}" for key in peers)
-        print(f"| {name} | {n} x {repeats} | {ours_w:.3f} ({ours_c:.3f}) | {cells} | {ratios} |", flush=True)
-
-
-if __name__ == "__main__":
-    main()
+#: What bench_peers.py runs per method, instead of 16 random images and 5 repetitions: the methods of
+#: 50 passes per image run 4 images and 16 steps or samples (given to xaibench and to captum alike;
+#: both sides' cost is linear in them).
+CONFIGS: dict[str, dict] = {
+    "integrated_gradients": {"images": 4, "repeats": 5, "options": {"n_steps": 16},
+                             "note": "default 50, cost linear in it"},
+    "smoothgrad": {"images": 4, "repeats": 5, "options": {"n_samples": 16}, "note": "default 50, cost linear in it"},
+    "vargrad": {"images": 4, "repeats": 5, "options": {"n_samples": 16}, "note": "default 50, cost linear in it"},
+}

@@ -7,25 +7,16 @@ one class per image. Each call builds the peer's extractor in a ``with`` block, 
 READMEs show, so that no hook outlives the call (pytorch-grad-cam's hooks, left on the model, would
 also record every xaibench forward pass). The peers' own batching is kept: pytorch-grad-cam and
 torchcam explain the whole batch in one call; pytorch-grad-cam's FullGrad ignores the target layer.
-
-Run this file to measure, on efficientnet_lite0 (CPU, 2 threads), the seconds per image of each method
-and of each peer, interleaved, medians::
-
-    python benchmarks/peers_cam_family.py [--batch 16] [--repeats 5] [--methods gradcampp,fullgrad]
 """
 
 from __future__ import annotations
 
-import argparse
-import statistics
-import time
 from collections.abc import Callable
 
 import numpy as np
 import torch
 from torch import Tensor
 
-import xaibench
 from xaibench import Model
 
 Run = Callable[[Tensor, Tensor], Tensor]
@@ -112,42 +103,6 @@ PEERS: dict[str, list[tuple[str, Factory]]] = {
     "shapleycam": [("pytorch-grad-cam", _pytorch_grad_cam("ShapleyCAM"))],
 }
 
-
-def _seconds(run: Run, images: Tensor, targets: Tensor) -> float:
-    start = time.perf_counter()
-    run(images, targets)
-    return time.perf_counter() - start
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--methods", default=",".join(PEERS))
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-
-    model = xaibench.load_model("efficientnet_lite0")
-    generator = torch.Generator().manual_seed(0)
-    images = torch.rand(args.batch, 3, 224, 224, generator=generator)
-    targets = torch.randint(0, 1000, (args.batch,), generator=generator)
-    print(f"efficientnet_lite0, batch {args.batch} x 3 x 224 x 224, cpu, {torch.get_num_threads()} threads, "
-          f"median of {args.repeats} interleaved runs, seconds per image")
-    for name in args.methods.split(","):
-        runs = {"xaibench": xaibench.create_explainer(name, model)}
-        runs.update({library: factory(model) for library, factory in PEERS[name]})
-        for run in runs.values():  # warm-up
-            run(images, targets)
-        times: dict[str, list[float]] = {key: [] for key in runs}
-        for _ in range(args.repeats):
-            for key, run in runs.items():
-                times[key].append(_seconds(run, images, targets) / args.batch)
-        ours = statistics.median(times["xaibench"])
-        cells = [f"{key} {statistics.median(t):.4f}" for key, t in times.items() if key != "xaibench"]
-        ratios = [f"{ours / statistics.median(t):.2f}" for key, t in times.items() if key != "xaibench"]
-        print(f"{name:<20} xaibench {ours:.4f} | {' | '.join(cells)} | ratio {' '.join(ratios)}", flush=True)
-
-
-if __name__ == "__main__":
-    main()
+#: What bench_peers.py runs per method, instead of 16 random images and 5 repetitions: pytorch-grad-cam's
+#: FullGrad takes about 4 s per image (about 100 times xaibench's), hence 4 images.
+CONFIGS: dict[str, dict] = {"fullgrad": {"images": 4, "repeats": 3}}

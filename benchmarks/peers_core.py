@@ -1,9 +1,10 @@
 """The peers' implementations of CAM, Grad-CAM and saliency, as their users call them (for bench_peers.py).
 
 Each factory takes a xaibench ``Model`` and returns ``(images, targets) -> maps`` running the peer's
-code: torchcam's extractors (hooks set up when the extractor is built, as torchcam's users do),
-pytorch-grad-cam's ``GradCAM`` (its ``__call__`` with ``ClassifierOutputTarget``), captum's
-``LayerGradCam`` and ``Saliency``.
+code: torchcam's extractors and pytorch-grad-cam's ``GradCAM`` (its ``__call__`` with
+``ClassifierOutputTarget``), each built per call in a ``with`` block, as both libraries' READMEs show,
+so that no hook outlives the call (a hook left on the network would also run in every other side's
+passes); captum's ``LayerGradCam`` and ``Saliency`` (hooks only inside ``attribute``).
 """
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ Factory = Callable[[Model], Callable[[Tensor, Tensor], Tensor]]
 
 
 class Normalized(nn.Module):
-    """The network behind the model's normalisation, as one module the peers can hook into."""
+    """What a peer's user hands to the peer: normalise [0, 1] images, then run the network (``network``,
+    by default the model's own)."""
 
-    def __init__(self, model: Model) -> None:
+    def __init__(self, model: Model, network: nn.Module | None = None) -> None:
         super().__init__()
         self.model = model
-        self.network = model.network
+        self.network = network if network is not None else model.network
 
     def forward(self, images: Tensor) -> Tensor:
         return self.network(self.model.normalize(images))
@@ -35,17 +37,15 @@ def torchcam(method: str, **options: object) -> Factory:
         from torchcam import methods
 
         module = Normalized(model).eval()
+        cls = getattr(methods, method)
         extra = {"fc_layer": f"network.{model.classifier_name}"} if method == "CAM" else {}
-        extractor = getattr(methods, method)(
-            module, target_layer=f"network.{model.target_layer_name}", input_shape=(3, *model.input_size),
-            **extra, **options,
-        )
-        grads = method != "CAM"
 
         def run(images: Tensor, targets: Tensor) -> Tensor:
-            with torch.set_grad_enabled(grads):
-                scores = module(images)
-                return extractor(targets.tolist(), scores)[0]
+            layer = f"network.{model.target_layer_name}"
+            with cls(module, target_layer=layer, input_shape=(3, *model.input_size), **extra, **options) as extractor:
+                with torch.set_grad_enabled(method != "CAM"):
+                    scores = module(images)
+                    return extractor(targets.tolist(), scores)[0].detach()
 
         return run
 
@@ -58,10 +58,11 @@ def grad_cam(method: str) -> Factory:
         from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
         module = Normalized(model).eval()
-        cam = getattr(pytorch_grad_cam, method)(model=module, target_layers=[model.target_layer])
+        cls = getattr(pytorch_grad_cam, method)
 
         def run(images: Tensor, targets: Tensor) -> Tensor:
-            return torch.from_numpy(cam(input_tensor=images, targets=[ClassifierOutputTarget(int(t)) for t in targets]))
+            with cls(model=module, target_layers=[model.target_layer]) as cam:
+                return torch.from_numpy(cam(input_tensor=images, targets=[ClassifierOutputTarget(int(t)) for t in targets]))
 
         return run
 
@@ -87,7 +88,7 @@ def captum(method: str, **options: object) -> Factory:
 
 PEERS: dict[str, list[tuple[str, Factory]]] = {
     "cam": [("torchcam", torchcam("CAM"))],
-    "gradcam": [("torchcam", torchcam("GradCAM")), ("grad-cam", grad_cam("GradCAM")),
+    "gradcam": [("torchcam", torchcam("GradCAM")), ("pytorch-grad-cam", grad_cam("GradCAM")),
                 ("captum", captum("LayerGradCam", relu_attributions=True))],
     "saliency": [("captum", captum("Saliency", abs=True))],
 }

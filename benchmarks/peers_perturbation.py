@@ -1,34 +1,22 @@
-"""captum's occlusion, LIME and Kernel SHAP as their users call them (for bench_peers.py), and a
-benchmark of xaibench's perturbation methods against them on real photos.
+"""captum's occlusion, LIME and Kernel SHAP as their users call them (for bench_peers.py).
 
-Each factory takes a xaibench ``Model`` and returns ``(images, targets) -> maps`` running captum's
-code the way its documentation shows: the forward function returns the softmax probabilities (the
-output xaibench's methods explain by default), captum's default ``perturbations_per_eval=1`` (one
-perturbation of the batch per pass), and for LIME and Kernel SHAP one image at a time (captum loops
-over the images of a batch itself, and recommends one at a time), with SLIC superpixels computed by
-the user as xaibench computes them. LIME is configured with xaibench's definition (lime_image's
-kernel and ``Ridge(alpha=1)``) and Kernel SHAP is captum's own, so both sides make the same passes.
-No peer implements RISE: its list is empty.
+Each factory takes a xaibench ``Model`` (and xaibench's options of the method, with its defaults) and
+returns ``(images, targets) -> maps`` running captum's code the way its documentation shows: the
+forward function returns the softmax probabilities (the output xaibench's methods explain by
+default), captum's default ``perturbations_per_eval=1`` (one perturbation of the batch per pass), and
+for LIME and Kernel SHAP one image at a time (captum loops over the images of a batch itself, and
+recommends one at a time), with SLIC superpixels computed by the user as xaibench computes them. LIME
+is configured with xaibench's definition (lime_image's kernel and ``Ridge(alpha=1)``) and Kernel SHAP
+is captum's own, so both sides make the same passes. No peer implements RISE: its list is empty.
 
-LIME and Kernel SHAP need photographs: SLIC on uniform noise (``torch.rand`` images) returns one
-superpixel, on which captum's Kernel SHAP fails. Run as a script, this file measures every method on
-shared ImageNet photos:
-
-    python benchmarks/peers_perturbation.py [--images 2] [--repeats 3] [--samples 64] [--masks 128]
-
-``--samples`` (LIME, Kernel SHAP) and ``--masks`` (RISE) scale the costs linearly; the defaults of the
-methods are 1000 and 1000 (the script prints the seconds per pass too, to scale by).
+LIME and Kernel SHAP need photographs (``CONFIGS``): SLIC on uniform noise (``torch.rand`` images)
+returns one superpixel, on which captum's Kernel SHAP fails.
 """
 
 from __future__ import annotations
 
-import argparse
 import math
-import statistics
-import sys
-import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -115,62 +103,15 @@ PEERS: dict[str, list[tuple[str, Factory]]] = {
     "rise": [],
 }
 
-
-# ------------------------------------------------------------------------------------ the benchmark
-
-
-def _seconds(run: Callable[[Tensor, Tensor], Tensor], images: Tensor, targets: Tensor) -> float:
-    start = time.perf_counter()
-    run(images, targets)
-    return time.perf_counter() - start
-
-
-def main() -> None:
-    import xaibench
-
-    parser = argparse.ArgumentParser(description="xaibench's perturbation methods against captum's, on photos")
-    parser.add_argument("--methods", default="occlusion,lime,kernelshap,rise")
-    parser.add_argument("--images", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--samples", type=int, default=64, help="n_samples of LIME and Kernel SHAP")
-    parser.add_argument("--masks", type=int, default=128, help="n_masks of RISE")
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from conftest import SHARED_IMAGENET
-
-    model = xaibench.load_model("efficientnet_lite0")
-    data = xaibench.load_dataset(f"imagenet:{SHARED_IMAGENET}", image_size=(224, 224), class_names=model.class_names)
-    images = torch.stack([data[i].image for i in range(args.images)])
-    targets = torch.tensor([data[i].label for i in range(args.images)])
-    options = {
-        "occlusion": {},
-        "lime": {"n_samples": args.samples},
-        "kernelshap": {"n_samples": args.samples},
-        "rise": {"n_masks": args.masks},
-    }
-    passes = {"occlusion": 170, "lime": args.samples, "kernelshap": args.samples, "rise": args.masks}
-
-    print(f"efficientnet_lite0, {args.images} ImageNet photos at 224 x 224, cpu, {torch.get_num_threads()} threads, "
-          f"median of {args.repeats} interleaved repetitions, seconds per image\n")
-    print("| method | options | passes/img | xaibench s/img | captum s/img | ratio | xaibench s/pass |")
-    print("|---|---|---|---|---|---|---|")
-    for name in args.methods.split(","):
-        runners = {"xaibench": xaibench.create_explainer(name, model, **options[name])}
-        runners.update({peer: factory(model, **options[name]) for peer, factory in PEERS[name]})
-        times: dict[str, list[float]] = {key: [] for key in runners}
-        for _ in range(args.repeats):
-            for key, run in runners.items():
-                times[key].append(_seconds(run, images, targets) / args.images)
-        median = {key: statistics.median(values) for key, values in times.items()}
-        peer = median.get("captum")
-        shown = f"{peer:.2f}" if peer else "none"
-        ratio = f"{median['xaibench'] / peer:.2f}" if peer else "-"
-        print(f"| {name} | {options[name] or 'defaults'} | {passes[name]} | {median['xaibench']:.2f} | {shown} | "
-              f"{ratio} | {median['xaibench'] / passes[name]:.3f} |", flush=True)
-
-
-if __name__ == "__main__":
-    main()
+#: What bench_peers.py runs per method, instead of 16 random images and 5 repetitions: 169 passes per
+#: image for occlusion, ``n_samples`` for LIME and Kernel SHAP (given to xaibench and to captum alike;
+#: both sides' cost is linear in it), on photos for the superpixel methods.
+CONFIGS: dict[str, dict] = {
+    "occlusion": {"images": 4, "repeats": 3},
+    "lime": {"images": 2, "photos": True, "repeats": 5, "options": {"n_samples": 200},
+             "note": "default 1000, cost linear in it"},
+    "kernelshap": {"images": 2, "photos": True, "repeats": 5, "options": {"n_samples": 200},
+                   "note": "default 1000, cost linear in it"},
+    "rise": {"images": 2, "photos": True, "repeats": 3, "options": {"n_masks": 500},
+             "note": "default 4000, cost linear in it"},
+}
