@@ -9,10 +9,12 @@ the fastest peer's (<= 1.0: xaibench is not slower).
 
 A method runs on ``--batch`` random images (torch.rand, seed 0) with ``--repeats`` repetitions after
 one warm-up call per side, unless its module's ``CONFIGS`` says otherwise: the expensive methods (the
-Score-CAM family, perturbation, the 16-to-50-pass attributions) run on fewer images, shared ImageNet
-photos where a method needs real images, 3 repetitions without warm-up (the median drops the first
-call's set-up), and options given to xaibench and to every peer alike (fewer samples, steps or masks:
-the cost of both sides is linear in them). The table's second column states what each row used.
+Score-CAM family, FullGrad, perturbation, the 16-to-50-pass attributions) run on fewer images (the
+first shared ImageNet photos where a method needs real images), 3 or 5 repetitions without warm-up
+(the median drops the first call's set-up), and options given to xaibench and to every peer alike
+(fewer samples, steps or masks: the cost of both sides is linear in them). The table's second column
+states what each row used. By default every method with a peer runs; ``--methods rise`` times a
+method without one alone.
 
     python benchmarks/bench_peers.py [--methods cam,gradcam] [--threads 2] [--batch 16] [--repeats 5]
 """

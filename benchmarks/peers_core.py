@@ -61,8 +61,9 @@ def grad_cam(method: str) -> Factory:
         cls = getattr(pytorch_grad_cam, method)
 
         def run(images: Tensor, targets: Tensor) -> Tensor:
+            wanted = [ClassifierOutputTarget(int(t)) for t in targets]
             with cls(model=module, target_layers=[model.target_layer]) as cam:
-                return torch.from_numpy(cam(input_tensor=images, targets=[ClassifierOutputTarget(int(t)) for t in targets]))
+                return torch.from_numpy(cam(input_tensor=images, targets=wanted))
 
         return run
 
