@@ -75,9 +75,9 @@ def _activations(model: Model, images: Tensor) -> Tensor:
     return feats.output
 
 
-def _weighted_sum(weights: Tensor, acts: Tensor) -> Tensor:
+def weighted_sum(weights: Tensor, acts: Tensor) -> Tensor:
     """``ReLU(sum_k w_k A_k)`` for channel weights (N, K) and activations (N, K, h, w)."""
-    return F.relu(torch.einsum("nk,nkhw->nhw", weights, acts))
+    return F.relu(torch.einsum("nk,nkhw->nhw", weights.to(acts.dtype), acts))
 
 
 def _first_component(features: Tensor) -> Tensor:
@@ -168,7 +168,7 @@ class GradCAMPlusPlus(_TargetLayerGradientCAM):
 
     def _combine(self, acts: Tensor, grads: Tensor) -> Tensor:
         g2 = grads * grads
-        return _weighted_sum(_gradcampp_weights(acts, grads, g2, g2 * grads), acts)
+        return weighted_sum(_gradcampp_weights(acts, grads, g2, g2 * grads), acts)
 
 
 @register_explainer("smoothgradcampp")
@@ -241,7 +241,7 @@ class SmoothGradCAMPlusPlus(Explainer):
             for total, power in zip(sums, (grads, squared, squared * grads)):
                 total.index_add_(0, index, power)
         d1, d2, d3 = (total / self.num_samples for total in sums)
-        return _weighted_sum(_gradcampp_weights(acts, d1, d2, d3), acts)
+        return weighted_sum(_gradcampp_weights(acts, d1, d2, d3), acts)
 
 
 def _noise(images: Tensor, num_samples: int, std: float, seed: int) -> Iterator[tuple[int, Tensor]]:
@@ -293,7 +293,7 @@ class XGradCAM(_TargetLayerGradientCAM):
         total = acts.sum((2, 3))
         weights = (grads * acts).sum((2, 3))
         weights = torch.where(total != 0, weights / torch.where(total != 0, total, torch.ones_like(total)), 0.0)
-        return _weighted_sum(weights, acts)
+        return weighted_sum(weights, acts)
 
 
 @register_explainer("layercam")
@@ -607,7 +607,7 @@ class FinerCAM(Explainer):
 
     def attribute(self, images: Tensor, targets: Tensor) -> Tensor:
         acts, grads, _ = _activations_and_gradients(self.model, images, targets, self._score)
-        return _weighted_sum(grads.mean((2, 3)), acts.detach())
+        return weighted_sum(grads.mean((2, 3)), acts.detach())
 
 
 def _rest(logits: Tensor, targets: Tensor) -> Tensor:
@@ -659,4 +659,4 @@ class ShapleyCAM(Explainer):
             with torch.enable_grad():
                 (hvp,) = torch.autograd.grad(grads, acts, grad_outputs=acts.detach(), allow_unused=True)
         corrected = grads.detach() if hvp is None else grads.detach() - 0.5 * hvp
-        return _weighted_sum(corrected.mean((2, 3)), acts.detach())
+        return weighted_sum(corrected.mean((2, 3)), acts.detach())

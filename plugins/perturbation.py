@@ -221,14 +221,14 @@ class _Superpixels(_Perturbation):
         self,
         model: Model,
         *,
-        n_samples: int,
-        n_segments: int,
-        compactness: float,
-        baseline: float,
-        output: str,
-        seed: int,
-        batch_size: int,
-        channels_last: bool,
+        n_samples: int = 1000,
+        n_segments: int = 50,
+        compactness: float = 10.0,
+        baseline: float = 0.0,
+        output: str = "probability",
+        seed: int = 0,
+        batch_size: int | None = None,
+        channels_last: bool = True,
     ) -> None:
         super().__init__(model, output=output, batch_size=batch_size, channels_last=channels_last)
         self.n_samples = options.integer("n_samples", n_samples, self._min_samples)
@@ -426,32 +426,7 @@ class KernelShap(_Superpixels):
         channels_last: Feed the batches in channels-last layout (see the module's docstring).
     """
 
-    _min_samples = 2
-
-    def __init__(
-        self,
-        model: Model,
-        *,
-        n_samples: int = 1000,
-        n_segments: int = 50,
-        compactness: float = 10.0,
-        baseline: float = 0.0,
-        output: str = "probability",
-        seed: int = 0,
-        batch_size: int | None = None,
-        channels_last: bool = True,
-    ) -> None:
-        super().__init__(
-            model,
-            n_samples=n_samples,
-            n_segments=n_segments,
-            compactness=compactness,
-            baseline=baseline,
-            output=output,
-            seed=seed,
-            batch_size=batch_size,
-            channels_last=channels_last,
-        )
+    _min_samples = 2  # the constructor is the superpixel base's, with its defaults
 
     def _coalitions(self, n_features: int, generator: torch.Generator) -> Tensor:
         m = n_features

@@ -27,6 +27,7 @@ from xaibench.explainer import upsample_maps
 from xaibench.hooks import capture
 from xaibench.models import Model, eval_mode
 from xaibench.seeding import image_generator
+from xaibench_plugins.cam_family import weighted_sum
 
 logger = logging.getLogger(__name__)
 
@@ -47,11 +48,6 @@ def _features(model: Model, inputs: Tensor) -> tuple[Tensor, Tensor]:
             "needs 4-D feature maps (N, K, h, w)"
         )
     return features, logits.detach()
-
-
-def _weighted_sum(weights: Tensor, features: Tensor) -> Tensor:
-    """``ReLU(sum_k w_k A_k)``: (N, K) weights, (N, K, h, w) feature maps -> (N, h, w)."""
-    return F.relu(torch.einsum("nk,nkhw->nhw", weights.to(features.dtype), features))
 
 
 # --------------------------------------------------------------------------- masked-input scores
@@ -90,7 +86,7 @@ class _MaskedInputCAM(Explainer):
         inputs = self.model.normalize(images)
         features, _ = _features(self.model, inputs)
         scores = self.scores(inputs, features, targets, self._generators(images))
-        return _weighted_sum(torch.softmax(scores, dim=1), features)
+        return weighted_sum(torch.softmax(scores, dim=1), features)
 
     def scores(
         self, inputs: Tensor, features: Tensor, targets: Tensor, generators: Generators
@@ -436,7 +432,7 @@ class AblationCAM(Explainer):
             drop = self.model.classifier.weight.detach()[targets] * features.mean((2, 3))  # y_c - y_c^k
         else:
             drop = y[:, None] - self.ablated_scores(inputs, features, targets, y)
-        return _weighted_sum(drop / y[:, None], features)
+        return weighted_sum(drop / y[:, None], features)
 
     def _head_is_gap_linear(self, features: Tensor, logits: Tensor) -> bool:
         """Whether ``logits == classifier(mean_xy(features))`` (CAM's check, same tolerance)."""

@@ -7,9 +7,23 @@ import torch
 from torch import nn
 
 import xaibench
+from xaibench.explainer import normalize_maps, upsample_maps
 from xaibench.models import Model
 
 SHARED_IMAGENET = __import__("pathlib").Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet-val-300"
+
+
+def pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Pearson correlation of each pair of maps (N, ...) -> (N,), in float64."""
+    a, b = a.flatten(1).double(), b.flatten(1).double()
+    a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
+    return (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1))
+
+
+def post(raw, size) -> torch.Tensor:
+    """xaibench's post-processing of raw (N, h, w) maps (a tensor or an array, e.g. a peer's):
+    bilinear upsampling to ``size``, then per-map min-max scaling."""
+    return normalize_maps(upsample_maps(torch.as_tensor(raw).detach().float(), size))
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -29,7 +29,7 @@ from xaibench.hooks import count_hooks
 from xaibench.seeding import image_seed
 from xaibench.testing import check_explainer
 
-from conftest import SHARED_IMAGENET, SharedActNet, TinyGapNet, tiny_model
+from conftest import SHARED_IMAGENET, SharedActNet, TinyGapNet, pearson, post, tiny_model
 
 from xaibench_plugins import attributions as attr
 
@@ -60,11 +60,6 @@ class Normalized(nn.Module):
         return self.network(self.model.normalize(images))
 
 
-def post(raw: torch.Tensor, size) -> torch.Tensor:
-    """xaibench's post-processing of raw (N, h, w) maps."""
-    return normalize_maps(upsample_maps(raw.detach().float(), size))
-
-
 def abs_sum(a):  # additive attributions
     return a.sum(1).abs()
 
@@ -75,12 +70,6 @@ def sum_abs(a):  # SmoothGrad, VarGrad
 
 def max_abs(a):  # modified gradients
     return a.abs().amax(1)
-
-
-def pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    a, b = a.flatten(1).double(), b.flatten(1).double()
-    a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
-    return (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1))
 
 
 def ours(name: str, model: xaibench.Model, images, targets, **options) -> torch.Tensor:

@@ -28,7 +28,7 @@ from xaibench_plugins.cam_family import (
     _noise,
 )
 
-from conftest import SHARED_IMAGENET, TinyGapNet, tiny_model
+from conftest import SHARED_IMAGENET, TinyGapNet, post, tiny_model
 
 pgc = pytest.importorskip("pytorch_grad_cam")
 torchcam_methods = pytest.importorskip("torchcam.methods")
@@ -81,11 +81,6 @@ def correlation(a: Tensor, b: Tensor) -> Tensor:
     r = (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1)).clamp_min(1e-300)
     both_flat = (a.abs().amax(1) == 0) & (b.abs().amax(1) == 0)
     return torch.where(both_flat, torch.ones_like(r), r)
-
-
-def post(raw: Tensor | np.ndarray, size: tuple[int, int]) -> Tensor:
-    """xaibench's post-processing of a raw map: bilinear upsampling, then per-map min-max."""
-    return normalize_maps(upsample_maps(torch.as_tensor(np.asarray(raw)).float(), size))
 
 
 def ours(name: str, model: xaibench.Model, images: Tensor, targets: Tensor, **options) -> Tensor:

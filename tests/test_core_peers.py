@@ -13,21 +13,10 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import Tensor
 
 import xaibench
-from xaibench.explainer import normalize_maps, upsample_maps
 
-from conftest import SHARED_IMAGENET, TinyGapNet
+from conftest import SHARED_IMAGENET, TinyGapNet, pearson, post
 
 MIN_CORRELATION = 0.99
-
-
-def pearson(a: Tensor, b: Tensor) -> Tensor:
-    a, b = a.flatten(1).double(), b.flatten(1).double()
-    a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
-    return (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1))
-
-
-def post(maps, size) -> Tensor:
-    return normalize_maps(upsample_maps(torch.as_tensor(maps).float(), size))
 
 
 def torchcam_cam(model: xaibench.Model, images: Tensor, targets: Tensor) -> Tensor:

@@ -16,10 +16,9 @@ from torch import nn
 
 import xaibench
 from xaibench.errors import XaibenchError
-from xaibench.explainer import normalize_maps, upsample_maps
 from xaibench.seeding import image_generator, image_seed
 
-from conftest import SHARED_IMAGENET, tiny_model
+from conftest import SHARED_IMAGENET, pearson, post, tiny_model
 
 captum_attr = pytest.importorskip("captum.attr")
 
@@ -31,18 +30,6 @@ def _raw(explainer: xaibench.Explainer, images: torch.Tensor, targets: torch.Ten
     """The raw maps, as attribute() returns them (without gradients, as explain() runs it)."""
     with torch.no_grad():
         return explainer.attribute(images.clone(), targets.clone())
-
-
-def _pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Pearson correlation of each pair of maps (N, ...) -> (N,)."""
-    a, b = a.flatten(1).double(), b.flatten(1).double()
-    a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
-    return (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1))
-
-
-def _post(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """xaibench's post-processing of raw (N, h, w) maps."""
-    return normalize_maps(upsample_maps(maps.float(), size))
 
 
 def _probabilities(model: xaibench.Model):
@@ -153,7 +140,7 @@ def test_occlusion_matches_captum_on_a_tiny_model(model, batch, output, window, 
     raw = _raw(explainer, images, targets)
     # Drops are differences of float32 outputs (captum's probabilities float32, xaibench's float64).
     assert torch.allclose(raw.float(), captum.mean(1), rtol=1e-3, atol=1e-3 * captum.abs().max().item())
-    assert (_pearson(_post(raw, (16, 16)), _post(captum.mean(1), (16, 16))) >= 0.9999).all()
+    assert (pearson(post(raw, (16, 16)), post(captum.mean(1), (16, 16))) >= 0.9999).all()
 
 
 def test_occlusion_defaults_match_captum_on_the_builtin_network(builtin) -> None:
@@ -164,7 +151,7 @@ def test_occlusion_defaults_match_captum_on_the_builtin_network(builtin) -> None
         perturbations_per_eval=9,
     )
     ours = xaibench.create_explainer("occlusion", model)(images, targets)
-    assert (_pearson(ours, _post(captum.mean(1), (64, 64))) >= 0.999).all()
+    assert (pearson(ours, post(captum.mean(1), (64, 64))) >= 0.999).all()
 
 
 def test_occlusion_matches_captum_on_efficientnet(photos) -> None:
@@ -176,7 +163,7 @@ def test_occlusion_matches_captum_on_efficientnet(photos) -> None:
         perturbations_per_eval=4,
     )
     ours = xaibench.create_explainer("occlusion", model, window=128, stride=96)(images, targets)
-    correlation = _pearson(ours, _post(captum.mean(1), (224, 224)))
+    correlation = pearson(ours, post(captum.mean(1), (224, 224)))
     assert (correlation >= 0.99).all(), correlation
 
 
@@ -231,7 +218,7 @@ def test_superpixels_match_captum_on_a_tiny_model(model, batch, name, output) ->
     captum = _captum_superpixels(name, model, images, targets, n_segments=50, n_samples=60, output=output)
     explainer = xaibench.create_explainer(name, model, n_samples=60, output=output)
     raw = _raw(explainer, images, targets)
-    assert (_pearson(_post(raw, (16, 16)), _post(captum, (16, 16))) >= 0.9999).all()
+    assert (pearson(post(raw, (16, 16)), post(captum, (16, 16))) >= 0.9999).all()
     # float32 outputs and fits in captum (and its 1e6 weights for Kernel SHAP's endpoints), float64 here.
     tolerance = 5e-3 * captum.abs().amax((1, 2), keepdim=True)
     assert ((raw - captum.double()).abs() <= tolerance).all()
@@ -243,7 +230,7 @@ def test_superpixels_match_captum_on_efficientnet(photos, name) -> None:
     model, images, targets = photos
     captum = _captum_superpixels(name, model, images, targets, n_segments=12, n_samples=10)
     ours = xaibench.create_explainer(name, model, n_samples=10, n_segments=12)(images, targets)
-    correlation = _pearson(ours, _post(captum, (224, 224)))
+    correlation = pearson(ours, post(captum, (224, 224)))
     assert (correlation >= 0.99).all(), correlation
 
 

@@ -24,23 +24,11 @@ from xaibench.explainer import normalize_maps, upsample_maps
 from xaibench.hooks import capture, count_hooks
 from xaibench.testing import check_explainer
 
-from conftest import SHARED_IMAGENET, FlattenHeadNet, SharedActNet, TinyGapNet, tiny_model
+from conftest import SHARED_IMAGENET, FlattenHeadNet, SharedActNet, TinyGapNet, pearson, post, tiny_model
 
 METHODS = ["scorecam", "sscam", "iscam", "ablationcam"]
 SLOW = os.environ.get("XAIBENCH_SLOW") == "1"
 needs_photos = pytest.mark.skipif(not SHARED_IMAGENET.is_dir(), reason="needs ../shared/data/imagenet-val-300")
-
-
-def pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per-map Pearson correlation of two (N, H, W) batches."""
-    a, b = a.flatten(1).double(), b.flatten(1).double()
-    a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
-    return (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1))
-
-
-def post(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """xaibench's post-processing, applied to a peer's raw maps."""
-    return normalize_maps(upsample_maps(torch.as_tensor(maps).float(), size))
 
 
 # ----------------------------------------------------------------------------------- the peers
