@@ -217,10 +217,9 @@ def _run_checked(args: argparse.Namespace, specs: list[MethodSpec]) -> int:
         models.load_model(name, weights=weights, target_layer=args.target_layer, device=args.device)
         for name in _model_names(args.model)
     ]
-    specs = _methods_for(loaded, specs, seed=args.seed, leave_out_misfits=every)
+    specs, built = _explainers_for(loaded, specs, seed=args.seed, leave_out_misfits=every)
     setups = []
-    for model in loaded:
-        explainers = [_create(spec, model, args.seed) for spec in specs]  # a method the model cannot serve fails here
+    for model, explainers in zip(loaded, built):
         image_size = (args.image_size, args.image_size) if args.image_size else model.input_size
         if image_size != tuple(model.input_size):  # the target layer must still give a spatial map there
             models.check_target_layer(
@@ -315,22 +314,26 @@ def _create(spec: MethodSpec, model: models.Model, seed: int) -> explainer.Expla
     return explainer.create_explainer(spec.name, model, **spec.options)
 
 
-def _methods_for(
+def _explainers_for(
     loaded: list[models.Model], specs: list[MethodSpec], *, seed: int, leave_out_misfits: bool
-) -> list[MethodSpec]:
-    """The methods every model can serve; with ``--methods all`` the others are left out, with a note."""
-    if not leave_out_misfits:
-        return specs
-    kept = []
+) -> tuple[list[MethodSpec], list[list[explainer.Explainer]]]:
+    """The methods every model can serve, and each model's explainers for them, each built once.
+
+    A method a model cannot serve is an error, except with ``--methods all``, which leaves it out for
+    every model, with a note.
+    """
+    kept, built = [], []
     for spec in specs:
         try:
-            for model in loaded:
-                _create(spec, model, seed)
+            per_model = [_create(spec, model, seed) for model in loaded]
         except XaibenchError as error:
+            if not leave_out_misfits:
+                raise
             print(f"xaibench: --methods all: left out {spec.name}: {' '.join(str(error).split())}", file=sys.stderr)
             continue
         kept.append(spec)
-    return kept
+        built.append(per_model)
+    return kept, [list(explainers) for explainers in zip(*built)] if built else [[] for _ in loaded]
 
 
 def _max_image_pixels() -> int | None:
