@@ -1,11 +1,14 @@
 """How many perturbed copies of an image to run per forward pass: the default ``batch_size`` of the
 methods that run the network once per mask, sample or window (Score-CAM, SS-CAM, IS-CAM, occlusion,
-LIME, Kernel SHAP, RISE, Smooth Grad-CAM++): :data:`xaibench.options.PASS_PIXELS`.
+LIME, Kernel SHAP, RISE, Smooth Grad-CAM++) and of those that run a forward and backward pass per
+step or sample (integrated gradients, SmoothGrad, VarGrad, GradientSHAP): :data:`xaibench.options.PASS_PIXELS`.
 
 Times one forward pass of ``efficientnet_lite0`` (224 x 224, channels-last, inference mode) at each
 batch size, interleaved, and prints the median milliseconds per image and the ratio to the fastest.
+With ``--backward``: one forward and backward pass to the input (the target logits' sum), in the
+default layout, as captum runs it.
 
-    python benchmarks/bench_pass_batch.py [--sizes 4,8,16,32,64] [--repeats 7] [--threads 2]
+    python benchmarks/bench_pass_batch.py [--sizes 4,8,16,32,64] [--repeats 7] [--threads 2] [--backward]
 """
 
 from __future__ import annotations
@@ -26,24 +29,35 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--model", default="efficientnet_lite0")
+    parser.add_argument("--backward", action="store_true", help="time forward + backward to the input")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     sizes = [int(s) for s in args.sizes.split(",")]
     model = xaibench.load_model(args.model)
     network = model.network.eval()
     images = torch.rand(max(sizes), 3, *model.input_size, generator=torch.Generator().manual_seed(0))
-    inputs = model.normalize(images).contiguous(memory_format=torch.channels_last)
-    times: dict[int, list[float]] = {size: [] for size in sizes}
-    with torch.inference_mode():
-        network(inputs[: sizes[0]])  # warm-up
-        for _ in range(args.repeats):
-            for size in sizes:
-                start = time.perf_counter()
+    inputs = model.normalize(images)
+    if args.backward:
+        def run(size: int) -> None:
+            batch = inputs[:size].clone().requires_grad_(True)
+            torch.autograd.grad(network(batch)[:, 0].sum(), batch)
+    else:
+        inputs = inputs.contiguous(memory_format=torch.channels_last)
+
+        def run(size: int) -> None:
+            with torch.inference_mode():
                 network(inputs[:size])
-                times[size].append((time.perf_counter() - start) / size)
+    times: dict[int, list[float]] = {size: [] for size in sizes}
+    run(sizes[0])  # warm-up
+    for _ in range(args.repeats):
+        for size in sizes:
+            start = time.perf_counter()
+            run(size)
+            times[size].append((time.perf_counter() - start) / size)
     medians = {size: statistics.median(t) for size, t in times.items()}
     best = min(medians.values())
-    print(f"{args.model}, {args.threads} threads; PASS_PIXELS = {PASS_PIXELS} (= {PASS_PIXELS // (model.input_size[0] * model.input_size[1])} copies here)")
+    kind = "forward + backward" if args.backward else "forward"
+    print(f"{args.model}, {kind}, {args.threads} threads; PASS_PIXELS = {PASS_PIXELS} (= {PASS_PIXELS // (model.input_size[0] * model.input_size[1])} copies here)")
     print("batch  ms/image  ratio to the fastest")
     for size, median in medians.items():
         print(f"{size:5d}  {1000 * median:8.1f}  {median / best:5.2f}")

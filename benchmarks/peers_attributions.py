@@ -8,7 +8,7 @@ that normalises [0, 1] images and runs the network itself, and the options that 
 defaults (50 Gauss-Legendre steps, 50 samples of noise 0.15, 5 GradientSHAP samples, a zero baseline;
 captum's ``abs=False`` for SmoothGrad and VarGrad, the papers' definition). Where captum holds no
 batch option, or its default puts every (image, step) row in one pass, the peer runs ``ROWS`` rows per
-pass as xaibench does (captum's ``internal_batch_size`` for integrated gradients,
+pass as xaibench does by default (captum's ``internal_batch_size`` for integrated gradients,
 ``nt_samples_batch_size`` for the noise tunnel, groups of images for GradientSHAP): all 16 x 50 rows of
 integrated gradients at once would need about 64 GB. The hook-based methods run on the user's network
 as captum's users run them; on EfficientNet-Lite0, whose activations are ``nn.ReLU6``, captum's guided
@@ -30,13 +30,14 @@ from torch import Tensor
 
 from peers_core import Normalized  # bench_peers.py puts this folder on sys.path
 from xaibench import Model
+from xaibench.options import GRADIENT_PASS_PIXELS, pass_batch_size
 
 Run = Callable[[Tensor, Tensor], Tensor]
 Factory = Callable[[Model], Run]
 
 #: (image, sample) rows per forward/backward pass: xaibench's default ``batch_size`` /
-#: ``internal_batch_size``, given to the peers where their default has no bound.
-ROWS = 16
+#: ``internal_batch_size`` at 224 x 224, given to the peers where their default has no bound.
+ROWS = pass_batch_size("rows", None, (224, 224), GRADIENT_PASS_PIXELS)
 
 
 def _abs_sum(a: Tensor) -> Tensor:
@@ -80,7 +81,8 @@ def captum_integrated_gradients(model: Model, *, n_steps: int = 50) -> Run:
 def captum_noise_tunnel(nt_type: str) -> Factory:
     """``NoiseTunnel(Saliency)``, ``n_samples`` (captum's ``nt_samples``) samples of standard deviation
     0.15 (the [0, 1] range's 15 %), ``abs=False`` (the papers' gradient), ``nt_samples_batch_size``
-    giving ``ROWS`` rows per pass."""
+    and groups of images giving ``ROWS`` rows per pass (a noise-tunnel pass holds a sample of every
+    image it is given)."""
 
     def factory(model: Model, *, n_samples: int = 50) -> Run:
         from captum.attr import NoiseTunnel, Saliency
@@ -88,12 +90,16 @@ def captum_noise_tunnel(nt_type: str) -> Factory:
         tunnel = NoiseTunnel(Saliency(Normalized(model)))
 
         def run(images: Tensor, targets: Tensor) -> Tensor:
-            per_pass = max(1, ROWS // images.shape[0])
-            maps = tunnel.attribute(
-                images, nt_type=nt_type, nt_samples=n_samples, nt_samples_batch_size=per_pass, stdevs=0.15,
-                target=targets, abs=False,
-            )
-            return _sum_abs(maps)
+            group = min(images.shape[0], ROWS)  # captum's passes hold every image of a call
+            parts = [
+                tunnel.attribute(
+                    images[i : i + group], nt_type=nt_type, nt_samples=n_samples,
+                    nt_samples_batch_size=max(1, ROWS // group), stdevs=0.15, target=targets[i : i + group],
+                    abs=False,
+                )
+                for i in range(0, images.shape[0], group)
+            ]
+            return _sum_abs(torch.cat(parts))
 
         return run
 

@@ -604,25 +604,34 @@ class IntegratedGradients(Explainer):
     Cost: ``n_steps`` forward and backward passes per image, run ``internal_batch_size`` rows at a time
     (captum's option; its default, all N * n_steps rows at once, needs about 64 GB for 16 images of
     224 px on EfficientNet-Lite0); images beyond ``internal_batch_size`` go to captum in groups, so
-    memory is bounded by ``internal_batch_size`` alone.
+    memory is bounded by ``internal_batch_size`` alone. The default follows the model's input size
+    (:data:`xaibench.options.GRADIENT_PASS_PIXELS`: 8 rows at 224 x 224, the fastest on a CPU).
 
     Args:
         model: The classifier.
         n_steps: Points of the path integral (captum's default, 50).
         method: ``gausslegendre`` (captum's default) or ``riemann_left``/``_right``/``_middle``/``_trapezoid``.
-        internal_batch_size: (image, step) rows per forward/backward pass.
+        internal_batch_size: (image, step) rows per forward/backward pass (None: 8 at 224 x 224;
+            on a GPU, pass more, e.g. 64).
 
     Peers: captum's ``IntegratedGradients`` is what runs; pytorch-grad-cam and torchcam have no
     integrated gradients.
     """
 
     def __init__(
-        self, model: Model, *, n_steps: int = 50, method: str = "gausslegendre", internal_batch_size: int = 16
+        self,
+        model: Model,
+        *,
+        n_steps: int = 50,
+        method: str = "gausslegendre",
+        internal_batch_size: int | None = None,
     ) -> None:
         super().__init__(model)
         self.n_steps = options.integer("n_steps", n_steps, 1)
         self.method = options.choice("method", method, IG_METHODS)
-        self.internal_batch_size = options.integer("internal_batch_size", internal_batch_size, 1)
+        self.internal_batch_size = options.pass_batch_size(
+            "internal_batch_size", internal_batch_size, model.input_size, options.GRADIENT_PASS_PIXELS
+        )
 
     def attributions(self, images: Tensor, targets: Tensor) -> Tensor:
         """The integrated gradients (N, 3, H, W) that :meth:`attribute` reduces (call in eval mode)."""
@@ -682,10 +691,12 @@ class InputXGradient(Explainer):
 class _Sampled(Explainer):
     """Methods that average over ``n_samples`` random rows per image, drawn per image from its seed."""
 
-    def __init__(self, model: Model, *, n_samples: int, batch_size: int, seed: int) -> None:
+    def __init__(self, model: Model, *, n_samples: int, batch_size: int | None, seed: int) -> None:
         super().__init__(model)
         self.n_samples = options.integer("n_samples", n_samples, 1)
-        self.batch_size = options.integer("batch_size", batch_size, 1)
+        self.batch_size = options.pass_batch_size(
+            "batch_size", batch_size, model.input_size, options.GRADIENT_PASS_PIXELS
+        )
         self.seed = options.seed("seed", seed)
 
     def _prepare(self, image: Tensor) -> object:
@@ -718,7 +729,13 @@ class _NoiseTunnel(_Sampled):
     """SmoothGrad's sampling: the gradient at ``n_samples`` noisy copies of each image."""
 
     def __init__(
-        self, model: Model, *, n_samples: int = 50, noise_level: float = 0.15, batch_size: int = 16, seed: int = 0
+        self,
+        model: Model,
+        *,
+        n_samples: int = 50,
+        noise_level: float = 0.15,
+        batch_size: int | None = None,
+        seed: int = 0,
     ) -> None:
         super().__init__(model, n_samples=n_samples, batch_size=batch_size, seed=seed)
         self.noise_level = options.number("noise_level", noise_level, 0.0)
@@ -766,7 +783,8 @@ class SmoothGrad(_NoiseTunnel):
         model: The classifier.
         n_samples: Noisy copies per image.
         noise_level: Noise standard deviation as a fraction of the image's range ``max x - min x``.
-        batch_size: (image, sample) rows per forward/backward pass: bounds the memory.
+        batch_size: (image, sample) rows per forward/backward pass: bounds the memory (None: 8 at
+            224 x 224, :data:`xaibench.options.GRADIENT_PASS_PIXELS`).
         seed: The run's seed.
 
     Peers: captum's ``NoiseTunnel(Saliency)`` with ``nt_type="smoothgrad"`` computes the same mean when
@@ -803,7 +821,7 @@ class VarGrad(_NoiseTunnel):
         model: The classifier.
         n_samples: Noisy copies per image.
         noise_level: Noise standard deviation as a fraction of the image's range.
-        batch_size: (image, sample) rows per forward/backward pass.
+        batch_size: (image, sample) rows per forward/backward pass (None: 8 at 224 x 224).
         seed: The run's seed.
 
     Peers: captum's ``NoiseTunnel(Saliency)`` with ``nt_type="vargrad"`` and ``abs=False`` (the same
@@ -846,7 +864,7 @@ class GradientShap(_Sampled):
         model: The classifier.
         n_samples: Samples per image.
         stdev: Standard deviation of the noise added to the input, in [0, 1] pixel units.
-        batch_size: (image, sample) rows per forward/backward pass.
+        batch_size: (image, sample) rows per forward/backward pass (None: 8 at 224 x 224).
         seed: The run's seed.
 
     Peers: captum's ``GradientShap`` computes the same average from a given tensor of baselines,
@@ -855,7 +873,13 @@ class GradientShap(_Sampled):
     """
 
     def __init__(
-        self, model: Model, *, n_samples: int = 5, stdev: float = 0.0, batch_size: int = 16, seed: int = 0
+        self,
+        model: Model,
+        *,
+        n_samples: int = 5,
+        stdev: float = 0.0,
+        batch_size: int | None = None,
+        seed: int = 0,
     ) -> None:
         super().__init__(model, n_samples=n_samples, batch_size=batch_size, seed=seed)
         self.stdev = options.number("stdev", stdev, 0.0)

@@ -39,6 +39,16 @@ def test_the_default_pass_batch_holds_about_pass_pixels() -> None:
     assert options.pass_batch_size("batch_size", None, (64, 64)) == 49
     assert options.pass_batch_size("batch_size", None, (1024, 1024)) == 1
     assert options.pass_batch_size("batch_size", 64, (224, 224)) == 64
+    assert options.pass_batch_size("batch_size", None, (224, 224), options.GRADIENT_PASS_PIXELS) == 8
+
+
+def test_gradient_methods_default_to_gradient_pass_pixels(model) -> None:
+    """The sampled gradient methods' batch follows the model's input size (``model`` is 64 x 64)."""
+    rows = options.GRADIENT_PASS_PIXELS // (model.input_size[0] * model.input_size[1])
+    assert xaibench.create_explainer("integrated_gradients", model).internal_batch_size == rows
+    for name in ("smoothgrad", "vargrad", "gradientshap"):
+        assert xaibench.create_explainer(name, model).batch_size == rows
+    assert xaibench.create_explainer("smoothgrad", model, batch_size=3).batch_size == 3
 
 
 def test_create_explainer_names_the_method(model) -> None:
