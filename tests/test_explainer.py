@@ -12,7 +12,7 @@ import torch
 import xaibench
 import xaibench.explainer as explainer_module
 from xaibench.errors import NonFiniteMapError, UnknownNameError, XaibenchError
-from xaibench.explainer import _REGISTRY, CONSTANT_RTOL, Explanation, normalize_maps, upsample_maps
+from xaibench.explainer import METHODS, CONSTANT_RTOL, Explanation, normalize_maps, upsample_maps
 from xaibench.hooks import capture, count_hooks
 from xaibench.testing import check_explainer
 
@@ -356,7 +356,7 @@ def test_unknown_name_suggests_the_closest_one(model) -> None:
 def broken_plugins(monkeypatch):
     """The installed entry points plus three broken ones: a missing module, a missing attribute, and
     an object that is no Explainer."""
-    real = explainer_module._entry_points
+    real = explainer_module.METHODS._entry_points
     group = explainer_module.ENTRY_POINT_GROUP
     fake = [
         EntryPoint(name="ghost", value="xaibench_no_such_module:Ghost", group=group),
@@ -367,7 +367,7 @@ def broken_plugins(monkeypatch):
     def entry_points(name=None):
         return real(name) + [ep for ep in fake if name is None or ep.name == name]
 
-    monkeypatch.setattr(explainer_module, "_entry_points", entry_points)
+    monkeypatch.setattr(explainer_module.METHODS, "_entry_points", entry_points)
     return fake
 
 
@@ -377,7 +377,7 @@ def test_a_broken_plugin_is_listed_with_its_cause(broken_plugins) -> None:
     assert infos["ghost"].summary == "cannot be loaded: ModuleNotFoundError: No module named 'xaibench_no_such_module'"
     assert infos["ghost"].origin == "xaibench_no_such_module:Ghost (entry point)"
     assert infos["typo"].summary.startswith("cannot be loaded: AttributeError: ")
-    assert infos["not-a-method"].summary.startswith("cannot be loaded: TypeError: @register_explainer('not-a-method') needs an Explainer subclass")
+    assert infos["not-a-method"].summary.startswith("cannot be loaded: TypeError: @register_explainer('not-a-method') needs a subclass of Explainer")
     assert infos["cam"].summary.startswith("Class Activation Mapping")
 
 
@@ -391,7 +391,7 @@ def test_get_explainer_of_a_broken_plugin_names_the_entry_point_and_the_cause(br
     assert "\n" not in str(caught.value) and isinstance(caught.value.__cause__, ModuleNotFoundError)
     with pytest.raises(XaibenchError, match="entry point 'xaibench.explainer:NoSuchClass'.*AttributeError"):
         xaibench.get_explainer("typo")
-    assert "not-a-method" not in _REGISTRY
+    assert "not-a-method" not in METHODS._classes
 
 
 def test_xaibench_list_shows_a_broken_plugin(broken_plugins, capsys) -> None:
@@ -413,7 +413,7 @@ def test_register_create_and_duplicate(model, batch) -> None:
         assert isinstance(explainer, Mine) and explainer.name == "test-fixed"
         assert explainer(*batch).shape == (4, 16, 16)
 
-        with pytest.raises(XaibenchError, match="already registered"):
+        with pytest.raises(XaibenchError, match="method name 'test-fixed' is already registered"):
             @xaibench.register_explainer("test-fixed")
             class Other(_Fixed):
                 pass
@@ -422,11 +422,11 @@ def test_register_create_and_duplicate(model, batch) -> None:
         with pytest.raises(XaibenchError, match="'cam' is already registered by xaibench_plugins.cam:CAM"):
             xaibench.register_explainer("cam")(_Fixed)
     finally:
-        _REGISTRY.pop("test-fixed", None)
+        METHODS._classes.pop("test-fixed", None)
 
 
 def test_register_needs_an_explainer_subclass() -> None:
-    with pytest.raises(TypeError, match="Explainer subclass"):
+    with pytest.raises(TypeError, match="subclass of Explainer"):
         xaibench.register_explainer("not-a-class")(object)
 
 

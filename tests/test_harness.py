@@ -10,7 +10,7 @@ import torch
 import xaibench
 from xaibench.data import Sample
 from xaibench.errors import UnreadableImageError, XaibenchError
-from xaibench.harness import COLUMNS, CURVE_COLUMNS, evaluate, explain_samples, read_per_image, read_timings
+from xaibench.harness import COLUMNS, build_metrics, evaluate, explain_samples, metric_columns, read_per_image, read_timings
 
 
 def _square(i: int) -> Sample:
@@ -44,7 +44,7 @@ def test_rows_columns_and_known_values(model) -> None:
     methods = [_Brightness(model), _Corner(model)]
     methods[0].name, methods[1].name = "brightness", "corner"
     df = evaluate(model, data, methods, batch_size=3)
-    assert list(df.columns) == COLUMNS + CURVE_COLUMNS and len(df) == 14
+    assert list(df.columns) == COLUMNS + list(metric_columns(build_metrics(None))) and len(df) == 14
     bright = df[df.method == "brightness"]
     assert bright.iou.tolist() == [1.0] * 7 and bright.gt_known_loc.all() and (bright.pointing == 1).all()
     assert np.allclose(bright.energy_pointing, 1.0)  # background 0.1 -> 0 after min-max: all mass on the object

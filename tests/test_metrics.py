@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from xaibench import metrics
+from xaibench import localization as metrics
 
 
 def test_box_iou_inclusive_corners() -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from xaibench import __version__, data, explainer, harness, models, report, viz
+from xaibench import __version__, data, explainer, harness, metric, models, report, viz
 from xaibench.errors import XaibenchError
 from xaibench.method_spec import MethodSpec, check_options, effective_options, method_options, parse_methods
 from xaibench.run_folder import PER_IMAGE, RunFolder, overlays_file, unique_folder
@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="explain and score a data set with several methods")
     run.add_argument("--methods", default=DEFAULT_METHODS,
                      help=f"comma-separated names with options, e.g. cam,scorecam(batch_size=64), or all (default: {DEFAULT_METHODS})")
+    run.add_argument("--metrics", default="default",
+                     help="comma-separated metric names with options, e.g. deletion_auc(steps=100); default (the "
+                          "localization set), all, or default plus names: default,deletion_auc (see xaibench list --metrics)")
     run.add_argument("--model", default="builtin",
                      help="builtin, efficientnet_lite0/1/2, or a torchvision name; several separated by commas (default: builtin)")
     run.add_argument("--weights", default="default", help="a state-dict file for the model, or none for random weights (default: its trained weights)")
@@ -64,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0, help="seed of the data and the training (default: 0)")
     train.add_argument("--out", default=None, help="folder for the weights file (default: the cache, ~/.cache/xaibench)")
 
-    commands.add_parser("list", help="list the registered explanation methods")
+    listing = commands.add_parser("list", help="list the registered explanation methods (or metrics)")
+    listing.add_argument("--metrics", action="store_true", help="list the registered metrics instead")
     return parser
 
 
@@ -89,15 +93,16 @@ def _os_message(error: OSError) -> str:
 
 
 def _list(args: argparse.Namespace) -> int:
-    infos = explainer.describe_explainers()
+    infos = metric.describe_metrics() if args.metrics else explainer.describe_explainers()
     width = max((len(i.name) for i in infos), default=4)
     for info in infos:
         print(f"{info.name:<{width}}  {info.summary}\n{'':<{width}}  from {info.origin}")
     return 0
 
 
-def _check_arguments(args: argparse.Namespace) -> list[MethodSpec]:
-    """Check every argument that can be checked without loading anything; the methods, parsed."""
+def _check_arguments(args: argparse.Namespace) -> tuple[list[MethodSpec], list[metric.Metric]]:
+    """Check every argument that can be checked without loading anything; the methods, parsed, and the
+    metrics, built."""
     specs = parse_methods(args.methods)
     if not specs:
         raise XaibenchError(f"--methods names no method; name at least one, e.g. --methods {DEFAULT_METHODS}")
@@ -139,7 +144,37 @@ def _check_arguments(args: argparse.Namespace) -> list[MethodSpec]:
         )
     if args.target_layer is not None and not args.target_layer.strip():
         raise XaibenchError("--target-layer is empty; name a layer (e.g. layer4) or leave the option out")
-    return specs
+    return specs, _metrics(args.metrics, args.seed)
+
+
+def _metrics(text: str, seed: int) -> list[metric.Metric]:
+    """``--metrics``: ``default`` (the localization set), ``all``, or names with options, ``default``
+    and ``all`` allowed among them; the metrics they require are added. A metric that takes a
+    ``seed`` and was given none gets the run's."""
+    specs = parse_methods(text)
+    if not specs:
+        raise XaibenchError("--metrics names no metric; e.g. --metrics default,deletion_auc, or leave it out")
+    expanded: list[MethodSpec] = []
+    for spec in specs:
+        if spec.name in ("default", "all"):
+            if spec.options:
+                raise XaibenchError(f"--metrics {spec.name} takes no options; name the metrics to give them options")
+            names = list(metric.DEFAULT_METRICS)
+            if spec.name == "all":
+                names += [n for n in metric.available_metrics() if n not in names]
+            expanded += [MethodSpec(n) for n in names if n not in {s.name for s in expanded}]
+        elif spec.name in {s.name for s in expanded}:
+            if spec.options:  # the same metric with options replaces its default
+                expanded = [spec if s.name == spec.name else s for s in expanded]
+        else:
+            expanded.append(spec)
+    built = []
+    for spec in expanded:
+        options = method_options(metric.get_metric(spec.name)) or {}
+        if "seed" in options and "seed" not in spec.options:
+            spec = MethodSpec(spec.name, {**spec.options, "seed": seed})
+        built.append(metric.create_metric(spec.name, **spec.options))
+    return harness.build_metrics(built)
 
 
 def _every_method(options: dict) -> list[MethodSpec]:
@@ -189,12 +224,12 @@ def _check_device(name: str) -> None:
 def _run(args: argparse.Namespace) -> int:
     from PIL import Image
 
-    specs = _check_arguments(args)
+    specs, metrics = _check_arguments(args)
     limit = Image.MAX_IMAGE_PIXELS
     if args.max_image_pixels is not None:
         Image.MAX_IMAGE_PIXELS = args.max_image_pixels  # Pillow's setting, read by the loaders
     try:
-        return _run_checked(args, specs)
+        return _run_checked(args, specs, metrics)
     finally:
         Image.MAX_IMAGE_PIXELS = limit
 
@@ -209,7 +244,7 @@ class _Setup:
     image_size: tuple[int, int]
 
 
-def _run_checked(args: argparse.Namespace, specs: list[MethodSpec]) -> int:
+def _run_checked(args: argparse.Namespace, specs: list[MethodSpec], metrics: list[metric.Metric]) -> int:
     torch.manual_seed(args.seed)
     weights = None if args.weights == "none" else args.weights
     every = args.methods.strip() == "all"
@@ -253,10 +288,10 @@ def _run_checked(args: argparse.Namespace, specs: list[MethodSpec]) -> int:
             spec.name: effective_options(explainer.get_explainer(spec.name), _with_seed(spec, args.seed).options)
             for spec in specs
         },
+        "metrics": [m.name for m in metrics],
+        "metric_options": {m.name: m.options for m in metrics},
         "batch_size": args.batch_size,
         "target": args.target,
-        "tau": harness.CAM_TAU,
-        "tolerance": harness.POINTING_TOLERANCE,
         "seed": args.seed,
         "max_image_pixels": _max_image_pixels(),
         "device": args.device,
@@ -272,8 +307,8 @@ def _run_checked(args: argparse.Namespace, specs: list[MethodSpec]) -> int:
         for setup in setups:
             try:
                 harness.evaluate(
-                    setup.model, setup.dataset, setup.explainers, batch_size=args.batch_size, n=n,
-                    target=args.target, out=out, progress=True,
+                    setup.model, setup.dataset, setup.explainers, metrics=metrics, batch_size=args.batch_size,
+                    n=n, target=args.target, out=out, progress=True,
                 )
             except KeyboardInterrupt:
                 print(f"xaibench: interrupted; the rows computed so far are in {out / PER_IMAGE}; "
@@ -294,7 +329,7 @@ def _run_checked(args: argparse.Namespace, specs: list[MethodSpec]) -> int:
             figure = overlays_file(setup.model.name if len(setups) > 1 else None)
             viz.overlay_grid(samples, maps, out / figure, class_names=setup.model.class_names)
     print(report.to_markdown(report.summary_table(summary, report.seconds_per_image(harness.read_timings(out)))))
-    skipped = harness.read_per_image(out).attrs["skipped"]
+    skipped = list(dict.fromkeys(harness.read_skipped(out)["index"]))
     if skipped:
         print(f"xaibench: skipped {len(skipped)} unreadable images (listed in {out / 'skipped.csv'})")
     print(f"xaibench: wrote {out}")
@@ -345,9 +380,10 @@ def _max_image_pixels() -> int | None:
 def _summarize(args: argparse.Namespace) -> int:
     folder = Path(args.folder)
     summary = report.write_summary(folder)
-    per_image = harness.read_per_image(folder)
+    config = report.read_config(folder)
+    per_image = harness.read_per_image(folder, report.run_metrics(config))
     print(report.to_markdown(report.summary_table(summary, report.seconds_per_image(harness.read_timings(folder)))))
-    state = "complete" if report.run_is_complete(report.read_config(folder), per_image) else "partial"
+    state = "complete" if report.run_is_complete(config, per_image) else "partial"
     print(f"xaibench: summarised the {state} run in {folder} ({len(per_image)} rows)")
     return 0
 

@@ -15,28 +15,26 @@ third-party, to one contract, in this one place:
 Post-processing lives here alone, so no method scores differently because of its own resizing or
 normalisation, and no method can make a run's numbers silently wrong.
 
-Methods are found through the entry-point group ``xaibench.explainers``: xaibench's own methods are
-declared there exactly as a third-party package declares its own. Looking up one name imports only
-the module that provides it.
+Methods are found through the entry-point group ``xaibench.explainers`` (:mod:`xaibench.registry`):
+xaibench's own methods are declared there exactly as a third-party package declares its own. Looking
+up one name imports only the module that provides it.
 """
 
 from __future__ import annotations
 
 import abc
-import difflib
-import inspect
 from dataclasses import dataclass
-from importlib.metadata import EntryPoint, entry_points
 from typing import Callable, TypeVar, final
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from xaibench.errors import NonFiniteMapError, OptionError, UnknownNameError, XaibenchError
+from xaibench.errors import NonFiniteMapError, OptionError, XaibenchError
 from xaibench.hooks import HookSnapshot
 from xaibench.method_spec import check_options
 from xaibench.models import Model, eval_mode
+from xaibench.registry import PluginInfo, Registry
 
 ENTRY_POINT_GROUP = "xaibench.explainers"
 
@@ -231,9 +229,12 @@ def normalize_maps(maps: Tensor) -> Tensor:
 
 # --------------------------------------------------------------------------------------- registry
 
-_REGISTRY: dict[str, type[Explainer]] = {}
+#: Every method: the entry points of ``xaibench.explainers`` and the classes registered at run time.
+METHODS: Registry[type[Explainer]] = Registry(ENTRY_POINT_GROUP, "method", Explainer, "register_explainer")
 
 E = TypeVar("E", bound=type[Explainer])
+#: What ``xaibench list`` shows of a method.
+ExplainerInfo = PluginInfo
 
 
 def register_explainer(name: str) -> Callable[[E], E]:
@@ -242,35 +243,12 @@ def register_explainer(name: str) -> Callable[[E], E]:
     Raises:
         XaibenchError: ``name`` is already taken by another class.
     """
-
-    def decorate(cls: E) -> E:
-        if not (inspect.isclass(cls) and issubclass(cls, Explainer)):
-            raise TypeError(f"@register_explainer('{name}') needs an Explainer subclass, got {cls!r}")
-        taken = _REGISTRY.get(name)
-        if taken is not None and _qualname(taken) != _qualname(cls):
-            raise XaibenchError(
-                f"explainer name '{name}' is already registered by {_qualname(taken)}; "
-                f"choose another name for {_qualname(cls)}"
-            )
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return decorate
-
-
-def _qualname(obj: object) -> str:
-    return f"{obj.__module__}:{obj.__qualname__}"
-
-
-def _entry_points(name: str | None = None) -> list[EntryPoint]:
-    found = entry_points(group=ENTRY_POINT_GROUP)
-    return [ep for ep in found if name is None or ep.name == name]
+    return METHODS.register(name)
 
 
 def available_explainers() -> list[str]:
     """Names of every method: those declared as entry points and those registered in this process."""
-    return sorted({ep.name for ep in _entry_points()} | set(_REGISTRY))
+    return METHODS.names()
 
 
 def get_explainer(name: str) -> type[Explainer]:
@@ -281,35 +259,7 @@ def get_explainer(name: str) -> type[Explainer]:
         XaibenchError: two installed packages declare the same name, or the plugin that declares it
             cannot be loaded (the message names the entry point and the cause).
     """
-    if name in _REGISTRY:
-        return _REGISTRY[name]
-    found = _entry_points(name)
-    if not found:
-        available = available_explainers()
-        raise UnknownNameError(
-            f"unknown method '{name}'; {did_you_mean(name, available)}available: {', '.join(available) or 'none'}"
-        )
-    if len({ep.value for ep in found}) > 1:
-        raise XaibenchError(
-            f"method '{name}' is declared by several packages ({', '.join(_origin(ep) for ep in found)}); "
-            "uninstall one of them"
-        )
-    try:
-        cls = found[0].load()
-        if name not in _REGISTRY:  # a plugin that relies on its entry point alone, without the decorator
-            register_explainer(name)(cls)
-    except (Exception, SystemExit) as error:  # a plugin may even call sys.exit() or argparse at import
-        cause = " ".join(f"{type(error).__name__}: {error}".split())  # one line
-        raise XaibenchError(
-            f"method '{name}' cannot be loaded from entry point '{found[0].value}' ({_where(found[0])}): {cause}"
-        ) from error
-    return _REGISTRY[name]
-
-
-def did_you_mean(name: str, choices: list[str]) -> str:
-    """``"did you mean 'X'? "`` for the closest of ``choices`` to a mistyped ``name``, or ``""``."""
-    close = difflib.get_close_matches(name, choices, n=1)
-    return f"did you mean '{close[0]}'? " if close else ""
+    return METHODS.get(name)
 
 
 def create_explainer(name: str, model: Model, **options: object) -> Explainer:
@@ -329,41 +279,10 @@ def create_explainer(name: str, model: Model, **options: object) -> Explainer:
         raise OptionError(f"method '{name}': {error}") from error
 
 
-@dataclass(frozen=True)
-class ExplainerInfo:
-    """What ``xaibench list`` shows of a method."""
-
-    name: str
-    origin: str
-    summary: str
-
-
-def describe_explainers() -> list[ExplainerInfo]:
+def describe_explainers() -> list[PluginInfo]:
     """Every available method with where it comes from and the first line of its docstring.
 
     A plugin that cannot be loaded is listed too, its summary saying why (``cannot be loaded: ...``),
     so that one broken package does not hide the others.
     """
-    infos = []
-    for name in available_explainers():
-        eps = _entry_points(name)
-        try:
-            cls = get_explainer(name)
-        except XaibenchError as error:
-            cause = error.__cause__ or error
-            summary = " ".join(f"cannot be loaded: {type(cause).__name__}: {cause}".split())
-            infos.append(ExplainerInfo(name, ", ".join(_origin(ep) for ep in eps), summary))
-            continue
-        origin = _origin(eps[0]) if eps else f"{_qualname(cls)} (registered at run time)"
-        doc = inspect.getdoc(cls)
-        infos.append(ExplainerInfo(name, origin, doc.splitlines()[0] if doc else ""))
-    return infos
-
-
-def _where(ep: EntryPoint) -> str:
-    dist = getattr(ep, "dist", None)
-    return f"{dist.name} {dist.version}" if dist is not None else "entry point"
-
-
-def _origin(ep: EntryPoint) -> str:
-    return f"{ep.value} ({_where(ep)})"
+    return METHODS.describe()

@@ -1,16 +1,17 @@
 """The evaluation harness: run methods over a data set and score their maps, one tidy row per (image, method).
 
 The harness chooses each map's target class (the label, or the model's prediction), calls every
-explainer once per batch, hands the maps and the ground truth to :mod:`xaibench.metrics`, and
-collects the numbers in a pandas DataFrame. It knows no method by name.
+explainer once per batch, hands its maps and the ground truth to every metric
+(:class:`xaibench.metric.Metric`), and collects the per-image values in a pandas DataFrame. It knows
+no method and no metric by name: a metric says which columns it writes.
 
 With ``out`` given, the harness owns three append-only journals in that folder
 (:mod:`xaibench.journal`): ``per_image.csv`` (the rows, including the compact per-image curves that
 the data-set-level metrics need, so a partial run can be summarised), ``skipped.csv`` and
-``timings.csv``. Each batch is committed whole, so a run killed at any point keeps every finished
-batch, and running again on the same folder continues where it stopped: batches are fixed ranges of
-data-set indices, finished (index, method) rows are not computed again, and the rows come out in the
-same order and with the same values as those of an uninterrupted run.
+``timings.csv``. Each method's rows of a batch are committed as soon as they exist, so a run killed
+at any point keeps them, and running again on the same folder continues where it stopped: batches
+are fixed ranges of data-set indices, finished (index, method) rows are not computed again, and the
+rows come out in the same order and with the same values as those of an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -26,32 +27,37 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from xaibench import metrics
 from xaibench.data.sample import Batch, Sample, collate
 from xaibench.errors import UnreadableImageError, XaibenchError
 from xaibench.explainer import Explainer, create_explainer
 from xaibench.journal import Journal
+from xaibench.localization import as_numpy
+from xaibench.metric import DEFAULT_METRICS, Metric, MetricInput, create_metric, with_requirements
 from xaibench.models import Model, eval_mode
 from xaibench.run_folder import PER_IMAGE, SKIPPED, TIMINGS
 
 logger = logging.getLogger(__name__)
 
-#: The scalar columns of the per-image table, in order. ``index`` is the sample's index in the data
-#: set; ``status`` is ``ok``, ``constant`` (a constant raw map, scored as an all-zero map) or
+#: The columns every per-image row has, before the metrics' own. ``index`` is the sample's index in
+#: the data set; ``status`` is ``ok``, ``constant`` (a constant raw map, scored as an all-zero map) or
 #: ``nonfinite`` (NaN or inf in the raw map: a failure of the method, not scored).
-COLUMNS = [
-    "model", "index", "image_id", "method", "label", "prediction", "target", "status",
-    "top1_cls", "gt_known_loc", "top1_loc", "top5_loc", "iou",
-    "pointing", "energy_pointing",
-]
-#: Columns holding one array per row, for the data-set-level metrics (MaxBoxAcc, PxAP).
-CURVE_COLUMNS = ["box_iou_curve", "box_iou_curve_v2", "pxap_hist"]
+COLUMNS = ["model", "index", "image_id", "method", "label", "prediction", "target", "status"]
 SKIPPED_COLUMNS = ["model", "index", "reason"]
 TIMING_COLUMNS = ["model", "batch", "method", "images", "seconds"]
 TARGETS = ("label", "prediction")
-CAM_TAU = metrics.CAM_TAU
-POINTING_TOLERANCE = metrics.POINTING_TOLERANCE
 STATUSES = ("ok", "constant", "nonfinite")
+
+
+def metric_columns(metrics: Sequence[Metric]) -> dict[str, str]:
+    """The per-image columns the ``metrics`` write, in order: name -> ``"scalar"`` or ``"array"``."""
+    return {column: kind for metric in metrics for column, kind in metric.columns.items()}
+
+
+def build_metrics(metrics: Sequence[str | Metric] | None) -> list[Metric]:
+    """Metric objects for names or objects (None: :data:`~xaibench.metric.DEFAULT_METRICS`), with the
+    metrics they require."""
+    names = DEFAULT_METRICS if metrics is None else metrics
+    return with_requirements([m if isinstance(m, Metric) else create_metric(m) for m in names])
 
 
 @dataclass(frozen=True)
@@ -63,28 +69,38 @@ class Journals:
     timings: Journal
 
     @classmethod
-    def open(cls, folder: str | Path) -> Journals:
+    def at(cls, folder: str | Path, metrics: Sequence[Metric] = ()) -> Journals:
+        """The journals of ``folder`` (``per_image.csv`` with the columns of ``metrics``), as they are."""
         folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        journals = cls(
-            Journal(folder / PER_IMAGE, COLUMNS + CURVE_COLUMNS, array_columns=CURVE_COLUMNS,
+        columns = metric_columns(metrics)
+        arrays = [c for c, kind in columns.items() if kind == "array"]
+        return cls(
+            Journal(folder / PER_IMAGE, COLUMNS + list(columns), array_columns=arrays,
                     text_columns=["model", "image_id", "method", "status"]),
             Journal(folder / SKIPPED, SKIPPED_COLUMNS, text_columns=["model", "reason"]),
             Journal(folder / TIMINGS, TIMING_COLUMNS, text_columns=["model", "method"]),
         )
+
+    @classmethod
+    def open(cls, folder: str | Path, metrics: Sequence[Metric]) -> Journals:
+        """The journals of ``folder``, ready to append to: created with their headers if new, a
+        half-written last line removed."""
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        journals = cls.at(folder, metrics)
         for journal in (journals.per_image, journals.skipped, journals.timings):
             journal.repair()
             journal.create()
         return journals
 
 
-def read_per_image(folder: str | Path) -> pd.DataFrame:
-    """The rows of a run's ``per_image.csv`` (finished or not).
+def read_per_image(folder: str | Path, metrics: Sequence[Metric] | None = None) -> pd.DataFrame:
+    """The rows of a run's ``per_image.csv`` (finished or not), scored with ``metrics`` (default: the
+    default set; a run's own are :func:`xaibench.report.run_metrics` of its ``config.json``).
 
     ``attrs["skipped"]`` lists the indices of the images that could not be read (once each), and
     ``attrs["skipped_rows"]`` counts the rows of ``skipped.csv`` (one per model and image).
     """
-    journals = Journals.open(folder)
+    journals = Journals.at(folder, build_metrics(None) if metrics is None else metrics)
     rows = journals.per_image.read()
     skipped = journals.skipped.read()
     rows.attrs["skipped"] = [str(i) for i in dict.fromkeys(skipped["index"])]
@@ -94,7 +110,12 @@ def read_per_image(folder: str | Path) -> pd.DataFrame:
 
 def read_timings(folder: str | Path) -> pd.DataFrame:
     """The rows of a run's ``timings.csv``."""
-    return Journals.open(folder).timings.read()
+    return Journals.at(folder).timings.read()
+
+
+def read_skipped(folder: str | Path) -> pd.DataFrame:
+    """The rows of a run's ``skipped.csv``: the images that could not be read, per model."""
+    return Journals.at(folder).skipped.read()
 
 
 def evaluate(
@@ -102,11 +123,10 @@ def evaluate(
     dataset: Sequence[Sample],
     methods: Sequence[str | Explainer],
     *,
+    metrics: Sequence[str | Metric] | None = None,
     batch_size: int = 32,
     n: int | None = None,
     target: str = "label",
-    tau: float = CAM_TAU,
-    tolerance: float = POINTING_TOLERANCE,
     out: str | Path | None = None,
     progress: bool = False,
 ) -> pd.DataFrame:
@@ -116,38 +136,25 @@ def evaluate(
         model: The classifier, as :func:`xaibench.load_model` returns it.
         dataset: Indexable samples (:class:`xaibench.data.Sample`).
         methods: Registered method names or ready :class:`Explainer` objects; names must be unique.
+        metrics: Registered metric names or ready :class:`~xaibench.metric.Metric` objects (default:
+            :data:`~xaibench.metric.DEFAULT_METRICS`, the localization set); the metrics they require
+            are added.
         batch_size: Images per forward/backward pass; batches are the index ranges
             ``[k * batch_size, (k + 1) * batch_size)``.
         n: Score only the first ``n`` images.
         target: ``"label"`` (explain the true class) or ``"prediction"`` (the top-1 class).
-        tau: The CAM box threshold, a fraction of the map's maximum.
-        tolerance: The pointing game's tolerance in pixels.
-        out: A folder; each finished batch is appended to ``out/per_image.csv`` (and unreadable images
-            to ``skipped.csv``, times to ``timings.csv``). Rows already there are kept and not computed
-            again, so calling again on the same folder resumes an interrupted run (with the same
-            arguments: the caller checks that, see :class:`xaibench.run_folder.RunFolder`).
-        progress: Show a progress bar.
+        out: A folder; each method's rows of each batch are appended to ``out/per_image.csv`` as soon
+            as they are computed (and unreadable images to ``skipped.csv``, times to ``timings.csv``).
+            Rows already there are kept and not computed again, so calling again on the same folder
+            resumes an interrupted run (with the same arguments: the caller checks that, see
+            :class:`xaibench.run_folder.RunFolder`).
+        progress: Show a progress bar (with the method and metric at work).
 
     Returns:
-        One row per (image, method) with :data:`COLUMNS` and :data:`CURVE_COLUMNS` (with ``out``, the
+        One row per (image, method) with :data:`COLUMNS` and the metrics' columns (with ``out``, the
         model's rows of ``per_image.csv`` as read back, earlier ones included; several models may
-        write to one folder, one call each, and the ``model`` column tells them apart):
-
-        - ``top1_cls``: the top-1 prediction is the label.
-        - ``iou``: IoU of the CAM-protocol box (threshold ``tau`` of the max, largest connected
-          component) with the best-matching ground-truth box; ``gt_known_loc`` is ``iou >= 0.5``.
-        - ``top1_loc`` / ``top5_loc``: the label is the top-1 / among the top-5 predictions and its
-          map's box has IoU >= 0.5 (the CAM paper's localization accuracy: only the true class's box
-          can be right). With ``target="prediction"`` the map explains the top-1 class, so
-          ``top1_loc`` is the same definition and ``gt_known_loc`` / ``top5_loc`` are undefined (NaN).
-        - ``pointing``: the map's maximum is within ``tolerance`` px of the object (NaN when all its
-          boxes are ``difficult``); ``energy_pointing``: the map's share inside the boxes.
-        - ``box_iou_curve`` / ``box_iou_curve_v2``: best IoU at each of wsolevaluation's 100 map
-          thresholds (largest contour / any contour), for MaxBoxAcc and MaxBoxAccV2;
-          ``pxap_hist``: the map's value histograms on object and background pixels when there is a
-          mask (else None), for PxAP.
-        - ``status``: ``nonfinite`` rows (the method returned NaN or inf) have no metric value.
-
+        write to one folder, one call each, and the ``model`` column tells them apart). ``status``
+        ``nonfinite`` rows (the method returned NaN or inf) have no value for the metrics of maps.
         Images that could not be read are listed in ``result.attrs["skipped"]`` (their indices).
 
     Raises:
@@ -161,6 +168,7 @@ def evaluate(
     if n is not None and n < 1:
         raise XaibenchError(f"n must be at least 1, got {n}")
     explainers = [m if isinstance(m, Explainer) else create_explainer(m, model) for m in methods]
+    scorers = build_metrics(metrics)
     names = [e.name for e in explainers]
     if not names:
         raise XaibenchError("no method to evaluate; name at least one")
@@ -168,7 +176,7 @@ def evaluate(
         twice = sorted({name for name in names if names.count(name) > 1})
         raise XaibenchError(f"method names must be unique; named more than once: {', '.join(twice)}")
     total = len(dataset) if n is None else min(n, len(dataset))
-    journals = Journals.open(out) if out is not None else None
+    journals = Journals.open(out, scorers) if out is not None else None
     done, skipped = _done(journals, model.name)
 
     frames, skipped_now = [], []
@@ -187,7 +195,7 @@ def evaluate(
             skipped_now += [str(i) for i, _ in unreadable]
             batch = collate([samples[i] for i in sorted(samples)]) if samples else None
             methods = () if batch is None else _evaluate_batch(
-                model, batch, sorted(samples), explainers, done, target, tau, tolerance
+                model, batch, sorted(samples), explainers, scorers, done, target, bar
             )
             for frame, timing in methods:  # each method's rows are kept as soon as they exist
                 if journals is not None:
@@ -204,13 +212,12 @@ def evaluate(
         skips = journals.skipped.read()
         result.attrs["skipped"] = [str(i) for i in skips[skips.model == model.name]["index"]]
         return result
-    result = pd.concat(frames, ignore_index=True) if frames else _empty_rows()
+    columns = COLUMNS + list(metric_columns(scorers))
+    result = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+        {c: pd.Series(dtype=object) for c in columns}
+    )
     result.attrs["skipped"] = skipped_now
     return result
-
-
-def _empty_rows() -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series(dtype=object) for c in COLUMNS + CURVE_COLUMNS})
 
 
 def _done(journals: Journals | None, model: str) -> tuple[dict[int, set[str]], set[int]]:
@@ -254,30 +261,23 @@ def _evaluate_batch(
     batch: Batch,
     indices: Sequence[int],
     explainers: Sequence[Explainer],
+    metrics: Sequence[Metric],
     done: dict[int, set[str]],
     target: str,
-    tau: float,
-    tolerance: float,
+    bar: tqdm,
 ) -> Iterator[tuple[pd.DataFrame, tuple[int, str, int, float]]]:
-    """For each method with an (image, method) of the batch not in ``done``, as soon as it is computed:
-    the rows of those images, and (batch, method, images, seconds)."""
+    """For each method with an (image, method) of the batch not in ``done``, as soon as it is computed
+    and scored: the rows of those images, and (batch, method, images, seconds of the method)."""
     images = batch.images.to(model.device)
     with eval_mode(model.network), torch.no_grad():
         top5 = model(images).topk(min(5, model.num_classes), dim=1).indices.cpu()
     predictions = top5[:, 0]
     targets = batch.labels if target == "label" else predictions
-    labels = batch.labels.numpy()
-    top1_cls = predictions.numpy() == labels
-    in_top5 = (top5.numpy() == labels[:, None]).any(1)
-    shape = tuple(images.shape[-2:])
-    box_regions = [metrics.boxes_to_mask(b, shape) for b in batch.boxes]
-    regions = [metrics.as_numpy(m) if m is not None else r for m, r in zip(batch.masks, box_regions)]
-    # TorchRay scores no (image, class) whose boxes are all difficult, nor one with no object pixel.
-    scored = np.array([not bool(d.all()) and r.any() for d, r in zip(batch.difficult, regions)])
     for explainer in explainers:
         todo = np.array([explainer.name not in done.get(i, ()) for i in indices])
         if not todo.any():
             continue
+        bar.set_postfix_str(explainer.name)
         start = time.perf_counter()
         try:
             explanation = explainer.explain(images, targets.to(images.device))
@@ -285,51 +285,74 @@ def _evaluate_batch(
             where = f"images {batch.ids[0]} ... {batch.ids[-1]}" if len(batch) > 1 else f"image {batch.ids[0]}"
             raise XaibenchError(f"method '{explainer.name}' failed on {where}: {type(error).__name__}: {error}") from error
         timing = (indices[0], explainer.name, len(batch), time.perf_counter() - start)
-        maps = metrics.as_numpy(explanation.maps)
-        finite = metrics.as_numpy(explanation.finite).astype(bool)
-        constant = metrics.as_numpy(explanation.constant).astype(bool)
+        maps = as_numpy(explanation.maps)
+        finite = as_numpy(explanation.finite).astype(bool)
+        constant = as_numpy(explanation.constant).astype(bool)
         keep = np.flatnonzero(todo)
-        valid = keep[finite[keep]]
-        iou = np.full(len(batch), np.nan)
-        iou[valid] = metrics.cam_box_iou(maps[valid], [batch.boxes[k] for k in valid], tau)
-        box_correct = np.where(np.isnan(iou), np.nan, iou >= 0.5)
-        undefined = np.full(len(batch), np.nan)
-        pointing = np.full(len(batch), np.nan)
-        pointing[valid] = np.where(
-            scored[valid], metrics.pointing_hits(maps[valid], [regions[k] for k in valid], tolerance), np.nan
-        )
-        energy = np.full(len(batch), np.nan)
-        energy[valid] = [metrics.energy_pointing(maps[k], box_regions[k]) for k in valid]
-        curves: list[tuple[np.ndarray | None, np.ndarray | None]] = [(None, None)] * len(batch)
-        hists: list[np.ndarray | None] = [None] * len(batch)
-        for k in valid:
-            curves[k] = metrics.box_iou_curves(maps[k], batch.boxes[k])
-            if batch.masks[k] is not None:
-                hists[k] = metrics.pxap_histograms(maps[k], batch.masks[k])
         frame = pd.DataFrame(
             {
                 "model": model.name,
                 "index": indices,
                 "image_id": batch.ids,
                 "method": explainer.name,
-                "label": labels,
+                "label": batch.labels.numpy(),
                 "prediction": predictions.numpy(),
                 "target": targets.numpy(),
                 "status": np.where(~finite, "nonfinite", np.where(constant, "constant", "ok")),
-                "top1_cls": top1_cls,
-                "gt_known_loc": box_correct if target == "label" else undefined,
-                "top1_loc": np.where(np.isnan(box_correct), np.nan, top1_cls & (box_correct == 1)),
-                "top5_loc": np.where(np.isnan(box_correct), np.nan, in_top5 & (box_correct == 1))
-                if target == "label" else undefined,
-                "iou": iou,
-                "pointing": pointing,
-                "energy_pointing": energy,
-                "box_iou_curve": [c[0] for c in curves],
-                "box_iou_curve_v2": [c[1] for c in curves],
-                "pxap_hist": hists,
             }
         )
+        inputs = {
+            needs_maps: _metric_input(model, batch, images, maps, targets, top5, keep[finite[keep]] if needs_maps else keep, target)
+            for needs_maps in {m.needs_maps for m in metrics}
+        }
+        for metric in metrics:
+            if metric.passes_per_image:  # the metrics that run the network take time: say which
+                bar.set_postfix_str(f"{explainer.name}: {metric.name}")
+            scored = keep[finite[keep]] if metric.needs_maps else keep
+            try:
+                values = metric.score(inputs[metric.needs_maps]) if len(scored) else {}
+            except Exception as error:
+                raise XaibenchError(
+                    f"metric '{metric.name}' failed on the maps of method '{explainer.name}' for images "
+                    f"{batch.ids[0]} ... {batch.ids[-1]}: {type(error).__name__}: {error}"
+                ) from error
+            for column, kind in metric.columns.items():
+                cells = [None] * len(batch) if kind == "array" else np.full(len(batch), np.nan)
+                given = values.get(column)
+                if given is not None and len(scored):
+                    if len(given) != len(scored):
+                        raise XaibenchError(
+                            f"metric '{metric.name}' returned {len(given)} values of '{column}' for {len(scored)} images"
+                        )
+                    for k, value in zip(scored, given):
+                        cells[k] = value
+                frame[column] = pd.Series(cells, index=frame.index, dtype=object if kind == "array" else float)
         yield frame.iloc[keep], timing
+
+
+def _metric_input(
+    model: Model,
+    batch: Batch,
+    images: torch.Tensor,
+    maps: np.ndarray,
+    targets: torch.Tensor,
+    top5: torch.Tensor,
+    rows: np.ndarray,
+    target: str,
+) -> MetricInput:
+    """What the metrics see of the batch's ``rows``: their maps, images, classes and ground truth."""
+    return MetricInput(
+        maps=maps[rows],
+        images=images[torch.as_tensor(rows, dtype=torch.long, device=images.device)],
+        targets=targets[torch.as_tensor(rows, dtype=torch.long)].to(images.device),
+        labels=batch.labels.numpy()[rows],
+        top5=top5.numpy()[rows],
+        boxes=[batch.boxes[k] for k in rows],
+        difficult=[batch.difficult[k] for k in rows],
+        masks=[batch.masks[k] for k in rows],
+        target=target,
+        model=model,
+    )
 
 
 def _targets(model: Model, images: torch.Tensor, labels: torch.Tensor, target: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -360,4 +383,4 @@ def explain_samples(
     images = batch.images.to(model.device)
     _, targets = _targets(model, images, batch.labels, target)
     explainers = [m if isinstance(m, Explainer) else create_explainer(m, model) for m in methods]
-    return {e.name: metrics.as_numpy(e.explain(images, targets).maps) for e in explainers}
+    return {e.name: as_numpy(e.explain(images, targets).maps) for e in explainers}

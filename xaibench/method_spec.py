@@ -1,6 +1,6 @@
-"""Methods with options, as the command line and ``config.json`` name them.
+"""Methods (and metrics) with options, as the command line and ``config.json`` name them.
 
-A method is named with its keyword options in parentheses, as in a Python call::
+A method (or a metric, ``--metrics``) is named with its keyword options in parentheses, as in a Python call::
 
     cam,scorecam(batch_size=64),integrated_gradients(steps=32),rise(n_masks=2000, p=0.5)
 
@@ -87,9 +87,12 @@ def _parse_one(part: str, text: str) -> MethodSpec:
 
 
 def method_options(cls: type) -> dict[str, object] | None:
-    """The keyword options of a method's constructor with their defaults (``inspect.Parameter.empty``
-    for a required one); None when the constructor takes ``**kwargs`` (its options cannot be listed)."""
-    parameters = list(inspect.signature(cls.__init__).parameters.values())[2:]  # self, model
+    """The keyword options of a method's (or a metric's) constructor with their defaults
+    (``inspect.Parameter.empty`` for a required one), ``self`` and a method's ``model`` left out; None
+    when the constructor takes ``**kwargs`` (its options cannot be listed)."""
+    parameters = list(inspect.signature(cls.__init__).parameters.values())[1:]  # self
+    if parameters and parameters[0].name == "model" and parameters[0].kind is not inspect.Parameter.KEYWORD_ONLY:
+        parameters = parameters[1:]
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
         return None
     return {
@@ -99,11 +102,12 @@ def method_options(cls: type) -> dict[str, object] | None:
     }
 
 
-def check_options(name: str, cls: type, options: dict[str, object]) -> None:
+def check_options(name: str, cls: type, options: dict[str, object], kind: str = "method") -> None:
     """Refuse options the constructor does not take, and values whose type differs from the default's.
 
     Raises:
-        XaibenchError: naming the option and listing the valid ones with their defaults.
+        XaibenchError: naming the option and listing the valid ones with their defaults (``kind``,
+            ``method`` or ``metric``, names what has the options).
     """
     valid = method_options(cls)
     if valid is None:
@@ -111,11 +115,11 @@ def check_options(name: str, cls: type, options: dict[str, object]) -> None:
     listing = ", ".join(_describe(k, v) for k, v in valid.items()) or "none"
     for key, value in options.items():
         if key not in valid:
-            raise XaibenchError(f"method '{name}' has no option '{key}'; its options: {listing}")
+            raise XaibenchError(f"{kind} '{name}' has no option '{key}'; its options: {listing}")
         default = valid[key]
         if not _same_kind(value, default):
             raise XaibenchError(
-                f"option {key} of method '{name}' must be {_kind(default)}, got {value!r}; its options: {listing}"
+                f"option {key} of {kind} '{name}' must be {_kind(default)}, got {value!r}; its options: {listing}"
             )
 
 

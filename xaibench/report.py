@@ -9,87 +9,34 @@ run's summary is byte for byte that of an uninterrupted run.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from xaibench import metrics
+from xaibench import localization
 from xaibench.errors import XaibenchError
-from xaibench.harness import COLUMNS, read_per_image, read_timings
+from xaibench.harness import COLUMNS, build_metrics, metric_columns, read_per_image, read_timings
+from xaibench.metric import DEFAULT_METRICS, Metric, create_metric, get_metric
 from xaibench.run_folder import BOX_ACCURACY_CURVES, CONFIG, SUMMARY_CSV, SUMMARY_MD, atomic_write, atomic_write_text
 
 SUMMARY_COLUMNS = ["model", "method", "metric", "value", "ci_low", "ci_high", "n"]
 
 
-def _scalar(column: str, scale: float = 100.0) -> Callable[[pd.DataFrame, np.ndarray | None], object]:
-    """The mean of a per-image column (NaN rows left out), times ``scale``."""
-
-    def statistic(group: pd.DataFrame, weights: np.ndarray | None) -> object:
-        values = group[column].to_numpy(dtype=np.float64)
-        keep = ~np.isnan(values)
-        if weights is None:
-            return scale * values[keep].mean() if keep.any() else np.nan
-        w = weights[:, keep]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return scale * (w @ values[keep]) / w.sum(1)
-
-    statistic.count = lambda group: int(group[column].notna().sum())
-    return statistic
+def run_metrics(config: dict) -> list[Metric]:
+    """The metrics of the run whose ``config.json`` is ``config``, with their options."""
+    names = config.get("metrics", DEFAULT_METRICS)
+    options = config.get("metric_options", {})
+    return build_metrics([create_metric(name, **options.get(name, {})) for name in names])
 
 
-def _curves(column: str, metric: Callable) -> Callable[[pd.DataFrame, np.ndarray | None], object]:
-    """A data-set-level metric of the per-image arrays in ``column`` (rows holding None left out)."""
-
-    def statistic(group: pd.DataFrame, weights: np.ndarray | None) -> object:
-        keep = group[column].notna().to_numpy()
-        if not keep.any():
-            return np.nan if weights is None else np.full(len(weights), np.nan)
-        arrays = np.stack(group[column][keep].to_list())
-        return metric(arrays, weights=None if weights is None else weights[:, keep])
-
-    statistic.count = lambda group: int(group[column].notna().sum())
-    return statistic
-
-
-def _pointing_per_class(group: pd.DataFrame, weights: np.ndarray | None) -> object:
-    return 100 * metrics.class_mean(group["pointing"].to_numpy(np.float64), group["label"].to_numpy(), weights)
-
-
-_pointing_per_class.count = lambda group: int(group["pointing"].notna().sum())
-
-
-def _status_count(status: str) -> Callable[[pd.DataFrame, np.ndarray | None], object]:
-    """How many of the method's maps had ``status``: a count, not a percentage (resampled like the rest)."""
-
-    def statistic(group: pd.DataFrame, weights: np.ndarray | None) -> object:
-        hits = (group["status"] == status).to_numpy(np.float64)
-        return float(hits.sum()) if weights is None else weights @ hits
-
-    statistic.count = lambda group: len(group)
-    return statistic
-
-
-#: Every summary metric: name -> statistic(per-image rows of one method, bootstrap weights or None).
-#: Percentages (0-100), named as in the papers' tables.
-SUMMARY_METRICS: dict[str, Callable] = {
-    "top1_cls": _scalar("top1_cls"),
-    "gt_known_loc": _scalar("gt_known_loc"),
-    "top1_loc": _scalar("top1_loc"),
-    "top5_loc": _scalar("top5_loc"),
-    "maxboxacc": _curves("box_iou_curve", metrics.max_box_acc),
-    "maxboxacc_v2": _curves("box_iou_curve_v2", metrics.max_box_acc_v2),
-    "pxap": _curves("pxap_hist", metrics.pxap),
-    "pointing": _scalar("pointing"),
-    "pointing_per_class": _pointing_per_class,
-    "energy_pointing": _scalar("energy_pointing"),
-    "mean_iou": _scalar("iou"),
-    "nonfinite_maps": _status_count("nonfinite"),
-    "constant_maps": _status_count("constant"),
-}
-#: Metrics that are counts of maps rather than percentages.
-COUNT_METRICS = ("nonfinite_maps", "constant_maps")
+def metrics_in(per_image: pd.DataFrame) -> list[Metric]:
+    """The default metrics whose columns ``per_image`` holds (for a table that comes with no config)."""
+    metrics = build_metrics(None)
+    present = [m for m in metrics if set(m.columns) <= set(per_image.columns)]
+    names = {m.name for m in present}
+    return [m for m in present if set(m.requires) <= names]
 
 
 def bootstrap_weights(n: int, *, n_boot: int = 1000, seed: int = 0) -> np.ndarray:
@@ -114,53 +61,62 @@ def bootstrap_ci(
     return float(low), float(high)
 
 
-def summarize(per_image: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> pd.DataFrame:
+def summarize(
+    per_image: pd.DataFrame,
+    metrics: list[Metric] | None = None,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> pd.DataFrame:
     """Long-format summary: one row per (model, method, metric) with ``value, ci_low, ci_high, n``.
 
-    Every metric of :data:`SUMMARY_METRICS` that the data allow (PxAP needs masks): the value on all
-    images, and a percentile bootstrap interval from resampling the images, the same resamples for
-    every metric of a method. Data-set-level metrics (MaxBoxAcc, PxAP, the class-averaged pointing
-    game) are recomputed on each resample, thresholds included.
+    Every metric of ``metrics`` (default: those of the localization set whose columns ``per_image``
+    holds) that the data allow (PxAP needs masks), aggregated as the metric says
+    (:meth:`~xaibench.metric.Metric.aggregate`): the value on all images, and a percentile bootstrap
+    interval from resampling the images, the same resamples for every metric of a method. Data-set-level
+    metrics (MaxBoxAcc, PxAP, the class-averaged pointing game) are recomputed on each resample,
+    thresholds included.
     """
+    metrics = metrics_in(per_image) if metrics is None else metrics
     rows = []
     for (model, method), group in _by_model_and_method(per_image):
         group = group.reset_index(drop=True)
         weights = bootstrap_weights(len(group), n_boot=n_boot, seed=seed)
-        for metric, statistic in SUMMARY_METRICS.items():
-            n = statistic.count(group)
+        for metric in metrics:
+            n = metric.count(group)
             if n == 0:
                 continue
-            value = float(statistic(group, None))
-            resampled = np.asarray(statistic(group, weights), dtype=np.float64)
-            low, high = np.nanquantile(resampled, [(1 - level) / 2, (1 + level) / 2])
-            rows.append([model, method, metric, value, float(low), float(high), n])
+            value = float(metric.aggregate(group, None))
+            resampled = np.asarray(metric.aggregate(group, weights), dtype=np.float64)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # every resample NaN: a NaN interval
+                low, high = np.nanquantile(resampled, [(1 - level) / 2, (1 + level) / 2])
+            rows.append([model, method, metric.name, value, float(low), float(high), n])
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 
-def per_image_table(per_image: pd.DataFrame) -> pd.DataFrame:
+def per_image_table(per_image: pd.DataFrame, metrics: list[Metric] | None = None) -> pd.DataFrame:
     """The per-image rows with one column per metric and no array columns, for reading.
 
-    Adds ``maxboxacc`` and ``maxboxacc_v2``: 100 when the image's box is right at its method's best
-    map threshold (for V2, the mean over the three IoU thresholds, each at its own best threshold),
-    so that their means are the summary's MaxBoxAcc and MaxBoxAccV2 (NaN where a map was not scored).
+    The metrics' scalar columns, then a column named after each data-set-level metric that can say
+    what each image contributes (:meth:`~xaibench.metric.Metric.per_image_values`, e.g. ``maxboxacc``:
+    100 when the image's box is right at its method's best map threshold), so that their means are the
+    summary's values (NaN where a map was not scored).
     """
+    metrics = metrics_in(per_image) if metrics is None else metrics
+    scalars = [c for c, kind in metric_columns(metrics).items() if kind == "scalar" and c in per_image]
     parts = []
     for _, group in _by_model_and_method(per_image):
         group = group.copy()
-        group["maxboxacc"] = group["maxboxacc_v2"] = np.nan
-        scored = group.box_iou_curve.notna().to_numpy()
-        if scored.any():
-            v1 = np.stack(group.box_iou_curve[scored].to_list())
-            v2 = np.stack(group.box_iou_curve_v2[scored].to_list())
-            best = metrics.box_acc_curve(v1, 0.5).argmax()
-            group.loc[scored, "maxboxacc"] = 100.0 * (v1[:, best] >= 0.5)
-            group.loc[scored, "maxboxacc_v2"] = np.mean(
-                [100.0 * (v2[:, metrics.box_acc_curve(v2, d).argmax()] >= d) for d in metrics.V2_IOU_THRESHOLDS],
-                axis=0,
-            )
+        for metric in metrics:
+            values = metric.per_image_values(group)
+            if values is not None:
+                group[metric.name] = values
         parts.append(group)
-    table = pd.concat(parts) if parts else per_image.assign(maxboxacc=[], maxboxacc_v2=[])
-    return table[[c for c in COLUMNS if c in table] + ["maxboxacc", "maxboxacc_v2"]].sort_index()
+    table = pd.concat(parts) if parts else per_image
+    added = [m.name for m in metrics if m.name in table and m.name not in scalars]
+    return table[[c for c in COLUMNS if c in table] + scalars + added].sort_index()
 
 
 def box_accuracy_curves(per_image: pd.DataFrame) -> pd.DataFrame:
@@ -169,16 +125,18 @@ def box_accuracy_curves(per_image: pd.DataFrame) -> pd.DataFrame:
     Over the method's scored maps (a non-finite map has no curve).
     """
     rows = []
+    if not {"box_iou_curve", "box_iou_curve_v2"} <= set(per_image.columns):
+        return pd.DataFrame()
     for (model, method), group in _by_model_and_method(per_image):
         scored = group.box_iou_curve.notna()
         if not scored.any():
             continue
         v1 = np.stack(group.box_iou_curve[scored].to_list())
         v2 = np.stack(group.box_iou_curve_v2[scored].to_list())
-        frame = pd.DataFrame({"model": model, "method": method, "threshold": metrics.CAM_THRESHOLDS.round(2),
-                              "maxboxacc@0.5": metrics.box_acc_curve(v1, 0.5)})
-        for d in metrics.V2_IOU_THRESHOLDS:
-            frame[f"maxboxacc_v2@{d}"] = metrics.box_acc_curve(v2, d)
+        frame = pd.DataFrame({"model": model, "method": method, "threshold": localization.CAM_THRESHOLDS.round(2),
+                              "maxboxacc@0.5": localization.box_acc_curve(v1, 0.5)})
+        for d in localization.V2_IOU_THRESHOLDS:
+            frame[f"maxboxacc_v2@{d}"] = localization.box_acc_curve(v2, d)
         rows.append(frame)
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
 
@@ -192,17 +150,36 @@ def seconds_per_image(timings: pd.DataFrame) -> pd.Series:
     return totals.seconds / totals.images
 
 
+#: Decimals shown for a metric's value by its unit (:attr:`xaibench.metric.Metric.unit`); others: 3.
+DECIMALS = {"%": 1, "count": 0}
+
+
+def format_value(value: float, unit: str, low: float | None = None, high: float | None = None) -> str:
+    """``value [low, high]`` with the decimals of ``unit`` (a count without an interval)."""
+    decimals = DECIMALS.get(unit, 3)
+    if unit == "count" or low is None:
+        return f"{value:.{decimals}f}"
+    return f"{value:.{decimals}f} [{low:.{decimals}f}, {high:.{decimals}f}]"
+
+
+def metric_unit(name: str) -> str:
+    """The unit of the metric registered as ``name`` (from its class)."""
+    return get_metric(name).unit
+
+
 def summary_table(summary: pd.DataFrame, seconds: pd.Series | None = None) -> pd.DataFrame:
-    """The summary as a wide table for reading: one row per method, ``value [ci_low, ci_high]`` cells.
+    """The summary as a wide table for reading: one row per method, ``value [ci_low, ci_high]`` cells
+    with the decimals of each metric's unit.
 
     With several models, a ``model`` column comes first. With ``seconds`` (per (model, method), from
     :func:`seconds_per_image`), a ``s/img`` column is added.
     """
     if "model" not in summary:
         summary = summary.assign(model="")
+    units = {name: metric_unit(name) for name in dict.fromkeys(summary.metric)}
     cells = summary.assign(
         cell=[
-            f"{v:.0f}" if m in COUNT_METRICS else f"{v:.1f} [{lo:.1f}, {hi:.1f}]"
+            format_value(v, units[m], lo, hi)
             for m, v, lo, hi in zip(summary.metric, summary.value, summary.ci_low, summary.ci_high)
         ]
     )
@@ -260,12 +237,13 @@ def write_summary(folder: str | Path, *, n_boot: int = 1000, level: float = 0.95
     """
     folder = Path(folder)
     config = read_config(folder)
-    per_image = read_per_image(folder)
-    summary = summarize(per_image, n_boot=n_boot, seed=int(config.get("seed", 0)), level=level)
+    metrics = run_metrics(config)
+    per_image = read_per_image(folder, metrics)
+    summary = summarize(per_image, metrics, n_boot=n_boot, seed=int(config.get("seed", 0)), level=level)
     atomic_write(folder / SUMMARY_CSV, lambda f: f.write(summary.to_csv(index=False, lineterminator="\n").encode()))
     curves = box_accuracy_curves(per_image)
     atomic_write(folder / BOX_ACCURACY_CURVES, lambda f: f.write(curves.to_csv(index=False, lineterminator="\n").encode()))
-    atomic_write_text(folder / SUMMARY_MD, summary_markdown(summary, config, per_image, read_timings(folder)))
+    atomic_write_text(folder / SUMMARY_MD, summary_markdown(summary, config, per_image, read_timings(folder), metrics))
     return summary
 
 
@@ -278,19 +256,23 @@ def run_is_complete(config: dict, per_image: pd.DataFrame) -> bool:
 
 
 def summary_markdown(
-    summary: pd.DataFrame, config: dict, per_image: pd.DataFrame, timings: pd.DataFrame | None = None
+    summary: pd.DataFrame,
+    config: dict,
+    per_image: pd.DataFrame,
+    timings: pd.DataFrame | None = None,
+    metrics: list[Metric] | None = None,
 ) -> str:
-    """``summary.md``: a title, what the numbers mean, how complete the run is, and the table."""
+    """``summary.md``: a title, what each metric means (from the metrics themselves), how complete the
+    run is, and the table."""
     models = ", ".join(m.get("name", "") for m in config.get("models", [])) or config.get("model", "")
     title = f"# xaibench: {models} on {config.get('dataset', '')}\n\n"
-    note = (
-        "Values in %, with 95% bootstrap intervals over images. gt_known_loc, top1_loc, top5_loc: the CAM "
-        f"paper's box (map >= {config.get('tau', metrics.CAM_TAU)} of its max, largest connected component) with IoU >= 0.5; "
-        "maxboxacc, maxboxacc_v2, pxap: wsolevaluation (Choe et al. 2020); pointing: the map's maximum "
-        f"within {config.get('tolerance', metrics.POINTING_TOLERANCE)} px of the object (pointing_per_class: averaged over classes, "
-        "as TorchRay); energy_pointing: the map's share inside the boxes. nonfinite_maps: maps with NaN or "
-        "inf (a failure of the method, not scored); constant_maps: constant maps (scored as all-zero maps).\n\n"
+    metrics = run_metrics(config) if metrics is None else metrics
+    options = config.get("metric_options", {})
+    legend = "\n".join(
+        f"- {m.name} ({m.title}, {m.unit}{_direction(m)}): {m.description}{_options_text(options.get(m.name))}"
+        for m in metrics if m.name in set(summary.metric)
     )
+    note = f"Values with 95% bootstrap intervals over images.\n\n{legend}\n\n" if legend else ""
     images = per_image["index"].nunique() if len(per_image) else 0
     skipped = len(per_image.attrs.get("skipped", []))
     status = f"{images} images scored"
@@ -300,3 +282,11 @@ def summary_markdown(
         status += f"; **partial run** of {config.get('n')} images: continue it with --resume"
     seconds = seconds_per_image(timings) if timings is not None else None
     return title + note + status + ".\n\n" + to_markdown(summary_table(summary, seconds))
+
+
+def _direction(metric: Metric) -> str:
+    return {True: ", higher is better", False: ", lower is better"}.get(metric.higher_is_better, "")
+
+
+def _options_text(options: dict | None) -> str:
+    return f" ({', '.join(f'{k}={v}' for k, v in options.items())})" if options else ""

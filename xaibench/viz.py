@@ -9,7 +9,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from xaibench import metrics
+from xaibench import localization
 from xaibench.data.sample import Sample
 from xaibench.run_folder import atomic_write
 
@@ -26,7 +26,7 @@ def overlay_grid(
     path: str | Path,
     *,
     class_names: Sequence[str] | None = None,
-    tau: float = metrics.CAM_TAU,
+    tau: float = localization.CAM_TAU,
     alpha: float = 0.5,
 ) -> Path:
     """Save a PNG grid: one row per sample; columns image, ground truth, then one per method.
@@ -38,21 +38,21 @@ def overlay_grid(
     fig = Figure(figsize=(2.2 * len(columns), 2.2 * len(samples)))
     axes = fig.subplots(len(samples), len(columns), squeeze=False)
     for row, sample in enumerate(samples):
-        image = metrics.as_numpy(sample.image).transpose(1, 2, 0).clip(0, 1)
+        image = localization.as_numpy(sample.image).transpose(1, 2, 0).clip(0, 1)
         label = class_names[sample.label] if class_names else str(sample.label)
         axes[row, 0].imshow(image)
         axes[row, 0].set_ylabel(label, fontsize=8)
         axes[row, 1].imshow(image)
         if sample.mask is not None:
-            axes[row, 1].imshow(np.ma.masked_where(~metrics.as_numpy(sample.mask), np.ones(image.shape[:2])),
+            axes[row, 1].imshow(np.ma.masked_where(~localization.as_numpy(sample.mask), np.ones(image.shape[:2])),
                                 cmap="summer", alpha=0.45, vmin=0, vmax=1)
-        for box in metrics.as_numpy(sample.boxes):
+        for box in localization.as_numpy(sample.boxes):
             axes[row, 1].add_patch(_box_patch(box, "lime"))
         for col, (method, method_maps) in enumerate(maps.items(), start=2):
             saliency = method_maps[row]
             axes[row, col].imshow(image)
             axes[row, col].imshow(saliency, cmap="jet", alpha=alpha, vmin=0, vmax=1)
-            axes[row, col].add_patch(_box_patch(metrics.cam_box(saliency, tau), "white"))
+            axes[row, col].add_patch(_box_patch(localization.cam_box(saliency, tau), "white"))
     for col, title in enumerate(columns):
         axes[0, col].set_title(title, fontsize=9)
     for ax in axes.ravel():

@@ -1,4 +1,4 @@
-"""Localization metrics: pure functions of maps and ground truth.
+"""Localization metrics: pure functions of maps and ground truth (the metric plugins call them).
 
 No model and no explainer is seen here. Maps are (H, W) or (N, H, W) arrays or tensors, already at
 the image's resolution. Boxes are ``(x0, y0, x1, y1)`` with inclusive pixel corners, as in ILSVRC and

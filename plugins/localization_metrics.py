@@ -1,0 +1,337 @@
+"""The localization metrics as plugins: the CAM paper's box protocol, wsolevaluation's MaxBoxAcc and
+PxAP, the pointing games; with top-1 classification and the counts of maps that could not be scored.
+
+Each class wraps the pure functions of :mod:`xaibench.localization`, which give the formulas and
+the papers; the classes say which per-image column they write and how it aggregates. Declared in the
+entry-point group ``xaibench.metrics`` like any third-party metric.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from xaibench import localization, options
+from xaibench.localization import CAM_TAU, POINTING_TOLERANCE
+from xaibench.errors import OptionError
+from xaibench.metric import Metric, MetricInput, register_metric
+
+__all__ = [
+    "ConstantMaps", "EnergyPointing", "GtKnownLoc", "MaxBoxAcc", "MaxBoxAccV2", "MeanIoU", "NonfiniteMaps",
+    "Pointing", "PointingPerClass", "PxAP", "Top1Cls", "Top1Loc", "Top5Loc",
+]
+
+
+@register_metric("top1_cls")
+class Top1Cls(Metric):
+    """Top-1 classification accuracy: the model's top-1 class is the label (per image: 0 or 1)."""
+
+    title = "Top-1 cls"
+    description = "the model's top-1 class is the label"
+    family = "classification"
+    columns = {"top1_cls": "scalar"}
+    scale = 100.0
+    needs_maps = False
+
+    def score(self, batch: MetricInput) -> dict[str, Sequence]:
+        return {"top1_cls": (batch.top5[:, 0] == batch.labels).astype(np.float64)}
+
+
+class _CamBox(Metric):
+    """The CAM paper's box (Zhou et al., CVPR 2016, Sec. 3.1): the map min-max scaled, pixels >= ``tau``
+    of its maximum, the largest 8-connected component boxed (:func:`xaibench.localization.cam_box`);
+    its IoU with the best-matching ground-truth box, ``IoU_i = max_k IoU(box_i, B_ik)``."""
+
+    scale = 100.0
+
+    def __init__(self, *, tau: float = CAM_TAU) -> None:
+        self.tau = options.number("tau", tau, 0.0)
+        if self.tau > 1:
+            raise OptionError(f"option tau must be a fraction of the map's maximum in [0, 1], got {tau!r}")
+
+    def ious(self, batch: MetricInput) -> np.ndarray:
+        """The CAM box's IoU for each map of ``batch`` (shared by the metrics with the same ``tau``)."""
+        return batch.shared(f"cam_box_iou@{self.tau}", lambda: localization.cam_box_iou(batch.maps, batch.boxes, self.tau))
+
+    def correct(self, batch: MetricInput) -> np.ndarray:
+        """Whether the box is right: IoU >= 0.5."""
+        return self.ious(batch) >= 0.5
+
+
+@register_metric("gt_known_loc")
+class GtKnownLoc(_CamBox):
+    """GT-known localization accuracy: the CAM box of the true class's map has IoU >= 0.5.
+
+    Per image ``[IoU_i >= 0.5]`` with the CAM paper's box (threshold ``tau``, 0.2 of the maximum);
+    undefined (NaN) when the maps explain the prediction (``--target prediction``).
+    """
+
+    title = "GT-known Loc"
+    description = "the CAM box (map >= tau of its max, largest component) of the label's map has IoU >= 0.5"
+    columns = {"gt_known_loc": "scalar"}
+
+    def score(self, batch: MetricInput) -> dict[str, Sequence]:
+        if batch.target != "label":
+            return {"gt_known_loc": np.full(len(batch), np.nan)}
+        return {"gt_known_loc": self.correct(batch).astype(np.float64)}
+
+
+@register_metric("top1_loc")
+class Top1Loc(_CamBox):
+    """Top-1 localization accuracy (the CAM paper's Table 2): the top-1 class is the label and its
+    map's CAM box has IoU >= 0.5 (``[top1_i = y_i] [IoU_i >= 0.5]``)."""
+
+    title = "Top-1 Loc"
+    description = "top-1 class is the label and its map's CAM box has IoU >= 0.5"
+    columns = {"top1_loc": "scalar"}
+
+    def score(self, batch: MetricInput) -> dict[str, Sequence]:
+        top1 = batch.top5[:, 0] == batch.labels
+        return {"top1_loc": (top1 & self.correct(batch)).astype(np.float64)}
+
+
+@register_metric("top5_loc")
+class Top5Loc(_CamBox):
+    """Top-5 localization accuracy: the label is among the top-5 classes and its map's CAM box has
+    IoU >= 0.5 (only the true class's box can be right); NaN with ``--target prediction``."""
+
+    title = "Top-5 Loc"
+    description = "label among the top-5 classes and its map's CAM box has IoU >= 0.5"
+    columns = {"top5_loc": "scalar"}
+
+    def score(self, batch: MetricInput) -> dict[str, Sequence]:
+        if batch.target != "label":
+            return {"top5_loc": np.full(len(batch), np.nan)}
+        in_top5 = (batch.top5 == batch.labels[:, None]).any(1)
+        return {"top5_loc": (in_top5 & self.correct(batch)).astype(np.float64)}
+
+
+@register_metric("mean_iou")
+class MeanIoU(_CamBox):
+    """Mean IoU of the CAM paper's box with the best-matching ground-truth box (per image: ``IoU_i``)."""
+
+    title = "mean IoU"
+    description = "mean IoU of the CAM box with the best-matching ground-truth box"
+    columns = {"iou": "scalar"}
+
+    def score(self, batch: MetricInput) -> dict[str, Sequence]:
+        return {"iou": self.ious(batch)}
+
+
+def _box_iou_curves(batch: MetricInput) -> list[tuple[np.ndarray, np.ndarray]]:
+    return batch.shared(
+        "box_iou_curves", lambda: [localization.box_iou_curves(m, b) for m, b in zip(batch.maps, batch.boxes)]
+    )
+
+
+class _Curves(Metric):
+    """A data-set-level metric of per-image arrays (one array column; rows holding None left out)."""
+
+    def statistic(self, arrays: np.ndarray, weights: np.ndarray | None) -> float | np.ndarray:
+        raise NotImplementedError
+
+    def aggregate(self, rows: pd.DataFrame, weights: np.ndarray | None) -> float | np.ndarray:
+        column = next(iter(self.columns))
+        keep = rows[column].notna().to_numpy()
+        if not keep.any():
+            return np.nan if weights is None else np.full(len(weights), np.nan)
+        arrays = np.stack(rows[column][keep].to_list())
+        return self.statistic(arrays, None if weights is None else weights[:, keep])
+
+    def count(self, rows: pd.DataFrame) -> int:
+        return int(rows[next(iter(self.columns))].notna().sum())
+
+
+@register_metric("maxboxacc")
+class MaxBoxAcc(_Curves):
+    """MaxBoxAcc (Choe et al., CVPR 2020, "Evaluating Weakly Supervised Object Localization Methods
+    Right", Eq. 2): the best box accuracy over wsolevaluation's 100 map thresholds, the box of the
+    largest contour, IoU >= 0.5: ``max_t 100/N sum_i [IoU(box_i(t), B_i) >= 0.5]``.
+
+    Per image: the best IoU at each threshold (``box_iou_curve``); the maximum over thresholds is
+    taken over the data set (each bootstrap resample picks its own best threshold).
+    """
+
+    title = "MaxBoxAcc"
+    description = "wsolevaluation: box accuracy (IoU >= 0.5, largest contour) at the best map threshold"
+    columns = {"box_iou_curve": "array"}
+
+    def score(self, batch: MetricInput) -> dict[str, Sequence]:
+        return {"box_iou_curve": [v1 for v1, _ in _box_iou_curves(batch)]}
+
+    def statistic(self, arrays: np.ndarray, weights: np.ndarray | None) -> float | np.ndarray:
+        return localization.max_box_acc(arrays, weights=weights)
+
+    def per_image_values(self, rows: pd.DataFrame) -> np.ndarray:
+        """100 where the image's box is right (IoU >= 0.5) at the method's best map threshold."""
+        return _at_best_threshold(rows, "box_iou_curve", (0.5,))
+
+
+@register_metric("maxboxacc_v2")
+class MaxBoxAccV2(_Curves):
+    """MaxBoxAccV2 (Choe et al. 2020, Sec. 4.1): the mean over IoU thresholds 0.3, 0.5 and 0.7 of the
+    best box accuracy, each at its own map threshold, with the boxes of every contour."""
+
+    title = "MaxBoxAccV2"
+    description = "wsolevaluation: mean over IoU 0.3/0.5/0.7 of the best box accuracy, any contour"
+    columns = {"box_iou_curve_v2": "array"}
+
+    def score(self, batch: MetricInput) -> dict[str, Sequence]:
+        return {"box_iou_curve_v2": [v2 for _, v2 in _box_iou_curves(batch)]}
+
+    def statistic(self, arrays: np.ndarray, weights: np.ndarray | None) -> float | np.ndarray:
+        return localization.max_box_acc_v2(arrays, weights=weights)
+
+    def per_image_values(self, rows: pd.DataFrame) -> np.ndarray:
+        """The mean over IoU 0.3 / 0.5 / 0.7 of 100 x [the box is right at that IoU's best threshold]."""
+        return _at_best_threshold(rows, "box_iou_curve_v2", localization.V2_IOU_THRESHOLDS)
+
+
+def _at_best_threshold(rows: pd.DataFrame, column: str, iou_thresholds: Sequence[float]) -> np.ndarray:
+    """Per row, the mean over ``iou_thresholds`` d of 100 x [IoU >= d at the map threshold where the
+    rows' box accuracy at d is best] (NaN where the row has no curve)."""
+    values = np.full(len(rows), np.nan)
+    scored = rows[column].notna().to_numpy()
+    if scored.any():
+        curves = np.stack(rows[column][scored].to_list())
+        values[scored] = np.mean(
+            [100.0 * (curves[:, localization.box_acc_curve(curves, d).argmax()] >= d) for d in iou_thresholds], axis=0
+        )
+    return values
+
+
+@register_metric("pxap")
+class PxAP(_Curves):
+    """Pixel average precision, PxAP (Choe et al. 2020, Sec. 4.2), over the pooled pixels of the images
+    with an object mask: ``100 sum_t P_t (R_t - R_{t-1})`` (:func:`xaibench.localization.pxap`)."""
+
+    title = "PxAP"
+    description = "wsolevaluation: average precision of the map's pixels against the object mask"
+    columns = {"pxap_hist": "array"}
+
+    def score(self, batch: MetricInput) -> dict[str, Sequence]:
+        return {
+            "pxap_hist": [
+                localization.pxap_histograms(m, mask) if mask is not None else None
+                for m, mask in zip(batch.maps, batch.masks)
+            ]
+        }
+
+    def statistic(self, arrays: np.ndarray, weights: np.ndarray | None) -> float | np.ndarray:
+        return localization.pxap(arrays, weights=weights)
+
+
+def _regions(batch: MetricInput) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per image: the object's region (its mask, else its boxes' union) and its boxes' union."""
+
+    def compute() -> tuple[list[np.ndarray], list[np.ndarray]]:
+        shape = batch.maps.shape[-2:]
+        box_regions = [localization.boxes_to_mask(b, shape) for b in batch.boxes]
+        regions = [localization.as_numpy(m) if m is not None else r for m, r in zip(batch.masks, box_regions)]
+        return regions, box_regions
+
+    return batch.shared("regions", compute)
+
+
+@register_metric("pointing")
+class Pointing(Metric):
+    """Pointing game (Zhang et al., ECCV 2016, "Top-down Neural Attention by Excitation Backprop"), as
+    TorchRay: a hit when the map's maximum lies strictly closer than ``tolerance`` pixels to the object
+    (its mask, else its boxes) (:func:`xaibench.localization.pointing_hit`). Like TorchRay, an image
+    whose boxes are all ``difficult``, or with no object pixel, is not scored (NaN)."""
+
+    title = "Pointing"
+    description = "the map's maximum lies within tolerance px of the object"
+    columns = {"pointing": "scalar"}
+    scale = 100.0
+
+    def __init__(self, *, tolerance: float = POINTING_TOLERANCE) -> None:
+        self.tolerance = options.number("tolerance", tolerance, 0.0)
+
+    def score(self, batch: MetricInput) -> dict[str, Sequence]:
+        regions, _ = _regions(batch)
+        scored = np.array([not bool(np.asarray(d).all()) and r.any() for d, r in zip(batch.difficult, regions)])
+        hits = np.full(len(batch), np.nan)
+        if scored.any():
+            where = np.flatnonzero(scored)
+            hits[where] = localization.pointing_hits(batch.maps[where], [regions[k] for k in where], self.tolerance)
+        return {"pointing": hits}
+
+
+@register_metric("pointing_per_class")
+class PointingPerClass(Metric):
+    """The pointing game averaged over classes, as TorchRay reports it: the mean over the classes
+    present of each class's hit rate, ``1/C sum_c mean_{i: y_i = c} hit_i``
+    (:func:`xaibench.localization.class_mean`); reads the ``pointing`` metric's hits."""
+
+    title = "Pointing (per class)"
+    description = "the pointing game's hit rate averaged over classes (TorchRay)"
+    columns: dict[str, str] = {}
+    requires = ("pointing",)
+
+    def score(self, batch: MetricInput) -> dict[str, Sequence]:
+        return {}
+
+    def aggregate(self, rows: pd.DataFrame, weights: np.ndarray | None) -> float | np.ndarray:
+        return 100 * localization.class_mean(rows["pointing"].to_numpy(np.float64), rows["label"].to_numpy(), weights)
+
+    def count(self, rows: pd.DataFrame) -> int:
+        return int(rows["pointing"].notna().sum())
+
+
+@register_metric("energy_pointing")
+class EnergyPointing(Metric):
+    """Energy-based pointing game (Wang et al., CVPR-W 2020, Score-CAM, Sec. 5.2): the map's share of
+    mass inside the ground-truth boxes, ``sum_{p in boxes} M(p) / sum_p M(p)`` (NaN for a map with no
+    mass)."""
+
+    title = "Energy pointing"
+    description = "the map's share of mass inside the ground-truth boxes (Score-CAM)"
+    columns = {"energy_pointing": "scalar"}
+    scale = 100.0
+
+    def score(self, batch: MetricInput) -> dict[str, Sequence]:
+        _, box_regions = _regions(batch)
+        return {"energy_pointing": [localization.energy_pointing(m, r) for m, r in zip(batch.maps, box_regions)]}
+
+
+class _StatusCount(Metric):
+    """How many of the method's maps had a status: a count, not a percentage (resampled like the rest)."""
+
+    unit = "count"
+    family = "maps"
+    higher_is_better = False
+    columns: dict[str, str] = {}
+    needs_maps = False
+    status = ""
+
+    def score(self, batch: MetricInput) -> dict[str, Sequence]:
+        return {}
+
+    def aggregate(self, rows: pd.DataFrame, weights: np.ndarray | None) -> float | np.ndarray:
+        hits = (rows["status"] == self.status).to_numpy(np.float64)
+        return float(hits.sum()) if weights is None else weights @ hits
+
+    def count(self, rows: pd.DataFrame) -> int:
+        return len(rows)
+
+
+@register_metric("nonfinite_maps")
+class NonfiniteMaps(_StatusCount):
+    """Maps with a NaN or infinite pixel: a failure of the method on that image, never scored."""
+
+    title = "non-finite maps"
+    description = "maps with NaN or inf (a failure of the method, not scored)"
+    status = "nonfinite"
+
+
+@register_metric("constant_maps")
+class ConstantMaps(_StatusCount):
+    """Maps that were constant before scaling: the method singled out no region (scored as all-zero maps)."""
+
+    title = "constant maps"
+    description = "constant maps (scored as all-zero maps)"
+    status = "constant"
+
