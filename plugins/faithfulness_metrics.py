@@ -77,8 +77,9 @@ class DeletionAUC(_Causal):
     to 0 in the network's normalised input (``substrate="zero"``; ``"black"`` for the [0, 1] image's
     0). Differences: the authors explain the top-1 class, xaibench the run's target (the same with
     ``--target prediction``); they order pixels with numpy's unstable ``argsort``, xaibench breaks ties
-    in row-major order. Quantus's ``PixelFlipping`` with a zero baseline and one pixel per step gives
-    the same curve on maps without ties. Cost: K + 1 forward passes per image and map.
+    in row-major order. Quantus's ``PixelFlipping`` (one feature per step, ``perturb_baseline=0.0``:
+    its ``"black"`` is the image's minimum) gives the same curve on one-channel inputs and maps
+    without ties; on colour images it removes each channel value as a feature of its own. Cost: K + 1 forward passes per image and map.
     """
 
     title = "Deletion AUC"

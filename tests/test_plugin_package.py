@@ -18,10 +18,10 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def readme_files() -> dict[str, str]:
-    """The code blocks of the README's "Writing a plugin" section, by the file named in their first line."""
+def readme_files(section_title: str = "Writing a plugin") -> dict[str, str]:
+    """The code blocks of a README section, by the file named in their first line."""
     text = (ROOT / "README.md").read_text()
-    section = text.split("## Writing a plugin\n", 1)[1].split("\n## ", 1)[0]
+    section = text.split(f"## {section_title}\n", 1)[1].split("\n## ", 1)[0]
     files = {}
     for block in re.findall(r"```\w+\n(.*?)```", section, flags=re.DOTALL):
         first = block.splitlines()[0]
@@ -90,3 +90,47 @@ def test_the_readme_plugin_installs_lists_keeps_the_contract_and_runs(tmp_path) 
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     rows = pd.read_csv(out / "per_image.csv")
     assert len(rows) == 8 and set(rows["method"]) == {"gradxact"}
+
+
+METRIC_SCRIPT = """
+import contextlib, io, re
+from xaibench import cli
+
+listing = io.StringIO()
+with contextlib.redirect_stdout(listing):
+    assert cli.main(["list", "--metrics"]) == 0
+listing = listing.getvalue()
+assert re.search(r"^peak_in_box +Peak in box: the map's maximum lies inside a ground-truth box", listing, re.M), listing
+assert "from xaibench_peakbox:PeakInBox (xaibench-peakbox 0.1.0)" in listing, listing
+assert cli.main(["run", "--methods", "cam,center", "--metrics", "default,peak_in_box", "--n", "8",
+                 "--batch-size", "4", "--out", {out!r}]) == 0
+"""
+
+
+def test_the_readme_metric_installs_lists_and_runs(tmp_path) -> None:
+    files = readme_files("Writing a metric")
+    assert {"xaibench_peakbox.py", "pyproject.toml"} <= set(files), sorted(files)
+    package = tmp_path / "xaibench-peakbox"
+    package.mkdir()
+    (package / "pyproject.toml").write_text(files["pyproject.toml"])
+    (package / "xaibench_peakbox.py").write_text(files["xaibench_peakbox.py"])
+    site = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
+         "--disable-pip-version-check", "--target", str(site), str(package)],
+        check=True, capture_output=True,
+    )
+    out = tmp_path / "run"
+    script = tmp_path / "check_metric.py"
+    script.write_text(textwrap.dedent(METRIC_SCRIPT).format(out=str(out)))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(ROOT)])}
+    result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    summary = pd.read_csv(out / "summary.csv").set_index(["method", "metric"])
+    rows = pd.read_csv(out / "per_image.csv")
+    # Known answer, computed here from the rows' own column: the summary is its mean, in %.
+    for method in ("cam", "center"):
+        hits = rows[rows.method == method].peak_in_box
+        assert len(hits) == 8 and set(hits) <= {0.0, 1.0}
+        assert summary.loc[(method, "peak_in_box"), "value"] == 100 * hits.mean()
+    assert summary.loc[("cam", "top1_cls"), "n"] == 8

@@ -85,21 +85,38 @@ def causal_curves(
     Returns:
         (N, ceil(H W / step) + 1) probabilities.
     """
-    n, _, height, width = inputs.shape
-    pixels = height * width
+    n, pixels = inputs.shape[0], inputs.shape[-2] * inputs.shape[-1]
     steps = -(-pixels // step)
     counts = torch.arange(steps + 1, device=inputs.device) * step
     curves = np.empty((n, steps + 1))
-    for i in range(n):
-        rank = torch.empty(pixels, dtype=torch.long, device=inputs.device)
-        rank[torch.from_numpy(pixel_order(maps[i])).to(inputs.device)] = torch.arange(pixels, device=inputs.device)
-        rank = rank.view(1, 1, height, width)
-        for first in range(0, steps + 1, batch_size):
-            changed = rank < counts[first : first + batch_size].view(-1, 1, 1, 1)
-            images = torch.where(changed, finish[i : i + 1], start[i : i + 1])
-            target = targets[i : i + 1].expand(images.shape[0])
-            curves[i, first : first + images.shape[0]] = target_probabilities(network, images, target).cpu().numpy()
+    with torch.no_grad():
+        for i in range(n):
+            _curve(network, inputs, maps[i], targets[i], start[i], finish[i], counts, batch_size, curves[i])
     return curves
+
+
+def _curve(
+    network: Callable[[Tensor], Tensor],
+    inputs: Tensor,
+    saliency: np.ndarray,
+    target: Tensor,
+    start: Tensor,
+    finish: Tensor,
+    counts: Tensor,
+    batch_size: int,
+    out: np.ndarray,
+) -> None:
+    """One image's curve of :func:`causal_curves`, written into ``out``: ``batch_size`` steps per pass."""
+    height, width = inputs.shape[-2:]
+    pixels = height * width
+    rank = torch.empty(pixels, dtype=torch.long, device=inputs.device)
+    rank[torch.from_numpy(pixel_order(saliency)).to(inputs.device)] = torch.arange(pixels, device=inputs.device)
+    rank = rank.view(1, 1, height, width)
+    for first in range(0, len(counts), batch_size):
+        changed = rank < counts[first : first + batch_size].view(-1, 1, 1, 1)
+        images = torch.where(changed, finish[None], start[None])
+        rows = target.expand(images.shape[0])
+        out[first : first + images.shape[0]] = target_probabilities(network, images, rows).cpu().numpy()
 
 
 def removal_mask(saliency: np.ndarray, fraction: float, most_relevant: bool) -> np.ndarray:

@@ -1,0 +1,133 @@
+"""Metrics as plugins: the registry, the CLI's --metrics, and the localization numbers unchanged by
+the move onto the plugin interface (summary.csv files written before it, in tests/data)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import xaibench
+from xaibench import cli, metric
+from xaibench.errors import UnknownNameError, XaibenchError
+from xaibench.metric import DEFAULT_METRICS, FAMILIES, Metric, MetricInput, create_metric, register_metric
+
+DATA = Path(__file__).parent / "data"
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet-val-300"
+
+
+def test_every_metric_is_declared_and_describes_itself() -> None:
+    names = metric.available_metrics()
+    assert set(DEFAULT_METRICS) <= set(names)
+    assert {"deletion_auc", "insertion_auc", "average_drop", "increase_in_confidence", "road_morf", "road_lerf"} <= set(names)
+    for name in names:
+        built = create_metric(name)
+        assert built.name == name and built.title and built.description and built.family in FAMILIES
+        assert built.unit in ("%", "AUC", "count", "probability", "ratio")
+        assert all(kind in ("scalar", "array") for kind in built.columns.values())
+        assert type(built).__doc__.splitlines()[0].strip()
+
+
+def test_unknown_metric_and_option_errors() -> None:
+    with pytest.raises(UnknownNameError, match="unknown metric 'deletion'; did you mean 'deletion_auc'"):
+        create_metric("deletion")
+    with pytest.raises(XaibenchError, match="metric 'deletion_auc' has no option 'step'; its options: steps=224"):
+        create_metric("deletion_auc", step=3)
+    with pytest.raises(XaibenchError, match="metric 'road_morf': option fractions must be fractions in"):
+        create_metric("road_morf", fractions=(0.5, 1.5))
+
+
+def test_cli_rejects_bad_metrics_before_loading_anything(capsys) -> None:
+    assert cli.main(["run", "--metrics", "default,nope", "--n", "2"]) == 2
+    assert "unknown metric 'nope'" in capsys.readouterr().err
+    assert cli.main(["run", "--metrics", "deletion_auc(substrate='grey')", "--n", "2"]) == 2
+    assert "option substrate must be one of" in capsys.readouterr().err
+
+
+def test_a_column_has_one_owner() -> None:
+    class Copy(Metric):
+        """Writes pointing's column."""
+
+        columns = {"pointing": "scalar"}
+
+        def score(self, batch: MetricInput):
+            return {}
+
+    Copy.name = "copy"
+    with pytest.raises(XaibenchError, match="metrics 'pointing' and 'copy' both write the column 'pointing'"):
+        metric.with_requirements([create_metric("pointing"), Copy()])
+
+
+def test_requirements_are_added() -> None:
+    names = [m.name for m in metric.with_requirements([create_metric("pointing_per_class")])]
+    assert names == ["pointing", "pointing_per_class"]
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["run", "--methods", "cam,gradcam,saliency,center,random", "--n", "48", "--batch-size", "16"],
+         "summary_builtin_cam_gradcam_saliency_center_random_n48.csv"),
+        (["run", "--model", "efficientnet_lite0", "--dataset", f"imagenet:{SHARED}", "--methods",
+          "cam,gradcam,saliency,random", "--n", "12", "--batch-size", "4"],
+         "summary_imagenet_lite0_cam_gradcam_saliency_random_n12.csv"),
+    ],
+)
+def test_localization_summary_is_unchanged_by_metric_plugins(tmp_path, argv, expected) -> None:
+    """The same runs, written before the metrics became plugins: summary.csv byte for byte."""
+    if "imagenet" in expected and not SHARED.is_dir():
+        pytest.skip("the shared ImageNet photos are not beside the project")
+    assert cli.main(argv + ["--out", str(tmp_path / "run")]) == 0
+    assert (tmp_path / "run" / "summary.csv").read_text() == (DATA / expected).read_text()
+
+
+def test_a_metric_registered_at_run_time_is_scored_and_summarised() -> None:
+    @register_metric("test-peak-left")
+    class PeakLeft(Metric):
+        """The map's maximum lies in the image's left half."""
+
+        title = "peak left"
+        description = "the map's maximum lies in the left half"
+        columns = {"peak_left": "scalar"}
+        scale = 100.0
+
+        def score(self, batch: MetricInput):
+            width = batch.maps.shape[-1]
+            columns = batch.maps.reshape(len(batch), -1).argmax(1) % width
+            return {"peak_left": (columns < width / 2).astype(float)}
+
+    try:
+        model = xaibench.load_model("builtin")
+        data = xaibench.load_dataset("builtin", image_size=(64, 64), size=8, seed=0)
+        rows = xaibench.evaluate(model, data, ["center", "random"], metrics=["test-peak-left", "top1_cls"], batch_size=4)
+        assert list(rows.columns[-2:]) == ["peak_left", "top1_cls"]
+        assert set(rows.peak_left) <= {0.0, 1.0} and rows.peak_left.notna().all()
+        summary = xaibench.summarize(rows, [create_metric("test-peak-left")])
+        assert summary.metric.tolist() == ["test-peak-left"] * 2
+        random_rows = rows[rows.method == "random"]
+        assert summary.set_index("method").loc["random", "value"] == pytest.approx(100 * random_rows.peak_left.mean())
+    finally:
+        metric.METRICS._classes.pop("test-peak-left", None)
+
+
+def test_run_with_faithfulness_metrics_records_options_and_units(tmp_path) -> None:
+    out = tmp_path / "run"
+    argv = ["run", "--methods", "center,random", "--metrics", "top1_cls,deletion_auc(steps=16),average_drop,road_morf(fractions=(0.5,))",
+            "--n", "4", "--batch-size", "4", "--seed", "3", "--out", str(out)]
+    assert cli.main(argv) == 0
+    config = xaibench.report.read_config(out)
+    assert config["metrics"] == ["top1_cls", "deletion_auc", "average_drop", "road_morf"]
+    assert config["metric_options"]["deletion_auc"] == {"steps": 16, "substrate": "zero", "batch_size": None}
+    assert config["metric_options"]["road_morf"]["seed"] == 3  # the run's seed
+    summary = pd.read_csv(out / "summary.csv")
+    assert set(summary.metric) == {"top1_cls", "deletion_auc", "average_drop", "road_morf"}
+    per_image = xaibench.harness.read_per_image(out, xaibench.report.run_metrics(config))
+    assert per_image.deletion_curve.map(len).eq(17).all()
+    assert np.allclose(summary.set_index(["method", "metric"]).loc[("random", "deletion_auc"), "value"],
+                       per_image[per_image.method == "random"].deletion_auc.mean())
+    markdown = (out / "summary.md").read_text()
+    assert "deletion_auc (Deletion AUC, AUC, lower is better)" in markdown and "(steps=16" in markdown
+    # Resuming with other metric options is refused, naming the field.
+    assert cli.main(argv[:4] + ["deletion_auc(steps=8)"] + argv[5:] + ["--resume"]) == 2
