@@ -30,6 +30,26 @@ def readme_files(section_title: str = "Writing a plugin") -> dict[str, str]:
     return files
 
 
+def install_and_run(tmp_path: Path, name: str, files: dict[str, str], names: list[str], script: str) -> None:
+    """Install the package ``name`` made of ``files[names]`` into a folder of its own, then run
+    ``script`` in a fresh interpreter that sees it and this worktree's xaibench (not another copy)."""
+    package = tmp_path / name
+    package.mkdir()
+    for file in names:
+        (package / file).write_text(files[file])
+    site = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
+         "--disable-pip-version-check", "--target", str(site), str(package)],
+        check=True, capture_output=True,
+    )
+    path = tmp_path / "check.py"
+    path.write_text(script)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(ROOT)])}
+    result = subprocess.run([sys.executable, str(path)], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
 # Run in a fresh interpreter that sees the installed package: (a) `xaibench list`, (b) the contract
 # on a tiny network and, through the README's own test, on the built-in network, (c) `xaibench run`.
 SCRIPT = """
@@ -71,23 +91,9 @@ assert cli.main(["run", "--methods", "gradxact", "--n", "8", "--batch-size", "4"
 def test_the_readme_plugin_installs_lists_keeps_the_contract_and_runs(tmp_path) -> None:
     files = readme_files()
     assert {"xaibench_gradxact.py", "pyproject.toml", "tests/test_gradxact.py"} <= set(files), sorted(files)
-    package = tmp_path / "xaibench-gradxact"
-    package.mkdir()
-    (package / "pyproject.toml").write_text(files["pyproject.toml"])
-    (package / "xaibench_gradxact.py").write_text(files["xaibench_gradxact.py"])
-    site = tmp_path / "site"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
-         "--disable-pip-version-check", "--target", str(site), str(package)],
-        check=True, capture_output=True,
-    )
     out = tmp_path / "run"
-    script = tmp_path / "check_plugin.py"
-    script.write_text(textwrap.dedent(SCRIPT).format(readme_test=files["tests/test_gradxact.py"], out=str(out)))
-    # The worktree's xaibench (not another installed copy) and the package just installed.
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(ROOT)])}
-    result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    script = textwrap.dedent(SCRIPT).format(readme_test=files["tests/test_gradxact.py"], out=str(out))
+    install_and_run(tmp_path, "xaibench-gradxact", files, ["pyproject.toml", "xaibench_gradxact.py"], script)
     rows = pd.read_csv(out / "per_image.csv")
     assert len(rows) == 8 and set(rows["method"]) == {"gradxact"}
 
@@ -110,22 +116,9 @@ assert cli.main(["run", "--methods", "cam,center", "--metrics", "default,peak_in
 def test_the_readme_metric_installs_lists_and_runs(tmp_path) -> None:
     files = readme_files("Writing a metric")
     assert {"xaibench_peakbox.py", "pyproject.toml"} <= set(files), sorted(files)
-    package = tmp_path / "xaibench-peakbox"
-    package.mkdir()
-    (package / "pyproject.toml").write_text(files["pyproject.toml"])
-    (package / "xaibench_peakbox.py").write_text(files["xaibench_peakbox.py"])
-    site = tmp_path / "site"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
-         "--disable-pip-version-check", "--target", str(site), str(package)],
-        check=True, capture_output=True,
-    )
     out = tmp_path / "run"
-    script = tmp_path / "check_metric.py"
-    script.write_text(textwrap.dedent(METRIC_SCRIPT).format(out=str(out)))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(ROOT)])}
-    result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    script = textwrap.dedent(METRIC_SCRIPT).format(out=str(out))
+    install_and_run(tmp_path, "xaibench-peakbox", files, ["pyproject.toml", "xaibench_peakbox.py"], script)
     summary = pd.read_csv(out / "summary.csv").set_index(["method", "metric"])
     rows = pd.read_csv(out / "per_image.csv")
     # Known answer, computed here from the rows' own column: the summary is its mean, in %.

@@ -1,6 +1,7 @@
 """xaibench: how well do explanation methods localize the object a classifier recognised?
 
 The data flow is one-way: data set -> model -> explainer -> metrics -> DataFrame -> report.
+Methods (:class:`Explainer`) and metrics (:class:`Metric`) are plugins found by name.
 
     >>> import xaibench
     >>> model = xaibench.load_model("efficientnet_lite0")
@@ -17,6 +18,7 @@ from xaibench.explainer import (
     get_explainer,
     register_explainer,
 )
+from xaibench.metric import Metric, available_metrics, create_metric, register_metric
 from xaibench.models import Model, load_model, wrap_model
 from xaibench.data import load_dataset
 from xaibench.harness import evaluate
@@ -27,15 +29,19 @@ __version__ = "0.1.0"
 __all__ = [
     "Explainer",
     "Explanation",
+    "Metric",
     "Model",
     "XaibenchError",
     "available_explainers",
+    "available_metrics",
     "create_explainer",
+    "create_metric",
     "evaluate",
     "get_explainer",
     "load_dataset",
     "load_model",
     "register_explainer",
+    "register_metric",
     "summarize",
     "wrap_model",
 ]
