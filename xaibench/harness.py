@@ -278,11 +278,11 @@ def _evaluate_batch(
         if not todo.any():
             continue
         bar.set_postfix_str(explainer.name)
+        where = f"images {batch.ids[0]} ... {batch.ids[-1]}" if len(batch) > 1 else f"image {batch.ids[0]}"
         start = time.perf_counter()
         try:
             explanation = explainer.explain(images, targets.to(images.device))
         except Exception as error:
-            where = f"images {batch.ids[0]} ... {batch.ids[-1]}" if len(batch) > 1 else f"image {batch.ids[0]}"
             raise XaibenchError(f"method '{explainer.name}' failed on {where}: {type(error).__name__}: {error}") from error
         timing = (indices[0], explainer.name, len(batch), time.perf_counter() - start)
         maps = as_numpy(explanation.maps)
@@ -301,33 +301,41 @@ def _evaluate_batch(
                 "status": np.where(~finite, "nonfinite", np.where(constant, "constant", "ok")),
             }
         )
+        # Metrics of maps see the finite maps; metrics of the image alone see every row to write.
+        rows = {True: keep[finite[keep]], False: keep}
         inputs = {
-            needs_maps: _metric_input(model, batch, images, maps, targets, top5, keep[finite[keep]] if needs_maps else keep, target)
+            needs_maps: _metric_input(model, batch, images, maps, targets, top5, rows[needs_maps], target)
             for needs_maps in {m.needs_maps for m in metrics}
         }
         for metric in metrics:
             if metric.passes_per_image:  # the metrics that run the network take time: say which
                 bar.set_postfix_str(f"{explainer.name}: {metric.name}")
-            scored = keep[finite[keep]] if metric.needs_maps else keep
+            scored = rows[metric.needs_maps]
             try:
                 values = metric.score(inputs[metric.needs_maps]) if len(scored) else {}
             except Exception as error:
                 raise XaibenchError(
-                    f"metric '{metric.name}' failed on the maps of method '{explainer.name}' for images "
-                    f"{batch.ids[0]} ... {batch.ids[-1]}: {type(error).__name__}: {error}"
+                    f"metric '{metric.name}' failed on the maps of method '{explainer.name}' for {where}: "
+                    f"{type(error).__name__}: {error}"
                 ) from error
             for column, kind in metric.columns.items():
-                cells = [None] * len(batch) if kind == "array" else np.full(len(batch), np.nan)
-                given = values.get(column)
-                if given is not None and len(scored):
-                    if len(given) != len(scored):
-                        raise XaibenchError(
-                            f"metric '{metric.name}' returned {len(given)} values of '{column}' for {len(scored)} images"
-                        )
-                    for k, value in zip(scored, given):
-                        cells[k] = value
-                frame[column] = pd.Series(cells, index=frame.index, dtype=object if kind == "array" else float)
+                frame[column] = _column(metric, column, kind, values.get(column), scored, frame.index)
         yield frame.iloc[keep], timing
+
+
+def _column(
+    metric: Metric, column: str, kind: str, values: Sequence | None, scored: np.ndarray, index: pd.Index
+) -> pd.Series:
+    """One metric column of a batch's frame: ``values`` at the rows ``scored``, NaN (or None for an
+    array column) elsewhere."""
+    cells = pd.Series(None if kind == "array" else np.nan, index=index, dtype=object if kind == "array" else float)
+    if values is None or not len(scored):
+        return cells
+    if len(values) != len(scored):
+        raise XaibenchError(f"metric '{metric.name}' returned {len(values)} values of '{column}' for {len(scored)} images")
+    for k, value in zip(scored, values):
+        cells.iloc[k] = value
+    return cells
 
 
 def _metric_input(
