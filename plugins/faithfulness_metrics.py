@@ -86,6 +86,8 @@ class DeletionAUC(_Causal):
     description = "area under the target's probability as the map's top pixels are removed (RISE)"
     higher_is_better = False
     columns = {"deletion_auc": "scalar", "deletion_curve": "array"}
+    curve = "deletion_curve"
+    curve_axes = ("fraction of pixels removed", "probability of the target class")
 
 
 @register_metric("insertion_auc")
@@ -101,6 +103,8 @@ class InsertionAUC(_Causal):
     title = "Insertion AUC"
     description = "area under the target's probability as the map's top pixels are inserted into a blurred image (RISE)"
     columns = {"insertion_auc": "scalar", "insertion_curve": "array"}
+    curve = "insertion_curve"
+    curve_axes = ("fraction of pixels inserted", "probability of the target class")
     deleting = False
 
     def __init__(self, *, steps: int = 224, substrate: str = "blur", batch_size: int | None = None) -> None:
@@ -207,6 +211,9 @@ class _Road(Metric):
         prefix = "road_morf" if self.most_relevant else "road_lerf"
         return {prefix: 100.0 * curves.mean(1), f"{prefix}_curve": [c.astype(np.float32) for c in curves]}
 
+    def curve_x(self, points: int) -> np.ndarray:
+        return np.asarray(self.fractions)
+
 
 @register_metric("road_morf")
 class RoadMoRF(_Road):
@@ -226,6 +233,8 @@ class RoadMoRF(_Road):
     description = "accuracy after the map's top 10-90 % pixels are imputed away, averaged (ROAD)"
     higher_is_better = False
     columns = {"road_morf": "scalar", "road_morf_curve": "array"}
+    curve = "road_morf_curve"
+    curve_axes = ("fraction of top pixels imputed", "accuracy (top-1 = target)")
 
 
 @register_metric("road_lerf")
@@ -239,4 +248,6 @@ class RoadLeRF(_Road):
     title = "ROAD LeRF"
     description = "accuracy after the map's bottom 10-90 % pixels are imputed away, averaged (ROAD)"
     columns = {"road_lerf": "scalar", "road_lerf_curve": "array"}
+    curve = "road_lerf_curve"
+    curve_axes = ("fraction of bottom pixels imputed", "accuracy (top-1 = target)")
     most_relevant = False

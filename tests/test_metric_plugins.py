@@ -129,5 +129,17 @@ def test_run_with_faithfulness_metrics_records_options_and_units(tmp_path) -> No
                        per_image[per_image.method == "random"].deletion_auc.mean())
     markdown = (out / "summary.md").read_text()
     assert "deletion_auc (Deletion AUC, AUC, lower is better)" in markdown and "(steps=16" in markdown
+    # one table per family, in FAMILIES order, each holding its own metrics only
+    sections = markdown.split("## ")[1:]
+    assert [s.split("\n")[0] for s in sections] == ["Classification", "Faithfulness"]
+    assert "deletion_auc" in sections[1] and "deletion_auc" not in sections[0].split("- top1_cls")[0]
+    # the mean curves: per method and metric that keeps one, the mean of the per-image curves
+    curves = pd.read_csv(out / "curves.csv")
+    assert set(curves.metric) == {"deletion_auc", "road_morf"}
+    deletion = curves[(curves.metric == "deletion_auc") & (curves.method == "random")]
+    expected = np.stack(per_image[per_image.method == "random"].deletion_curve.to_list()).mean(0)
+    assert np.allclose(deletion.value, expected) and np.allclose(deletion.x, np.linspace(0, 1, 17))
+    assert curves[curves.metric == "road_morf"].x.tolist() == [0.5, 0.5]  # one fraction, two methods
+    assert (out / "curves.png").stat().st_size > 10_000
     # Resuming with other metric options is refused, naming the field.
     assert cli.main(argv[:4] + ["deletion_auc(steps=8)"] + argv[5:] + ["--resume"]) == 2

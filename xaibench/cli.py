@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 from xaibench import __version__, data, explainer, harness, metric, models, report, viz
@@ -24,6 +25,8 @@ from xaibench.run_folder import PER_IMAGE, RunFolder, overlays_file, unique_fold
 from xaibench.seeding import MAX_SEED
 
 DEFAULT_METHODS = "cam,gradcam,saliency"
+DEFAULT_SANITY_METHODS = "cam,gradcam,saliency,guided_backprop"
+DEFAULT_SANITY_IMAGES = 20
 FIGURE_ROWS = 6
 #: Sides the images may be resized to: smaller leaves no room for a feature map, larger no memory.
 IMAGE_SIZE_RANGE = (16, 4096)
@@ -60,12 +63,33 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-image-pixels", type=int, default=None,
                      help="skip image files with more pixels than this (default: Pillow's limit, about 89 million)")
 
+    sanity = commands.add_parser(
+        "sanity", help="sanity checks (Adebayo et al. 2018): how alike the maps stay as the model is randomized"
+    )
+    sanity.add_argument("--methods", default=DEFAULT_SANITY_METHODS,
+                        help=f"comma-separated names with options, or all (default: {DEFAULT_SANITY_METHODS})")
+    sanity.add_argument("--model", default="builtin", help="one model: builtin, efficientnet_lite0/1/2, or a torchvision name")
+    sanity.add_argument("--weights", default="default", help="a state-dict file for the model (default: its trained weights)")
+    sanity.add_argument("--target-layer", default=None, help="dotted name of the feature layer (default: found automatically)")
+    sanity.add_argument("--dataset", default="builtin", help="KIND or KIND:PATH, e.g. imagenet:DIR (default: builtin)")
+    sanity.add_argument("--image-size", type=int, default=None, help="side the images are resized to (default: the model's)")
+    sanity.add_argument("--n", type=int, default=DEFAULT_SANITY_IMAGES, help=f"number of images (default: {DEFAULT_SANITY_IMAGES})")
+    sanity.add_argument("--batch-size", type=int, default=16, help="images per explanation call (default: 16)")
+    sanity.add_argument("--target", choices=harness.TARGETS, default="label", help="class to explain at every depth (default: label)")
+    sanity.add_argument("--show", type=int, default=3, help="images whose maps sanity_maps.png shows (default: 3)")
+    sanity.add_argument("--out", default=None, help="output folder (default: a new reports/<time>-sanity-<model>-<dataset>)")
+    sanity.add_argument("--overwrite", action="store_true", help="replace the sanity check in --out")
+    sanity.add_argument("--seed", type=int, default=0, help="seed of the random weights, data and bootstrap (default: 0)")
+    sanity.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+
     summarize = commands.add_parser("summarize", help="(re)write the summary of a run's folder, finished or not")
     summarize.add_argument("folder", help="the run's output folder")
 
     train = commands.add_parser("train-builtin", help="train the built-in benchmark's network from its seed")
     train.add_argument("--seed", type=int, default=0, help="seed of the data and the training (default: 0)")
     train.add_argument("--out", default=None, help="folder for the weights file (default: the cache, ~/.cache/xaibench)")
+    train.add_argument("--permuted-labels", action="store_true",
+                       help="train on randomly permuted labels (the sanity checks' data randomization test)")
 
     listing = commands.add_parser("list", help="list the registered explanation methods (or metrics)")
     listing.add_argument("--metrics", action="store_true", help="list the registered metrics instead")
@@ -75,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    commands = {"list": _list, "run": _run, "summarize": _summarize, "train-builtin": _train_builtin}
+    commands = {"list": _list, "run": _run, "sanity": _sanity, "summarize": _summarize, "train-builtin": _train_builtin}
     try:
         return commands[args.command](args)
     except KeyboardInterrupt:
@@ -103,7 +127,23 @@ def _list(args: argparse.Namespace) -> int:
 def _check_arguments(args: argparse.Namespace) -> tuple[list[MethodSpec], list[metric.Metric]]:
     """Check every argument that can be checked without loading anything; the methods, parsed, and the
     metrics, built."""
-    specs = parse_methods(args.methods)
+    specs = _check_methods(args.methods)
+    _check_common(args)
+    if args.max_image_pixels is not None and args.max_image_pixels < 1:
+        raise XaibenchError(f"--max-image-pixels must be at least 1, got {args.max_image_pixels}")
+    if args.resume and args.out is None:
+        raise XaibenchError("--resume needs --out DIR, the folder of the run to continue")
+    if args.out and not (args.resume or args.overwrite) and RunFolder(args.out).holds_a_run():
+        raise XaibenchError(
+            f"{args.out} holds the results of another run; pass --resume to continue it, --overwrite to "
+            "replace it, or choose another --out"
+        )
+    return specs, _metrics(args.metrics, args.seed)
+
+
+def _check_methods(text: str) -> list[MethodSpec]:
+    """``--methods``, parsed, ``all`` expanded, each name and option checked."""
+    specs = parse_methods(text)
     if not specs:
         raise XaibenchError(f"--methods names no method; name at least one, e.g. --methods {DEFAULT_METHODS}")
     if [s.name for s in specs] == ["all"]:
@@ -114,6 +154,11 @@ def _check_arguments(args: argparse.Namespace) -> tuple[list[MethodSpec], list[m
         raise XaibenchError(f"--methods names {', '.join(twice)} more than once; name each method once")
     for spec in specs:  # a typo or a wrong option fails here, before anything heavy is loaded
         check_options(spec.name, explainer.get_explainer(spec.name), spec.options)
+    return specs
+
+
+def _check_common(args: argparse.Namespace) -> None:
+    """The arguments ``run`` and ``sanity`` share: model, images, seed, batch, device, weights, layer."""
     if not _model_names(args.model):
         raise XaibenchError("--model names no model; e.g. --model efficientnet_lite0")
     if args.n is not None and args.n < 1:
@@ -124,8 +169,6 @@ def _check_arguments(args: argparse.Namespace) -> tuple[list[MethodSpec], list[m
     low, high = IMAGE_SIZE_RANGE
     if args.image_size is not None and not low <= args.image_size <= high:
         raise XaibenchError(f"--image-size must lie in [{low}, {high}] pixels, got {args.image_size}")
-    if args.max_image_pixels is not None and args.max_image_pixels < 1:
-        raise XaibenchError(f"--max-image-pixels must be at least 1, got {args.max_image_pixels}")
     _check_device(args.device)
     if args.weights not in ("default", "none"):
         weights = Path(args.weights)
@@ -135,16 +178,8 @@ def _check_arguments(args: argparse.Namespace) -> tuple[list[MethodSpec], list[m
             raise XaibenchError(f"--weights {weights}: the file cannot be read (permission denied)")
         if len(_model_names(args.model)) > 1:
             raise XaibenchError("--weights PATH needs a single --model; several models use their own weights")
-    if args.resume and args.out is None:
-        raise XaibenchError("--resume needs --out DIR, the folder of the run to continue")
-    if args.out and not (args.resume or args.overwrite) and RunFolder(args.out).holds_a_run():
-        raise XaibenchError(
-            f"{args.out} holds the results of another run; pass --resume to continue it, --overwrite to "
-            "replace it, or choose another --out"
-        )
     if args.target_layer is not None and not args.target_layer.strip():
         raise XaibenchError("--target-layer is empty; name a layer (e.g. layer4) or leave the option out")
-    return specs, _metrics(args.metrics, args.seed)
 
 
 def _metrics(text: str, seed: int) -> list[metric.Metric]:
@@ -328,7 +363,7 @@ def _run_checked(args: argparse.Namespace, specs: list[MethodSpec], metrics: lis
             maps = harness.explain_samples(setup.model, samples, setup.explainers, target=args.target)
             figure = overlays_file(setup.model.name if len(setups) > 1 else None)
             viz.overlay_grid(samples, maps, out / figure, class_names=setup.model.class_names)
-    print(report.to_markdown(report.summary_table(summary, report.seconds_per_image(harness.read_timings(out)))))
+    _print_summary(summary, out)
     skipped = list(dict.fromkeys(harness.read_skipped(out)["index"]))
     if skipped:
         print(f"xaibench: skipped {len(skipped)} unreadable images (listed in {out / 'skipped.csv'})")
@@ -377,12 +412,119 @@ def _max_image_pixels() -> int | None:
     return Image.MAX_IMAGE_PIXELS
 
 
+def _sanity(args: argparse.Namespace) -> int:
+    from xaibench import sanity
+    from xaibench.data.sample import collate
+
+    specs = _check_methods(args.methods)
+    _check_common(args)
+    if len(_model_names(args.model)) != 1:
+        raise XaibenchError("xaibench sanity checks one model at a time; pass a single --model")
+    if args.show < 0:
+        raise XaibenchError(f"--show must be at least 0, got {args.show}")
+    out = Path(args.out) if args.out else unique_folder("reports", "sanity-" + _default_name(args.model, args.dataset))
+    if not args.overwrite and any((out / name).exists() for name in sanity.OUTPUTS):
+        raise XaibenchError(f"{out} holds another sanity check; pass --overwrite to replace it, or choose another --out")
+    torch.manual_seed(args.seed)
+    name = _model_names(args.model)[0]
+    model = models.load_model(
+        name, weights=None if args.weights == "none" else args.weights, target_layer=args.target_layer, device=args.device
+    )
+    image_size = (args.image_size, args.image_size) if args.image_size else tuple(model.input_size)
+    if image_size != tuple(model.input_size):
+        models.check_target_layer(model.network, model.target_layer_name, torch.zeros(1, 3, *image_size, device=model.device))
+    dataset = data.load_dataset(args.dataset, image_size=image_size, size=args.n, seed=args.seed, class_names=model.class_names)
+    samples = harness.first_samples(dataset, args.n)
+    if not samples:
+        raise XaibenchError(f"no image of --dataset {args.dataset} could be read; nothing to check")
+    batch = collate(samples)
+    images = batch.images.to(model.device)
+    _, targets = harness.predictions_and_targets(model, images, batch.labels, args.target)
+    specs = [_with_seed(spec, args.seed) for spec in specs]
+    random_labels = _random_labels_model(model, args)
+    config = {
+        "model": model.name,
+        "weights": args.weights,
+        "target_layer": model.target_layer_name,
+        "image_size": list(image_size),
+        "dataset": args.dataset,
+        "image_ids": [s.id for s in samples],
+        "n": len(samples),
+        "methods": [spec.name for spec in specs],
+        "method_options": {
+            spec.name: effective_options(explainer.get_explainer(spec.name), spec.options) for spec in specs
+        },
+        "target": args.target,
+        "randomization": "cascading, blocks from the top, reset_parameters() seeded per block (xaibench.randomization)",
+        "data_randomization": _random_labels_description(args) if random_labels is not None else None,
+        "seed": args.seed,
+        "device": args.device,
+        "torch": torch.__version__,
+        "xaibench": __version__,
+    }
+    print(f"xaibench: sanity checks of {', '.join(config['methods'])} on {len(samples)} images of {args.dataset} "
+          f"with {model.name} -> {out}")
+    frames, shown, complete = [], sanity.SanityMaps(), False
+    data_rows = None
+    try:
+        for frame in sanity.model_randomization(
+            model, images, targets, specs, seed=args.seed, batch_size=args.batch_size, keep=args.show,
+            shown=shown, progress=True,
+        ):
+            frames.append(frame)
+        if random_labels is not None:
+            data_rows = sanity.data_randomization(model, random_labels, images, targets, specs, batch_size=args.batch_size)
+        complete = True
+    except KeyboardInterrupt:
+        print("xaibench: interrupted; writing the depths computed so far", file=sys.stderr)
+    finally:
+        if frames:
+            per_image = pd.concat(frames, ignore_index=True)
+            summary = sanity.write_sanity(
+                out, config, per_image, shown, images[: args.show].cpu(), data_per_image=data_rows, complete=complete
+            )
+    if not complete:
+        return 130
+    print(f"every block randomized:\n{sanity.deepest_table(summary)}")
+    print(f"xaibench: wrote {out}")
+    return 0
+
+
+def _random_labels_description(args: argparse.Namespace) -> dict:
+    from xaibench.shapes_net import PERMUTED_LABELS_CONFIG, shapes_net_accuracy
+
+    return {
+        "network": "the built-in network trained on permuted labels (xaibench.shapes_net.PERMUTED_LABELS_CONFIG)",
+        "training_images": PERMUTED_LABELS_CONFIG.n_train,
+        "fit_to_permuted_labels": shapes_net_accuracy(0, permuted_labels=True),
+    }
+
+
+def _random_labels_model(model: models.Model, args: argparse.Namespace) -> models.Model | None:
+    """The built-in network trained on permuted labels, for the data randomization test (only the
+    built-in benchmark has one: other networks would need retraining)."""
+    if args.model not in ("builtin", "shapes_net") or args.weights != "default":
+        return None
+    from xaibench.randomization import with_network
+    from xaibench.shapes_net import load_shapes_net
+
+    network = load_shapes_net(0, permuted_labels=True).to(model.device)
+    return with_network(model, network, name=f"{model.name} (permuted labels)")
+
+
+def _print_summary(summary: pd.DataFrame, folder: Path) -> None:
+    """The summary's tables, one per metric family, on standard output."""
+    seconds = report.seconds_per_image(harness.read_timings(folder))
+    for family, _, table in report.family_tables(summary, seconds):
+        print(f"{family}:\n{report.to_markdown(table)}")
+
+
 def _summarize(args: argparse.Namespace) -> int:
     folder = Path(args.folder)
     summary = report.write_summary(folder)
     config = report.read_config(folder)
     per_image = harness.read_per_image(folder, report.run_metrics(config))
-    print(report.to_markdown(report.summary_table(summary, report.seconds_per_image(harness.read_timings(folder)))))
+    _print_summary(summary, folder)
     state = "complete" if report.run_is_complete(config, per_image) else "partial"
     print(f"xaibench: summarised the {state} run in {folder} ({len(per_image)} rows)")
     return 0
@@ -392,9 +534,11 @@ def _train_builtin(args: argparse.Namespace) -> int:
     from xaibench.shapes_net import train_builtin
 
     _check_seed(args.seed)
-    print(f"xaibench: training the built-in network with seed {args.seed} (about a minute and a half on two cores)")
-    path, accuracy = train_builtin(args.seed, args.out)
-    print(f"xaibench: test accuracy {100 * accuracy:.1f}%; wrote {path}")
+    labels = " on permuted labels" if args.permuted_labels else ""
+    print(f"xaibench: training the built-in network{labels} with seed {args.seed} (a minute or two on two cores)")
+    path, accuracy = train_builtin(args.seed, args.out, permuted_labels=args.permuted_labels)
+    fit = "fit to the permuted training labels" if args.permuted_labels else "test accuracy"
+    print(f"xaibench: {fit} {100 * accuracy:.1f}%; wrote {path}")
     return 0
 
 

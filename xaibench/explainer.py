@@ -57,11 +57,15 @@ class Explanation:
             explanation: count it as the method's failure on that image, never score it.
         constant: (N,) bool; True where the raw map was finite and constant (see
             :data:`CONSTANT_RTOL`): the method singled out no region of that image.
+        raw: (N, H, W) float32: the method's raw maps, signs and scale kept, upsampled as ``maps``
+            (``maps`` is their min-max scaling); zeros where ``maps`` is. The sanity checks rank
+            them with and without their signs.
     """
 
     maps: Tensor
     finite: Tensor
     constant: Tensor
+    raw: Tensor
 
 
 class Explainer(abc.ABC):
@@ -107,7 +111,8 @@ class Explainer(abc.ABC):
         images, targets = self._check(images, targets)
         if images.shape[0] == 0:  # nothing to explain; not every method copes with an empty batch
             flags = torch.zeros(0, dtype=torch.bool, device=images.device)
-            return Explanation(images.new_zeros((0, *images.shape[-2:]), dtype=torch.float32), flags, flags)
+            empty = images.new_zeros((0, *images.shape[-2:]), dtype=torch.float32)
+            return Explanation(empty, flags, flags, empty)
         raw = self._attribute(images, targets)
         self._check_output(raw, images)
         raw = raw.detach().to(images.device)
@@ -122,8 +127,8 @@ class Explainer(abc.ABC):
         span = flat.amax(1) - flat.amin(1)
         constant = finite & (span <= CONSTANT_RTOL * flat.abs().amax(1))
         raw = torch.where(constant[:, None, None], torch.zeros_like(raw), raw)
-        maps = normalize_maps(upsample_maps(raw, images.shape[-2:]))
-        return Explanation(maps=maps, finite=finite, constant=constant)
+        raw = upsample_maps(raw, images.shape[-2:])
+        return Explanation(maps=normalize_maps(raw), finite=finite, constant=constant, raw=raw)
 
     @final
     def __call__(self, images: Tensor, targets: Tensor) -> Tensor:

@@ -363,7 +363,7 @@ def _metric_input(
     )
 
 
-def _targets(model: Model, images: torch.Tensor, labels: torch.Tensor, target: str) -> tuple[torch.Tensor, torch.Tensor]:
+def predictions_and_targets(model: Model, images: torch.Tensor, labels: torch.Tensor, target: str) -> tuple[torch.Tensor, torch.Tensor]:
     """The model's top-1 predictions, and the class each map explains: the label or the prediction."""
     with eval_mode(model.network), torch.no_grad():
         predictions = model(images).argmax(1)
@@ -389,6 +389,6 @@ def explain_samples(
     """Maps (N, H, W) of each method for a few samples, e.g. for a figure (a non-finite map is all zeros)."""
     batch = collate(samples)
     images = batch.images.to(model.device)
-    _, targets = _targets(model, images, batch.labels, target)
+    _, targets = predictions_and_targets(model, images, batch.labels, target)
     explainers = [m if isinstance(m, Explainer) else create_explainer(m, model) for m in methods]
     return {e.name: as_numpy(e.explain(images, targets).maps) for e in explainers}

@@ -121,6 +121,10 @@ class Metric(abc.ABC):
     needs_maps: bool = True
     #: Every option with the value used, set by :func:`create_metric` (for ``config.json``).
     options: dict[str, object] = {}
+    #: The ``"array"`` column holding a per-image curve the reports plot (mean per method), or None.
+    curve: str | None = None
+    #: What the curve's axes show, for the plots' labels.
+    curve_axes: tuple[str, str] = ("", "")
 
     @abc.abstractmethod
     def score(self, batch: MetricInput) -> dict[str, Sequence]:
@@ -136,6 +140,10 @@ class Metric(abc.ABC):
     def count(self, rows: pd.DataFrame) -> int:
         """How many of ``rows`` the aggregated value rests on (the ``n`` of ``summary.csv``)."""
         return int(rows[self._scalar_column()].notna().sum())
+
+    def curve_x(self, points: int) -> np.ndarray:
+        """The x positions of a :attr:`curve` of ``points`` values (default: evenly spaced over [0, 1])."""
+        return np.linspace(0.0, 1.0, points)
 
     def per_image_values(self, rows: pd.DataFrame) -> np.ndarray | None:
         """For a data-set-level metric, what each of one method's rows contributes, so that their mean

@@ -1,6 +1,7 @@
 """Summaries of a run: per-method means with bootstrap confidence intervals, written as CSV and Markdown.
 
-:func:`write_summary` owns ``summary.csv``, ``summary.md`` and ``box_accuracy_curves.csv``. It reads
+:func:`write_summary` owns ``summary.csv``, ``summary.md``, ``box_accuracy_curves.csv``, ``curves.csv``
+and ``curves.png``. It reads
 the run's folder only (``config.json`` and the journals the harness appends to), so it summarises a
 finished run, an interrupted one (``xaibench summarize DIR``) and a resumed one alike, and a resumed
 run's summary is byte for byte that of an uninterrupted run.
@@ -15,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from xaibench import localization
+from xaibench import localization, viz
 from xaibench.errors import XaibenchError
 from xaibench.harness import COLUMNS, build_metrics, metric_columns, read_per_image, read_timings
-from xaibench.metric import DEFAULT_METRICS, Metric, create_metric, get_metric
-from xaibench.run_folder import BOX_ACCURACY_CURVES, CONFIG, SUMMARY_CSV, SUMMARY_MD, atomic_write, atomic_write_text
+from xaibench.metric import DEFAULT_METRICS, FAMILIES, Metric, create_metric, get_metric
+from xaibench.run_folder import BOX_ACCURACY_CURVES, CONFIG, CURVES_CSV, CURVES_PNG, SUMMARY_CSV, SUMMARY_MD, atomic_write, atomic_write_text
 
 SUMMARY_COLUMNS = ["model", "method", "metric", "value", "ci_low", "ci_high", "n"]
 
@@ -141,6 +142,31 @@ def box_accuracy_curves(per_image: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
 
 
+CURVE_COLUMNS = ["model", "method", "metric", "x", "value", "n"]
+
+
+def mean_curves(per_image: pd.DataFrame, metrics: list[Metric]) -> pd.DataFrame:
+    """The mean per-image curve of each metric that keeps one (:attr:`~xaibench.metric.Metric.curve`,
+    e.g. deletion's probability against the fraction of pixels removed), per (model, method), over
+    the images it was scored on: long format ``model, method, metric, x, value, n``."""
+    frames = []
+    for metric in metrics:
+        if metric.curve is None or metric.curve not in per_image:
+            continue
+        for (model, method), group in _by_model_and_method(per_image):
+            curves = [np.atleast_1d(np.asarray(c, dtype=np.float64)) for c in group[metric.curve] if c is not None and not _is_nan(c)]
+            if not curves or len({len(c) for c in curves}) != 1:
+                continue
+            mean = np.stack(curves).mean(0)
+            frames.append(pd.DataFrame({"model": model, "method": method, "metric": metric.name,
+                                        "x": metric.curve_x(len(mean)), "value": mean, "n": len(curves)}))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=CURVE_COLUMNS)
+
+
+def _is_nan(value: object) -> bool:
+    return isinstance(value, float) and np.isnan(value)
+
+
 def seconds_per_image(timings: pd.DataFrame) -> pd.Series:
     """Seconds per image of each (model, method) over a run's ``timings.csv`` rows (a resumed run: the
     work done)."""
@@ -194,6 +220,22 @@ def summary_table(summary: pd.DataFrame, seconds: pd.Series | None = None) -> pd
     return table.drop(columns="model") if table.model.nunique() <= 1 else table
 
 
+def family_tables(
+    summary: pd.DataFrame, seconds: pd.Series | None = None
+) -> list[tuple[str, list[str], pd.DataFrame]]:
+    """The summary split by metric family (:data:`~xaibench.metric.FAMILIES`, in that order): per
+    family present, its metrics' names and its :func:`summary_table` (the first one with ``s/img``)."""
+    names = list(dict.fromkeys(summary.metric))
+    families = {name: get_metric(name).family for name in names}
+    tables = []
+    for family in FAMILIES:
+        members = [name for name in names if families[name] == family]
+        if members:
+            part = summary[summary.metric.isin(members)]
+            tables.append((family, members, summary_table(part, None if tables else seconds)))
+    return tables
+
+
 def to_markdown(table: pd.DataFrame) -> str:
     """A GitHub-flavoured Markdown table of a DataFrame (index included)."""
     header = [table.index.name or ""] + [str(c) for c in table.columns]
@@ -223,7 +265,8 @@ def read_config(folder: str | Path) -> dict:
 
 
 def write_summary(folder: str | Path, *, n_boot: int = 1000, level: float = 0.95) -> pd.DataFrame:
-    """Summarise the run in ``folder`` and write ``summary.csv``, ``summary.md`` and ``box_accuracy_curves.csv``.
+    """Summarise the run in ``folder`` and write ``summary.csv``, ``summary.md``, ``box_accuracy_curves.csv``
+    and, for metrics that keep curves (deletion, insertion, ROAD), ``curves.csv`` and ``curves.png``.
 
     Reads ``config.json`` and the journals (``per_image.csv``, ``skipped.csv``, ``timings.csv``); the
     run may be finished or not. Each file is written atomically. The bootstrap is seeded with the
@@ -243,6 +286,10 @@ def write_summary(folder: str | Path, *, n_boot: int = 1000, level: float = 0.95
     atomic_write(folder / SUMMARY_CSV, lambda f: f.write(summary.to_csv(index=False, lineterminator="\n").encode()))
     curves = box_accuracy_curves(per_image)
     atomic_write(folder / BOX_ACCURACY_CURVES, lambda f: f.write(curves.to_csv(index=False, lineterminator="\n").encode()))
+    metric_curves = mean_curves(per_image, metrics)
+    if not metric_curves.empty:
+        atomic_write_text(folder / CURVES_CSV, metric_curves.to_csv(index=False, lineterminator="\n"))
+        viz.metric_curves(metric_curves, {m.name: m for m in metrics}, folder / CURVES_PNG)
     atomic_write_text(folder / SUMMARY_MD, summary_markdown(summary, config, per_image, read_timings(folder), metrics))
     return summary
 
@@ -262,17 +309,12 @@ def summary_markdown(
     timings: pd.DataFrame | None = None,
     metrics: list[Metric] | None = None,
 ) -> str:
-    """``summary.md``: a title, what each metric means (from the metrics themselves), how complete the
-    run is, and the table."""
+    """``summary.md``: a title, how complete the run is, then per metric family a table and what each
+    of its metrics means (from the metrics themselves)."""
     models = ", ".join(m.get("name", "") for m in config.get("models", [])) or config.get("model", "")
     title = f"# xaibench: {models} on {config.get('dataset', '')}\n\n"
-    metrics = run_metrics(config) if metrics is None else metrics
+    metrics = {m.name: m for m in (run_metrics(config) if metrics is None else metrics)}
     options = config.get("metric_options", {})
-    legend = "\n".join(
-        f"- {m.name} ({m.title}, {m.unit}{_direction(m)}): {m.description}{_options_text(options.get(m.name))}"
-        for m in metrics if m.name in set(summary.metric)
-    )
-    note = f"Values with 95% bootstrap intervals over images.\n\n{legend}\n\n" if legend else ""
     images = per_image["index"].nunique() if len(per_image) else 0
     skipped = len(per_image.attrs.get("skipped", []))
     status = f"{images} images scored"
@@ -281,7 +323,15 @@ def summary_markdown(
     if not run_is_complete(config, per_image):
         status += f"; **partial run** of {config.get('n')} images: continue it with --resume"
     seconds = seconds_per_image(timings) if timings is not None else None
-    return title + note + status + ".\n\n" + to_markdown(summary_table(summary, seconds))
+    sections = []
+    for family, names, table in family_tables(summary, seconds):
+        legend = "\n".join(
+            f"- {m.name} ({m.title}, {m.unit}{_direction(m)}): {m.description}{_options_text(options.get(m.name))}"
+            for m in (metrics.get(name) or get_metric(name) for name in names)
+        )
+        sections.append(f"## {family.capitalize()}\n\n{to_markdown(table)}\n{legend}\n")
+    intervals = "Values with 95% bootstrap intervals over images.\n\n" if sections else ""
+    return title + status + ".\n\n" + intervals + "\n".join(sections)
 
 
 def _direction(metric: Metric) -> str:

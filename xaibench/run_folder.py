@@ -47,8 +47,10 @@ SUMMARY_CSV = "summary.csv"
 SUMMARY_MD = "summary.md"
 BOX_ACCURACY_CURVES = "box_accuracy_curves.csv"
 OVERLAYS = "overlays.png"
+CURVES_CSV = "curves.csv"
+CURVES_PNG = "curves.png"
 #: Every file a run writes; ``--overwrite`` removes exactly these (and :func:`overlays_file` s).
-OUTPUTS = (CONFIG, PER_IMAGE, SKIPPED, TIMINGS, SUMMARY_CSV, SUMMARY_MD, BOX_ACCURACY_CURVES, OVERLAYS)
+OUTPUTS = (CONFIG, PER_IMAGE, SKIPPED, TIMINGS, SUMMARY_CSV, SUMMARY_MD, BOX_ACCURACY_CURVES, CURVES_CSV, CURVES_PNG, OVERLAYS)
 LOCK = ".xaibench.lock"
 _TEMPORARY_SUFFIX = ".partial"
 

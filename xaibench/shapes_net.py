@@ -84,6 +84,14 @@ class TrainConfig:
     augment: bool = True
 
 
+PERMUTED_LABELS_CONFIG = TrainConfig(
+    n_train=500, epochs=150, n_test=0, batch_size=16, lr=5e-3, weight_decay=0.0, augment=False
+)
+"""How the network of the data randomization test is trained on permuted labels: few images, many
+epochs, no augmentation and no weight decay, so that it memorises them (100% of its 500 permuted
+training labels), as Adebayo et al.'s random-label networks fit theirs."""
+
+
 class ShapesNet(nn.Module):
     """A small CNN with global average pooling and one linear classifier, for 64 x 64 inputs.
 
@@ -166,12 +174,19 @@ def train_shapes_net(
     lr: float = TrainConfig.lr,
     weight_decay: float = TrainConfig.weight_decay,
     augment: bool = TrainConfig.augment,
+    permute_labels: bool = False,
 ) -> tuple[ShapesNet, float]:
     """Train a :class:`ShapesNet` from scratch on the shapes benchmark.
 
     Training uses ``ShapesDataset(n_train, "train", seed)``, AdamW with a one-cycle learning-rate
     schedule and cross-entropy; the result is reproducible from ``seed`` (initialisation and shuffling
     draw from seeded generators; torch's global RNG state is restored afterwards).
+
+    With ``permute_labels`` the training labels are randomly permuted first (one seeded permutation
+    of the label vector), the data randomization test of Adebayo et al., "Sanity Checks for Saliency
+    Maps", NeurIPS 2018: the network can then only memorise, and a map that does not change is
+    independent of what the labels mean. Its accuracy is then measured on the permuted training
+    labels, the fit the test relies on (on test images it is at chance).
 
     Args:
         seed: Seed of the data and of the training.
@@ -182,9 +197,11 @@ def train_shapes_net(
         lr: Peak learning rate.
         weight_decay: AdamW weight decay.
         augment: Random flips of training images.
+        permute_labels: Train on randomly permuted labels (see above).
 
     Returns:
-        The network in eval mode and its top-1 accuracy on the test images.
+        The network in eval mode and its top-1 accuracy: on the test images, or with
+        ``permute_labels`` on the training images and their permuted labels.
     """
     if n_train < 1 or epochs < 1 or batch_size < 1:
         raise ValueError(
@@ -197,6 +214,8 @@ def train_shapes_net(
     logger.debug("rendered %d training images in %.1f s", n_train, time.perf_counter() - started)
 
     generator = torch.Generator().manual_seed(seed)
+    if permute_labels:
+        labels = labels[torch.randperm(n_train, generator=torch.Generator().manual_seed(seed + 1))]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = ShapesNet(len(SHAPE_CLASSES))
@@ -227,10 +246,14 @@ def train_shapes_net(
         logger.info("shapes net epoch %d/%d: loss %.4f", epoch + 1, epochs, total_loss / n_train)
 
     model = model.to(memory_format=torch.contiguous_format).eval()
-    accuracy = _accuracy(model, *_render(n_test, "test", seed)) if n_test > 0 else float("nan")
+    if permute_labels:  # the fit to the permuted labels, on the (unnormalised) training images
+        accuracy = _accuracy(model, images * std + mean, labels)
+    else:
+        accuracy = _accuracy(model, *_render(n_test, "test", seed)) if n_test > 0 else float("nan")
     logger.info(
-        "trained shapes net (seed %d) in %.0f s; test accuracy %.2f%% on %d images",
-        seed, time.perf_counter() - started, 100 * accuracy, n_test,
+        "trained shapes net (seed %d%s) in %.0f s; accuracy %.2f%% on %d %s images",
+        seed, ", permuted labels" if permute_labels else "", time.perf_counter() - started, 100 * accuracy,
+        n_train if permute_labels else n_test, "training" if permute_labels else "test",
     )
     return model, accuracy
 
@@ -259,22 +282,28 @@ def _config_key(config: TrainConfig) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
-def cache_path(seed: int = 0, cache_dir: str | os.PathLike | None = None) -> Path:
+def cache_path(seed: int = 0, cache_dir: str | os.PathLike | None = None, *, permuted_labels: bool = False) -> Path:
     """Where :func:`load_shapes_net` keeps the network trained with ``seed`` (the file may not exist yet).
 
     The directory is ``cache_dir`` if given, else ``$XAIBENCH_CACHE``, else ``$XDG_CACHE_HOME/xaibench``,
     else ``~/.cache/xaibench``.
     """
-    return _cache_dir(cache_dir) / f"shapes_net-seed{seed}-{_config_key(TrainConfig())}.pt"
+    return _cache_dir(cache_dir) / _file_name(seed, permuted_labels)
 
 
-def shipped_path(seed: int = 0) -> Path:
-    """Where the package keeps the trained network for ``seed`` (only seed 0 ships)."""
-    return SHIPPED_DIR / _file_name(seed)
+def shipped_path(seed: int = 0, *, permuted_labels: bool = False) -> Path:
+    """Where the package keeps the trained network for ``seed`` (only seed 0 ships, on true and on
+    permuted labels)."""
+    return SHIPPED_DIR / _file_name(seed, permuted_labels)
 
 
-def _file_name(seed: int) -> str:
-    return f"shapes_net-seed{seed}-{_config_key(TrainConfig())}.pt"
+def _train_config(permuted_labels: bool) -> TrainConfig:
+    return PERMUTED_LABELS_CONFIG if permuted_labels else TrainConfig()
+
+
+def _file_name(seed: int, permuted_labels: bool = False) -> str:
+    labels = "-permuted-labels" if permuted_labels else ""
+    return f"shapes_net-seed{seed}{labels}-{_config_key(_train_config(permuted_labels))}.pt"
 
 
 def _read_checkpoint(path: Path) -> dict:
@@ -287,24 +316,30 @@ def _read_checkpoint(path: Path) -> dict:
         ) from error
 
 
-def train_builtin(seed: int = 0, out_dir: str | os.PathLike | None = None) -> tuple[Path, float]:
+def train_builtin(
+    seed: int = 0, out_dir: str | os.PathLike | None = None, *, permuted_labels: bool = False
+) -> tuple[Path, float]:
     """Train the built-in network for ``seed`` with the default :class:`TrainConfig` and save it.
 
     Args:
         seed: Seed of the data and the training.
         out_dir: Folder to write the weights file to; the cache folder (:func:`cache_path`) when None.
             ``xaibench train-builtin --out xaibench/weights`` refreshes the file the package ships.
+        permuted_labels: Train on permuted labels, with :data:`PERMUTED_LABELS_CONFIG` (the data
+            randomization test; see :func:`train_shapes_net`).
 
     Returns:
         The weights file (a checkpoint holding ``state_dict``, ``accuracy``, the seed, the versions and
-        the configuration) and the network's test accuracy.
+        the configuration) and the network's accuracy (see :func:`train_shapes_net`).
     """
-    path = (Path(out_dir) / _file_name(seed)) if out_dir is not None else cache_path(seed)
-    config = TrainConfig()
-    model, accuracy = train_shapes_net(seed, **dataclasses.asdict(config))
+    name = _file_name(seed, permuted_labels)
+    path = Path(out_dir) / name if out_dir is not None else cache_path(seed, permuted_labels=permuted_labels)
+    config = _train_config(permuted_labels)
+    model, accuracy = train_shapes_net(seed, **dataclasses.asdict(config), permute_labels=permuted_labels)
     checkpoint = {
         "state_dict": model.state_dict(),
         "accuracy": accuracy,
+        "permuted_labels": permuted_labels,
         "seed": seed,
         "generator_version": GENERATOR_VERSION,
         "architecture_version": ARCHITECTURE_VERSION,
@@ -322,38 +357,44 @@ def train_builtin(seed: int = 0, out_dir: str | os.PathLike | None = None) -> tu
     return path, accuracy
 
 
-def _checkpoint(seed: int, cache_dir: str | os.PathLike | None) -> dict:
+def _checkpoint(seed: int, cache_dir: str | os.PathLike | None, permuted_labels: bool = False) -> dict:
     """The shipped or cached checkpoint for ``seed``, training and caching it first if there is none."""
-    for path in (shipped_path(seed), cache_path(seed, cache_dir)):
+    target = cache_path(seed, cache_dir, permuted_labels=permuted_labels)
+    for path in (shipped_path(seed, permuted_labels=permuted_labels), target):
         if path.is_file():
             return _read_checkpoint(path)
-    target = cache_path(seed, cache_dir)
     logger.warning(
-        "no trained built-in network for seed %d (only seed 0 ships, for the current data generator and "
+        "no trained built-in network for seed %d%s (only seed 0 ships, for the current data generator and "
         "architecture): training it now, once, about a minute and a half on two CPU cores; cached at %s",
-        seed, target,
+        seed, " on permuted labels" if permuted_labels else "", target,
     )
-    path, _ = train_builtin(seed, target.parent)
+    path, _ = train_builtin(seed, target.parent, permuted_labels=permuted_labels)
     return _read_checkpoint(path)
 
 
-def load_shapes_net(seed: int = 0, cache_dir: str | os.PathLike | None = None) -> ShapesNet:
+def load_shapes_net(
+    seed: int = 0, cache_dir: str | os.PathLike | None = None, *, permuted_labels: bool = False
+) -> ShapesNet:
     """The trained built-in network for ``seed``, in eval mode: the shipped weights for seed 0, else
     the cached ones, else trained now and cached.
 
     Args:
         seed: Seed of the data and training.
         cache_dir: Cache directory; see :func:`cache_path` for the default.
+        permuted_labels: The network trained on permuted labels instead (the data randomization test).
 
     Returns:
         The network; it expects inputs normalised with :data:`SHAPES_MEAN` and :data:`SHAPES_STD`.
     """
-    checkpoint = _checkpoint(seed, cache_dir)
+    checkpoint = _checkpoint(seed, cache_dir, permuted_labels)
     model = ShapesNet(len(SHAPE_CLASSES))
     model.load_state_dict(checkpoint["state_dict"])
     return model.eval()
 
 
-def shapes_net_accuracy(seed: int = 0, cache_dir: str | os.PathLike | None = None) -> float:
-    """Test accuracy (on 1000 test images) of the shipped or cached network for ``seed``."""
-    return float(_checkpoint(seed, cache_dir)["accuracy"])
+def shapes_net_accuracy(
+    seed: int = 0, cache_dir: str | os.PathLike | None = None, *, permuted_labels: bool = False
+) -> float:
+    """Test accuracy (on 1000 test images) of the shipped or cached network for ``seed``; with
+    ``permuted_labels``, that network's accuracy on its training images and their permuted labels."""
+    return float(_checkpoint(seed, cache_dir, permuted_labels)["accuracy"])

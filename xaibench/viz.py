@@ -1,4 +1,5 @@
-"""Figures: heatmap overlays of each method beside the image and its ground truth."""
+"""Figures: heatmap overlays of each method beside the image and its ground truth; the sanity checks'
+similarity curves and maps across randomization depths."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
@@ -59,4 +62,82 @@ def overlay_grid(
         ax.set_xticks([])
         ax.set_yticks([])
     fig.tight_layout()
+    return atomic_write(path, lambda file: fig.savefig(file, format="png", dpi=110))
+
+
+def sanity_curves(summary: pd.DataFrame, path: str | Path, *, title: str = "") -> Path:
+    """Save a PNG in the style of Adebayo et al.'s Fig. 2: per similarity measure, the mean similarity
+    to the trained network's maps against the randomization depth, one line per method with its 95%
+    interval shaded; ``summary`` as :func:`xaibench.sanity.summarize_sanity` returns it."""
+    measures = list(dict.fromkeys(summary["similarity"]))
+    layers = summary.drop_duplicates("depth").sort_values("depth")["layer"].tolist()
+    fig = Figure(figsize=(max(6.0, 0.32 * len(layers)) * min(len(measures), 2), 4.2 * -(-len(measures) // 2)))
+    axes = fig.subplots(-(-len(measures) // 2), min(len(measures), 2), squeeze=False).ravel()
+    for ax, measure in zip(axes, measures):
+        part = summary[summary["similarity"] == measure]
+        for method, rows in part.groupby("method", sort=False):
+            rows = rows.sort_values("depth")
+            (line,) = ax.plot(rows["depth"], rows["value"], marker="o", ms=3, label=method)
+            ax.fill_between(rows["depth"], rows["ci_low"], rows["ci_high"], color=line.get_color(), alpha=0.2, lw=0)
+        ax.set_title(measure, fontsize=10)
+        ax.set_xticks(range(len(layers)))
+        ax.set_xticklabels(layers, rotation=90, fontsize=6)
+        ax.set_ylim(-1.05 if part["value"].min() < 0 else -0.05, 1.05)
+        ax.set_ylabel("similarity to the trained network's maps", fontsize=8)
+        ax.axhline(0, color="grey", lw=0.5)
+        ax.legend(fontsize=7)
+    for ax in axes[len(measures):]:
+        ax.set_visible(False)
+    if title:
+        fig.suptitle(f"{title}: blocks randomized from the top (left: none)", fontsize=11)
+    fig.tight_layout()
+    return atomic_write(path, lambda file: fig.savefig(file, format="png", dpi=110))
+
+
+def maps_across_depths(
+    images: torch.Tensor | np.ndarray, maps: Mapping[str, np.ndarray], layers: Sequence[str], path: str | Path,
+    *, cmap: str = "gray",
+) -> Path:
+    """Save a PNG of the maps themselves across randomization depths: one row per (image, method), the
+    image first, then one column per depth (``maps[method]``: (depths, k, H, W) in [0, 1])."""
+    images = localization.as_numpy(images)
+    rows = [(i, method) for i in range(len(images)) for method in maps]
+    fig = Figure(figsize=(1.3 * (len(layers) + 1), 1.4 * len(rows) + 1.2), layout="constrained")
+    axes = fig.subplots(len(rows), len(layers) + 1, squeeze=False)
+    for r, (i, method) in enumerate(rows):
+        axes[r, 0].imshow(images[i].transpose(1, 2, 0).clip(0, 1))
+        axes[r, 0].set_ylabel(method, fontsize=7)
+        for d in range(len(layers)):
+            shown = axes[r, d + 1].imshow(maps[method][d, i], cmap=cmap, vmin=0, vmax=1)
+    for d, layer in enumerate(["image", *layers]):
+        axes[0, d].set_title(layer, fontsize=6, rotation=90 if d else 0)
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if rows:
+        fig.colorbar(shown, ax=axes, fraction=0.02, shrink=0.5, label="|map| / max |map|")
+    return atomic_write(path, lambda file: fig.savefig(file, format="png", dpi=100))
+
+
+def metric_curves(curves: pd.DataFrame, metrics: Mapping[str, object], path: str | Path) -> Path:
+    """Save a PNG of the metrics' mean curves (e.g. RISE's deletion and insertion), one panel per
+    metric and one line per (model, method); ``curves`` as :func:`xaibench.report.mean_curves` returns
+    it, ``metrics`` by name for their titles and axis labels."""
+    names = list(dict.fromkeys(curves["metric"]))
+    columns = min(len(names), 2)
+    fig = Figure(figsize=(5.2 * columns, 3.8 * -(-len(names) // columns)), layout="constrained")
+    axes = fig.subplots(-(-len(names) // columns), columns, squeeze=False).ravel()
+    several_models = curves["model"].nunique() > 1
+    for ax, name in zip(axes, names):
+        metric = metrics[name]
+        for (model, method), rows in curves[curves["metric"] == name].groupby(["model", "method"], sort=False):
+            ax.plot(rows["x"], rows["value"], label=f"{model}: {method}" if several_models else method)
+        ax.set_title(metric.title or name, fontsize=10)
+        ax.set_xlabel(metric.curve_axes[0], fontsize=8)
+        ax.set_ylabel(metric.curve_axes[1], fontsize=8)
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in axes[len(names):]:
+        ax.set_visible(False)
     return atomic_write(path, lambda file: fig.savefig(file, format="png", dpi=110))
