@@ -1,9 +1,8 @@
 """Summaries of a run: per-method means with bootstrap confidence intervals, written as CSV and Markdown.
 
 :func:`write_summary` owns ``summary.csv``, ``summary.md``, ``box_accuracy_curves.csv``, ``curves.csv``
-and ``curves.png``. It reads
-the run's folder only (``config.json`` and the journals the harness appends to), so it summarises a
-finished run, an interrupted one (``xaibench summarize DIR``) and a resumed one alike, and a resumed
+and ``curves.png``. It reads the run's folder only (``config.json`` and the journals the harness
+appends to), so it summarises a finished run, an interrupted one (``xaibench summarize DIR``) and a resumed one alike, and a resumed
 run's summary is byte for byte that of an uninterrupted run.
 """
 
@@ -154,7 +153,10 @@ def mean_curves(per_image: pd.DataFrame, metrics: list[Metric]) -> pd.DataFrame:
         if metric.curve is None or metric.curve not in per_image:
             continue
         for (model, method), group in _by_model_and_method(per_image):
-            curves = [np.atleast_1d(np.asarray(c, dtype=np.float64)) for c in group[metric.curve] if c is not None and not _is_nan(c)]
+            curves = [
+                np.atleast_1d(np.asarray(c, dtype=np.float64)) for c in group[metric.curve]
+                if c is not None and not _is_nan(c)
+            ]
             if not curves or len({len(c) for c in curves}) != 1:
                 continue
             mean = np.stack(curves).mean(0)
