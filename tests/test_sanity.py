@@ -258,3 +258,39 @@ def test_cli_sanity_refuses_bad_arguments_in_one_line(arguments, message, tmp_pa
     assert main(["sanity", "--out", str(tmp_path / "x"), *arguments]) == 2
     error = capsys.readouterr().err
     assert message in error and error.count("\n") == 1
+
+
+# ------------------------------------------------------------------------------ against Quantus
+
+
+def test_the_top_layer_is_randomized_as_quantus_does_given_the_same_seed():
+    """Quantus's cascading randomization seeds every layer with ``seed + 1`` and calls its
+    ``reset_parameters()``; xaibench's first block (the classifier) is drawn the same way from its
+    own seed, so with Quantus's seed chosen to match, the randomized classifiers are equal."""
+    pytest.importorskip("quantus")
+    from quantus.helpers.model.pytorch_model import PyTorchModel
+
+    from xaibench.randomization import block_seed
+
+    model = tiny_model()
+    blocks = randomization_blocks(model.network, torch.zeros(1, 3, 16, 16))
+    _, block, ours = next(iter(cascading_randomization(model, blocks, seed=0)))
+    assert block.name == "fc"
+    wrapped = PyTorchModel(model.network, channel_first=True)
+    name, theirs = next(wrapped.get_random_layer_generator(order="top_down", seed=block_seed(0, 1) - 1))
+    assert name == "fc"
+    assert torch.equal(ours.network.fc.weight, theirs.fc.weight) and torch.equal(ours.network.fc.bias, theirs.fc.bias)
+    assert not torch.equal(ours.network.fc.weight, model.network.fc.weight)
+
+
+def test_similarities_agree_with_quantus_on_maps_in_zero_to_one():
+    pytest.importorskip("quantus")
+    from quantus.functions.similarity_func import correlation_spearman
+    from quantus.functions.similarity_func import ssim as quantus_ssim
+
+    rng = np.random.default_rng(2)
+    for _ in range(3):
+        a, b = rng.random((48, 48)), rng.random((48, 48))
+        a.flat[0], b.flat[0] = 0.0, 0.0  # scaled |map| spans [0, 1]: Quantus's data range is 1 too
+        assert map_similarity.spearman_abs(a, b) == pytest.approx(correlation_spearman(a.ravel(), b.ravel()))
+        assert map_similarity.ssim(a, b) == pytest.approx(quantus_ssim(a / a.max(), b / b.max()))

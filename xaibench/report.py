@@ -2,8 +2,8 @@
 
 :func:`write_summary` owns ``summary.csv``, ``summary.md``, ``box_accuracy_curves.csv``, ``curves.csv``
 and ``curves.png``. It reads the run's folder only (``config.json`` and the journals the harness
-appends to), so it summarises a finished run, an interrupted one (``xaibench summarize DIR``) and a resumed one alike, and a resumed
-run's summary is byte for byte that of an uninterrupted run.
+appends to), so it summarises a finished run, an interrupted one (``xaibench summarize DIR``) and a
+resumed one alike, and a resumed run's summary is byte for byte that of an uninterrupted run.
 """
 
 from __future__ import annotations
