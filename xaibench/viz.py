@@ -99,7 +99,9 @@ def maps_across_depths(
     *, cmap: str = "gray",
 ) -> Path:
     """Save a PNG of the maps themselves across randomization depths: one row per (image, method), the
-    image first, then one column per depth (``maps[method]``: (depths, k, H, W) in [0, 1])."""
+    image first, then one column per depth (``maps[method]``: (depths, k, H, W) in [0, 1]). Each map is
+    shown scaled to its 99th percentile and clipped, as Adebayo et al.'s figures (``saliency``'s
+    ``VisualizeImageGrayscale``), so that a few extreme pixels do not leave a gradient map black."""
     images = localization.as_numpy(images)
     rows = [(i, method) for i in range(len(images)) for method in maps]
     fig = Figure(figsize=(1.3 * (len(layers) + 1), 1.4 * len(rows) + 1.2), layout="constrained")
@@ -108,14 +110,17 @@ def maps_across_depths(
         axes[r, 0].imshow(images[i].transpose(1, 2, 0).clip(0, 1))
         axes[r, 0].set_ylabel(method, fontsize=7)
         for d in range(len(layers)):
-            shown = axes[r, d + 1].imshow(maps[method][d, i], cmap=cmap, vmin=0, vmax=1)
+            saliency = maps[method][d, i]
+            top = np.percentile(saliency, 99)
+            saliency = np.clip(saliency / top, 0, 1) if top > 0 else saliency
+            shown = axes[r, d + 1].imshow(saliency, cmap=cmap, vmin=0, vmax=1)
     for d, layer in enumerate(["image", *layers]):
         axes[0, d].set_title(layer, fontsize=6, rotation=90 if d else 0)
     for ax in axes.ravel():
         ax.set_xticks([])
         ax.set_yticks([])
     if rows:
-        fig.colorbar(shown, ax=axes, fraction=0.02, shrink=0.5, label="|map| / max |map|")
+        fig.colorbar(shown, ax=axes, fraction=0.02, shrink=0.5, label="|map| / its 99th percentile")
     return atomic_write(path, lambda file: fig.savefig(file, format="png", dpi=100))
 
 
