@@ -3,6 +3,8 @@ known answers, the data randomization network, and `xaibench sanity` end to end.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -294,3 +296,20 @@ def test_similarities_agree_with_quantus_on_maps_in_zero_to_one():
         a.flat[0], b.flat[0] = 0.0, 0.0  # scaled |map| spans [0, 1]: Quantus's data range is 1 too
         assert map_similarity.spearman_abs(a, b) == pytest.approx(correlation_spearman(a.ravel(), b.ravel()))
         assert map_similarity.ssim(a, b) == pytest.approx(quantus_ssim(a / a.max(), b / b.max()))
+
+
+def test_cli_sanity_reports_and_skips_an_unreadable_image(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    for name in ("a.png", "b.png"):
+        Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(tmp_path / name)
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a JPEG")
+    rows = ["image,label,x0,y0,x1,y1"] + [f"{n},disk,4,4,40,30" for n in ("a.png", "broken.jpg", "b.png")]
+    (tmp_path / "boxes.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "sanity"
+    argv = ["sanity", "--methods", "cam", "--dataset", f"csv:{tmp_path / 'boxes.csv'}", "--show", "0", "--out", str(out)]
+    assert main(argv) == 0
+    assert "skipped unreadable image 1" in capsys.readouterr().err
+    config = json.loads((out / "sanity_config.json").read_text())
+    assert config["image_ids"] == ["a.png", "b.png"] and config["skipped"][0]["index"] == 1
+    assert pd.read_csv(out / "sanity.csv")["n"].max() == 2
+    assert not (out / "sanity_maps.png").exists()  # --show 0: no maps to draw

@@ -434,7 +434,10 @@ def _sanity(args: argparse.Namespace) -> int:
     if image_size != tuple(model.input_size):
         models.check_target_layer(model.network, model.target_layer_name, torch.zeros(1, 3, *image_size, device=model.device))
     dataset = data.load_dataset(args.dataset, image_size=image_size, size=args.n, seed=args.seed, class_names=model.class_names)
-    samples = harness.first_samples(dataset, args.n)
+    unreadable: list[tuple[int, str]] = []
+    samples = harness.first_samples(dataset, args.n, unreadable)
+    for index, reason in unreadable:
+        print(f"xaibench: skipped unreadable image {index}: {reason}", file=sys.stderr)
     if not samples:
         raise XaibenchError(f"no image of --dataset {args.dataset} could be read; nothing to check")
     batch = collate(samples)
@@ -449,6 +452,7 @@ def _sanity(args: argparse.Namespace) -> int:
         "image_size": list(image_size),
         "dataset": args.dataset,
         "image_ids": [s.id for s in samples],
+        "skipped": [{"index": index, "reason": reason} for index, reason in unreadable],
         "n": len(samples),
         "methods": [spec.name for spec in specs],
         "method_options": {

@@ -370,16 +370,20 @@ def predictions_and_targets(model: Model, images: torch.Tensor, labels: torch.Te
     return predictions, (labels.to(images.device) if target == "label" else predictions)
 
 
-def first_samples(dataset: Sequence[Sample], k: int) -> list[Sample]:
-    """The first ``k`` readable samples of ``dataset`` (unreadable ones are skipped, as in :func:`evaluate`)."""
+def first_samples(
+    dataset: Sequence[Sample], k: int, skipped: list[tuple[int, str]] | None = None
+) -> list[Sample]:
+    """The first ``k`` readable samples of ``dataset`` (unreadable ones are skipped, as in :func:`evaluate`,
+    and appended to ``skipped`` as ``(index, reason)`` if it is given)."""
     samples: list[Sample] = []
     for index in range(len(dataset)):
         if len(samples) == k:
             break
         try:
             samples.append(dataset[index])
-        except UnreadableImageError:
-            continue
+        except UnreadableImageError as error:
+            if skipped is not None:
+                skipped.append((index, " ".join(str(error).split())))
     return samples
 
 
