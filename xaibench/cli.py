@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     sanity.add_argument("--batch-size", type=int, default=16, help="images per explanation call (default: 16)")
     sanity.add_argument("--target", choices=harness.TARGETS, default="label", help="class to explain at every depth (default: label)")
     sanity.add_argument("--show", type=int, default=3, help="images whose maps sanity_maps.png shows (default: 3)")
-    sanity.add_argument("--out", default=None, help="output folder (default: a new reports/<time>-sanity-<model>-<dataset>)")
+    sanity.add_argument("--out", default=None, help="output folder (default: a new reports/sanity-<time>-<model>-<dataset>)")
     sanity.add_argument("--overwrite", action="store_true", help="replace the sanity check in --out")
     sanity.add_argument("--seed", type=int, default=0, help="seed of the random weights, data and bootstrap (default: 0)")
     sanity.add_argument("--device", default="cpu", help="torch device (default: cpu)")
