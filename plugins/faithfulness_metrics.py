@@ -46,6 +46,7 @@ class _Causal(Metric):
 
     def __init__(self, *, steps: int = 224, substrate: str = "zero", batch_size: int | None = None) -> None:
         self.steps = options.integer("steps", steps, 1)
+        self.passes_per_image = self.steps + 1
         self.substrate = options.choice("substrate", substrate, SUBSTRATES)
         self.batch_size = batch_size if batch_size is None else options.integer("batch_size", batch_size, 1)
 
@@ -191,6 +192,7 @@ class _Road(Metric):
         if not fractions or not all(isinstance(f, (int, float)) and 0 < f < 1 for f in fractions):
             raise OptionError(f"option fractions must be fractions in (0, 1), got {fractions!r}")
         self.fractions = tuple(float(f) for f in fractions)
+        self.passes_per_image = len(self.fractions)
         self.noise = options.number("noise", noise, 0.0)
         self.seed = options.seed("seed", seed)
 

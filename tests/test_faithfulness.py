@@ -228,11 +228,18 @@ def test_road_known_answers_on_the_object_mask() -> None:
 
 
 def test_road_is_seeded_per_image() -> None:
+    """With noise large enough to flip the predictions, the curves depend on the seed, yet an image's
+    curve is the same alone as in a batch (its noise is drawn from the image and the seed)."""
     model = _linear_model(size=8)
-    images = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(10))
-    maps = np.random.default_rng(11).random((2, 8, 8))
-    targets = torch.tensor([0, 1])
-    metric = create_metric("road_morf", seed=3)
-    both = metric.score(_input(model, images, maps, targets))["road_morf_curve"]
-    alone = metric.score(_input(model, images[1:], maps[1:], targets[1:]))["road_morf_curve"]
-    assert np.array_equal(both[1], alone[0])
+    images = torch.rand(6, 3, 8, 8, generator=torch.Generator().manual_seed(10))
+    maps = np.random.default_rng(11).random((6, 8, 8))
+    targets = torch.tensor([0, 1, 2, 0, 1, 2])
+
+    def curves(seed, first=0):
+        metric = create_metric("road_morf", noise=3.0, seed=seed)
+        return np.stack(metric.score(_input(model, images[first:], maps[first:], targets[first:]))["road_morf_curve"])
+
+    batch = curves(3)
+    assert not np.array_equal(batch, curves(4))  # the noise matters here
+    assert np.array_equal(batch, curves(3))
+    assert np.array_equal(batch[4:], curves(3, first=4))

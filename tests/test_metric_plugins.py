@@ -143,3 +143,13 @@ def test_run_with_faithfulness_metrics_records_options_and_units(tmp_path) -> No
     assert (out / "curves.png").stat().st_size > 10_000
     # Resuming with other metric options is refused, naming the field.
     assert cli.main(argv[:4] + ["deletion_auc(steps=8)"] + argv[5:] + ["--resume"]) == 2
+
+
+def test_a_required_metric_named_with_options_keeps_them() -> None:
+    """pointing_per_class requires pointing; naming pointing after it, with options, must not fall back
+    to pointing's defaults."""
+    chosen = metric.with_requirements(
+        [metric.create_metric("pointing_per_class"), metric.create_metric("pointing", tolerance=5)]
+    )
+    assert [m.name for m in chosen] == ["pointing", "pointing_per_class"]
+    assert chosen[0].options["tolerance"] == 5

@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -205,9 +205,7 @@ def _metrics(text: str, seed: int) -> list[metric.Metric]:
             expanded.append(spec)
     built = []
     for spec in expanded:
-        options = method_options(metric.get_metric(spec.name)) or {}
-        if "seed" in options and "seed" not in spec.options:
-            spec = MethodSpec(spec.name, {**spec.options, "seed": seed})
+        spec = _with_seed(spec, seed, metric.get_metric)
         built.append(metric.create_metric(spec.name, **spec.options))
     return harness.build_metrics(built)
 
@@ -371,9 +369,10 @@ def _run_checked(args: argparse.Namespace, specs: list[MethodSpec], metrics: lis
     return 0
 
 
-def _with_seed(spec: MethodSpec, seed: int) -> MethodSpec:
-    """The run's seed for a method that takes one and was not given one."""
-    options = method_options(explainer.get_explainer(spec.name)) or {}
+def _with_seed(spec: MethodSpec, seed: int, lookup: Callable[[str], type] = explainer.get_explainer) -> MethodSpec:
+    """The run's seed for a method (or, with ``lookup=metric.get_metric``, a metric) that takes one and
+    was not given one."""
+    options = method_options(lookup(spec.name)) or {}
     if "seed" in options and "seed" not in spec.options:
         return MethodSpec(spec.name, {**spec.options, "seed": seed})
     return spec
@@ -471,13 +470,16 @@ def _sanity(args: argparse.Namespace) -> int:
     frames, shown, complete = [], sanity.SanityMaps(), False
     data_rows = None
     try:
+        reference = sanity.reference_maps(model, specs, images, targets, args.batch_size)
         for frame in sanity.model_randomization(
             model, images, targets, specs, seed=args.seed, batch_size=args.batch_size, keep=args.show,
-            shown=shown, progress=True,
+            shown=shown, reference=reference, progress=True,
         ):
             frames.append(frame)
         if random_labels is not None:
-            data_rows = sanity.data_randomization(model, random_labels, images, targets, specs, batch_size=args.batch_size)
+            data_rows = sanity.data_randomization(
+                model, random_labels, images, targets, specs, batch_size=args.batch_size, reference=reference
+            )
         complete = True
     except KeyboardInterrupt:
         print("xaibench: interrupted; writing the depths computed so far", file=sys.stderr)

@@ -238,8 +238,6 @@ def normalize_maps(maps: Tensor) -> Tensor:
 METHODS: Registry[type[Explainer]] = Registry(ENTRY_POINT_GROUP, "method", Explainer, "register_explainer")
 
 E = TypeVar("E", bound=type[Explainer])
-#: What ``xaibench list`` shows of a method.
-ExplainerInfo = PluginInfo
 
 
 def register_explainer(name: str) -> Callable[[E], E]:

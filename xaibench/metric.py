@@ -217,19 +217,20 @@ def create_metric(name: str, **options: object) -> Metric:
 
 
 def with_requirements(metrics: Sequence[Metric]) -> list[Metric]:
-    """``metrics`` and, before the first that needs them, the metrics they :attr:`~Metric.requires`
-    that are not among them (built with their defaults).
+    """``metrics`` and, before the first that needs them, the metrics they :attr:`~Metric.requires`:
+    the one among ``metrics`` (with its options) or, if it is not there, one built with its defaults.
 
     Raises:
         XaibenchError: two metrics declare the same per-image column.
     """
     chosen: list[Metric] = []
     names: set[str] = set()
+    given = {metric.name: metric for metric in metrics}
 
     def add(metric: Metric) -> None:
         for required in metric.requires:
             if required not in names:
-                add(create_metric(required))
+                add(given.get(required) or create_metric(required))
         if metric.name not in names:
             chosen.append(metric)
             names.add(metric.name)

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from xaibench.hooks import trace
 from xaibench.models import Model, eval_mode
 
 __all__ = ["Block", "randomization_blocks", "randomize_block", "cascading_randomization", "with_network"]
@@ -76,17 +77,8 @@ def randomization_blocks(network: nn.Module, example: Tensor) -> list[Block]:
     units = dict(_units(network))
     if not units and any(True for _ in network.parameters()):  # a single layer: the network itself
         return [Block(("",))]
-    order: list[str] = []
-    handles = [
-        module.register_forward_pre_hook(lambda _module, _args, name=name: order.append(name))
-        for name, module in units.items()
-    ]
-    try:
-        with torch.no_grad(), eval_mode(network):
-            network(example)
-    finally:
-        for handle in handles:
-            handle.remove()
+    with torch.no_grad(), eval_mode(network):  # units never nest: the order they end is the order they start
+        order = [call.name for call in trace(network, lambda: network(example)) if call.name in units]
     blocks: list[list[str]] = []
     for name in dict.fromkeys(order):  # first calls, in order
         if blocks and isinstance(units[name], _NORMALIZATION):

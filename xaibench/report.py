@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from xaibench import localization, viz
+from xaibench import localization
 from xaibench.errors import XaibenchError
 from xaibench.harness import COLUMNS, build_metrics, metric_columns, read_per_image, read_timings
 from xaibench.metric import DEFAULT_METRICS, FAMILIES, Metric, create_metric, get_metric
@@ -290,6 +290,8 @@ def write_summary(folder: str | Path, *, n_boot: int = 1000, level: float = 0.95
     atomic_write(folder / BOX_ACCURACY_CURVES, lambda f: f.write(curves.to_csv(index=False, lineterminator="\n").encode()))
     metric_curves = mean_curves(per_image, metrics)
     if not metric_curves.empty:
+        from xaibench import viz  # matplotlib, only when there is something to draw
+
         atomic_write_text(folder / CURVES_CSV, metric_curves.to_csv(index=False, lineterminator="\n"))
         viz.metric_curves(metric_curves, {m.name: m for m in metrics}, folder / CURVES_PNG)
     atomic_write_text(folder / SUMMARY_MD, summary_markdown(summary, config, per_image, read_timings(folder), metrics))

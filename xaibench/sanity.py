@@ -47,6 +47,7 @@ __all__ = [
     "SANITY_COLUMNS",
     "SanityMaps",
     "explain_raw",
+    "reference_maps",
     "model_randomization",
     "data_randomization",
     "summarize_sanity",
@@ -95,12 +96,20 @@ def explain_raw(model: Model, spec: MethodSpec, images: Tensor, targets: Tensor,
     return np.concatenate(out)
 
 
+def reference_maps(
+    model: Model, methods: Sequence[MethodSpec], images: Tensor, targets: Tensor, batch_size: int = 16
+) -> dict[str, np.ndarray]:
+    """Each method's raw maps on the trained ``model`` (:func:`explain_raw`): what both tests compare with."""
+    images, targets = images.to(model.device), targets.to(model.device)
+    return {spec.name: explain_raw(model, spec, images, targets, batch_size) for spec in methods}
+
+
 def _similarities(reference: np.ndarray, maps: np.ndarray, signed: bool) -> Iterator[tuple[int, str, float]]:
     for image, (a, b) in enumerate(zip(reference, maps)):
+        defined = np.isfinite(a).all() and np.isfinite(b).all()
         for name, similarity in map_similarity.SIMILARITIES.items():
             if name == "spearman" and not signed:
                 continue
-            defined = np.isfinite(a).all() and np.isfinite(b).all()
             yield image, name, similarity(a, b) if defined else float("nan")
 
 
@@ -118,6 +127,7 @@ def model_randomization(
     batch_size: int = 16,
     keep: int = 3,
     shown: SanityMaps | None = None,
+    reference: Mapping[str, np.ndarray] | None = None,
     progress: bool = False,
 ) -> Iterator[pd.DataFrame]:
     """The cascading model parameter randomization test, one depth at a time.
@@ -131,6 +141,7 @@ def model_randomization(
         batch_size: Images per explanation call.
         keep: How many of the first images' maps to keep in ``shown``, for the figure.
         shown: Filled with those maps and the layers, if given.
+        reference: The methods' maps on the trained model (:func:`reference_maps`), if already computed.
         progress: Show a progress bar.
 
     Yields:
@@ -140,7 +151,8 @@ def model_randomization(
     """
     images, targets = images.to(model.device), targets.to(model.device)
     shown = shown if shown is not None else SanityMaps()
-    reference = {spec.name: explain_raw(model, spec, images, targets, batch_size) for spec in methods}
+    if reference is None:
+        reference = reference_maps(model, methods, images, targets, batch_size)
     signed = {name: _has_signs(maps) for name, maps in reference.items()}
 
     def rows(depth: int, layer: str, current: Model, maps_of: Mapping[str, np.ndarray] | None = None) -> pd.DataFrame:
@@ -175,19 +187,23 @@ def data_randomization(
     methods: Sequence[MethodSpec],
     *,
     batch_size: int = 16,
+    reference: Mapping[str, np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """The data randomization test: per-image similarity of each method's maps on ``model`` and on
-    ``random_labels`` (the same architecture trained on permuted labels), for the same classes.
+    ``random_labels`` (the same architecture trained on permuted labels), for the same classes;
+    ``reference``: the maps on ``model`` (:func:`reference_maps`), if already computed.
 
     Returns:
         Columns ``method, image, similarity, value``.
     """
-    images, targets = images.to(model.device), targets.to(model.device)
+    if reference is None:
+        reference = reference_maps(model, methods, images, targets, batch_size)
+    images, targets = images.to(random_labels.device), targets.to(random_labels.device)
     out = []
     for spec in methods:
-        reference = explain_raw(model, spec, images, targets, batch_size)
-        maps = explain_raw(random_labels, spec, images.to(random_labels.device), targets.to(random_labels.device), batch_size)
-        out += [(spec.name, image, name, value) for image, name, value in _similarities(reference, maps, _has_signs(reference))]
+        maps = explain_raw(random_labels, spec, images, targets, batch_size)
+        trained = reference[spec.name]
+        out += [(spec.name, image, name, value) for image, name, value in _similarities(trained, maps, _has_signs(trained))]
     return pd.DataFrame(out, columns=["method", "image", "similarity", "value"])
 
 
