@@ -303,12 +303,13 @@ def load_model(
     elif model in _torchvision_names():
         adapted = _torchvision(model, weights, target_layer, classifier)
     else:
-        known = ["builtin", *_efficientnet_lite_sizes(), *sorted(_torchvision_names())]
-        close = difflib.get_close_matches(str(model), known, n=1)
+        own = ["builtin", *_efficientnet_lite_sizes()]
+        torchvision_names = sorted(_torchvision_names())
+        close = difflib.get_close_matches(str(model), own + torchvision_names, n=1)
         hint = f"did you mean '{close[0]}'? " if close else ""
         raise UnknownNameError(
-            f"unknown model '{model}'; {hint}available: builtin, efficientnet_lite0, efficientnet_lite1, efficientnet_lite2, or a torchvision "
-            f"classifier ({', '.join(known[2:8])}, ...)"
+            f"unknown model '{model}'; {hint}available: {', '.join(own)}, or a torchvision "
+            f"classifier ({', '.join(torchvision_names[:6])}, ...)"
         )
     return adapted.to(device)
 
