@@ -162,7 +162,10 @@ def test_sscam_known_answer_with_its_own_noise(region_batch) -> None:
     for image_ids, channel_ids, noise in drawn:
         extra = (w[image_ids] * images[image_ids] * noise[:, None]).sum((1, 2, 3)) / 3
         scores.index_put_((image_ids, channel_ids), extra, accumulate=True)
-    assert sum(len(i) for i, _, _ in drawn) == 3 * 4 * 3  # every channel, dead ones included, 3 samples
+    # 3 images x 3 samples x the 3 channels that are not all zero (the dead one is never run: its
+    # weight only scales the map, see test_sscam_skips_exactly_the_all_zero_feature_maps)
+    assert sum(len(i) for i, _, _ in drawn) == 3 * 3 * 3
+    assert 3 not in torch.cat([c for _, c, _ in drawn]).tolist()
     assert torch.allclose(ours, expected_map(scores, maps), atol=1e-5)
 
 
@@ -200,6 +203,43 @@ def test_scorecam_and_iscam_skip_exactly_the_constant_feature_maps(batch) -> Non
     explainer = xaibench.create_explainer("sscam", model, std=0.0, num_samples=1)
     explainer._skip_constant = lambda: False
     assert torch.allclose(explainer(images, targets), ours, atol=1e-6)
+
+
+def test_sscam_skips_exactly_the_all_zero_feature_maps(batch) -> None:
+    """With noise, a dead (all-zero) feature map's masked input is X o delta, not X_b, so its S_k is
+    not 0; but alpha_k A_k = 0 whatever S_k: leaving it out of the softmax scales the raw map by a
+    positive factor, and the maps are the same as running every channel (given the same noise)."""
+    network = TinyGapNet()
+    with torch.no_grad():
+        network.features[2].bias[1] = -100.0  # channel 1 of the target layer: ReLU(-100 + ...) = 0
+    model = tiny_model(network)
+    images, targets = batch
+    with torch.no_grad(), capture(model.target_layer) as feats:
+        model(images)
+    flat = feats.output.flatten(2)
+    nonzero = int(flat.ne(0).any(2).sum())
+    assert nonzero < flat.shape[0] * flat.shape[1]
+
+    def noise(shape, image_ids, channel_ids, steps, generators):  # a fixed draw per (image, channel, step)
+        seeds = (image_ids * 1000 + channel_ids * 10 + steps).tolist()
+        return torch.stack([torch.randn(shape[1:], generator=torch.Generator().manual_seed(s)) for s in seeds])
+
+    skipping = xaibench.create_explainer("sscam", model, num_samples=3, std=0.7)
+    every = xaibench.create_explainer("sscam", model, num_samples=3, std=0.7)
+    skipping._noise = every._noise = noise
+    every._skip_zero = lambda: False
+    sizes, handle = _count_masked_inputs(model)
+    try:
+        ours = skipping.explain(images, targets)
+    finally:
+        handle.remove()
+    assert sum(sizes) == len(images) + 1 + 3 * nonzero
+    reference = every.explain(images, targets)
+    assert torch.allclose(ours.maps, reference.maps, atol=1e-5)
+    assert not torch.allclose(ours.raw, reference.raw)  # the raw maps differ by a positive factor only
+    ratio = reference.raw.flatten(1).amax(1) / ours.raw.flatten(1).amax(1)
+    assert torch.allclose(reference.raw, ours.raw * ratio[:, None, None], rtol=1e-4, atol=1e-6)
+    assert (ratio < 1).all()
 
 
 # ----------------------------------------------------------------- Score-CAM against the peers
