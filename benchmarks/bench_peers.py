@@ -5,7 +5,9 @@ the ``peers_*.py`` modules beside this file), on ``efficientnet_lite0`` at 224 x
 xaibench's method and each peer's on the same images and targets, interleaved repetition by
 repetition (the order rotating) so that machine noise hits all alike; each cell is the median of the
 repetitions' wall-clock seconds divided by the number of images. The ratio is xaibench's time over
-the fastest peer's (<= 1.0: xaibench is not slower).
+the fastest peer's (<= 1.0: xaibench is not slower); beside it, the noise of that ratio: the lower and
+upper quartiles of the per-repetition ratios (each repetition times both sides back to back, so
+its ratio is a paired measurement).
 
 A method runs on ``--batch`` random images (torch.rand, seed 0) with ``--repeats`` repetitions after
 one warm-up call per side, unless its module's ``CONFIGS`` says otherwise: the expensive methods (the
@@ -65,7 +67,8 @@ def inputs(model: xaibench.Model, n: int, photos: bool) -> tuple[torch.Tensor, t
 
 
 def time_row(runners: dict, images: torch.Tensor, targets: torch.Tensor, repeats: int, warm_up: bool) -> dict:
-    """Median wall-clock seconds per image of each runner, the runners interleaved, their order rotating."""
+    """Wall-clock seconds per image of each runner, one per repetition, the runners interleaved, their
+    order rotating."""
     if warm_up:
         for run in runners.values():
             run(images, targets)
@@ -76,7 +79,15 @@ def time_row(runners: dict, images: torch.Tensor, targets: torch.Tensor, repeats
             start = time.perf_counter()
             runners[key](images, targets)
             seconds[key].append((time.perf_counter() - start) / len(images))
-    return {key: statistics.median(values) for key, values in seconds.items()}
+    return seconds
+
+
+def quartiles(values: list[float]) -> tuple[float, float]:
+    """The lower and upper quartiles of ``values`` (the median of a single value for both)."""
+    if len(values) < 2:
+        return values[0], values[0]
+    low, _, high = statistics.quantiles(values, n=4, method="inclusive")
+    return low, high
 
 
 def main() -> None:
@@ -94,8 +105,8 @@ def main() -> None:
     print(f"efficientnet_lite0, 224 x 224, cpu, {torch.get_num_threads()} threads; seconds per image, median of "
           "interleaved repetitions; ratio = xaibench / fastest peer\n")
     print(f"| method | images x options | xaibench s/img | {' | '.join(f'{lib} s/img' for lib in LIBRARIES)} "
-          "| ratio to the fastest peer |")
-    print("|---|---|---|" + "---|" * len(LIBRARIES) + "---|", flush=True)
+          "| ratio to the fastest peer | ratio's quartiles over repetitions |")
+    print("|---|---|---|" + "---|" * len(LIBRARIES) + "---|---|", flush=True)
     for name in names:
         config = configs.get(name, {})
         options = config.get("options", {})
@@ -103,13 +114,18 @@ def main() -> None:
         images, targets, words = inputs(model, config.get("images", args.batch), config.get("photos", False))
         runners = {"xaibench": xaibench.create_explainer(name, model, **options)}
         runners.update({library: factory(model, **options) for library, factory in peers.get(name, [])})
-        median = time_row(runners, images, targets, repeats, warm_up=not config)
-        fastest = min((median[lib] for lib in LIBRARIES if lib in median), default=None)
-        ratio = f"{median['xaibench'] / fastest:.2f}" if fastest else "-"
+        seconds = time_row(runners, images, targets, repeats, warm_up=not config)
+        median = {key: statistics.median(values) for key, values in seconds.items()}
+        fastest = min((lib for lib in LIBRARIES if lib in median), key=median.get, default=None)
+        ratio, spread = "-", "-"
+        if fastest:
+            ratio = f"{median['xaibench'] / median[fastest]:.2f}"
+            paired = [ours / theirs for ours, theirs in zip(seconds["xaibench"], seconds[fastest])]
+            spread = "{:.2f}-{:.2f}".format(*quartiles(paired))
         used = ", ".join([words, *(f"{key}={value}" for key, value in options.items())])
         used += f" ({config['note']}), {repeats} runs" if "note" in config else f", {repeats} runs"
         cells = " | ".join(f"{median[lib]:.4f}" if lib in median else "-" for lib in LIBRARIES)
-        print(f"| {name} | {used} | {median['xaibench']:.4f} | {cells} | {ratio} |", flush=True)
+        print(f"| {name} | {used} | {median['xaibench']:.4f} | {cells} | {ratio} | {spread} |", flush=True)
 
 
 if __name__ == "__main__":
