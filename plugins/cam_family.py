@@ -44,13 +44,6 @@ def _logit(logits: Tensor, targets: Tensor) -> Tensor:
 # ------------------------------------------------------------------------------------------ helpers
 
 
-def _channels_last(images: Tensor) -> Tensor:
-    """The same batch stored channels-last, the layout in which oneDNN's CPU convolutions run fastest
-    (efficientnet_lite0's forward pass on 2 threads: about 25% faster). Only xaibench's own copy of
-    the input changes layout; the network and its weights are untouched, the values are the same."""
-    return images.contiguous(memory_format=torch.channels_last)
-
-
 def _activations_and_gradients(
     model: Model, images: Tensor, targets: Tensor, score: Score = _logit, *, create_graph: bool = False
 ) -> tuple[Tensor, Tensor, Tensor]:
@@ -61,7 +54,7 @@ def _activations_and_gradients(
     still carry their graph; with ``create_graph`` the gradient has a graph too (for second derivatives).
     """
     with torch.no_grad(), capture(model.target_layer, model.target_layer_name, graph=True) as feats:
-        logits = model(_channels_last(images))
+        logits = model(images)
     with torch.enable_grad():  # the caller holds no_grad; the graph after the layer exists
         scores = score(logits, targets)
         (grads,) = torch.autograd.grad(scores.sum(), feats.output, create_graph=create_graph)
@@ -71,7 +64,7 @@ def _activations_and_gradients(
 def _activations(model: Model, images: Tensor) -> Tensor:
     """The target layer's output for ``images``, one forward pass without gradients."""
     with torch.no_grad(), capture(model.target_layer, model.target_layer_name) as feats:
-        model(_channels_last(images))
+        model(images)
     return feats.output
 
 
@@ -234,7 +227,7 @@ class SmoothGradCAMPlusPlus(Explainer):
         sums = [torch.zeros_like(acts) for _ in range(3)]  # sum_m g, g^2, g^3 per image
         for index, noisy in _noisy_batches(images, inputs, self.num_samples, self.std, self.seed, self.batch_size):
             with torch.no_grad(), capture(model.target_layer, model.target_layer_name, graph=True) as feats:
-                logits = model.network(_channels_last(noisy))
+                logits = model.network(model.layout(noisy))
             with torch.enable_grad():
                 (grads,) = torch.autograd.grad(_logit(logits, targets[index]).sum(), feats.output)
             squared = grads * grads
@@ -527,7 +520,7 @@ class FullGrad(Explainer):
         self._copied: set[nn.Module] = set()
 
     def attribute(self, images: Tensor, targets: Tensor) -> Tensor:
-        pixels = _channels_last(self.model.normalize(images)).detach().requires_grad_(True)
+        pixels = self.model.normalize(images).detach().requires_grad_(True)
         with torch.enable_grad():
             while True:
                 with _record_outputs(self._layers, self._copied) as outputs:

@@ -22,10 +22,10 @@ What they share (:class:`_Perturbation`):
   that, whatever the number of samples). The passes of one image are never mixed with another image's,
   and each image's random numbers come from :func:`xaibench.seeding.image_generator` (drawn on the
   CPU whatever the model's device), so an image gets bitwise the same map in any batch.
-- ``channels_last``: the perturbed batches are fed in channels-last memory layout (the same numbers up
-  to float rounding; oneDNN's convolutions run about 1.3-1.5x faster on a CPU in that layout, which is
-  what puts these methods ahead of captum on the same number of passes). Set it to False for a
-  network that calls ``.view`` on its 4-D activations.
+- The perturbed batches go through :meth:`xaibench.Model.normalize` like every input, so they reach
+  the network in channels-last layout where the model takes it (:attr:`xaibench.Model.channels_last`:
+  the same numbers up to float rounding; oneDNN's convolutions run about 1.3-1.5x faster on a CPU in
+  that layout, which is part of what puts these methods ahead of captum on the same number of passes).
 
 Costs, in passes of the network per image, at 224 x 224 with the defaults: occlusion 170, LIME 1000,
 Kernel SHAP about 800 (1000 draws, repeated coalitions run once), RISE 4000 (the paper's N).
@@ -41,7 +41,7 @@ import torch
 from torch import Tensor
 
 from xaibench import Explainer, options, register_explainer
-from xaibench.errors import OptionError, XaibenchError
+from xaibench.errors import XaibenchError
 from xaibench.models import Model
 from xaibench.seeding import image_generator
 
@@ -56,13 +56,10 @@ OUTPUTS = ("probability", "logit")
 class _Perturbation(Explainer):
     """The network's output for the target class on batches of perturbed copies of one image."""
 
-    def __init__(self, model: Model, *, output: str, batch_size: int, channels_last: bool) -> None:
+    def __init__(self, model: Model, *, output: str, batch_size: int) -> None:
         super().__init__(model)
-        if not isinstance(channels_last, bool):
-            raise OptionError(f"option channels_last must be True or False, got {channels_last!r}")
         self.output = options.choice("output", output, OUTPUTS)
         self.batch_size = options.pass_batch_size("batch_size", batch_size, model.input_size)
-        self.channels_last = channels_last
 
     def _scores(self, perturbed: Callable[[int, int], Tensor], count: int, target: int) -> Tensor:
         """float64 (count,) outputs for class ``target`` of the perturbed images ``perturbed(start, stop)``.
@@ -76,8 +73,6 @@ class _Perturbation(Explainer):
 
     def _batch_scores(self, batch: Tensor, target: int) -> Tensor:
         """float64 (B,) outputs for class ``target`` of one batch of perturbed images (one pass)."""
-        if self.channels_last:
-            batch = batch.contiguous(memory_format=torch.channels_last)
         logits = self.model(batch)
         if self.output == "probability":
             return torch.softmax(logits.double(), dim=1)[:, target]
@@ -142,7 +137,6 @@ class Occlusion(_Perturbation):
             normalisation).
         output: ``"probability"`` or ``"logit"`` of the target class.
         batch_size: Occluded images per pass of the network (None: :func:`xaibench.options.pass_batch_size`).
-        channels_last: Feed the batches in channels-last layout (see the module's docstring).
     """
 
     def __init__(
@@ -154,9 +148,8 @@ class Occlusion(_Perturbation):
         baseline: float = 0.0,
         output: str = "probability",
         batch_size: int | None = None,
-        channels_last: bool = True,
     ) -> None:
-        super().__init__(model, output=output, batch_size=batch_size, channels_last=channels_last)
+        super().__init__(model, output=output, batch_size=batch_size)
         self.window = options.integer("window", window, 1)
         self.stride = options.integer("stride", stride, 1)
         if stride > window:
@@ -228,9 +221,8 @@ class _Superpixels(_Perturbation):
         output: str = "probability",
         seed: int = 0,
         batch_size: int | None = None,
-        channels_last: bool = True,
     ) -> None:
-        super().__init__(model, output=output, batch_size=batch_size, channels_last=channels_last)
+        super().__init__(model, output=output, batch_size=batch_size)
         self.n_samples = options.integer("n_samples", n_samples, self._min_samples)
         self.n_segments = options.integer("n_segments", n_segments, 1)
         self.compactness = options.number("compactness", compactness, 0.0, open_low=True)
@@ -325,7 +317,6 @@ class Lime(_Superpixels):
         output: ``"probability"`` or ``"logit"`` of the target class.
         seed: The run's seed for :func:`xaibench.seeding.image_generator`.
         batch_size: Perturbed images per pass of the network (None: :func:`xaibench.options.pass_batch_size`).
-        channels_last: Feed the batches in channels-last layout (see the module's docstring).
     """
 
     def __init__(
@@ -341,7 +332,6 @@ class Lime(_Superpixels):
         output: str = "probability",
         seed: int = 0,
         batch_size: int | None = None,
-        channels_last: bool = True,
     ) -> None:
         super().__init__(
             model,
@@ -352,7 +342,6 @@ class Lime(_Superpixels):
             output=output,
             seed=seed,
             batch_size=batch_size,
-            channels_last=channels_last,
         )
         self.kernel_width = options.number("kernel_width", kernel_width, 0.0, open_low=True)
         self.alpha = options.number("alpha", alpha, 0.0)
@@ -423,7 +412,6 @@ class KernelShap(_Superpixels):
         output: ``"probability"`` or ``"logit"`` of the target class.
         seed: The run's seed for :func:`xaibench.seeding.image_generator`.
         batch_size: Perturbed images per pass of the network (None: :func:`xaibench.options.pass_batch_size`).
-        channels_last: Feed the batches in channels-last layout (see the module's docstring).
     """
 
     _min_samples = 2  # the constructor is the superpixel base's, with its defaults
@@ -519,7 +507,6 @@ class RISE(_Perturbation):
         p: The probability that a cell is kept (1).
         seed: The run's seed for :func:`xaibench.seeding.image_generator`.
         batch_size: Masked images per pass of the network (None: :func:`xaibench.options.pass_batch_size`).
-        channels_last: Feed the batches in channels-last layout (see the module's docstring).
     """
 
     def __init__(
@@ -531,9 +518,8 @@ class RISE(_Perturbation):
         p: float = 0.5,
         seed: int = 0,
         batch_size: int | None = None,
-        channels_last: bool = True,
     ) -> None:
-        super().__init__(model, output="probability", batch_size=batch_size, channels_last=channels_last)
+        super().__init__(model, output="probability", batch_size=batch_size)
         self.n_masks = options.integer("n_masks", n_masks, 1)
         self.grid_size = options.integer("grid_size", grid_size, 1)
         self.p = options.number("p", p, 0.0, 1.0, open_low=True)

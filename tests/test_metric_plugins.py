@@ -76,11 +76,18 @@ def test_requirements_are_added() -> None:
     ],
 )
 def test_localization_summary_is_unchanged_by_metric_plugins(tmp_path, argv, expected) -> None:
-    """The same runs, written before the metrics became plugins: summary.csv byte for byte."""
+    """The same runs, written before the metrics became plugins (summary.csv was then byte for byte
+    the same): the same rows and n; every value and interval within 0.01 points. The maps have since
+    changed by float rounding alone (the network's input is channels-last, Model.channels_last),
+    which moves PxAP and energy pointing by at most 0.0022 points and no hit or miss."""
     if "imagenet" in expected and not SHARED.is_dir():
         pytest.skip("the shared ImageNet photos are not beside the project")
     assert cli.main(argv + ["--out", str(tmp_path / "run")]) == 0
-    assert (tmp_path / "run" / "summary.csv").read_text() == (DATA / expected).read_text()
+    ours, before = pd.read_csv(tmp_path / "run" / "summary.csv"), pd.read_csv(DATA / expected)
+    keys = ["model", "method", "metric", "n"]
+    assert ours[keys].equals(before[keys])
+    numbers = ["value", "ci_low", "ci_high"]
+    assert np.allclose(ours[numbers], before[numbers], rtol=0, atol=0.01, equal_nan=True)
 
 
 def test_a_metric_registered_at_run_time_is_scored_and_summarised() -> None:

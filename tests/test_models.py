@@ -84,6 +84,39 @@ def test_normalisation_is_applied_before_the_network() -> None:
     assert torch.allclose(model(x), model.network((x - 0.5) / 0.25))
 
 
+class ViewInputNet(nn.Module):
+    """An MLP on the pixels that calls ``.view`` on its input: it cannot take a channels-last input."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 2, 1)  # a spatial map for the target layer
+        self.fc = nn.Linear(3 * 8 * 8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.conv(x)
+        return self.fc(x.view(x.shape[0], -1))
+
+
+def test_channels_last_input_where_the_network_takes_it(model) -> None:
+    """A conv network gets its (normalised) input in channels-last layout on the CPU, the same values;
+    a network that calls .view on its input keeps the usual layout; the choice can be forced."""
+    images = torch.rand(2, 3, 16, 16)
+    assert model.channels_last
+    inputs = model.normalize(images)
+    assert inputs.is_contiguous(memory_format=torch.channels_last) and not inputs.is_contiguous()
+    assert torch.equal(inputs, images)  # no mean/std: the values are the images'
+    noisy = model.layout(torch.rand(2, 3, 16, 16))
+    assert noisy.is_contiguous(memory_format=torch.channels_last)
+    assert model.layout(torch.rand(3, 16, 16)).is_contiguous()  # one image: left as it is
+    viewing = xaibench.wrap_model(ViewInputNet(), input_size=8, mean=(0.5,) * 3, std=(0.25,) * 3)
+    assert not viewing.channels_last
+    small = torch.rand(2, 3, 8, 8)
+    assert viewing.normalize(small).is_contiguous()
+    viewing(small)  # runs
+    forced = xaibench.wrap_model(TinyGapNet(), input_size=16, channels_last=False)
+    assert not forced.channels_last and forced.normalize(images).is_contiguous()
+
+
 def test_unknown_model_name_suggests_a_close_one_and_lists_the_known_ones() -> None:
     with pytest.raises(
         UnknownNameError,
