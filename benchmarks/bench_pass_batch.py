@@ -3,12 +3,13 @@ methods that run the network once per mask, sample or window (Score-CAM, SS-CAM,
 LIME, Kernel SHAP, RISE, Smooth Grad-CAM++) and of those that run a forward and backward pass per
 step or sample (integrated gradients, SmoothGrad, VarGrad, GradientSHAP): :data:`xaibench.options.PASS_PIXELS`.
 
-Times one forward pass of ``efficientnet_lite0`` (224 x 224, channels-last, inference mode) at each
-batch size, interleaved, and prints the median milliseconds per image and the ratio to the fastest.
-With ``--backward``: one forward and backward pass to the input (the target logits' sum), in the
-default layout, as captum runs it.
+Times one forward pass of ``efficientnet_lite0`` (224 x 224, the model's input layout, inference mode)
+at each batch size, interleaved, and prints the median milliseconds per image and the ratio to the
+fastest. With ``--backward``: one forward and backward pass to the input (the target logits' sum).
+With ``--keep-freed-memory``: as the ``xaibench`` command runs (:mod:`xaibench.allocator`); without,
+as a program that does not make that setting.
 
-    python benchmarks/bench_pass_batch.py [--sizes 4,8,16,32,64] [--repeats 7] [--threads 2] [--backward]
+    python benchmarks/bench_pass_batch.py [--sizes 4,8,16,32,64] [--repeats 7] [--threads 2] [--backward] [--keep-freed-memory]
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import time
 import torch
 
 import xaibench
+from xaibench.allocator import keep_freed_memory
 from xaibench.options import PASS_PIXELS
 
 
@@ -30,8 +32,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--model", default="efficientnet_lite0")
     parser.add_argument("--backward", action="store_true", help="time forward + backward to the input")
+    parser.add_argument("--keep-freed-memory", action="store_true", help="keep freed memory, as the command line does")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.keep_freed_memory:
+        keep_freed_memory()
     sizes = [int(s) for s in args.sizes.split(",")]
     model = xaibench.load_model(args.model)
     network = model.network.eval()
@@ -42,8 +47,6 @@ def main() -> None:
             batch = inputs[:size].clone().requires_grad_(True)
             torch.autograd.grad(network(batch)[:, 0].sum(), batch)
     else:
-        inputs = inputs.contiguous(memory_format=torch.channels_last)
-
         def run(size: int) -> None:
             with torch.inference_mode():
                 network(inputs[:size])
@@ -57,6 +60,7 @@ def main() -> None:
     medians = {size: statistics.median(t) for size, t in times.items()}
     best = min(medians.values())
     kind = "forward + backward" if args.backward else "forward"
+    kind += ", freed memory kept" if args.keep_freed_memory else ", default malloc"
     print(f"{args.model}, {kind}, {args.threads} threads; PASS_PIXELS = {PASS_PIXELS} (= {PASS_PIXELS // (model.input_size[0] * model.input_size[1])} copies here)")
     print("batch  ms/image  ratio to the fastest")
     for size, median in medians.items():

@@ -9,6 +9,11 @@ the fastest peer's (<= 1.0: xaibench is not slower); beside it, the noise of tha
 upper quartiles of the per-repetition ratios (each repetition times both sides back to back, so
 its ratio is a paired measurement).
 
+Both sides run in one process with freed memory kept (:func:`xaibench.allocator.keep_freed_memory`,
+as the ``xaibench`` command runs), so no side pays for fresh pages that the other has just returned.
+Each peer gets the network's input in the usual (NCHW) layout, as its users pass it; xaibench's model
+hands the network channels-last input (:attr:`xaibench.Model.channels_last`), its own choice.
+
 A method runs on ``--batch`` random images (torch.rand, seed 0) with ``--repeats`` repetitions after
 one warm-up call per side, unless its module's ``CONFIGS`` says otherwise: the expensive methods (the
 Score-CAM family, FullGrad, perturbation, the 16-to-50-pass attributions) run on fewer images (the
@@ -24,6 +29,7 @@ method without one alone.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import statistics
 import sys
@@ -35,6 +41,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 
 import xaibench  # noqa: E402
+from xaibench.allocator import keep_freed_memory  # noqa: E402
 
 LIBRARIES = ("torchcam", "pytorch-grad-cam", "captum")
 MODULES = ("peers_core", "peers_cam_family", "peers_attributions", "peers_perturbation", "peers_score_cam")
@@ -98,10 +105,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="repetitions of a method without a CONFIGS entry")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    keep_freed_memory()
 
     peers, configs = tables()
     names = args.methods.split(",") if args.methods else [name for name, entries in peers.items() if entries]
     model = xaibench.load_model("efficientnet_lite0")
+    as_peers_get_it = dataclasses.replace(model, channels_last=False)
     print(f"efficientnet_lite0, 224 x 224, cpu, {torch.get_num_threads()} threads; seconds per image, median of "
           "interleaved repetitions; ratio = xaibench / fastest peer\n")
     print(f"| method | images x options | xaibench s/img | {' | '.join(f'{lib} s/img' for lib in LIBRARIES)} "
@@ -113,7 +122,7 @@ def main() -> None:
         repeats = config.get("repeats", args.repeats)
         images, targets, words = inputs(model, config.get("images", args.batch), config.get("photos", False))
         runners = {"xaibench": xaibench.create_explainer(name, model, **options)}
-        runners.update({library: factory(model, **options) for library, factory in peers.get(name, [])})
+        runners.update({library: factory(as_peers_get_it, **options) for library, factory in peers.get(name, [])})
         seconds = time_row(runners, images, targets, repeats, warm_up=not config)
         median = {key: statistics.median(values) for key, values in seconds.items()}
         fastest = min((lib for lib in LIBRARIES if lib in median), key=median.get, default=None)

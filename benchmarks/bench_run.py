@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import xaibench  # noqa: E402
 from bench_methods import FLOORS, forward_floor  # noqa: E402
 from xaibench import report  # noqa: E402
+from xaibench.allocator import keep_freed_memory  # noqa: E402
 from xaibench.data import collate  # noqa: E402
 from xaibench.run_folder import RunFolder  # noqa: E402
 
@@ -43,6 +44,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=None)
     args = parser.parse_args()
 
+    keep_freed_memory()  # as the xaibench command runs: the run and its floors alike
     model = xaibench.load_model("efficientnet_lite0")
     dataset = xaibench.load_dataset(f"imagenet:{args.data}", image_size=model.input_size, class_names=model.class_names)
     n = len(dataset) if args.n is None else min(args.n, len(dataset))

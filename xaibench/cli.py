@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from xaibench import __version__, data, explainer, harness, metric, models, report, viz
+from xaibench import __version__, allocator, data, explainer, harness, metric, models, report, viz
 from xaibench.errors import XaibenchError
 from xaibench.method_spec import MethodSpec, check_options, effective_options, method_options, parse_methods
 from xaibench.run_folder import PER_IMAGE, RunFolder, overlays_file, unique_folder
@@ -99,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    allocator.keep_freed_memory()  # this process is ours: reuse freed memory, no fresh pages per pass
     commands = {"list": _list, "run": _run, "sanity": _sanity, "summarize": _summarize, "train-builtin": _train_builtin}
     try:
         return commands[args.command](args)

@@ -1,0 +1,50 @@
+"""Keep freed memory in the process, so that large CPU passes stop paying for fresh pages.
+
+PyTorch's CPU tensors come from the C library's ``malloc``. glibc serves a block above its mmap
+threshold (128 kB, raised on its own up to 32 MB) with freshly mapped pages and hands them back to the
+operating system when the block is freed, and it trims the heap whenever more than its trim threshold
+lies free at the top. A forward pass over a batch allocates and frees activations of tens of megabytes
+(16 images at 224 x 224 through EfficientNet-Lite0: up to 77 MB each), so every pass maps, faults in
+and zeroes that memory anew: about 200,000 page faults per pass, half of its time on a 2-core machine
+(``benchmarks/bench_cpu_passes.py``).
+
+:func:`keep_freed_memory` raises both thresholds (glibc's ``mallopt``, ``M_MMAP_THRESHOLD`` and
+``M_TRIM_THRESHOLD``), so freed blocks stay in the heap and the next pass reuses them: no page faults
+after the first pass. The price: the process keeps its peak memory instead of giving it back
+between passes. The setting is process-wide, so importing xaibench never makes it; the command line,
+which owns its process, does (once, at start), and so do the benchmarks, for every library they time
+alike. Call it from a program of your own to get the same speed. Only glibc has ``mallopt``: on other
+C libraries (macOS, Windows, musl) it does nothing and says so.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import sys
+
+#: ``mallopt`` parameters (glibc's malloc.h).
+M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
+#: Blocks above this still get their own mapping (and are returned when freed): 1 GiB.
+MMAP_THRESHOLD = 1 << 30
+#: The heap is trimmed only when this much lies free at its top: the largest value ``mallopt`` takes.
+TRIM_THRESHOLD = 2**31 - 1
+
+
+def keep_freed_memory() -> bool:
+    """Tell glibc's ``malloc`` to keep freed memory for reuse instead of returning it to the system.
+
+    Returns:
+        True if the setting was made; False where the C library is not glibc.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None)
+        libc.gnu_get_libc_version  # noqa: B018  (only glibc has it)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
