@@ -29,7 +29,7 @@ print(kept, sum(counts[2:]))  # the passes after two warm-up passes
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
-def test_repeated_passes_fault_in_no_new_pages() -> None:
+def test_repeated_passes_reuse_freed_memory() -> None:
     """Three forward and backward passes over 8 images, after two warm-up passes, mostly reuse the
     memory of the passes before them (measured: 0 to 6,000 page faults in all) instead of mapping
     their activations afresh (58,000 to 138,000 faults: glibc's own threshold adapts, but not enough
