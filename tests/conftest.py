@@ -10,6 +10,8 @@ import xaibench
 from xaibench.explainer import normalize_maps, upsample_maps
 from xaibench.models import Model
 
+from browser import browser  # noqa: F401  (the session-wide headless Chromium fixture, see tests/browser.py)
+
 SHARED_IMAGENET = __import__("pathlib").Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet-val-300"
 
 

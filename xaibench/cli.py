@@ -21,13 +21,16 @@ import torch
 from xaibench import __version__, allocator, data, explainer, harness, metric, models, report, viz
 from xaibench.errors import XaibenchError
 from xaibench.method_spec import MethodSpec, check_options, effective_options, method_options, parse_methods
-from xaibench.run_folder import PER_IMAGE, RunFolder, overlays_file, unique_folder
+from xaibench.run_folder import PER_IMAGE, REPORT_HTML, RunFolder, overlays_file, unique_folder
 from xaibench.seeding import MAX_SEED
 
 DEFAULT_METHODS = "cam,gradcam,saliency"
 DEFAULT_SANITY_METHODS = "cam,gradcam,saliency,guided_backprop"
 DEFAULT_SANITY_IMAGES = 20
 FIGURE_ROWS = 6
+DEFAULT_EXPLAIN_MODEL = "efficientnet_lite0"
+#: The formats ``xaibench explain --format`` writes.
+FIGURE_FORMATS = ("png", "pdf", "svg", "jpg")
 #: Sides the images may be resized to: smaller leaves no room for a feature map, larger no memory.
 IMAGE_SIZE_RANGE = (16, 4096)
 
@@ -91,6 +94,83 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--permuted-labels", action="store_true",
                        help="train on randomly permuted labels (the sanity checks' data randomization test)")
 
+    explain = commands.add_parser(
+        "explain",
+        help="explain your own photos: the image and the maps of its top-k classes (CAM paper, Fig. 4)",
+        description="Per image, a figure in the style of the CAM paper's Figure 4: the image (turned upright by "
+                    "its EXIF orientation, resized to the model's input size without crop), then each method's "
+                    "map of the image's top-k classes (or of --class), titled with the class name and its "
+                    "probability; several methods give one row each. Images that cannot be read are reported "
+                    "and skipped (exit status 1).",
+    )
+    explain.add_argument("images", nargs="*", metavar="IMAGE", help="image files (JPEG, PNG, WebP, ...)")
+    explain.add_argument("--model", default=DEFAULT_EXPLAIN_MODEL,
+                         help=f"builtin, efficientnet_lite0/1/2, or a torchvision name (default: {DEFAULT_EXPLAIN_MODEL})")
+    explain.add_argument("--method", "--methods", dest="methods", default="cam",
+                         help="comma-separated names with options, one row each, e.g. cam,gradcam or "
+                              "cam,scorecam(batch_size=64) (default: cam)")
+    which = explain.add_mutually_exclusive_group()
+    which.add_argument("--topk", type=int, default=None, help="explain the k most probable classes (default: 5)")
+    which.add_argument("--class", dest="class_name", default=None, metavar="NAME",
+                       help="explain this class only: a class name (any case) or index; see --list-classes")
+    explain.add_argument("--list-classes", action="store_true", help="print the model's class names (index, name) and exit")
+    explain.add_argument("--out", default=".",
+                         help="folder for the figures, named <image stem>-<method>[+<method>...][-<class>].<format>, "
+                              "or, for one image, the file to write (e.g. cat.png; its suffix gives the format); "
+                              "existing files are replaced (default: the current folder)")
+    explain.add_argument("--format", choices=FIGURE_FORMATS, default=None,
+                         help="file format (default: the suffix of --out FILE, else png)")
+    explain.add_argument("--cmap", default=viz.DEFAULT_CMAP, help=f"matplotlib colour map of the maps (default: {viz.DEFAULT_CMAP})")
+    explain.add_argument("--alpha", type=float, default=viz.DEFAULT_ALPHA,
+                         help=f"opacity of the maps over the image, 0 to 1 (default: {viz.DEFAULT_ALPHA})")
+    explain.add_argument("--figsize", default=None, metavar="W,H",
+                         help="figure size in inches (default: about 2.4 per panel)")
+    explain.add_argument("--dpi", type=float, default=100, help="dots per inch of png and jpg figures (default: 100)")
+    explain.add_argument("--weights", default="default", help="a state-dict file for the model, or none for random weights (default: its trained weights)")
+    explain.add_argument("--target-layer", default=None, help="dotted name of the feature layer (default: found automatically)")
+    explain.add_argument("--seed", type=int, default=0, help="seed of the methods that draw random numbers (default: 0)")
+    explain.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    explain.set_defaults(n=None, batch_size=1, image_size=None)  # for _check_common
+
+    clip = commands.add_parser(
+        "video",
+        help="explain a video: each frame with the heatmap of its top-1 class, its name and probability",
+        description="Writes a copy of the video (same frame count, size, frame rate, timestamps; H.264) in which every "
+                    "frame shows the method's map of the model's top-1 class over it, and the class name with its "
+                    "probability in the top-left corner; the audio is copied unchanged. Needs PyAV: "
+                    "pip install 'xaibench[video]'.",
+    )
+    clip.add_argument("input", help="the video file")
+    clip.add_argument("--out", required=True, help="the video to write, e.g. explained.mp4 (.mp4, .mkv or .mov; replaced if it exists)")
+    clip.add_argument("--model", default="builtin", help="builtin, efficientnet_lite0/1/2, or a torchvision name (default: builtin)")
+    clip.add_argument("--weights", default="default", help="a state-dict file for the model, or none for random weights (default: its trained weights)")
+    clip.add_argument("--target-layer", default=None, help="dotted name of the feature layer (default: found automatically)")
+    clip.add_argument("--method", default="cam", help="one method with its options, e.g. cam or scorecam(batch_size=64) (default: cam)")
+    clip.add_argument("--every", type=int, default=1,
+                      help="explain every K-th frame and reuse its map, class and probability in between (default: 1)")
+    clip.add_argument("--batch-size", type=int, default=16, help="frames per pass through the model (default: 16)")
+    clip.add_argument("--cmap", default=viz.DEFAULT_CMAP, help=f"matplotlib colour map of the heatmap (default: {viz.DEFAULT_CMAP})")
+    clip.add_argument("--alpha", type=float, default=viz.DEFAULT_ALPHA,
+                      help=f"opacity of the heatmap over the frame, 0 to 1 (default: {viz.DEFAULT_ALPHA})")
+    clip.add_argument("--seed", type=int, default=0, help="seed of the methods that draw random numbers (default: 0)")
+    clip.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    clip.set_defaults(n=None, image_size=None)  # for _check_common
+
+    combined = commands.add_parser(
+        "report", help="compare one or more runs: tables with intervals, paired tests, plots, galleries, one HTML page",
+        description="Combines runs (other methods, models or data sets; runs whose protocols differ are refused, "
+                    "naming the field) and writes report.html (self-contained), summary.csv/.md, pairwise.csv, "
+                    "per_class.csv, box_accuracy_curves.csv and the plots and galleries as PNG.",
+    )
+    combined.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders (as xaibench run writes them)")
+    combined.add_argument("--out", default=None, help="output folder (default: a new reports/report-<time>)")
+    combined.add_argument("--class-gallery", default=None, metavar="METHODS",
+                          help="comma-separated methods whose class gallery (the CAM paper's Fig. 3) is drawn "
+                               "(default: the first method of each model)")
+    combined.add_argument("--cmap", default=viz.DEFAULT_CMAP, help=f"matplotlib colour map of the maps (default: {viz.DEFAULT_CMAP})")
+    combined.add_argument("--alpha", type=float, default=viz.DEFAULT_ALPHA,
+                          help=f"opacity of the maps over the images, 0 to 1 (default: {viz.DEFAULT_ALPHA})")
+
     listing = commands.add_parser("list", help="list the registered explanation methods (or metrics)")
     listing.add_argument("--metrics", action="store_true", help="list the registered metrics instead")
     return parser
@@ -100,7 +180,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     allocator.keep_freed_memory()  # this process is ours: reuse freed memory, no fresh pages per pass
-    commands = {"list": _list, "run": _run, "sanity": _sanity, "summarize": _summarize, "train-builtin": _train_builtin}
+    commands = {
+        "list": _list, "run": _run, "sanity": _sanity, "summarize": _summarize, "train-builtin": _train_builtin,
+        "explain": _explain,
+        "video": _video,
+        "report": _report,
+    }
     try:
         return commands[args.command](args)
     except KeyboardInterrupt:
@@ -362,6 +447,11 @@ def _run_checked(args: argparse.Namespace, specs: list[MethodSpec], metrics: lis
             maps = harness.explain_samples(setup.model, samples, setup.explainers, target=args.target)
             figure = overlays_file(setup.model.name if len(setups) > 1 else None)
             viz.overlay_grid(samples, maps, out / figure, class_names=setup.model.class_names)
+        if not summary.empty:  # no image could be read: nothing to show
+            from xaibench import comparison, comparison_report
+
+            run_report = comparison_report.build_report(comparison.combine([comparison.load_run(out)]))
+            comparison_report.write_html(run_report, out / REPORT_HTML, title=f"xaibench: {names} on {args.dataset}")
     _print_summary(summary, out)
     skipped = list(dict.fromkeys(harness.read_skipped(out)["index"]))
     if skipped:
@@ -537,6 +627,25 @@ def _summarize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    from xaibench import comparison, comparison_report
+
+    viz.check_style(args.cmap, args.alpha)
+    runs = [comparison.load_run(folder) for folder in args.runs]
+    combined = comparison.combine(runs)
+    methods = [m.strip() for m in args.class_gallery.split(",")] if args.class_gallery else None
+    known = set(combined.summary.method)
+    unknown = [m for m in methods or [] if m not in known]
+    if unknown:
+        raise XaibenchError(f"--class-gallery names {', '.join(unknown)}, not in these runs; they hold {', '.join(sorted(known))}")
+    out = Path(args.out) if args.out else unique_folder("reports", f"{time.strftime('%Y%m%d-%H%M%S')}-report")
+    page = comparison_report.write_report(
+        comparison_report.build_report(combined, cmap=args.cmap, alpha=args.alpha, class_gallery_methods=methods), out
+    )
+    print(f"xaibench: wrote {page} (and the tables and figures beside it)")
+    return 0
+
+
 def _train_builtin(args: argparse.Namespace) -> int:
     from xaibench.shapes_net import train_builtin
 
@@ -546,6 +655,136 @@ def _train_builtin(args: argparse.Namespace) -> int:
     path, accuracy = train_builtin(args.seed, args.out, permuted_labels=args.permuted_labels)
     fit = "fit to the permuted training labels" if args.permuted_labels else "test accuracy"
     print(f"xaibench: {fit} {100 * accuracy:.1f}%; wrote {path}")
+    return 0
+
+
+def _explain(args: argparse.Namespace) -> int:
+    """``xaibench explain``: one figure per image; an unreadable image is reported and skipped (exit 1)."""
+    from xaibench import figures
+
+    _check_common(args)
+    if len(_model_names(args.model)) != 1:
+        raise XaibenchError("xaibench explain uses one model; pass a single --model")
+    if args.list_classes:
+        model = models.load_model(_model_names(args.model)[0], weights=None if args.weights == "none" else args.weights,
+                                  target_layer=args.target_layer, device=args.device)
+        for index, name in enumerate(model.class_names):
+            print(f"{index}\t{name}")
+        return 0
+    specs = _check_methods(args.methods)
+    if not args.images:
+        raise XaibenchError("name at least one image file: xaibench explain IMAGE [IMAGE ...]")
+    topk = 5 if args.topk is None else args.topk
+    if topk < 1:
+        raise XaibenchError(f"--topk must be at least 1, got {topk}")
+    viz.check_style(args.cmap, args.alpha)
+    figsize = _figsize(args.figsize)
+    if not args.dpi > 0:
+        raise XaibenchError(f"--dpi must be positive, got {args.dpi}")
+    out, out_file, fmt = _explain_output(args)
+    failed: list[str] = []
+    images = []
+    for image in args.images:  # missing files fail here, before the model is loaded
+        try:
+            figures.check_image_file(image)
+            images.append(image)
+        except XaibenchError as error:
+            failed.append(str(error))
+    if not images:
+        more = f" (and {len(failed) - 1} more image{'s' if len(failed) > 2 else ''})" if len(failed) > 1 else ""
+        raise XaibenchError(f"{failed[0]}{more}")
+    for message in failed:
+        print(f"xaibench: skipped {' '.join(message.split())}", file=sys.stderr)
+    torch.manual_seed(args.seed)
+    model = models.load_model(_model_names(args.model)[0], weights=None if args.weights == "none" else args.weights,
+                              target_layer=args.target_layer, device=args.device)
+    if args.class_name is None:
+        figures.check_topk(model, topk)
+        class_label = None
+    else:
+        class_label = model.class_names[figures.resolve_class(model, args.class_name)]
+    explainers = [_create(spec, model, args.seed) for spec in specs]
+    out.mkdir(parents=True, exist_ok=True)
+    written: set[Path] = set()
+    for image in images:
+        try:
+            tensor, _ = figures.load_photo(image, tuple(model.input_size))
+        except XaibenchError as error:
+            if len(args.images) == 1:  # nothing else to explain: a plain error
+                raise
+            failed.append(str(error))
+            print(f"xaibench: skipped {' '.join(str(error).split())}", file=sys.stderr)
+            continue
+        fig = figures.explain_figure(
+            tensor, model, explainers, topk=topk, class_name=args.class_name, cmap=args.cmap, alpha=args.alpha,
+            figsize=figsize, title=Path(image).name,
+        )
+        path = out_file or out / figures.figure_file_name(image, [e.name for e in explainers], fmt, class_label)
+        for k in range(2, 10_000):  # two images with one stem in one call: keep both figures
+            if path not in written:
+                break
+            path = out / figures.figure_file_name(f"{Path(image).stem}-{k}", [e.name for e in explainers], fmt, class_label)
+        written.add(path)
+        figures.save_figure(fig, path, dpi=args.dpi)
+        print(f"xaibench: wrote {path}")
+    if not written:
+        raise XaibenchError(f"none of the {len(args.images)} images could be read; nothing explained")
+    return 1 if failed else 0
+
+
+def _explain_output(args: argparse.Namespace) -> tuple[Path, Path | None, str]:
+    """``explain --out`` and ``--format``: (folder, the one file to write or None, format)."""
+    from xaibench.figures import FORMATS
+
+    out = Path(args.out)
+    suffix = out.suffix.lower().lstrip(".")
+    if suffix in FORMATS and not out.is_dir():
+        if args.format is not None and args.format != FORMATS[suffix]:
+            raise XaibenchError(f"--out {out} names a .{suffix} file but --format is {args.format}; give one of them")
+        if len(args.images) != 1:
+            raise XaibenchError(f"--out {out} names one file but {len(args.images)} images are given; pass a folder")
+        return out.parent, out, FORMATS[suffix]
+    if out.exists() and not out.is_dir():
+        raise XaibenchError(f"--out {out} is a file, not a folder; name a folder, or a .png, .pdf, .svg or .jpg file")
+    return out, None, args.format or "png"
+
+
+def _figsize(text: str | None) -> tuple[float, float] | None:
+    if text is None:
+        return None
+    try:
+        width, height = (float(v) for v in text.split(","))
+    except ValueError:
+        raise XaibenchError(f"--figsize must be W,H in inches, e.g. 12,2.6; got '{text}'") from None
+    if not (0 < width < 1000 and 0 < height < 1000):
+        raise XaibenchError(f"--figsize must be two positive numbers of inches below 1000, got '{text}'")
+    return width, height
+
+
+def _video(args: argparse.Namespace) -> int:
+    """``xaibench video``: every argument and both files checked before the model is loaded."""
+    from xaibench import video
+
+    _check_common(args)
+    if len(_model_names(args.model)) != 1:
+        raise XaibenchError("xaibench video uses one model; pass a single --model")
+    specs = _check_methods(args.method)
+    if len(specs) != 1:
+        raise XaibenchError(
+            f"--method takes one method, got {len(specs)}; e.g. --method cam or --method 'scorecam(batch_size=64)'"
+        )
+    video.check_video_options(every=args.every, batch_size=args.batch_size, cmap=args.cmap, alpha=args.alpha)
+    video.probe_video(args.input)
+    video.check_destination(args.out, args.input)
+    torch.manual_seed(args.seed)
+    model = models.load_model(_model_names(args.model)[0], weights=None if args.weights == "none" else args.weights,
+                              target_layer=args.target_layer, device=args.device)
+    method = _create(specs[0], model, args.seed)
+    stats = video.explain_video(
+        args.input, args.out, model, method, every=args.every, batch_size=args.batch_size, cmap=args.cmap,
+        alpha=args.alpha, progress=True,
+    )
+    print(f"xaibench: wrote {args.out} ({stats.frames} frames, {stats.frames_per_second:.1f} frames/s)")
     return 0
 
 

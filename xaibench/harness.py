@@ -5,10 +5,11 @@ explainer once per batch, hands its maps and the ground truth to every metric
 (:class:`xaibench.metric.Metric`), and collects the per-image values in a pandas DataFrame. It knows
 no method and no metric by name: a metric says which columns it writes.
 
-With ``out`` given, the harness owns three append-only journals in that folder
+With ``out`` given, the harness owns five append-only journals in that folder
 (:mod:`xaibench.journal`): ``per_image.csv`` (the rows, including the compact per-image curves that
-the data-set-level metrics need, so a partial run can be summarised), ``skipped.csv`` and
-``timings.csv``. Each method's rows of a batch are committed as soon as they exist, so a run killed
+the data-set-level metrics need, so a partial run can be summarised), ``skipped.csv``,
+``timings.csv``, and ``images.csv`` and ``maps.csv`` (thumbnails of the images and of every map, for
+the reports' galleries: :mod:`xaibench.thumbnails`). Each method's rows of a batch are committed as soon as they exist, so a run killed
 at any point keeps them, and running again on the same folder continues where it stopped: batches
 are fixed ranges of data-set indices, finished (index, method) rows are not computed again, and the
 rows come out in the same order and with the same values as those of an uninterrupted run.
@@ -27,6 +28,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from xaibench import thumbnails
 from xaibench.data.sample import Batch, Sample, collate
 from xaibench.errors import UnreadableImageError, XaibenchError
 from xaibench.explainer import Explainer, create_explainer
@@ -34,7 +36,7 @@ from xaibench.journal import Journal
 from xaibench.localization import as_numpy
 from xaibench.metric import DEFAULT_METRICS, Metric, MetricInput, create_metric, with_requirements
 from xaibench.models import Model, eval_mode
-from xaibench.run_folder import PER_IMAGE, SKIPPED, TIMINGS
+from xaibench.run_folder import IMAGES, MAPS, PER_IMAGE, SKIPPED, TIMINGS
 
 logger = logging.getLogger(__name__)
 
@@ -62,11 +64,13 @@ def build_metrics(metrics: Sequence[str | Metric] | None) -> list[Metric]:
 
 @dataclass(frozen=True)
 class Journals:
-    """The three files the harness appends to in a run's folder."""
+    """The files the harness appends to in a run's folder."""
 
     per_image: Journal
     skipped: Journal
     timings: Journal
+    images: Journal
+    maps: Journal
 
     @classmethod
     def at(cls, folder: str | Path, metrics: Sequence[Metric] = ()) -> Journals:
@@ -79,6 +83,9 @@ class Journals:
                     text_columns=["model", "image_id", "method", "status"]),
             Journal(folder / SKIPPED, SKIPPED_COLUMNS, text_columns=["model", "reason"]),
             Journal(folder / TIMINGS, TIMING_COLUMNS, text_columns=["model", "method"]),
+            Journal(folder / IMAGES, thumbnails.IMAGE_COLUMNS, array_columns=["boxes", "jpeg"],
+                    text_columns=["model", "image_id", "class_name"]),
+            Journal(folder / MAPS, thumbnails.MAP_COLUMNS, array_columns=["map"], text_columns=["model", "method"]),
         )
 
     @classmethod
@@ -87,7 +94,7 @@ class Journals:
         half-written last line removed."""
         Path(folder).mkdir(parents=True, exist_ok=True)
         journals = cls.at(folder, metrics)
-        for journal in (journals.per_image, journals.skipped, journals.timings):
+        for journal in (journals.per_image, journals.skipped, journals.timings, journals.images, journals.maps):
             journal.repair()
             journal.create()
         return journals
@@ -106,6 +113,14 @@ def read_per_image(folder: str | Path, metrics: Sequence[Metric] | None = None) 
     rows.attrs["skipped"] = [str(i) for i in dict.fromkeys(skipped["index"])]
     rows.attrs["skipped_rows"] = len(skipped)
     return rows
+
+
+def read_thumbnails(folder: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The thumbnails a run kept: ``images.csv`` (one row per (model, index)) and ``maps.csv`` (one
+    row per (model, index, method)); empty frames for a run made before they were kept."""
+    journals = Journals.at(folder)
+    return (thumbnails.latest(journals.images.read(), ["model", "index"]),
+            thumbnails.latest(journals.maps.read(), ["model", "index", "method"]))
 
 
 def read_timings(folder: str | Path) -> pd.DataFrame:
@@ -194,11 +209,17 @@ def evaluate(
                 )
             skipped_now += [str(i) for i, _ in unreadable]
             batch = collate([samples[i] for i in sorted(samples)]) if samples else None
+            kept = sorted(samples)
+            if journals is not None and batch is not None and any(not done.get(i) for i in kept):
+                journals.images.append(thumbnails.image_rows(
+                    model.name, kept, batch.ids, batch.images, batch.labels.tolist(), batch.boxes, model.class_names
+                ))
             methods = () if batch is None else _evaluate_batch(
-                model, batch, sorted(samples), explainers, scorers, done, target, bar
+                model, batch, kept, explainers, scorers, done, target, bar
             )
-            for frame, timing in methods:  # each method's rows are kept as soon as they exist
+            for frame, maps, timing in methods:  # each method's rows are kept as soon as they exist
                 if journals is not None:
+                    journals.maps.append(maps)  # before its rows, which mark the (batch, method) done
                     journals.per_image.append(frame)
                     journals.timings.append(pd.DataFrame([(model.name, *timing)], columns=TIMING_COLUMNS))
                 else:
@@ -265,9 +286,10 @@ def _evaluate_batch(
     done: dict[int, set[str]],
     target: str,
     bar: tqdm,
-) -> Iterator[tuple[pd.DataFrame, tuple[int, str, int, float]]]:
+) -> Iterator[tuple[pd.DataFrame, pd.DataFrame, tuple[int, str, int, float]]]:
     """For each method with an (image, method) of the batch not in ``done``, as soon as it is computed
-    and scored: the rows of those images, and (batch, method, images, seconds of the method)."""
+    and scored: the rows of those images, the thumbnails of their maps, and (batch, method, images,
+    seconds of the method)."""
     images = batch.images.to(model.device)
     with eval_mode(model.network), torch.no_grad():
         top5 = model(images).topk(min(5, model.num_classes), dim=1).indices.cpu()
@@ -320,7 +342,8 @@ def _evaluate_batch(
                 ) from error
             for column, kind in metric.columns.items():
                 frame[column] = _column(metric, column, kind, values.get(column), scored, frame.index)
-        yield frame.iloc[keep], timing
+        thumbs = thumbnails.map_rows(model.name, [indices[k] for k in keep], explainer.name, maps[keep])
+        yield frame.iloc[keep], thumbs, timing
 
 
 def _column(

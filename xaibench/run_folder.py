@@ -9,9 +9,12 @@ file                        what it holds                                       
 ``per_image.csv``           one row per (image, method), appended batch by batch         :mod:`~xaibench.harness`
 ``skipped.csv``             the images that could not be read, and why                   :mod:`~xaibench.harness`
 ``timings.csv``             seconds per (batch, method)                                  :mod:`~xaibench.harness`
+``images.csv``              thumbnails of the images, with their boxes and class names   :mod:`~xaibench.harness`
+``maps.csv``                thumbnails of every map                                      :mod:`~xaibench.harness`
 ``summary.csv`` / ``.md``   per-method values with bootstrap intervals                   :mod:`~xaibench.report`
 ``box_accuracy_curves.csv`` box accuracy against the map threshold                        :mod:`~xaibench.report`
 ``overlays.png``            maps over the first images (``overlays-<model>.png`` each)   :mod:`~xaibench.viz`
+``report.html``             the run's report page: tables, plots, galleries              :mod:`~xaibench.comparison_report`
 ==========================  ===========================================================  ================
 
 Files written whole are written atomically (:func:`atomic_write`: a temporary file in the same folder,
@@ -43,14 +46,18 @@ CONFIG = "config.json"
 PER_IMAGE = "per_image.csv"
 SKIPPED = "skipped.csv"
 TIMINGS = "timings.csv"
+IMAGES = "images.csv"
+MAPS = "maps.csv"
 SUMMARY_CSV = "summary.csv"
 SUMMARY_MD = "summary.md"
 BOX_ACCURACY_CURVES = "box_accuracy_curves.csv"
 OVERLAYS = "overlays.png"
 CURVES_CSV = "curves.csv"
 CURVES_PNG = "curves.png"
+REPORT_HTML = "report.html"
 #: Every file a run writes; ``--overwrite`` removes exactly these (and :func:`overlays_file` s).
-OUTPUTS = (CONFIG, PER_IMAGE, SKIPPED, TIMINGS, SUMMARY_CSV, SUMMARY_MD, BOX_ACCURACY_CURVES, CURVES_CSV, CURVES_PNG, OVERLAYS)
+OUTPUTS = (CONFIG, PER_IMAGE, SKIPPED, TIMINGS, IMAGES, MAPS, SUMMARY_CSV, SUMMARY_MD, BOX_ACCURACY_CURVES, CURVES_CSV,
+           CURVES_PNG, OVERLAYS, REPORT_HTML)
 LOCK = ".xaibench.lock"
 _TEMPORARY_SUFFIX = ".partial"
 

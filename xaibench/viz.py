@@ -3,6 +3,7 @@ similarity curves and maps across randomization depths."""
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -14,7 +15,49 @@ from matplotlib.patches import Rectangle
 
 from xaibench import localization
 from xaibench.data.sample import Sample
+from xaibench.errors import UnknownNameError, XaibenchError
 from xaibench.run_folder import atomic_write
+
+#: The colour map and opacity of heatmaps drawn over images (the CAM paper's figures use jet).
+DEFAULT_CMAP = "jet"
+DEFAULT_ALPHA = 0.5
+
+
+def check_style(cmap: str = DEFAULT_CMAP, alpha: float = DEFAULT_ALPHA) -> None:
+    """Raise unless ``cmap`` is a matplotlib colour map name and ``alpha`` (the opacity) lies in [0, 1].
+
+    Raises:
+        UnknownNameError: an unknown colour map (the message suggests a close name).
+        XaibenchError: ``alpha`` is not a number in [0, 1].
+    """
+    from matplotlib import colormaps
+
+    if not isinstance(cmap, str) or cmap not in colormaps:
+        close = difflib.get_close_matches(str(cmap), list(colormaps), n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise UnknownNameError(f"unknown colour map '{cmap}'; {hint}e.g. jet, viridis, inferno, turbo (matplotlib's names)")
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 <= alpha <= 1.0:
+        raise XaibenchError(f"--alpha must lie in [0, 1] (the map's opacity), got {alpha!r}")
+
+
+def heatmap_overlay(
+    image: np.ndarray, saliency: np.ndarray, *, cmap: str = DEFAULT_CMAP, alpha: float = DEFAULT_ALPHA
+) -> np.ndarray:
+    """``(1 - alpha) * image + alpha * cmap(map)``: the map, coloured, blended over the image.
+
+    Args:
+        image: (H, W, 3) RGB in [0, 1].
+        saliency: (H, W) map in [0, 1] (values outside are clipped).
+        cmap: A matplotlib colour map name.
+        alpha: The map's opacity in [0, 1].
+
+    Returns:
+        (H, W, 3) float32 RGB in [0, 1].
+    """
+    from matplotlib import colormaps
+
+    colours = colormaps[cmap](np.clip(saliency, 0.0, 1.0))[..., :3]
+    return ((1.0 - alpha) * np.asarray(image, dtype=np.float32) + alpha * colours).astype(np.float32)
 
 
 def _box_patch(box: Sequence[float], color: str) -> Rectangle:
@@ -125,9 +168,15 @@ def maps_across_depths(
 
 
 def metric_curves(curves: pd.DataFrame, metrics: Mapping[str, object], path: str | Path) -> Path:
-    """Save a PNG of the metrics' mean curves (e.g. RISE's deletion and insertion), one panel per
-    metric and one line per (model, method); ``curves`` as :func:`xaibench.report.mean_curves` returns
-    it, ``metrics`` by name for their titles and axis labels."""
+    """Save :func:`metric_curves_figure` as a PNG."""
+    fig = metric_curves_figure(curves, metrics)
+    return atomic_write(path, lambda file: fig.savefig(file, format="png", dpi=110))
+
+
+def metric_curves_figure(curves: pd.DataFrame, metrics: Mapping[str, object]) -> Figure:
+    """The metrics' mean curves (e.g. RISE's deletion and insertion), one panel per metric and one line
+    per (model, method); ``curves`` as :func:`xaibench.report.mean_curves` returns it, ``metrics`` by
+    name for their titles and axis labels."""
     names = list(dict.fromkeys(curves["metric"]))
     columns = min(len(names), 2)
     fig = Figure(figsize=(5.2 * columns, 3.8 * -(-len(names) // columns)), layout="constrained")
@@ -145,4 +194,4 @@ def metric_curves(curves: pd.DataFrame, metrics: Mapping[str, object], path: str
         ax.legend(fontsize=7)
     for ax in axes[len(names):]:
         ax.set_visible(False)
-    return atomic_write(path, lambda file: fig.savefig(file, format="png", dpi=110))
+    return fig

@@ -1,0 +1,176 @@
+"""``xaibench report``: comparable runs combined, incomparable ones refused by field, the tables' numbers,
+the paired tests, the galleries from the runs' thumbnails, and the HTML page in a real browser."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from math import comb
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from browser import fits_phone_width, open_page
+from xaibench import comparison, comparison_report, significance
+from xaibench.cli import main
+from xaibench.metric import get_metric
+from xaibench.report import format_value
+from xaibench.thumbnails import THUMBNAIL_SIDE, decode_jpeg
+
+N = 40
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> tuple[Path, Path]:
+    """Two runs of the built-in benchmark on the same images, with other methods."""
+    root = tmp_path_factory.mktemp("runs")
+    assert main(["run", "--methods", "cam,gradcam", "--n", str(N), "--out", str(root / "a")]) == 0
+    assert main(["run", "--methods", "saliency,random", "--n", str(N), "--out", str(root / "b")]) == 0
+    return root / "a", root / "b"
+
+
+@pytest.fixture(scope="module")
+def report_folder(runs, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("report") / "report"
+    assert main(["report", str(runs[0]), str(runs[1]), "--out", str(out)]) == 0
+    return out
+
+
+def test_the_runs_keep_thumbnails_of_every_image_and_map(runs):
+    run = comparison.load_run(runs[0])
+    assert len(run.images) == N and sorted(run.images["index"]) == list(range(N))
+    assert len(run.maps) == 2 * N
+    image = decode_jpeg(run.images.jpeg[0])
+    assert image.shape == (64, 64, 3) and 64 <= THUMBNAIL_SIDE  # the built-in images are small: kept at size
+    assert set(run.images.class_name) <= set(__import__("xaibench.shapes_net", fromlist=["x"]).SHAPE_CLASSES)
+    assert all(m.shape == (64, 64) and m.dtype == np.uint8 for m in run.maps["map"])
+
+
+def test_the_report_folder_holds_every_file(report_folder):
+    names = {p.name for p in report_folder.iterdir()}
+    assert {"report.html", "summary.csv", "summary.md", "pairwise.csv", "per_class.csv", "box_accuracy_curves.csv",
+            "metric_bars.png", "box_accuracy_vs_threshold.png", "accuracy_at_iou.png", "iou_distribution.png",
+            "gallery-1.png", "class_gallery-1-cam.png"} <= names
+
+
+def test_the_combined_summary_is_each_runs_summary_with_ranks(runs, report_folder):
+    combined = pd.read_csv(report_folder / "summary.csv")
+    for run in runs:
+        own = pd.read_csv(run / "summary.csv")
+        merged = own.merge(combined, on=["model", "method", "metric"], suffixes=("", "_report"))
+        assert len(merged) == len(own)
+        for column in ("value", "ci_low", "ci_high", "n"):
+            np.testing.assert_array_equal(merged[column], merged[f"{column}_report"])
+    # rank 1 is the best value by the metric's direction
+    for metric, rows in combined.dropna(subset=["rank"]).groupby("metric"):
+        higher = get_metric(metric).higher_is_better
+        best = rows.value.max() if higher else rows.value.min()
+        assert set(rows[rows["rank"] == 1].value) == {best}
+
+
+def test_pairwise_tests_pair_the_same_images_and_are_holm_corrected(runs, report_folder):
+    pairs = pd.read_csv(report_folder / "pairwise.csv")
+    methods = 4
+    assert set(pairs.groupby("metric").size()) == {comb(methods, 2)}
+    assert "pxap" not in set(pairs.metric) and "top1_cls" not in set(pairs.metric)  # pooled; same for all
+    both = pd.concat([pd.read_csv(r / "per_image.csv") for r in runs])
+    hits = both.pivot(index="index", columns="method", values="gt_known_loc")
+    row = pairs[(pairs.metric == "gt_known_loc") & (pairs.method_a == "cam") & (pairs.method_b == "saliency")].iloc[0]
+    assert row.test == "exact McNemar" and row.n == N
+    assert row.difference == pytest.approx(100 * (hits.cam - hits.saliency).mean())
+    assert row.p_value == pytest.approx(significance.exact_mcnemar(hits.cam.to_numpy(), hits.saliency.to_numpy()))
+    iou = pairs[pairs.metric == "mean_iou"]
+    assert set(iou.test) == {"sign-flip permutation"}
+    np.testing.assert_allclose(iou.p_holm, significance.holm(iou.p_value.to_numpy()))
+    assert (pairs.significant == (pairs.p_holm < comparison.ALPHA)).all()
+
+
+def test_per_class_breakdown_names_the_classes(report_folder):
+    classes = pd.read_csv(report_folder / "per_class.csv")
+    rows = classes[(classes.method == "cam") & (classes.metric == "pointing")]
+    assert rows.n.sum() == N
+    assert not rows.class_name.str.fullmatch(r"\d+").any()  # names, not label indices
+
+
+def _copy(run: Path, to: Path, edit) -> Path:
+    shutil.copytree(run, to)
+    config = json.loads((to / "config.json").read_text())
+    edit(config)
+    (to / "config.json").write_text(json.dumps(config))
+    return to
+
+
+@pytest.mark.parametrize(
+    ("edit", "field"),
+    [
+        (lambda c: c.update(maxboxacc_thresholds="0.00:0.95:0.05"), "maxboxacc_thresholds"),
+        (lambda c: c["models"][0].update(image_size=[96, 96]), "image_size"),
+        (lambda c: c.update(n=30), "'n'"),
+        (lambda c: c.update(seed=1), "'seed'"),
+    ],
+)
+def test_runs_with_another_protocol_are_refused_naming_the_field(runs, tmp_path, capsys, edit, field):
+    other = _copy(runs[1], tmp_path / "other", edit)
+    assert main(["report", str(runs[0]), str(other), "--out", str(tmp_path / "r")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("xaibench: error: cannot compare") and field in error and "\n" not in error
+
+
+def test_a_method_in_two_runs_is_refused(runs, tmp_path, capsys):
+    twin = _copy(runs[0], tmp_path / "twin", lambda c: None)
+    assert main(["report", str(runs[0]), str(twin), "--out", str(tmp_path / "r")]) == 2
+    assert "both hold cam, gradcam" in capsys.readouterr().err
+
+
+def test_a_folder_that_holds_no_run_is_a_one_line_error(tmp_path, capsys):
+    assert main(["report", str(tmp_path), "--out", str(tmp_path / "r")]) == 2
+    assert "holds no xaibench run" in capsys.readouterr().err
+
+
+def test_runs_on_other_data_sets_stand_side_by_side(runs, tmp_path):
+    other = _copy(runs[1], tmp_path / "other", lambda c: c.update(dataset="builtin:distractor", n=30))
+    combined = comparison.combine([comparison.load_run(runs[0]), comparison.load_run(other)])
+    assert combined.groups == [("builtin", "builtin"), ("builtin:distractor", "builtin")]
+    pairs = comparison.pairwise(combined)
+    assert set(zip(pairs.dataset, pairs.method_a, pairs.method_b)) >= {("builtin", "cam", "gradcam"),
+                                                                       ("builtin:distractor", "saliency", "random")}
+    assert not ((pairs.dataset == "builtin") & (pairs.method_b == "saliency")).any()  # never across data sets
+
+
+def _cells(page) -> set[str]:
+    return {cell for table in page.tables for row in table for cell in row}
+
+
+def test_the_page_loads_offline_with_every_image_decoded_and_the_summary_numbers(browser, runs, report_folder):
+    page = open_page(browser, report_folder / "report.html")
+    assert page.console_errors == []
+    assert page.requests == []  # nothing leaves the file
+    assert page.broken_images == []
+    pngs = {p.name for p in report_folder.glob("*.png")}
+    assert len(page.images) == len(pngs) and all(i.src_kind == "data" for i in page.images)
+    cells = _cells(page)
+    for run in runs:
+        summary = pd.read_csv(run / "summary.csv")
+        for row in summary.itertuples():
+            unit = get_metric(row.metric).unit
+            assert format_value(row.value, unit, row.ci_low, row.ci_high) in cells, (row.method, row.metric)
+    assert fits_phone_width(browser, report_folder / "report.html")
+
+
+def test_xaibench_run_writes_its_own_page(browser, runs):
+    page = open_page(browser, runs[0] / "report.html")
+    assert page.console_errors == [] and page.requests == [] and page.broken_images == []
+    assert len(page.images) >= 5  # bars, curves, IoU, gallery, class gallery
+    summary = pd.read_csv(runs[0] / "summary.csv")
+    cells = _cells(page)
+    assert all(format_value(r.value, get_metric(r.metric).unit, r.ci_low, r.ci_high) in cells for r in summary.itertuples())
+
+
+def test_build_report_is_a_python_api(runs):
+    combined = comparison.combine([comparison.load_run(r) for r in runs])
+    report = comparison_report.build_report(combined, cmap="viridis", alpha=0.3, class_gallery_methods=["gradcam"])
+    names = [f.name for f in report.figures]
+    assert "class_gallery-1-gradcam.png" in names and "class_gallery-1-cam.png" not in names
+    assert all(f.png.startswith(b"\x89PNG") for f in report.figures)

@@ -1,0 +1,273 @@
+"""Several runs side by side: checked to be comparable, then tables, rankings, paired tests and
+per-class breakdowns (pandas), the numbers behind ``xaibench report``.
+
+Runs may differ in methods, models and data sets; rows are keyed by ``(dataset, model, method)``.
+Runs are refused (:func:`check_comparable`) when their numbers would not mean the same thing:
+
+- every run must share the protocol (:data:`PROTOCOL_FIELDS`: image resizing, map post-processing,
+  the map-threshold grid, the explained class) and the options of the metrics they share;
+- runs on the same data set must have scored the same images (``n``, the ids' digest, the seed that
+  draws generated data and seeds random methods);
+- a model in several runs on one data set must be the same (weights, target layer, image size);
+- a ``(dataset, model, method)`` may come from one run only.
+
+Paired tests (:mod:`xaibench.significance`) compare every two methods of a ``(dataset, model)`` on the
+images both scored: hits and misses (0/1 per image: localization accuracy, pointing) by McNemar's exact
+test, other scores by the paired sign-flip permutation test; the difference's interval is a paired
+bootstrap; p-values are Holm-corrected within each ``(dataset, model, metric)``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from itertools import combinations
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from xaibench import significance
+from xaibench.errors import XaibenchError
+from xaibench.harness import read_per_image, read_thumbnails, read_timings
+from xaibench.metric import FAMILIES, Metric
+from xaibench.report import read_config, run_metrics, seconds_per_image, summarize
+
+#: config.json fields that every combined run must share: they change what a number means.
+PROTOCOL_FIELDS = ("image_resize", "map_postprocessing", "constant_map_rtol", "maxboxacc_thresholds", "target")
+#: Fields that runs on the same data set must share: they decide which images were scored.
+DATA_FIELDS = ("n", "dataset_ids_sha256", "seed")
+#: Fields of a model that must agree wherever it appears on one data set.
+MODEL_FIELDS = ("weights", "target_layer", "image_size")
+#: Significance level at which a Holm-corrected difference is called significant.
+ALPHA = 0.05
+
+KEYS = ["dataset", "model", "method"]
+SUMMARY_COLUMNS = ["dataset", "model", "method", "metric", "value", "ci_low", "ci_high", "n", "rank"]
+PAIRWISE_COLUMNS = ["dataset", "model", "metric", "method_a", "method_b", "n", "mean_a", "mean_b", "difference",
+                    "ci_low", "ci_high", "test", "p_value", "p_holm", "significant"]
+PER_CLASS_COLUMNS = ["dataset", "model", "method", "class_name", "label", "metric", "value", "n"]
+
+
+@dataclass
+class Run:
+    """One run's folder, read: its configuration, metrics, rows, summary and thumbnails."""
+
+    folder: Path
+    config: dict
+    metrics: list[Metric]
+    per_image: pd.DataFrame
+    summary: pd.DataFrame
+    seconds: pd.Series
+    images: pd.DataFrame
+    maps: pd.DataFrame
+
+    @property
+    def dataset(self) -> str:
+        return str(self.config.get("dataset", ""))
+
+
+def load_run(folder: str | Path, *, n_boot: int = 1000) -> Run:
+    """Read the run in ``folder`` and summarise it exactly as its ``summary.csv`` (same bootstrap seed).
+
+    Raises:
+        XaibenchError: the folder holds no run, or a run with no rows yet.
+    """
+    folder = Path(folder)
+    config = read_config(folder)
+    metrics = run_metrics(config)
+    per_image = read_per_image(folder, metrics)
+    if per_image.empty:
+        raise XaibenchError(f"{folder} holds a run with no scored image yet; run it (or --resume it) first")
+    summary = summarize(per_image, metrics, n_boot=n_boot, seed=int(config.get("seed", 0)))
+    images, maps = read_thumbnails(folder)
+    return Run(folder, config, metrics, per_image, summary, seconds_per_image(read_timings(folder)), images, maps)
+
+
+def _models(run: Run) -> dict[str, dict]:
+    return {m.get("name", ""): m for m in run.config.get("models", [])}
+
+
+def _differ(what: str, a: Run, b: Run, key: str, va: object, vb: object) -> XaibenchError:
+    return XaibenchError(
+        f"cannot compare {a.folder} and {b.folder}: {what}'{key}' differs ({json.dumps(va)} vs {json.dumps(vb)}); "
+        "report runs made with the same setting"
+    )
+
+
+def check_comparable(runs: list[Run]) -> None:
+    """Refuse runs whose numbers cannot stand side by side (see the module's docstring).
+
+    Raises:
+        XaibenchError: naming the two runs, the field and both values.
+    """
+    first = runs[0]
+    for run in runs[1:]:
+        for key in PROTOCOL_FIELDS:
+            if first.config.get(key) != run.config.get(key):
+                raise _differ("the protocol's ", first, run, key, first.config.get(key), run.config.get(key))
+    for a, b in combinations(runs, 2):
+        shared = set(a.config.get("metric_options", {})) & set(b.config.get("metric_options", {}))
+        for name in sorted(shared):
+            va, vb = a.config["metric_options"][name], b.config["metric_options"][name]
+            if va != vb:
+                raise _differ(f"metric '{name}': its options ", a, b, "options", va, vb)
+        if a.dataset != b.dataset:
+            continue
+        for key in DATA_FIELDS:
+            if a.config.get(key) != b.config.get(key):
+                raise _differ(f"on {a.dataset}, ", a, b, key, a.config.get(key), b.config.get(key))
+        for name in sorted(set(_models(a)) & set(_models(b))):
+            for key in MODEL_FIELDS:
+                va, vb = _models(a)[name].get(key), _models(b)[name].get(key)
+                if va != vb:
+                    raise _differ(f"model {name}: ", a, b, key, va, vb)
+            twice = sorted(set(a.per_image[a.per_image.model == name].method)
+                           & set(b.per_image[b.per_image.model == name].method))
+            if twice:
+                raise XaibenchError(
+                    f"{a.folder} and {b.folder} both hold {', '.join(twice)} for {name} on {a.dataset}; "
+                    "report one of them"
+                )
+
+
+@dataclass
+class Comparison:
+    """The combined runs: per-image rows and thumbnails with a ``dataset`` column, and the metrics."""
+
+    runs: list[Run]
+    per_image: pd.DataFrame
+    summary: pd.DataFrame
+    metrics: dict[str, Metric]
+    seconds: pd.Series
+    images: pd.DataFrame
+    maps: pd.DataFrame
+    groups: list[tuple[str, str]] = field(default_factory=list)  # (dataset, model), in order
+
+
+def combine(runs: list[Run]) -> Comparison:
+    """Check that ``runs`` are comparable and put them together."""
+    if not runs:
+        raise XaibenchError("name at least one run folder to report")
+    check_comparable(runs)
+
+    def stacked(part: str) -> pd.DataFrame:
+        frames = [getattr(r, part).assign(dataset=r.dataset) for r in runs if not getattr(r, part).empty]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["dataset", "model"])
+
+    metrics: dict[str, Metric] = {}
+    for run in runs:
+        for metric in run.metrics:
+            metrics.setdefault(metric.name, metric)
+    seconds = pd.Series({(r.dataset, *key): value for r in runs for key, value in r.seconds.items()}, dtype=float)
+    summary = stacked("summary")
+    summary = summary[["dataset"] + [c for c in summary.columns if c != "dataset"]]
+    images = stacked("images")
+    comparison = Comparison(
+        runs, stacked("per_image"), summary, metrics, seconds,
+        images.drop_duplicates(subset=["dataset", "model", "index"], keep="last") if not images.empty else images,
+        stacked("maps"),
+    )
+    comparison.groups = list(dict.fromkeys(zip(comparison.summary.dataset, comparison.summary.model)))
+    comparison.summary = rank(comparison.summary, metrics)
+    return comparison
+
+
+def rank(summary: pd.DataFrame, metrics: dict[str, Metric]) -> pd.DataFrame:
+    """``summary`` with a ``rank`` column: 1 for the best value within each (dataset, model, metric),
+    by the metric's direction (ties share the best rank; no rank for a metric with no direction)."""
+    ranks = pd.Series(np.nan, index=summary.index)
+    for (_, _, name), rows in summary.groupby(["dataset", "model", "metric"], sort=False):
+        better = metrics[name].higher_is_better if name in metrics else None
+        if better is None:
+            continue
+        ranks[rows.index] = rows.value.rank(ascending=not better, method="min")
+    return summary.assign(rank=ranks.astype("Int64"))[SUMMARY_COLUMNS]
+
+
+def per_image_scores(rows: pd.DataFrame, metric: Metric) -> pd.Series | None:
+    """One method's per-image values of ``metric`` in the unit of its summary value (so their mean is
+    the summary's value), indexed by image index; None for a metric with no per-image value (e.g.
+    PxAP, which pools pixels, or a count)."""
+    if metric.unit == "count":
+        return None
+    values = metric.per_image_values(rows)
+    if values is None:
+        scalars = [c for c, kind in metric.columns.items() if kind == "scalar"]
+        if len(scalars) != 1 or scalars[0] not in rows or metric.requires:
+            return None
+        values = rows[scalars[0]].to_numpy(dtype=np.float64) * metric.scale
+    return pd.Series(np.asarray(values, dtype=np.float64), index=rows["index"].to_numpy())
+
+
+def score_table(comparison: Comparison, dataset: str, model: str, metric: Metric) -> pd.DataFrame:
+    """Per-image scores of every method of ``(dataset, model)``: images x methods (NaN: not scored)."""
+    rows = comparison.per_image[(comparison.per_image.dataset == dataset) & (comparison.per_image.model == model)]
+    columns = {}
+    for method, group in rows.groupby("method", sort=False):
+        scores = per_image_scores(group.reset_index(drop=True), metric)
+        if scores is not None:
+            columns[method] = scores
+    return pd.DataFrame(columns)
+
+
+def pairwise(comparison: Comparison, *, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> pd.DataFrame:
+    """Every two methods of each (dataset, model), on each metric with per-image values, on the images
+    both scored: the means, the difference ``a - b`` with its paired bootstrap interval, the test's
+    p-value and its Holm correction within the (dataset, model, metric); long format
+    (:data:`PAIRWISE_COLUMNS`)."""
+    rows = []
+    for dataset, model in comparison.groups:
+        methods = list(dict.fromkeys(comparison.summary[(comparison.summary.dataset == dataset)
+                                                        & (comparison.summary.model == model)].method))
+        for name in dict.fromkeys(comparison.summary.metric):
+            metric = comparison.metrics.get(name)
+            if metric is None or metric.family == "classification":  # the same for every method
+                continue
+            table = score_table(comparison, dataset, model, metric)
+            family = []
+            for a, b in combinations([m for m in methods if m in table], 2):
+                both = table[[a, b]].dropna()
+                if both.empty:
+                    continue
+                x, y = both[a].to_numpy(), both[b].to_numpy()
+                difference, low, high = significance.paired_bootstrap(x, y, n_boot=n_boot, seed=seed, level=level)
+                binary = significance.is_binary(np.concatenate([x, y]))
+                p = significance.exact_mcnemar(x, y) if binary else significance.sign_flip_test(x - y, seed=seed)
+                family.append([dataset, model, name, a, b, len(both), float(x.mean()), float(y.mean()), difference,
+                               low, high, "exact McNemar" if binary else "sign-flip permutation", p])
+            adjusted = significance.holm(np.array([r[-1] for r in family])) if family else []
+            rows += [r + [float(q), bool(q < ALPHA)] for r, q in zip(family, adjusted)]
+    return pd.DataFrame(rows, columns=PAIRWISE_COLUMNS)
+
+
+def per_class(comparison: Comparison) -> pd.DataFrame:
+    """Per class (the true label): each method's mean per-image value of each metric with per-image
+    values, and how many images it rests on; long format (:data:`PER_CLASS_COLUMNS`). Class names
+    come from the run's thumbnails, else the label index is used."""
+    names = {}
+    if not comparison.images.empty:
+        names = {(d, m, int(k)): n for d, m, k, n in comparison.images[["dataset", "model", "label", "class_name"]]
+                 .itertuples(index=False)}
+    frames = []
+    for (dataset, model, method), rows in comparison.per_image.groupby(KEYS, sort=False):
+        rows = rows.reset_index(drop=True)
+        labels = rows.label.to_numpy(dtype=int)
+        for name, metric in comparison.metrics.items():
+            scores = per_image_scores(rows, metric)
+            if scores is None:
+                continue
+            frame = pd.DataFrame({"label": labels, "value": scores.to_numpy()}).groupby("label").value.agg(["mean", "count"])
+            frames.append(pd.DataFrame({
+                "dataset": dataset, "model": model, "method": method,
+                "class_name": [names.get((dataset, model, int(k)), str(k)) for k in frame.index],
+                "label": frame.index, "metric": name, "value": frame["mean"].to_numpy(), "n": frame["count"].to_numpy(),
+            }))
+    return pd.concat(frames, ignore_index=True)[PER_CLASS_COLUMNS] if frames else pd.DataFrame(columns=PER_CLASS_COLUMNS)
+
+
+def families(comparison: Comparison) -> list[tuple[str, list[str]]]:
+    """The metric families present, in :data:`~xaibench.metric.FAMILIES` order, with their metrics."""
+    names = list(dict.fromkeys(comparison.summary.metric))
+    return [(f, [n for n in names if comparison.metrics[n].family == f]) for f in FAMILIES
+            if any(comparison.metrics[n].family == f for n in names)]

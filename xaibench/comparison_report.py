@@ -1,0 +1,320 @@
+"""``xaibench report``: one or more runs written as tables (CSV, Markdown), plots, galleries and one
+self-contained HTML page.
+
+:func:`build_report` computes everything from the runs' folders (:mod:`xaibench.comparison` for the
+numbers, :mod:`xaibench.comparison_plots` for the figures); :func:`write_report` writes a report folder
+and :func:`write_html` the page alone (what ``xaibench run`` leaves in its run's folder). The page
+embeds every image as a ``data:`` URI and loads nothing, so it opens offline, from a mail attachment,
+on a phone and in print.
+
+Files of a report folder (this module owns them):
+
+==============================  ============================================================
+``report.html``                 the page: tables, tests, plots, galleries
+``summary.csv`` / ``.md``       each (dataset, model, method, metric): value, 95% interval, n, rank
+``pairwise.csv``                every two methods on the same images: difference, interval, p-values
+``per_class.csv``               per true class: each method's mean per-image value of each metric
+``box_accuracy_curves.csv``     box accuracy against the map threshold
+``*.png``                       the plots and galleries the page shows
+==============================  ============================================================
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from xaibench import comparison_plots as plots
+from xaibench.comparison import ALPHA, Comparison, families, pairwise, per_class
+from xaibench.metric import Metric
+from xaibench.report import box_accuracy_curves, format_value, mean_curves, summary_table, to_markdown
+from xaibench.run_folder import BOX_ACCURACY_CURVES, REPORT_HTML, SUMMARY_CSV, SUMMARY_MD, atomic_write, atomic_write_text
+from xaibench.viz import DEFAULT_ALPHA, DEFAULT_CMAP, metric_curves_figure
+
+PAIRWISE_CSV = "pairwise.csv"
+PER_CLASS_CSV = "per_class.csv"
+#: Pairwise rows the page lists in full; beyond, it lists the significant ones (the CSV has all).
+PAGE_PAIRS = 60
+#: Classes up to which the page shows the per-class table of a (dataset, model).
+PAGE_CLASSES = 30
+
+
+@dataclass
+class Figure:
+    """A figure of the report: its file name, its caption, and the PNG."""
+
+    name: str
+    caption: str
+    png: bytes
+
+
+@dataclass
+class Report:
+    """Everything a report shows."""
+
+    comparison: Comparison
+    summary: pd.DataFrame
+    pairwise: pd.DataFrame
+    per_class: pd.DataFrame
+    box_curves: pd.DataFrame
+    figures: list[Figure] = field(default_factory=list)
+
+
+def build_report(
+    comparison: Comparison, *, cmap: str = DEFAULT_CMAP, alpha: float = DEFAULT_ALPHA, dpi: int = 100,
+    class_gallery_methods: list[str] | None = None,
+) -> Report:
+    """The tables and figures of ``comparison``.
+
+    Args:
+        comparison: The combined runs (:func:`xaibench.comparison.combine`).
+        cmap: Colour map of the heatmaps.
+        alpha: Opacity of the heatmaps over the images.
+        dpi: Resolution of the PNGs.
+        class_gallery_methods: Methods whose class gallery (Figure 3) is drawn (default: the first
+            method of each (dataset, model)).
+    """
+    curves = pd.concat(
+        [box_accuracy_curves(rows).assign(dataset=dataset)
+         for dataset, rows in comparison.per_image.groupby("dataset", sort=False)],
+        ignore_index=True,
+    ) if not comparison.per_image.empty else pd.DataFrame()
+    if not curves.empty and "threshold" not in curves:
+        curves = pd.DataFrame()
+    report = Report(comparison, comparison.summary, pairwise(comparison), per_class(comparison), curves)
+    metrics = comparison.metrics
+
+    def add(name: str, caption: str, fig) -> None:
+        if fig is not None:
+            report.figures.append(Figure(name, caption, plots.png(fig, dpi)))
+
+    add("metric_bars.png", "Every metric per method, with its 95% bootstrap interval.",
+        plots.metric_bars(comparison.summary, metrics))
+    add("box_accuracy_vs_threshold.png", "Box accuracy against the map threshold: the curves MaxBoxAcc "
+        "maximises; the dot marks each method's best threshold.", plots.box_accuracy_vs_threshold(curves))
+    add("accuracy_at_iou.png", "Box accuracy at IoU 0.3, 0.5 and 0.7, each at its best map threshold "
+        "(their mean is MaxBoxAccV2).", plots.accuracy_at_iou(curves))
+    add("iou_distribution.png", "Per-image IoU of the CAM box (threshold 0.2): box plot and every image.",
+        plots.iou_distribution(comparison.per_image))
+    several = comparison.per_image.dataset.nunique() > 1
+    rows = comparison.per_image.assign(model=comparison.per_image.model + " on " + comparison.per_image.dataset) \
+        if several else comparison.per_image
+    curve_rows = mean_curves(rows, list(metrics.values()))
+    if not curve_rows.empty:
+        add("curves.png", "Mean curves of the metrics that keep one (deletion, insertion, ROAD).",
+            metric_curves_figure(curve_rows, metrics))
+    for k, (dataset, model) in enumerate(comparison.groups, start=1):
+        add(f"gallery-{k}.png", f"{model} on {dataset}: each method's best and worst images by IoU, the same "
+            "images in every column.", plots.gallery(comparison, dataset, model, cmap=cmap, alpha=alpha))
+        methods = list(dict.fromkeys(comparison.summary[(comparison.summary.dataset == dataset)
+                                                        & (comparison.summary.model == model)].method))
+        for method in [m for m in (class_gallery_methods or methods[:1]) if m in methods]:
+            add(f"class_gallery-{k}-{method}.png", f"{model} on {dataset}: {method}'s maps for the classes with the "
+                "most images (the CAM paper's Figure 3).",
+                plots.class_gallery(comparison, dataset, model, method, cmap=cmap, alpha=alpha))
+    return report
+
+
+def _legend(names: list[str], metrics: dict[str, Metric]) -> list[tuple[str, str]]:
+    direction = {True: ", higher is better", False: ", lower is better"}
+    return [(n, f"{metrics[n].title}, {metrics[n].unit}{direction.get(metrics[n].higher_is_better, '')}: "
+                f"{metrics[n].description}") for n in names if n in metrics]
+
+
+def _group_tables(report: Report) -> list[tuple[str, str, list[tuple[str, list[str], pd.DataFrame]]]]:
+    """Per (dataset, model): per family, its metrics and its table (method rows, ``value [low, high]``)."""
+    out = []
+    comparison = report.comparison
+    for dataset, model in comparison.groups:
+        part = report.summary[(report.summary.dataset == dataset) & (report.summary.model == model)]
+        seconds = pd.Series({(m, method): s for (d, m, method), s in comparison.seconds.items() if d == dataset},
+                            dtype=float)
+        seconds.index = pd.MultiIndex.from_tuples(seconds.index) if len(seconds) else seconds.index
+        tables = []
+        for family, names in families(comparison):
+            rows = part[part.metric.isin(names)].drop(columns=["dataset", "rank"])
+            if not rows.empty:
+                tables.append((family, [n for n in names if n in set(rows.metric)],
+                               summary_table(rows, None if tables else seconds)))
+        out.append((dataset, model, tables))
+    return out
+
+
+def ranking(report: Report, dataset: str, model: str) -> pd.DataFrame:
+    """Methods x metrics of their rank (1 = best), with the mean rank, best first."""
+    part = report.summary[(report.summary.dataset == dataset) & (report.summary.model == model)].dropna(subset=["rank"])
+    if part.empty:
+        return pd.DataFrame()
+    table = part.pivot(index="method", columns="metric", values="rank")
+    table = table[[m for m in dict.fromkeys(part.metric)]]
+    table.insert(0, "mean rank", table.mean(axis=1).round(2))
+    return table.sort_values("mean rank", kind="stable")
+
+
+def _pairs_table(rows: pd.DataFrame, metrics: dict[str, Metric]) -> pd.DataFrame:
+    """Pairwise rows formatted for reading."""
+    units = {n: m.unit for n, m in metrics.items()}
+    return pd.DataFrame({
+        "metric": rows.metric,
+        "a": rows.method_a,
+        "b": rows.method_b,
+        "n": rows.n,
+        "a - b [95% CI]": [format_value(d, units.get(m, ""), lo, hi)
+                           for m, d, lo, hi in zip(rows.metric, rows.difference, rows.ci_low, rows.ci_high)],
+        "test": rows.test,
+        "p": [f"{p:.3g}" for p in rows.p_value],
+        "p (Holm)": [f"{p:.3g}" for p in rows.p_holm],
+        "": ["significant" if s else "" for s in rows.significant],
+    })
+
+
+def summary_markdown(report: Report) -> str:
+    """``summary.md`` of a report folder: per (dataset, model), per family, the table and its legend;
+    then the ranking and the significant pairwise differences."""
+    metrics = report.comparison.metrics
+    parts = ["# xaibench report\n", _runs_text(report) + "\n", "Values with 95% bootstrap intervals over images.\n"]
+    for dataset, model, tables in _group_tables(report):
+        parts.append(f"## {model} on {dataset}\n")
+        for family, names, table in tables:
+            legend = "\n".join(f"- {n} ({text})" for n, text in _legend(names, metrics))
+            parts.append(f"### {family.capitalize()}\n\n{to_markdown(table)}\n{legend}\n")
+        ranks = ranking(report, dataset, model)
+        if not ranks.empty:
+            parts.append(f"### Ranking (1 = best)\n\n{to_markdown(ranks)}")
+        pairs = report.pairwise[(report.pairwise.dataset == dataset) & (report.pairwise.model == model)
+                                & report.pairwise.significant]
+        parts.append(f"### Significant differences (Holm-corrected p < {ALPHA})\n\n"
+                     + (to_markdown(_pairs_table(pairs, metrics).set_index("metric")) if len(pairs) else "None.\n"))
+    return "\n".join(parts)
+
+
+def _runs_text(report: Report) -> str:
+    runs = report.comparison.runs
+    return "Runs: " + "; ".join(
+        f"{r.folder.name} ({', '.join(m.get('name', '') for m in r.config.get('models', []))} on {r.dataset}, "
+        f"{r.per_image['index'].nunique()} images)" for r in runs
+    ) + "."
+
+
+def write_report(report: Report, out: str | Path) -> Path:
+    """Write the report folder ``out`` (created if needed): the page, the tables and the figures.
+
+    Returns:
+        The path of ``report.html``.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    def csv(name: str, frame: pd.DataFrame) -> None:
+        atomic_write_text(out / name, frame.to_csv(index=False, lineterminator="\n"))
+
+    csv(SUMMARY_CSV, report.summary)
+    csv(PAIRWISE_CSV, report.pairwise)
+    csv(PER_CLASS_CSV, report.per_class)
+    if not report.box_curves.empty:
+        csv(BOX_ACCURACY_CURVES, report.box_curves)
+    atomic_write_text(out / SUMMARY_MD, summary_markdown(report))
+    for figure in report.figures:
+        atomic_write(out / figure.name, lambda f, data=figure.png: f.write(data))
+    return write_html(report, out / REPORT_HTML)
+
+
+_STYLE = """
+:root { color-scheme: light; }
+body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 0 auto; padding: 0 12px 40px;
+       max-width: 1200px; color: #1b1b1b; background: #fff; }
+h1 { font-size: 1.5em; margin: 0.8em 0 0.3em; } h2 { font-size: 1.25em; margin-top: 1.6em; border-bottom: 1px solid #ccc; }
+h3 { font-size: 1.05em; margin-top: 1.2em; }
+.scroll { overflow-x: auto; max-width: 100%; }
+table { border-collapse: collapse; font-size: 0.85em; margin: 0.4em 0; }
+th, td { border: 1px solid #d0d0d0; padding: 3px 6px; text-align: right; white-space: nowrap; }
+th:first-child, td:first-child { text-align: left; }
+thead th { background: #f2f2f2; position: sticky; top: 0; }
+tr.significant td { background: #eef7ee; }
+figure { margin: 1em 0; } figure img { max-width: 100%; height: auto; display: block; }
+figcaption, .note { font-size: 0.85em; color: #555; }
+dl { font-size: 0.85em; } dt { font-weight: 600; } dd { margin: 0 0 0.3em 1em; }
+@media (max-width: 600px) { body { font-size: 14px; } th, td { padding: 2px 4px; } }
+@media print { body { max-width: none; font-size: 10pt; } .scroll { overflow: visible; }
+  table { font-size: 8pt; } figure, table { page-break-inside: avoid; } h2 { page-break-before: auto; } }
+"""
+
+
+def _table(frame: pd.DataFrame, *, index: bool = True, row_classes: list[str] | None = None) -> str:
+    """A DataFrame as an HTML table (escaped), in a horizontally scrolling box."""
+    columns = ([frame.index.name or ""] if index else []) + [str(c) for c in frame.columns]
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = []
+    for k, (key, row) in enumerate(frame.iterrows()):
+        cells = ([key] if index else []) + list(row)
+        css = f' class="{row_classes[k]}"' if row_classes and row_classes[k] else ""
+        body.append(f"<tr{css}>" + "".join(f"<td>{html.escape(_cell(v))}</td>" for v in cells) + "</tr>")
+    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
+
+
+def _cell(value: object) -> str:
+    if value is None or (isinstance(value, float) and pd.isna(value)) or value is pd.NA:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _figure(figure: Figure) -> str:
+    data = base64.b64encode(figure.png).decode("ascii")
+    return (f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(figure.caption)}">'
+            f"<figcaption>{html.escape(figure.caption)}</figcaption></figure>")
+
+
+def write_html(report: Report, path: str | Path, *, title: str = "xaibench report") -> Path:
+    """Write the self-contained page: per (dataset, model) the tables per metric family with legends,
+    the ranking, the paired tests and the per-class table; then every figure."""
+    comparison = report.comparison
+    metrics = comparison.metrics
+    parts = [f"<h1>{html.escape(title)}</h1>", f"<p>{html.escape(_runs_text(report))}</p>",
+             "<p class=note>Values are means over images with 95% percentile bootstrap intervals (1000 resamples of "
+             "the images). Differences between two methods are tested on the images both scored: hits and misses "
+             "with McNemar's exact test, other scores with a paired sign-flip permutation test; the interval of a "
+             f"difference is a paired bootstrap; p-values are Holm-corrected within each metric; significant: "
+             f"corrected p &lt; {ALPHA}.</p>"]
+    figures = {f.name: f for f in report.figures}
+    for k, (dataset, model, tables) in enumerate(_group_tables(report), start=1):
+        parts.append(f"<h2>{html.escape(model)} on {html.escape(dataset)}</h2>")
+        for family, names, table in tables:
+            parts.append(f"<h3>{html.escape(family.capitalize())}</h3>{_table(table)}")
+            parts.append("<dl>" + "".join(f"<dt>{html.escape(n)}</dt><dd>{html.escape(t)}</dd>"
+                                          for n, t in _legend(names, metrics)) + "</dl>")
+        ranks = ranking(report, dataset, model)
+        if not ranks.empty:
+            parts.append(f"<h3>Ranking (1 = best)</h3>{_table(ranks)}")
+        pairs = report.pairwise[(report.pairwise.dataset == dataset) & (report.pairwise.model == model)]
+        if len(pairs):
+            shown = pairs if len(pairs) <= PAGE_PAIRS else pairs[pairs.significant]
+            note = "" if len(shown) == len(pairs) else (f" ({len(shown)} significant of {len(pairs)} tests; all in "
+                                                        f"{PAIRWISE_CSV})")
+            parts.append(f"<h3>Paired differences{html.escape(note)}</h3>")
+            parts.append(_table(_pairs_table(shown, metrics), index=False,
+                                row_classes=["significant" if s else "" for s in shown.significant]))
+        classes = report.per_class[(report.per_class.dataset == dataset) & (report.per_class.model == model)]
+        localization = [n for n in dict.fromkeys(classes.metric) if metrics[n].family != "classification"]
+        if localization and classes.class_name.nunique() <= PAGE_CLASSES:
+            name = localization[0]
+            table = classes[classes.metric == name].pivot_table(index="class_name", columns="method", values="value",
+                                                                sort=False)
+            table = table.map(lambda v: format_value(v, metrics[name].unit))
+            parts.append(f"<h3>Per class: {html.escape(metrics[name].title)} ({html.escape(metrics[name].unit)}; every "
+                         f"metric in {PER_CLASS_CSV})</h3>{_table(table)}")
+        for name in (f"gallery-{k}.png", *[n for n in figures if n.startswith(f"class_gallery-{k}-")]):
+            if name in figures:
+                parts.append(_figure(figures[name]))
+    parts.append("<h2>Plots</h2>")
+    parts += [_figure(f) for f in report.figures if "gallery" not in f.name]
+    page = ("<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
+            '<meta name=viewport content="width=device-width, initial-scale=1">'
+            f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>"
+            + "\n".join(parts) + "</body></html>\n")
+    return atomic_write_text(path, page)

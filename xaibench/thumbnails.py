@@ -1,0 +1,105 @@
+"""Small copies of a run's images and maps, kept so that reports can show them without the data set
+or the model.
+
+A run's report draws galleries (each method's best and worst images, a few images per class) long after
+the run, possibly on another machine, for methods that take minutes per image. So the harness keeps,
+beside the numbers, a thumbnail of every image it scored (JPEG, with its ground-truth boxes and class
+name) and of every map (8-bit grey levels), each at most :data:`THUMBNAIL_SIDE` pixels on its longer
+side, in two append-only journals of the run's folder: ``images.csv`` and ``maps.csv``.
+A map thumbnail is the scored map (upsampled and min-max scaled), area-averaged down and rounded to
+1/255: for looking at, never for scoring.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+#: The longer side of a thumbnail, in pixels (smaller images are kept at their size).
+THUMBNAIL_SIDE = 96
+#: JPEG quality of the image thumbnails.
+JPEG_QUALITY = 90
+
+IMAGE_COLUMNS = ["model", "index", "image_id", "label", "class_name", "height", "width", "boxes", "jpeg"]
+MAP_COLUMNS = ["model", "index", "method", "map"]
+
+
+def thumbnail_size(height: int, width: int, side: int = THUMBNAIL_SIDE) -> tuple[int, int]:
+    """(h, w) of the thumbnail of an image of ``height`` x ``width``: the longer side at most ``side``."""
+    scale = min(1.0, side / max(height, width))
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def _shrink(tensor: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) area-averaged down to the thumbnail size (unchanged if already small enough)."""
+    size = thumbnail_size(*tensor.shape[-2:])
+    if size == tuple(tensor.shape[-2:]):
+        return tensor
+    return F.interpolate(tensor, size=size, mode="area")
+
+
+def encode_jpeg(image: np.ndarray) -> np.ndarray:
+    """(h, w, 3) uint8 RGB -> the bytes of a JPEG file, as a uint8 array (for a journal's array column)."""
+    buffer = io.BytesIO()
+    Image.fromarray(image, mode="RGB").save(buffer, format="JPEG", quality=JPEG_QUALITY)
+    return np.frombuffer(buffer.getvalue(), dtype=np.uint8)
+
+
+def decode_jpeg(data: np.ndarray) -> np.ndarray:
+    """The inverse of :func:`encode_jpeg`: (h, w, 3) float32 RGB in [0, 1]. (Decoded with OpenCV, so the
+    pixel limit a run sets on PIL for the data set's files does not apply to the run's own thumbnails.)"""
+    import cv2
+
+    bgr = cv2.imdecode(np.asarray(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    return np.ascontiguousarray(bgr[..., ::-1], dtype=np.float32) / 255.0
+
+
+def image_rows(
+    model: str,
+    indices: Sequence[int],
+    ids: Sequence[str],
+    images: torch.Tensor,
+    labels: Sequence[int],
+    boxes: Sequence[torch.Tensor],
+    class_names: Sequence[str],
+) -> pd.DataFrame:
+    """The rows of ``images.csv`` for a batch: each image's JPEG thumbnail, its size as the model saw it,
+    its boxes (inclusive corners, in pixels of that size) and its class name."""
+    small = (_shrink(images.detach().float().cpu()).clamp(0, 1) * 255).round().to(torch.uint8)
+    height, width = images.shape[-2:]
+    return pd.DataFrame(
+        {
+            "model": model,
+            "index": list(indices),
+            "image_id": list(ids),
+            "label": [int(k) for k in labels],
+            "class_name": [class_names[int(k)] if 0 <= int(k) < len(class_names) else str(int(k)) for k in labels],
+            "height": int(height),
+            "width": int(width),
+            "boxes": [b.detach().cpu().numpy().astype(np.float32).reshape(-1, 4) for b in boxes],
+            "jpeg": [encode_jpeg(im.permute(1, 2, 0).numpy()) for im in small],
+        }
+    )
+
+
+def map_rows(model: str, indices: Sequence[int], method: str, maps: np.ndarray) -> pd.DataFrame:
+    """The rows of ``maps.csv`` for one method on a batch: (N, H, W) maps in [0, 1] -> uint8 thumbnails."""
+    small = _shrink(torch.as_tensor(np.nan_to_num(maps, nan=0.0), dtype=torch.float32)[:, None])[:, 0]
+    cells = (small.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    return pd.DataFrame({"model": model, "index": list(indices), "method": method, "map": list(cells)})
+
+
+def map_image(cell: np.ndarray) -> np.ndarray:
+    """A ``maps.csv`` cell as a float map in [0, 1]."""
+    return np.asarray(cell, dtype=np.float32) / 255.0
+
+
+def latest(rows: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
+    """``rows`` with one row per ``keys`` (the last written: a resumed run may have written one twice)."""
+    return rows.drop_duplicates(subset=list(keys), keep="last").reset_index(drop=True)
