@@ -2,7 +2,8 @@
 and on one ten times longer, of the same frame size.
 
 Generates two videos (a moving shape over a noisy background, H.264) and explains each in a fresh
-subprocess with the built-in network and CAM. Each child reports its peak resident set size
+subprocess with the built-in network and CAM, as ``xaibench video`` runs (freed memory kept:
+:mod:`xaibench.allocator`). Each child reports its peak resident set size
 (``VmHWM`` from ``/proc/self/status``; ``ru_maxrss`` where there is no ``/proc``) just before
 ``explain_video`` runs (the imports and the model) and after it. A job that held every frame would
 grow by about ``frames x width x height x 3`` bytes (printed as "all frames"); a streaming one grows
@@ -58,11 +59,14 @@ def make_video(path: Path, frames: int, width: int, height: int, fps: int) -> No
 
 
 def child(source: str, destination: str, batch_size: int) -> None:
-    """Explain one video; print a JSON line with the peak RSS before and after, and the stats."""
+    """Explain one video, with freed memory kept as the ``xaibench`` command keeps it; print a JSON line
+    with the peak RSS before and after, and the stats."""
+    from xaibench.allocator import keep_freed_memory
     from xaibench.explainer import create_explainer
     from xaibench.models import load_model
     from xaibench.video import explain_video
 
+    keep_freed_memory()
     model = load_model("builtin")
     method = create_explainer("cam", model)
     before = peak_rss_mib()

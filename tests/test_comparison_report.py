@@ -52,7 +52,7 @@ def test_the_report_folder_holds_every_file(report_folder):
     names = {p.name for p in report_folder.iterdir()}
     assert {"report.html", "summary.csv", "summary.md", "pairwise.csv", "per_class.csv", "box_accuracy_curves.csv",
             "metric_bars.png", "box_accuracy_vs_threshold.png", "accuracy_at_iou.png", "iou_distribution.png",
-            "gallery-1.png", "class_gallery-1-cam.png"} <= names
+            "gallery-1.jpg", "class_gallery-1-cam.jpg"} <= names
 
 
 def test_the_combined_summary_is_each_runs_summary_with_ranks(runs, report_folder):
@@ -148,8 +148,8 @@ def test_the_page_loads_offline_with_every_image_decoded_and_the_summary_numbers
     assert page.console_errors == []
     assert page.requests == []  # nothing leaves the file
     assert page.broken_images == []
-    pngs = {p.name for p in report_folder.glob("*.png")}
-    assert len(page.images) == len(pngs) and all(i.src_kind == "data" for i in page.images)
+    pictures = {p.name for p in [*report_folder.glob("*.png"), *report_folder.glob("*.jpg")]}
+    assert len(page.images) == len(pictures) and all(i.src_kind == "data" for i in page.images)
     cells = _cells(page)
     for run in runs:
         summary = pd.read_csv(run / "summary.csv")
@@ -172,5 +172,5 @@ def test_build_report_is_a_python_api(runs):
     combined = comparison.combine([comparison.load_run(r) for r in runs])
     report = comparison_report.build_report(combined, cmap="viridis", alpha=0.3, class_gallery_methods=["gradcam"])
     names = [f.name for f in report.figures]
-    assert "class_gallery-1-gradcam.png" in names and "class_gallery-1-cam.png" not in names
-    assert all(f.png.startswith(b"\x89PNG") for f in report.figures)
+    assert "class_gallery-1-gradcam.jpg" in names and "class_gallery-1-cam.jpg" not in names
+    assert all(f.data.startswith(b"\x89PNG" if f.name.endswith(".png") else b"\xff\xd8\xff") for f in report.figures)

@@ -323,8 +323,8 @@ def test_without_pyav_the_error_says_what_to_install(tmp_path, model, cam, monke
 def test_cli_writes_the_video(tmp_path, cross_video, capsys) -> None:
     source, _ = cross_video
     out = tmp_path / "explained.mkv"
-    assert main(["video", str(source), "--out", str(out), "--every", "2", "--batch-size", "4", "--cmap", "viridis",
-                 "--alpha", "0.4"]) == 0
+    assert main(["video", str(source), "--out", str(out), "--model", "builtin", "--every", "2", "--batch-size", "4",
+                 "--cmap", "viridis", "--alpha", "0.4"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[-1].startswith(f"xaibench: wrote {out} (30 frames, ") and lines[-1].endswith(" frames/s)")
     written = read_video(out)

@@ -28,7 +28,8 @@ DEFAULT_METHODS = "cam,gradcam,saliency"
 DEFAULT_SANITY_METHODS = "cam,gradcam,saliency,guided_backprop"
 DEFAULT_SANITY_IMAGES = 20
 FIGURE_ROWS = 6
-DEFAULT_EXPLAIN_MODEL = "efficientnet_lite0"
+#: The model for your own photos and videos: a real ImageNet classifier that needs no download.
+DEFAULT_PHOTO_MODEL = "efficientnet_lite0"
 #: The formats ``xaibench explain --format`` writes.
 FIGURE_FORMATS = ("png", "pdf", "svg", "jpg")
 #: Sides the images may be resized to: smaller leaves no room for a feature map, larger no memory.
@@ -104,8 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "and skipped (exit status 1).",
     )
     explain.add_argument("images", nargs="*", metavar="IMAGE", help="image files (JPEG, PNG, WebP, ...)")
-    explain.add_argument("--model", default=DEFAULT_EXPLAIN_MODEL,
-                         help=f"builtin, efficientnet_lite0/1/2, or a torchvision name (default: {DEFAULT_EXPLAIN_MODEL})")
+    explain.add_argument("--model", default=DEFAULT_PHOTO_MODEL,
+                         help=f"builtin, efficientnet_lite0/1/2, or a torchvision name (default: {DEFAULT_PHOTO_MODEL})")
     explain.add_argument("--method", "--methods", dest="methods", default="cam",
                          help="comma-separated names with options, one row each, e.g. cam,gradcam or "
                               "cam,scorecam(batch_size=64) (default: cam)")
@@ -142,7 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     clip.add_argument("input", help="the video file")
     clip.add_argument("--out", required=True, help="the video to write, e.g. explained.mp4 (.mp4, .mkv or .mov; replaced if it exists)")
-    clip.add_argument("--model", default="builtin", help="builtin, efficientnet_lite0/1/2, or a torchvision name (default: builtin)")
+    clip.add_argument("--model", default=DEFAULT_PHOTO_MODEL,
+                      help=f"builtin, efficientnet_lite0/1/2, or a torchvision name (default: {DEFAULT_PHOTO_MODEL})")
     clip.add_argument("--weights", default="default", help="a state-dict file for the model, or none for random weights (default: its trained weights)")
     clip.add_argument("--target-layer", default=None, help="dotted name of the feature layer (default: found automatically)")
     clip.add_argument("--method", default="cam", help="one method with its options, e.g. cam or scorecam(batch_size=64) (default: cam)")
@@ -160,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
         "report", help="compare one or more runs: tables with intervals, paired tests, plots, galleries, one HTML page",
         description="Combines runs (other methods, models or data sets; runs whose protocols differ are refused, "
                     "naming the field) and writes report.html (self-contained), summary.csv/.md, pairwise.csv, "
-                    "per_class.csv, box_accuracy_curves.csv and the plots and galleries as PNG.",
+                    "per_class.csv, box_accuracy_curves.csv, the plots (PNG) and the galleries (JPEG).",
     )
     combined.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders (as xaibench run writes them)")
     combined.add_argument("--out", default=None, help="output folder (default: a new reports/report-<time>)")

@@ -3,7 +3,7 @@ threshold, the distribution of per-image IoU, accuracy at IoU 0.3 / 0.5 / 0.7, a
 (each method's best and worst images; a few images per class, as the CAM paper's Figure 3).
 
 Every function returns a :class:`matplotlib.figure.Figure` (no pyplot, no global state), or None when
-the runs hold nothing to draw; :func:`png` turns one into PNG bytes.
+the runs hold nothing to draw; :func:`png` and :func:`jpeg` turn one into a file's bytes.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import textwrap
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -39,8 +40,27 @@ def png(fig: Figure, dpi: int = 100) -> bytes:
     return buffer.getvalue()
 
 
+def jpeg(fig: Figure, dpi: int = 100, quality: int = 88) -> bytes:
+    """The figure as JPEG bytes (for figures of photos, where PNG is several times larger)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="jpg", dpi=dpi, facecolor="white", pil_kwargs={"quality": quality})
+    return buffer.getvalue()
+
+
+def dataset_label(dataset: str) -> str:
+    """A data set as figures name it: its kind and the last part of its path (``imagenet:imagenet-val-300``)."""
+    kind, _, path = dataset.partition(":")
+    name = Path(path.rstrip("/\\")).name if path else ""
+    return f"{kind}:{name}" if name else dataset
+
+
 def _group_label(dataset: str, model: str, several: bool) -> str:
-    return f"{model} on {dataset}" if several else model
+    return f"{model} on {dataset_label(dataset)}" if several else model
+
+
+def _wrapped(text: str, inches: float, points: float = 8) -> str:
+    """``text`` broken into lines that fit ``inches`` at ``points`` (about half an em per character)."""
+    return textwrap.fill(text, max(20, int(inches * 72 / (0.5 * points))))
 
 
 def metric_bars(summary: pd.DataFrame, metrics: dict[str, Metric]) -> Figure | None:
@@ -103,8 +123,8 @@ def box_accuracy_vs_threshold(curves: pd.DataFrame) -> Figure | None:
             ax.annotate(f"{rows.threshold.iloc[best]:.2f}", (rows.threshold.iloc[best], rows["maxboxacc@0.5"].iloc[best]),
                         textcoords="offset points", xytext=(3, 3), fontsize=6, color=line.get_color())
         ax.axvline(localization.CAM_TAU, color="grey", ls=":", lw=0.8)
-        ax.set_title(f"{_group_label(dataset, model, several)}: box accuracy at IoU 0.5 (dots: best threshold; "
-                     f"dotted: the CAM paper's {localization.CAM_TAU})", fontsize=8)
+        ax.set_title(_wrapped(f"{_group_label(dataset, model, several)}: box accuracy at IoU 0.5 (dots: best "
+                              f"threshold; dotted: the CAM paper's {localization.CAM_TAU})", 6.0), fontsize=8)
         ax.set_xlabel("map threshold (fraction of the map's maximum)", fontsize=8)
         ax.set_ylabel("box accuracy (%)", fontsize=8)
         ax.set_ylim(0, 100)
@@ -135,8 +155,8 @@ def accuracy_at_iou(curves: pd.DataFrame) -> Figure | None:
         ax.set_xticklabels(part.method, rotation=60, ha="right", fontsize=7)
         ax.set_ylabel("box accuracy (%)", fontsize=8)
         ax.set_ylim(0, 100)
-        ax.set_title(f"{_group_label(dataset, model, several)}: accuracy at IoU 0.3 / 0.5 / 0.7 (best map "
-                     "threshold, any contour)", fontsize=8)
+        ax.set_title(_wrapped(f"{_group_label(dataset, model, several)}: accuracy at IoU 0.3 / 0.5 / 0.7 (best map "
+                              "threshold, any contour)", width), fontsize=8)
         ax.grid(axis="y", alpha=0.3)
         ax.legend(fontsize=7)
     return fig
@@ -150,7 +170,8 @@ def iou_distribution(per_image: pd.DataFrame) -> Figure | None:
     groups = list(dict.fromkeys(zip(per_image.dataset, per_image.model)))
     several = len({d for d, _ in groups}) > 1
     methods = max(per_image.method.nunique(), 1)
-    fig = Figure(figsize=(max(5.0, 0.45 * methods + 1.5), 3.4 * len(groups)), layout="constrained")
+    width = max(5.0, 0.45 * methods + 1.5)
+    fig = Figure(figsize=(width, 3.4 * len(groups)), layout="constrained")
     axes = fig.subplots(len(groups), 1, squeeze=False).ravel()
     rng = np.random.default_rng(0)
     for ax, (dataset, model) in zip(axes, groups):
@@ -167,8 +188,8 @@ def iou_distribution(per_image: pd.DataFrame) -> Figure | None:
         ax.set_xticklabels(names, rotation=60, ha="right", fontsize=7)
         ax.set_ylim(-0.02, 1.02)
         ax.set_ylabel("IoU", fontsize=8)
-        ax.set_title(f"{_group_label(dataset, model, several)}: per-image IoU of the CAM box "
-                     f"(threshold {localization.CAM_TAU}; dotted: 0.5)", fontsize=8)
+        ax.set_title(_wrapped(f"{_group_label(dataset, model, several)}: per-image IoU of the CAM box "
+                              f"(threshold {localization.CAM_TAU}; dotted: 0.5)", width), fontsize=8)
         ax.grid(axis="y", alpha=0.3)
     return fig
 
@@ -245,7 +266,7 @@ def gallery(
         ax.set_xticks([])
         ax.set_yticks([])
     _colour_bar(fig, axes, cmap)
-    fig.suptitle(textwrap.fill(f"{model} on {dataset}: each method's best and worst image by IoU (green: ground "
+    fig.suptitle(textwrap.fill(f"{model} on {dataset_label(dataset)}: each method's best and worst image by IoU (green: ground "
                                "truth; white: the method's box)", 20 * (len(methods) + 1)), fontsize=9)
     return fig
 
@@ -285,5 +306,5 @@ def class_gallery(
             ax.imshow(heatmap_overlay(image, thumbnails.map_image(maps.loc[row["index"], "map"]), cmap=cmap, alpha=alpha))
         axes[r, 0].set_ylabel(members.iloc[0].class_name, fontsize=8)
     _colour_bar(fig, axes, cmap)
-    fig.suptitle(textwrap.fill(f"{method} maps of the explained class, {model} on {dataset}", 22 * width + 10), fontsize=9)
+    fig.suptitle(textwrap.fill(f"{method} maps of the explained class, {model} on {dataset_label(dataset)}", 22 * width + 10), fontsize=9)
     return fig

@@ -15,7 +15,7 @@ Files of a report folder (this module owns them):
 ``pairwise.csv``                every two methods on the same images: difference, interval, p-values
 ``per_class.csv``               per true class: each method's mean per-image value of each metric
 ``box_accuracy_curves.csv``     box accuracy against the map threshold
-``*.png``                       the plots and galleries the page shows
+``*.png``, ``*.jpg``            the plots (PNG) and the galleries of photos and maps (JPEG) the page shows
 ==============================  ============================================================
 """
 
@@ -31,7 +31,7 @@ import pandas as pd
 from xaibench import comparison_plots as plots
 from xaibench.comparison import ALPHA, Comparison, families, pairwise, per_class
 from xaibench.metric import Metric
-from xaibench.report import box_accuracy_curves, format_value, mean_curves, summary_table, to_markdown
+from xaibench.report import box_accuracy_curves, format_value, mean_curves, options_text, summary_table, to_markdown
 from xaibench.run_folder import BOX_ACCURACY_CURVES, REPORT_HTML, SUMMARY_CSV, SUMMARY_MD, atomic_write, atomic_write_text
 from xaibench.viz import DEFAULT_ALPHA, DEFAULT_CMAP, metric_curves_figure
 
@@ -43,13 +43,21 @@ PAGE_PAIRS = 60
 PAGE_CLASSES = 30
 
 
+#: JPEG quality of the galleries (photos and heatmaps: a fifth of the PNG's size, no visible loss).
+GALLERY_JPEG_QUALITY = 88
+
+
 @dataclass
 class Figure:
-    """A figure of the report: its file name, its caption, and the PNG."""
+    """A figure of the report: its file name (``.png`` or ``.jpg``), its caption, and the file's bytes."""
 
     name: str
     caption: str
-    png: bytes
+    data: bytes
+
+    @property
+    def mime(self) -> str:
+        return "image/jpeg" if self.name.endswith(".jpg") else "image/png"
 
 
 @dataclass
@@ -90,7 +98,8 @@ def build_report(
 
     def add(name: str, caption: str, fig) -> None:
         if fig is not None:
-            report.figures.append(Figure(name, caption, plots.png(fig, dpi)))
+            data = plots.jpeg(fig, dpi, GALLERY_JPEG_QUALITY) if name.endswith(".jpg") else plots.png(fig, dpi)
+            report.figures.append(Figure(name, caption, data))
 
     add("metric_bars.png", "Every metric per method, with its 95% bootstrap interval.",
         plots.metric_bars(comparison.summary, metrics))
@@ -108,21 +117,26 @@ def build_report(
         add("curves.png", "Mean curves of the metrics that keep one (deletion, insertion, ROAD).",
             metric_curves_figure(curve_rows, metrics))
     for k, (dataset, model) in enumerate(comparison.groups, start=1):
-        add(f"gallery-{k}.png", f"{model} on {dataset}: each method's best and worst images by IoU, the same "
+        add(f"gallery-{k}.jpg", f"{model} on {dataset}: each method's best and worst images by IoU, the same "
             "images in every column.", plots.gallery(comparison, dataset, model, cmap=cmap, alpha=alpha))
         methods = list(dict.fromkeys(comparison.summary[(comparison.summary.dataset == dataset)
                                                         & (comparison.summary.model == model)].method))
         for method in [m for m in (class_gallery_methods or methods[:1]) if m in methods]:
-            add(f"class_gallery-{k}-{method}.png", f"{model} on {dataset}: {method}'s maps for the classes with the "
+            add(f"class_gallery-{k}-{method}.jpg", f"{model} on {dataset}: {method}'s maps for the classes with the "
                 "most images (the CAM paper's Figure 3).",
                 plots.class_gallery(comparison, dataset, model, method, cmap=cmap, alpha=alpha))
     return report
 
 
-def _legend(names: list[str], metrics: dict[str, Metric]) -> list[tuple[str, str]]:
+def _legend(names: list[str], comparison: Comparison) -> list[tuple[str, str]]:
+    """(name, what it is: title, unit, direction, description and the options it was computed with)."""
     direction = {True: ", higher is better", False: ", lower is better"}
+    metrics = comparison.metrics
+    options: dict[str, dict] = {}
+    for run in comparison.runs:  # runs that share a metric share its options (check_comparable)
+        options.update(run.config.get("metric_options", {}))
     return [(n, f"{metrics[n].title}, {metrics[n].unit}{direction.get(metrics[n].higher_is_better, '')}: "
-                f"{metrics[n].description}") for n in names if n in metrics]
+                f"{metrics[n].description}{options_text(options.get(n))}") for n in names if n in metrics]
 
 
 def _group_tables(report: Report) -> list[tuple[str, str, list[tuple[str, list[str], pd.DataFrame]]]]:
@@ -180,7 +194,7 @@ def summary_markdown(report: Report) -> str:
     for dataset, model, tables in _group_tables(report):
         parts.append(f"## {model} on {dataset}\n")
         for family, names, table in tables:
-            legend = "\n".join(f"- {n} ({text})" for n, text in _legend(names, metrics))
+            legend = "\n".join(f"- {n} ({text})" for n, text in _legend(names, report.comparison))
             parts.append(f"### {family.capitalize()}\n\n{to_markdown(table)}\n{legend}\n")
         ranks = ranking(report, dataset, model)
         if not ranks.empty:
@@ -219,7 +233,7 @@ def write_report(report: Report, out: str | Path) -> Path:
         csv(BOX_ACCURACY_CURVES, report.box_curves)
     atomic_write_text(out / SUMMARY_MD, summary_markdown(report))
     for figure in report.figures:
-        atomic_write(out / figure.name, lambda f, data=figure.png: f.write(data))
+        atomic_write(out / figure.name, lambda f, data=figure.data: f.write(data))
     return write_html(report, out / REPORT_HTML)
 
 
@@ -265,8 +279,8 @@ def _cell(value: object) -> str:
 
 
 def _figure(figure: Figure) -> str:
-    data = base64.b64encode(figure.png).decode("ascii")
-    return (f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(figure.caption)}">'
+    data = base64.b64encode(figure.data).decode("ascii")
+    return (f'<figure><img src="data:{figure.mime};base64,{data}" alt="{html.escape(figure.caption)}">'
             f"<figcaption>{html.escape(figure.caption)}</figcaption></figure>")
 
 
@@ -287,7 +301,7 @@ def write_html(report: Report, path: str | Path, *, title: str = "xaibench repor
         for family, names, table in tables:
             parts.append(f"<h3>{html.escape(family.capitalize())}</h3>{_table(table)}")
             parts.append("<dl>" + "".join(f"<dt>{html.escape(n)}</dt><dd>{html.escape(t)}</dd>"
-                                          for n, t in _legend(names, metrics)) + "</dl>")
+                                          for n, t in _legend(names, report.comparison)) + "</dl>")
         ranks = ranking(report, dataset, model)
         if not ranks.empty:
             parts.append(f"<h3>Ranking (1 = best)</h3>{_table(ranks)}")
@@ -308,7 +322,7 @@ def write_html(report: Report, path: str | Path, *, title: str = "xaibench repor
             table = table.map(lambda v: format_value(v, metrics[name].unit))
             parts.append(f"<h3>Per class: {html.escape(metrics[name].title)} ({html.escape(metrics[name].unit)}; every "
                          f"metric in {PER_CLASS_CSV})</h3>{_table(table)}")
-        for name in (f"gallery-{k}.png", *[n for n in figures if n.startswith(f"class_gallery-{k}-")]):
+        for name in (f"gallery-{k}.jpg", *[n for n in figures if n.startswith(f"class_gallery-{k}-")]):
             if name in figures:
                 parts.append(_figure(figures[name]))
     parts.append("<h2>Plots</h2>")

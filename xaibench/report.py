@@ -330,7 +330,7 @@ def summary_markdown(
     sections = []
     for family, names, table in family_tables(summary, seconds):
         legend = "\n".join(
-            f"- {m.name} ({m.title}, {m.unit}{_direction(m)}): {m.description}{_options_text(options.get(m.name))}"
+            f"- {m.name} ({m.title}, {m.unit}{_direction(m)}): {m.description}{options_text(options.get(m.name))}"
             for m in (metrics.get(name) or get_metric(name) for name in names)
         )
         sections.append(f"## {family.capitalize()}\n\n{to_markdown(table)}\n{legend}\n")
@@ -342,5 +342,6 @@ def _direction(metric: Metric) -> str:
     return {True: ", higher is better", False: ", lower is better"}.get(metric.higher_is_better, "")
 
 
-def _options_text(options: dict | None) -> str:
+def options_text(options: dict | None) -> str:
+    """A metric's options as a legend gives them: `` (tolerance=15, ...)``, or nothing."""
     return f" ({', '.join(f'{k}={v}' for k, v in options.items())})" if options else ""

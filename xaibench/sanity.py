@@ -31,7 +31,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
