@@ -121,7 +121,18 @@ def test_runs_with_another_protocol_are_refused_naming_the_field(runs, tmp_path,
 def test_a_method_in_two_runs_is_refused(runs, tmp_path, capsys):
     twin = _copy(runs[0], tmp_path / "twin", lambda c: None)
     assert main(["report", str(runs[0]), str(twin), "--out", str(tmp_path / "r")]) == 2
-    assert "both hold cam, gradcam" in capsys.readouterr().err
+    assert "both hold cam (builtin), gradcam (builtin)" in capsys.readouterr().err
+
+
+def test_a_run_written_before_several_models_per_run_is_checked_too(runs, tmp_path, capsys):
+    """An old config.json names its one model as "model": the duplicate check holds for it too."""
+    def old_style(config):  # one model: its name and fields at the top level
+        model = config.pop("models")[0]
+        config.update(model=model["name"], **{k: model.get(k) for k in ("weights", "target_layer", "image_size")})
+
+    twin = _copy(runs[0], tmp_path / "twin", old_style)
+    assert main(["report", str(runs[0]), str(twin), "--out", str(tmp_path / "r")]) == 2
+    assert "both hold cam (builtin)" in capsys.readouterr().err
 
 
 def test_a_folder_that_holds_no_run_is_a_one_line_error(tmp_path, capsys):
@@ -174,3 +185,32 @@ def test_build_report_is_a_python_api(runs):
     names = [f.name for f in report.figures]
     assert "class_gallery-1-gradcam.jpg" in names and "class_gallery-1-cam.jpg" not in names
     assert all(f.data.startswith(b"\x89PNG" if f.name.endswith(".png") else b"\xff\xd8\xff") for f in report.figures)
+
+
+def test_a_folder_holding_a_run_is_not_a_report_folder(runs, tmp_path, capsys):
+    before = (runs[0] / "summary.csv").read_text()
+    assert main(["report", str(runs[0]), "--out", str(runs[0])]) == 2
+    assert "holds a run (config.json); write the report to a folder of its own" in capsys.readouterr().err
+    assert (runs[0] / "summary.csv").read_text() == before
+
+
+def test_a_method_without_a_curve_gets_none_not_zeros(runs, tmp_path):
+    """A run scored without MaxBoxAccV2 beside one scored with it: its V2 curves are NaN, not 0%."""
+    assert main(["run", "--methods", "center", "--n", str(N), "--metrics", "maxboxacc,mean_iou",
+                 "--out", str(tmp_path / "v1")]) == 0
+    combined = comparison.combine([comparison.load_run(runs[0]), comparison.load_run(tmp_path / "v1")])
+    report = comparison_report.build_report(combined)
+    curves = report.box_curves.set_index("method")
+    assert curves.loc["center", "maxboxacc_v2@0.5"].isna().all()
+    assert curves.loc["cam", "maxboxacc_v2@0.5"].notna().all()
+    assert (curves.loc["center", "maxboxacc@0.5"] > 0).any()
+
+
+def test_metric_bars_draw_an_interval_that_misses_its_value():
+    """A bootstrap interval need not contain the value (MaxBoxAcc re-picks its threshold per resample)."""
+    from xaibench.comparison_plots import metric_bars
+
+    summary = pd.DataFrame({"dataset": "builtin", "model": "m", "method": ["a", "b"], "metric": "maxboxacc",
+                            "value": [50.0, 66.66666666666667], "ci_low": [52.0, 60.0],
+                            "ci_high": [58.0, 66.66666666666666], "n": 20})
+    assert metric_bars(summary, {"maxboxacc": get_metric("maxboxacc")()}) is not None

@@ -165,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "per_class.csv, box_accuracy_curves.csv, the plots (PNG) and the galleries (JPEG).",
     )
     combined.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders (as xaibench run writes them)")
-    combined.add_argument("--out", default=None, help="output folder (default: a new reports/report-<time>)")
+    combined.add_argument("--out", default=None, help="output folder, not a run's (default: a new reports/<time>-report)")
     combined.add_argument("--class-gallery", default=None, metavar="METHODS",
                           help="comma-separated methods whose class gallery (the CAM paper's Fig. 3) is drawn "
                                "(default: the first method of each model)")

@@ -66,6 +66,10 @@ class Run:
     def dataset(self) -> str:
         return str(self.config.get("dataset", ""))
 
+    @property
+    def model_names(self) -> list[str]:
+        return list(_models(self))
+
 
 def load_run(folder: str | Path, *, n_boot: int = 1000) -> Run:
     """Read the run in ``folder`` and summarise it exactly as its ``summary.csv`` (same bootstrap seed).
@@ -85,6 +89,9 @@ def load_run(folder: str | Path, *, n_boot: int = 1000) -> Run:
 
 
 def _models(run: Run) -> dict[str, dict]:
+    """The run's models by name (a run written before several models per run: its one ``model``)."""
+    if "models" not in run.config and "model" in run.config:
+        return {str(run.config["model"]): {key: run.config.get(key) for key in MODEL_FIELDS}}
     return {m.get("name", ""): m for m in run.config.get("models", [])}
 
 
@@ -122,13 +129,12 @@ def check_comparable(runs: list[Run]) -> None:
                 va, vb = _models(a)[name].get(key), _models(b)[name].get(key)
                 if va != vb:
                     raise _differ(f"model {name}: ", a, b, key, va, vb)
-            twice = sorted(set(a.per_image[a.per_image.model == name].method)
-                           & set(b.per_image[b.per_image.model == name].method))
-            if twice:
-                raise XaibenchError(
-                    f"{a.folder} and {b.folder} both hold {', '.join(twice)} for {name} on {a.dataset}; "
-                    "report one of them"
-                )
+        twice = sorted(set(zip(a.per_image.model, a.per_image.method)) & set(zip(b.per_image.model, b.per_image.method)))
+        if twice:
+            raise XaibenchError(
+                f"{a.folder} and {b.folder} both hold {', '.join(f'{m} ({model})' for model, m in twice)} on "
+                f"{a.dataset}; report one of them"
+            )
 
 
 @dataclass
@@ -175,11 +181,12 @@ def combine(runs: list[Run]) -> Comparison:
 
 def rank(summary: pd.DataFrame, metrics: dict[str, Metric]) -> pd.DataFrame:
     """``summary`` with a ``rank`` column: 1 for the best value within each (dataset, model, metric),
-    by the metric's direction (ties share the best rank; no rank for a metric with no direction)."""
+    by the metric's direction (ties share the best rank; no rank for a metric with no direction, nor for
+    classification, which is the model's and the same for every method)."""
     ranks = pd.Series(np.nan, index=summary.index)
     for (_, _, name), rows in summary.groupby(["dataset", "model", "metric"], sort=False):
         better = metrics[name].higher_is_better if name in metrics else None
-        if better is None:
+        if better is None or metrics[name].family == "classification":  # the model's, the same for every method
             continue
         ranks[rows.index] = rows.value.rank(ascending=not better, method="min")
     return summary.assign(rank=ranks.astype("Int64"))[SUMMARY_COLUMNS]
@@ -195,6 +202,8 @@ def per_image_scores(rows: pd.DataFrame, metric: Metric) -> pd.Series | None:
     if values is None:
         scalars = [c for c, kind in metric.columns.items() if kind == "scalar"]
         if len(scalars) != 1 or scalars[0] not in rows or metric.requires:
+            return None
+        if type(metric).aggregate is not Metric.aggregate:  # not the mean of its column: no per-image value
             return None
         values = rows[scalars[0]].to_numpy(dtype=np.float64) * metric.scale
     return pd.Series(np.asarray(values, dtype=np.float64), index=rows["index"].to_numpy())

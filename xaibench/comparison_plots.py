@@ -40,7 +40,11 @@ def png(fig: Figure, dpi: int = 100) -> bytes:
     return buffer.getvalue()
 
 
-def jpeg(fig: Figure, dpi: int = 100, quality: int = 88) -> bytes:
+#: JPEG quality of the figures of photos (the galleries: a fifth of the PNG's size, no visible loss).
+JPEG_QUALITY = 88
+
+
+def jpeg(fig: Figure, dpi: int = 100, quality: int = JPEG_QUALITY) -> bytes:
     """The figure as JPEG bytes (for figures of photos, where PNG is several times larger)."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="jpg", dpi=dpi, facecolor="white", pil_kwargs={"quality": quality})
@@ -84,12 +88,14 @@ def metric_bars(summary: pd.DataFrame, metrics: dict[str, Metric]) -> Figure | N
         for g, (dataset, model) in enumerate(groups):
             rows_g = part[(part.dataset == dataset) & (part.model == model)].set_index("method").reindex(methods)
             x = np.arange(len(methods)) + (g - (len(groups) - 1) / 2) * step
-            value = rows_g.value.to_numpy(dtype=float)
-            err = np.vstack([value - rows_g.ci_low.to_numpy(dtype=float), rows_g.ci_high.to_numpy(dtype=float) - value])
-            ax.bar(x, value, width=step, color=colours[g % len(colours)], yerr=np.nan_to_num(err), capsize=2,
-                   error_kw={"lw": 0.8}, label=_group_label(dataset, model, len({d for d, _ in groups}) > 1))
-        arrow = {True: " (higher is better)", False: " (lower is better)"}.get(metric.higher_is_better, "")
-        ax.set_title(f"{metric.title or name}{arrow}", fontsize=9)
+            ax.bar(x, rows_g.value.to_numpy(dtype=float), width=step, color=colours[g % len(colours)],
+                   label=_group_label(dataset, model, len({d for d, _ in groups}) > 1))
+            # The interval as drawn lines, not yerr: a bootstrap interval need not contain the value
+            # (MaxBoxAcc re-picks its threshold per resample; rounding), which yerr cannot show.
+            low, high = rows_g.ci_low.to_numpy(dtype=float), rows_g.ci_high.to_numpy(dtype=float)
+            ax.vlines(x, low, high, color="k", lw=0.8)
+            ax.hlines(np.concatenate([low, high]), np.tile(x - step / 6, 2), np.tile(x + step / 6, 2), color="k", lw=0.8)
+        ax.set_title(f"{metric.title or name}{f' ({metric.direction})' if metric.direction else ''}", fontsize=9)
         ax.set_ylabel(metric.unit, fontsize=8)
         ax.set_xticks(range(len(methods)))
         ax.set_xticklabels(methods, rotation=60, ha="right", fontsize=7)
@@ -105,11 +111,13 @@ def metric_bars(summary: pd.DataFrame, metrics: dict[str, Metric]) -> Figure | N
 
 
 def box_accuracy_vs_threshold(curves: pd.DataFrame) -> Figure | None:
-    """Box accuracy (IoU >= 0.5, the CAM protocol's box) against the map threshold, one line per method
-    and one panel per (dataset, model): the curves MaxBoxAcc maximises, each method's best threshold
-    marked; ``curves`` as :func:`xaibench.report.box_accuracy_curves` gives them, with ``dataset``."""
-    if curves.empty:
+    """Box accuracy (IoU >= 0.5, wsolevaluation's box of the largest contour) against the map threshold,
+    one line per method and one panel per (dataset, model): the curves MaxBoxAcc maximises, each
+    method's best threshold marked; ``curves`` as :func:`xaibench.report.box_accuracy_curves` gives
+    them, with ``dataset`` (methods without the curve, NaN, are left out)."""
+    if curves.empty or "maxboxacc@0.5" not in curves or curves["maxboxacc@0.5"].isna().all():
         return None
+    curves = curves.dropna(subset=["maxboxacc@0.5"])
     groups = list(dict.fromkeys(zip(curves.dataset, curves.model)))
     several = len({d for d, _ in groups}) > 1
     fig = Figure(figsize=(6.0, 4.0 * len(groups)), layout="constrained")
@@ -137,9 +145,9 @@ def accuracy_at_iou(curves: pd.DataFrame) -> Figure | None:
     """Box accuracy at IoU 0.3, 0.5 and 0.7, each at its best map threshold (the three terms whose mean
     is MaxBoxAccV2, Choe et al. 2020), per method, one panel per (dataset, model)."""
     columns = [f"maxboxacc_v2@{d}" for d in localization.V2_IOU_THRESHOLDS]
-    if curves.empty or not set(columns) <= set(curves.columns):
+    if curves.empty or not set(columns) <= set(curves.columns) or curves[columns].isna().all().all():
         return None
-    best = curves.groupby(["dataset", "model", "method"], sort=False)[columns].max().reset_index()
+    best = curves.dropna(subset=columns).groupby(["dataset", "model", "method"], sort=False)[columns].max().reset_index()
     groups = list(dict.fromkeys(zip(best.dataset, best.model)))
     several = len({d for d, _ in groups}) > 1
     width = max(5.0, 0.35 * best.method.nunique() * 3 / 2 + 1.5)
@@ -162,10 +170,11 @@ def accuracy_at_iou(curves: pd.DataFrame) -> Figure | None:
     return fig
 
 
-def iou_distribution(per_image: pd.DataFrame) -> Figure | None:
-    """The distribution of per-image IoU (the CAM protocol's box at threshold 0.2 against the best
-    ground-truth box), one box plot with the images as dots per method, one panel per (dataset, model)."""
-    if IOU_COLUMN not in per_image:
+def iou_distribution(per_image: pd.DataFrame, *, tau: float = localization.CAM_TAU) -> Figure | None:
+    """The distribution of per-image IoU (the CAM protocol's box at threshold ``tau``, the run's, against
+    the best ground-truth box), one box plot with the images as dots per method, one panel per (dataset,
+    model); None when no image has an IoU."""
+    if IOU_COLUMN not in per_image or per_image[IOU_COLUMN].isna().all():
         return None
     groups = list(dict.fromkeys(zip(per_image.dataset, per_image.model)))
     several = len({d for d, _ in groups}) > 1
@@ -189,7 +198,7 @@ def iou_distribution(per_image: pd.DataFrame) -> Figure | None:
         ax.set_ylim(-0.02, 1.02)
         ax.set_ylabel("IoU", fontsize=8)
         ax.set_title(_wrapped(f"{_group_label(dataset, model, several)}: per-image IoU of the CAM box "
-                              f"(threshold {localization.CAM_TAU}; dotted: 0.5)", width), fontsize=8)
+                              f"(threshold {tau:g}; dotted: 0.5)", width), fontsize=8)
         ax.grid(axis="y", alpha=0.3)
     return fig
 
@@ -212,11 +221,12 @@ def _colour_bar(fig: Figure, axes, cmap: str) -> None:
 
 def gallery(
     comparison: Comparison, dataset: str, model: str, *, rows: int = GALLERY_ROWS, cmap: str = DEFAULT_CMAP,
-    alpha: float = DEFAULT_ALPHA,
+    alpha: float = DEFAULT_ALPHA, tau: float = localization.CAM_TAU,
 ) -> Figure | None:
     """The same images for every method, one column per method: each method's best and worst image by
     the CAM protocol's IoU (up to ``rows`` images), the ground truth in green, each method's CAM box
-    (threshold 0.2) in white and its IoU over the map. None without thumbnails or IoU."""
+    (threshold ``tau``, the run's, drawn from the thumbnail of the map) in white and the IoU it was
+    scored with over the map. None without thumbnails or IoU."""
     per_image = comparison.per_image[(comparison.per_image.dataset == dataset) & (comparison.per_image.model == model)]
     images = comparison.images
     maps = comparison.maps
@@ -255,7 +265,7 @@ def gallery(
             ax.imshow(heatmap_overlay(image, saliency, cmap=cmap, alpha=alpha))
             for box in row.boxes:
                 _box(ax, box, scale, "lime")
-            x0, y0, x1, y1 = localization.cam_box(saliency)
+            x0, y0, x1, y1 = localization.cam_box(saliency, tau)
             ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0 + 1, y1 - y0 + 1, fill=False, color="white", lw=1.0))
             value = iou.get((index, method), np.nan)
             ax.text(1, 1, f"IoU {value:.2f}", color="white", fontsize=6, va="top",

@@ -26,13 +26,20 @@ import html
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from xaibench import comparison_plots as plots
+from xaibench import localization
 from xaibench.comparison import ALPHA, Comparison, families, pairwise, per_class
 from xaibench.metric import Metric
-from xaibench.report import box_accuracy_curves, format_value, mean_curves, options_text, summary_table, to_markdown
-from xaibench.run_folder import BOX_ACCURACY_CURVES, REPORT_HTML, SUMMARY_CSV, SUMMARY_MD, atomic_write, atomic_write_text
+from xaibench.errors import XaibenchError
+from xaibench.report import (
+    box_accuracy_curves, format_value, mean_curves, options_text, run_is_complete, summary_table, to_markdown,
+)
+from xaibench.run_folder import (
+    BOX_ACCURACY_CURVES, CONFIG, REPORT_HTML, SUMMARY_CSV, SUMMARY_MD, atomic_write, atomic_write_text,
+)
 from xaibench.viz import DEFAULT_ALPHA, DEFAULT_CMAP, metric_curves_figure
 
 PAIRWISE_CSV = "pairwise.csv"
@@ -41,10 +48,6 @@ PER_CLASS_CSV = "per_class.csv"
 PAGE_PAIRS = 60
 #: Classes up to which the page shows the per-class table of a (dataset, model).
 PAGE_CLASSES = 30
-
-
-#: JPEG quality of the galleries (photos and heatmaps: a fifth of the PNG's size, no visible loss).
-GALLERY_JPEG_QUALITY = 88
 
 
 @dataclass
@@ -95,10 +98,13 @@ def build_report(
         curves = pd.DataFrame()
     report = Report(comparison, comparison.summary, pairwise(comparison), per_class(comparison), curves)
     metrics = comparison.metrics
+    # the CAM box's threshold of the run's IoU column (the metric that writes it, with its options)
+    iou_metric = next((m for m in metrics.values() if plots.IOU_COLUMN in m.columns), None)
+    tau = float((iou_metric.options if iou_metric is not None else {}).get("tau", localization.CAM_TAU))
 
     def add(name: str, caption: str, fig) -> None:
         if fig is not None:
-            data = plots.jpeg(fig, dpi, GALLERY_JPEG_QUALITY) if name.endswith(".jpg") else plots.png(fig, dpi)
+            data = plots.jpeg(fig, dpi) if name.endswith(".jpg") else plots.png(fig, dpi)
             report.figures.append(Figure(name, caption, data))
 
     add("metric_bars.png", "Every metric per method, with its 95% bootstrap interval.",
@@ -107,8 +113,8 @@ def build_report(
         "maximises; the dot marks each method's best threshold.", plots.box_accuracy_vs_threshold(curves))
     add("accuracy_at_iou.png", "Box accuracy at IoU 0.3, 0.5 and 0.7, each at its best map threshold "
         "(their mean is MaxBoxAccV2).", plots.accuracy_at_iou(curves))
-    add("iou_distribution.png", "Per-image IoU of the CAM box (threshold 0.2): box plot and every image.",
-        plots.iou_distribution(comparison.per_image))
+    add("iou_distribution.png", f"Per-image IoU of the CAM box (threshold {tau:g}): box plot and every image.",
+        plots.iou_distribution(comparison.per_image, tau=tau))
     several = comparison.per_image.dataset.nunique() > 1
     rows = comparison.per_image.assign(model=comparison.per_image.model + " on " + comparison.per_image.dataset) \
         if several else comparison.per_image
@@ -118,7 +124,7 @@ def build_report(
             metric_curves_figure(curve_rows, metrics))
     for k, (dataset, model) in enumerate(comparison.groups, start=1):
         add(f"gallery-{k}.jpg", f"{model} on {dataset}: each method's best and worst images by IoU, the same "
-            "images in every column.", plots.gallery(comparison, dataset, model, cmap=cmap, alpha=alpha))
+            "images in every column.", plots.gallery(comparison, dataset, model, cmap=cmap, alpha=alpha, tau=tau))
         methods = list(dict.fromkeys(comparison.summary[(comparison.summary.dataset == dataset)
                                                         & (comparison.summary.model == model)].method))
         for method in [m for m in (class_gallery_methods or methods[:1]) if m in methods]:
@@ -130,12 +136,11 @@ def build_report(
 
 def _legend(names: list[str], comparison: Comparison) -> list[tuple[str, str]]:
     """(name, what it is: title, unit, direction, description and the options it was computed with)."""
-    direction = {True: ", higher is better", False: ", lower is better"}
     metrics = comparison.metrics
     options: dict[str, dict] = {}
     for run in comparison.runs:  # runs that share a metric share its options (check_comparable)
         options.update(run.config.get("metric_options", {}))
-    return [(n, f"{metrics[n].title}, {metrics[n].unit}{direction.get(metrics[n].higher_is_better, '')}: "
+    return [(n, f"{metrics[n].title}, {metrics[n].unit}{f', {metrics[n].direction}' if metrics[n].direction else ''}: "
                 f"{metrics[n].description}{options_text(options.get(n))}") for n in names if n in metrics]
 
 
@@ -207,21 +212,32 @@ def summary_markdown(report: Report) -> str:
 
 
 def _runs_text(report: Report) -> str:
-    runs = report.comparison.runs
-    return "Runs: " + "; ".join(
-        f"{r.folder.name} ({', '.join(m.get('name', '') for m in r.config.get('models', []))} on {r.dataset}, "
-        f"{r.per_image['index'].nunique()} images)" for r in runs
-    ) + "."
+    def described(run) -> str:
+        images = run.per_image["index"].nunique()
+        partial = "" if run_is_complete(run.config, run.per_image) else f", partial: {images} of {run.config.get('n')}"
+        return f"{run.folder.name} ({', '.join(run.model_names)} on {run.dataset}, {images} images{partial})"
+
+    return "Runs: " + "; ".join(described(r) for r in report.comparison.runs) + "."
 
 
 def write_report(report: Report, out: str | Path) -> Path:
     """Write the report folder ``out`` (created if needed): the page, the tables and the figures.
 
+    Figures an earlier report left in ``out`` (galleries of groups that are no longer there) are removed.
+
     Returns:
         The path of ``report.html``.
+
+    Raises:
+        XaibenchError: ``out`` holds a run (whose files the report must not replace).
     """
     out = Path(out)
+    if (out / CONFIG).exists():
+        raise XaibenchError(f"--out {out} holds a run ({CONFIG}); write the report to a folder of its own")
     out.mkdir(parents=True, exist_ok=True)
+    for stale in [*out.glob("gallery-*.*"), *out.glob("class_gallery-*.*")]:
+        if stale.suffix in (".png", ".jpg") and stale.name not in {f.name for f in report.figures}:
+            stale.unlink()
 
     def csv(name: str, frame: pd.DataFrame) -> None:
         atomic_write_text(out / name, frame.to_csv(index=False, lineterminator="\n"))
@@ -294,7 +310,9 @@ def write_html(report: Report, path: str | Path, *, title: str = "xaibench repor
              "the images). Differences between two methods are tested on the images both scored: hits and misses "
              "with McNemar's exact test, other scores with a paired sign-flip permutation test; the interval of a "
              f"difference is a paired bootstrap; p-values are Holm-corrected within each metric; significant: "
-             f"corrected p &lt; {ALPHA}.</p>"]
+             f"corrected p &lt; {ALPHA}. For MaxBoxAcc and MaxBoxAccV2 the paired tests compare each image's hits at "
+             "each method's best threshold over all images; the tables' intervals choose that threshold again in "
+             "every resample.</p>"]
     figures = {f.name: f for f in report.figures}
     for k, (dataset, model, tables) in enumerate(_group_tables(report), start=1):
         parts.append(f"<h2>{html.escape(model)} on {html.escape(dataset)}</h2>")
@@ -314,12 +332,20 @@ def write_html(report: Report, path: str | Path, *, title: str = "xaibench repor
             parts.append(_table(_pairs_table(shown, metrics), index=False,
                                 row_classes=["significant" if s else "" for s in shown.significant]))
         classes = report.per_class[(report.per_class.dataset == dataset) & (report.per_class.model == model)]
-        localization = [n for n in dict.fromkeys(classes.metric) if metrics[n].family != "classification"]
-        if localization and classes.class_name.nunique() <= PAGE_CLASSES:
-            name = localization[0]
-            table = classes[classes.metric == name].pivot_table(index="class_name", columns="method", values="value",
-                                                                sort=False)
-            table = table.map(lambda v: format_value(v, metrics[name].unit))
+        # the first metric (classification aside) with a value for some class: e.g. GT-known Loc is
+        # undefined (NaN) when the maps explain the predictions
+        shown = [n for n in dict.fromkeys(classes.metric) if metrics[n].family != "classification"
+                 and classes[classes.metric == n].value.notna().any()]
+        if shown and classes.label.nunique() <= PAGE_CLASSES:
+            name = shown[0]
+            rows = classes[classes.metric == name]
+            repeated = rows.drop_duplicates("label").class_name.duplicated(keep=False)  # e.g. ImageNet's two cranes
+            labels = rows.drop_duplicates("label").assign(
+                row=lambda f: np.where(repeated, f.class_name + " (" + f.label.astype(str) + ")", f.class_name))
+            table = rows.merge(labels[["label", "row"]], on="label").pivot(index="row", columns="method", values="value")
+            table = table.reindex(index=list(labels.row), columns=list(dict.fromkeys(rows.method)))
+            table.index.name = "class"
+            table = table.map(lambda v: "" if pd.isna(v) else format_value(v, metrics[name].unit))
             parts.append(f"<h3>Per class: {html.escape(metrics[name].title)} ({html.escape(metrics[name].unit)}; every "
                          f"metric in {PER_CLASS_CSV})</h3>{_table(table)}")
         for name in (f"gallery-{k}.jpg", *[n for n in figures if n.startswith(f"class_gallery-{k}-")]):

@@ -123,6 +123,11 @@ class Metric(abc.ABC):
     options: dict[str, object] = {}
     #: The ``"array"`` column holding a per-image curve the reports plot (mean per method), or None.
     curve: str | None = None
+
+    @property
+    def direction(self) -> str:
+        """``"higher is better"``, ``"lower is better"``, or ``""`` for a metric with neither (a count)."""
+        return {True: "higher is better", False: "lower is better"}.get(self.higher_is_better, "")
     #: What the curve's axes show, for the plots' labels.
     curve_axes: tuple[str, str] = ("", "")
 

@@ -122,22 +122,23 @@ def per_image_table(per_image: pd.DataFrame, metrics: list[Metric] | None = None
 def box_accuracy_curves(per_image: pd.DataFrame) -> pd.DataFrame:
     """Box accuracy (%) against the map threshold, per method and IoU threshold (V1: 0.5; V2: 0.3/0.5/0.7).
 
-    Over the method's scored maps (a non-finite map has no curve).
+    Over the method's scored maps (a non-finite map has no curve). A method without one kind of curve
+    (e.g. rows of a run that did not score MaxBoxAccV2, combined with one that did) gets NaN there.
     """
     rows = []
-    if not {"box_iou_curve", "box_iou_curve_v2"} <= set(per_image.columns):
+    if not {"box_iou_curve", "box_iou_curve_v2"} & set(per_image.columns):
         return pd.DataFrame()
+    columns = {"box_iou_curve": [("maxboxacc@0.5", 0.5)],
+               "box_iou_curve_v2": [(f"maxboxacc_v2@{d}", d) for d in localization.V2_IOU_THRESHOLDS]}
     for (model, method), group in _by_model_and_method(per_image):
-        scored = group.box_iou_curve.notna()
-        if not scored.any():
-            continue
-        v1 = np.stack(group.box_iou_curve[scored].to_list())
-        v2 = np.stack(group.box_iou_curve_v2[scored].to_list())
-        frame = pd.DataFrame({"model": model, "method": method, "threshold": localization.CAM_THRESHOLDS.round(2),
-                              "maxboxacc@0.5": localization.box_acc_curve(v1, 0.5)})
-        for d in localization.V2_IOU_THRESHOLDS:
-            frame[f"maxboxacc_v2@{d}"] = localization.box_acc_curve(v2, d)
-        rows.append(frame)
+        frame = pd.DataFrame({"model": model, "method": method, "threshold": localization.CAM_THRESHOLDS.round(2)})
+        for column, outputs in columns.items():
+            scored = group[column].notna() if column in group else pd.Series(False, index=group.index)
+            ious = np.stack(group[column][scored].to_list()) if scored.any() else None
+            for name, iou in outputs:
+                frame[name] = localization.box_acc_curve(ious, iou) if ious is not None else np.nan
+        if frame[[name for outputs in columns.values() for name, _ in outputs]].notna().any().any():
+            rows.append(frame)
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
 
 
@@ -339,7 +340,7 @@ def summary_markdown(
 
 
 def _direction(metric: Metric) -> str:
-    return {True: ", higher is better", False: ", lower is better"}.get(metric.higher_is_better, "")
+    return f", {metric.direction}" if metric.direction else ""
 
 
 def options_text(options: dict | None) -> str:

@@ -34,7 +34,8 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
@@ -82,18 +83,42 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
     A process killed mid-write leaves a ``.<name>.*.partial`` file, which :class:`RunFolder` removes.
     """
     path = Path(path)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=_TEMPORARY_SUFFIX)
+    with atomic_path(path) as temporary, open(temporary, "wb") as file:
+        write(file)
+    return path
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike, *, keep_extension: bool = False) -> Iterator[Path]:
+    """A temporary file beside ``path`` for a writer that needs a file name (e.g. a video encoder):
+    when the block ends normally it is synced to disk, given the usual permissions and renamed over
+    ``path``; when the block raises it is removed and ``path`` untouched. ``keep_extension`` ends the
+    temporary name with ``path``'s extension too (``.<stem>.*.partial.mp4``), for writers that choose
+    the format by it.
+
+    Raises:
+        XaibenchError: the folder cannot be written.
+    """
+    path = Path(path)
+    suffix = _TEMPORARY_SUFFIX + (path.suffix if keep_extension else "")
     try:
-        with os.fdopen(descriptor, "wb") as file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
+        descriptor, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    except OSError as error:
+        raise XaibenchError(f"cannot write in {path.parent} ({error.strerror or error})") from None
+    os.close(descriptor)
+    temporary = Path(name)
+    try:
+        yield temporary
+        descriptor = os.open(temporary, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
         os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
         os.replace(temporary, path)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
-    return path
 
 
 def _umask() -> int:

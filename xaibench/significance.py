@@ -29,6 +29,8 @@ from scipy import stats
 EXACT_SIGN_FLIPS_MAX = 16
 #: Random sign patterns drawn for more images.
 SIGN_FLIP_DRAWS = 20_000
+#: Signs drawn at once (8 bytes each): 32 MB whatever the number of images.
+SIGN_FLIP_CHUNK_VALUES = 4_000_000
 
 
 def paired_bootstrap(
@@ -72,8 +74,9 @@ def sign_flip_test(differences: np.ndarray, *, draws: int = SIGN_FLIP_DRAWS, see
         return float(np.mean(np.abs(signs @ d) >= observed - tolerance))
     rng = np.random.default_rng(seed)
     hits = 0
-    for start in range(0, draws, 2000):
-        signs = rng.choice((1.0, -1.0), size=(min(2000, draws - start), d.size))
+    chunk = max(1, min(2000, SIGN_FLIP_CHUNK_VALUES // d.size))  # rows of signs at once: memory bounded by n
+    for start in range(0, draws, chunk):
+        signs = rng.choice((1.0, -1.0), size=(min(chunk, draws - start), d.size))
         hits += int(np.sum(np.abs(signs @ d) >= observed - tolerance))
     return (1 + hits) / (1 + draws)
 

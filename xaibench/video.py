@@ -28,7 +28,6 @@ import collections
 import logging
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -45,6 +44,7 @@ import torch.nn.functional as F
 from xaibench.errors import XaibenchError
 from xaibench.explainer import Explainer
 from xaibench.models import Model, eval_mode
+from xaibench.run_folder import atomic_path
 from xaibench.viz import DEFAULT_ALPHA, DEFAULT_CMAP, check_style, heatmap_overlay
 
 logger = logging.getLogger(__name__)
@@ -540,7 +540,7 @@ def explain_video(
     with _open_input(av, source) as container:
         info = _describe(source, container)
         destination = check_destination(destination, source)
-        with _partial_file(destination) as temporary:
+        with atomic_path(destination, keep_extension=True) as temporary:
             written, explained, audio = _transcode(
                 av, container, info, source, temporary, destination, model, explainer,
                 every=every, batch_size=batch_size, cmap=cmap, alpha=alpha, crf=crf, progress=progress,
@@ -665,31 +665,3 @@ def _reason(error: BaseException) -> str:
     """An FFmpeg error's message without its errno and file name."""
     text = getattr(error, "strerror", None) or str(error)
     return " ".join(str(text).split())
-
-
-@contextmanager
-def _partial_file(destination: Path) -> Iterator[Path]:
-    """A temporary file beside ``destination`` (same extension, so the container format is the same),
-    synced and renamed over it when the block ends normally, removed otherwise."""
-    try:
-        descriptor, name = tempfile.mkstemp(
-            dir=destination.parent, prefix=f".{destination.stem}.", suffix=f".partial{destination.suffix}"
-        )
-    except OSError as error:
-        raise XaibenchError(f"cannot write in {destination.parent} ({_reason(error)})") from None
-    os.close(descriptor)
-    temporary = Path(name)
-    try:
-        yield temporary
-        descriptor = os.open(temporary, os.O_RDONLY)
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
-        mask = os.umask(0o022)
-        os.umask(mask)
-        os.chmod(temporary, 0o666 & ~mask)  # mkstemp makes 0600 files; give the usual permissions
-        os.replace(temporary, destination)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
