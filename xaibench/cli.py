@@ -633,6 +633,8 @@ def _report(args: argparse.Namespace) -> int:
     from xaibench import comparison, comparison_report
 
     viz.check_style(args.cmap, args.alpha)
+    if args.out:
+        comparison_report.check_out(args.out)
     runs = [comparison.load_run(folder) for folder in args.runs]
     combined = comparison.combine(runs)
     methods = [m.strip() for m in args.class_gallery.split(",")] if args.class_gallery else None

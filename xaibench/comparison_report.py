@@ -220,6 +220,18 @@ def _runs_text(report: Report) -> str:
     return "Runs: " + "; ".join(described(r) for r in report.comparison.runs) + "."
 
 
+def check_out(out: str | Path) -> Path:
+    """``out`` as a report folder: refused if it holds a run, whose files a report must not replace.
+
+    Raises:
+        XaibenchError: ``out`` holds a run's ``config.json``.
+    """
+    out = Path(out)
+    if (out / CONFIG).exists():
+        raise XaibenchError(f"--out {out} holds a run ({CONFIG}); write the report to a folder of its own")
+    return out
+
+
 def write_report(report: Report, out: str | Path) -> Path:
     """Write the report folder ``out`` (created if needed): the page, the tables and the figures.
 
@@ -231,9 +243,7 @@ def write_report(report: Report, out: str | Path) -> Path:
     Raises:
         XaibenchError: ``out`` holds a run (whose files the report must not replace).
     """
-    out = Path(out)
-    if (out / CONFIG).exists():
-        raise XaibenchError(f"--out {out} holds a run ({CONFIG}); write the report to a folder of its own")
+    out = check_out(out)
     out.mkdir(parents=True, exist_ok=True)
     for stale in [*out.glob("gallery-*.*"), *out.glob("class_gallery-*.*")]:
         if stale.suffix in (".png", ".jpg") and stale.name not in {f.name for f in report.figures}:
