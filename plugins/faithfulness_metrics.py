@@ -209,7 +209,7 @@ class _Road(Metric):
                     )
                     for f in self.fractions
                 ])
-                curves[i] = (model.network(imputed).argmax(1) == batch.targets[i]).cpu().numpy()
+                curves[i] = (model.network(model.layout(imputed)).argmax(1) == batch.targets[i]).cpu().numpy()
         prefix = "road_morf" if self.most_relevant else "road_lerf"
         return {prefix: 100.0 * curves.mean(1), f"{prefix}_curve": [c.astype(np.float32) for c in curves]}
 

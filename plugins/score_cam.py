@@ -26,13 +26,34 @@ from xaibench.errors import LayerError, XaibenchError
 from xaibench.explainer import upsample_maps
 from xaibench.hooks import capture
 from xaibench.models import Model, eval_mode
-from xaibench.seeding import image_generator
+from xaibench.seeding import derived_seed, image_seed
 from xaibench_plugins.cam_family import weighted_sum
 
 logger = logging.getLogger(__name__)
 
-#: One ``torch.Generator`` per image of the batch (SS-CAM's noise), or none.
-Generators = list[torch.Generator]
+
+
+class ChannelNoise:
+    """SS-CAM's noise source for one batch: a generator per (image, feature map), seeded from the image's
+    seed (:func:`xaibench.seeding.image_seed`: the run's seed and the image's bytes) and the map's index.
+
+    A feature map's noise therefore depends on neither the batch, nor ``batch_size``, nor which other
+    feature maps are run: leaving out the all-zero maps changes no other map's noise. Each map's
+    samples are drawn in order (sample 0, 1, ...), as the passes come.
+    """
+
+    def __init__(self, images: Tensor, seed: int) -> None:
+        self.seeds = [image_seed(image, seed) for image in images]
+        self.device = images.device
+        self._generators: dict[tuple[int, int], torch.Generator] = {}
+
+    def draw(self, image: int, channel: int, shape: torch.Size) -> Tensor:
+        """The next standard normal sample of feature map ``channel`` of image ``image``."""
+        generator = self._generators.get((image, channel))
+        if generator is None:
+            generator = torch.Generator(device=self.device).manual_seed(derived_seed(self.seeds[image], channel))
+            self._generators[image, channel] = generator
+        return torch.randn(shape, generator=generator, device=self.device)
 
 __all__ = ["AblationCAM", "ISCAM", "SSCAM", "ScoreCAM"]
 
@@ -82,30 +103,30 @@ class _MaskedInputCAM(Explainer):
         return False
 
     def _masks(
-        self, unit_masks: Tensor, image_ids: Tensor, channel_ids: Tensor, steps: Tensor, generators: Generators
+        self, unit_masks: Tensor, image_ids: Tensor, channel_ids: Tensor, steps: Tensor, noise: ChannelNoise | None
     ) -> Tensor:
         """The (B, 1, H, W) masks of one chunk of passes, from their normalised maps ``H_k``."""
         return unit_masks
 
-    def _generators(self, images: Tensor) -> Generators:
-        return []
+    def _noise_source(self, images: Tensor) -> ChannelNoise | None:
+        return None
 
     # The shared computation -------------------------------------------------------------------
     def attribute(self, images: Tensor, targets: Tensor) -> Tensor:
         inputs = self.model.normalize(images)
         features, _ = _features(self.model, inputs)
-        scores = self.scores(inputs, features, targets, self._generators(images))
-        if self._skip_zero():
-            zero = features.flatten(2).eq(0).all(2)
-            scores = scores.masked_fill(zero, float("-inf"))
-            # An image whose feature maps are all zero: every weight 0 (its map is zero either way).
-            weights = torch.softmax(scores, dim=1).nan_to_num(0.0)
-        else:
-            weights = torch.softmax(scores, dim=1)
+        scores = self.scores(inputs, features, targets, self._noise_source(images))
+        if not self._skip_zero():
+            return weighted_sum(torch.softmax(scores, dim=1), features)
+        nonzero = _nonzero(features)
+        weights = torch.softmax(scores.masked_fill(~nonzero, float("-inf")), dim=1)
+        # An image whose feature maps are all zero has a zero map whatever its weights (its softmax
+        # over no channel is NaN); any other NaN (a NaN score) stays, and its map is flagged.
+        weights = torch.where(nonzero.any(1, keepdim=True), weights, torch.zeros_like(weights))
         return weighted_sum(weights, features)
 
     def scores(
-        self, inputs: Tensor, features: Tensor, targets: Tensor, generators: Generators
+        self, inputs: Tensor, features: Tensor, targets: Tensor, noise: ChannelNoise | None
     ) -> Tensor:
         """S (N, K): the mean over the passes of ``f^c(masked input) - f^c(X_b)``, f^c the logit.
 
@@ -121,7 +142,7 @@ class _MaskedInputCAM(Explainer):
         if self._skip_constant():
             run = live
         elif self._skip_zero():
-            run = flat.ne(0).any(2)
+            run = _nonzero(features)
         else:
             run = torch.ones_like(live)
         units = self._units(run, steps)
@@ -133,10 +154,13 @@ class _MaskedInputCAM(Explainer):
                 (min(self.batch_size, units[0].numel()), *inputs.shape[1:]),
                 dtype=inputs.dtype, device=inputs.device,
             ))
-            for image, channel, step in zip(*(u.split(self.batch_size) for u in units)):
+            # (an image whose maps all go unrun, e.g. all zero, has no passes; split() of nothing is one
+            # empty chunk)
+            chunks = zip(*(u.split(self.batch_size) for u in units)) if units[0].numel() else ()
+            for image, channel, step in chunks:
                 unit_live = live[image, channel][:, None, None, None]
                 masks = self._masks(
-                    _normalised_masks(features[image, channel], size, unit_live), image, channel, step, generators
+                    _normalised_masks(features[image, channel], size, unit_live), image, channel, step, noise
                 )
                 masked = torch.mul(inputs[image], masks, out=buffer[: image.numel()])
                 logits = network(masked)
@@ -159,6 +183,11 @@ class _MaskedInputCAM(Explainer):
             channels.append(chans.repeat(steps))
             step_ids.append(torch.arange(steps, device=run.device).repeat_interleave(chans.numel()))
         return torch.cat(images), torch.cat(channels), torch.cat(step_ids)
+
+
+def _nonzero(features: Tensor) -> Tensor:
+    """(N, K): whether feature map k of image n has a nonzero value (SS-CAM runs those alone)."""
+    return features.flatten(2).ne(0).any(2)
 
 
 def _normalised_masks(maps: Tensor, size: torch.Size, live: Tensor) -> Tensor:
@@ -252,9 +281,10 @@ class SSCAM(_MaskedInputCAM):
     plus noise of standard deviation (2 / (max - min))^2, and weights by the class probability, as
     their Score-CAM code does. pytorch-grad-cam has no SS-CAM.
 
-    Randomness: each image's noise comes from ``xaibench.seeding.image_generator(image, seed)``, drawn
-    mask by mask in a fixed order (sample, then channel), so an image gets the same map whatever batch
-    it is in and whatever ``batch_size``. With std = 0 SS-CAM is Score-CAM exactly.
+    Randomness: each feature map's noise comes from its own generator, seeded from the run's seed, the
+    image's bytes and the map's index (:class:`ChannelNoise`), so an image gets the same map whatever
+    batch it is in, whatever ``batch_size``, and whether or not the all-zero maps are run. With std = 0
+    SS-CAM is Score-CAM exactly.
 
     Skipped work: with std > 0 a constant feature map's masked input X o delta is not the baseline, so
     its S_k must be computed, except where A_k is all zero: there alpha_k A_k = 0 whatever S_k, and
@@ -301,24 +331,22 @@ class SSCAM(_MaskedInputCAM):
     def _skip_zero(self) -> bool:
         return self.std > 0
 
-    def _generators(self, images: Tensor) -> Generators:
-        return [image_generator(image, self.seed, images.device) for image in images] if self.std > 0 else []
+    def _noise_source(self, images: Tensor) -> ChannelNoise | None:
+        return ChannelNoise(images, self.seed) if self.std > 0 else None
 
     def _masks(
-        self, unit_masks: Tensor, image_ids: Tensor, channel_ids: Tensor, steps: Tensor, generators: Generators
+        self, unit_masks: Tensor, image_ids: Tensor, channel_ids: Tensor, steps: Tensor, noise: ChannelNoise | None
     ) -> Tensor:
-        if self.std == 0:
+        if noise is None:
             return unit_masks
-        noise = self._noise(unit_masks.shape, image_ids, channel_ids, steps, generators)
-        return unit_masks + noise
+        return unit_masks + self._noise(unit_masks.shape, image_ids, channel_ids, steps, noise)
 
     def _noise(
-        self, shape: torch.Size, image_ids: Tensor, channel_ids: Tensor, steps: Tensor, generators: Generators
+        self, shape: torch.Size, image_ids: Tensor, channel_ids: Tensor, steps: Tensor, noise: ChannelNoise
     ) -> Tensor:
-        """delta for one chunk of passes, ``shape`` (B, 1, H, W): each mask's noise drawn from its
-        image's generator, in the order of the passes (image, sample, channel)."""
-        device = image_ids.device
-        draws = [torch.randn(shape[1:], generator=generators[i], device=device) for i in image_ids.tolist()]
+        """delta for one chunk of passes, ``shape`` (B, 1, H, W): each mask's noise the next sample of
+        its (image, feature map)'s generator (the passes come in the order of the samples)."""
+        draws = [noise.draw(i, k, shape[1:]) for i, k in zip(image_ids.tolist(), channel_ids.tolist())]
         return torch.stack(draws).mul_(self.std)
 
 
@@ -365,7 +393,7 @@ class ISCAM(_MaskedInputCAM):
         return self.num_samples
 
     def _masks(
-        self, unit_masks: Tensor, image_ids: Tensor, channel_ids: Tensor, steps: Tensor, generators: Generators
+        self, unit_masks: Tensor, image_ids: Tensor, channel_ids: Tensor, steps: Tensor, noise: ChannelNoise | None
     ) -> Tensor:
         i = (steps + 1).to(unit_masks.dtype)
         return unit_masks * (i * (i + 1) / (2 * self.num_samples))[:, None, None, None]

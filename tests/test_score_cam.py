@@ -150,8 +150,8 @@ def test_sscam_known_answer_with_its_own_noise(region_batch) -> None:
     drawn = []
     original = explainer._noise
 
-    def recording(shape, image_ids, channel_ids, steps, generators):
-        noise = original(shape, image_ids, channel_ids, steps, generators)
+    def recording(shape, image_ids, channel_ids, steps, source):
+        noise = original(shape, image_ids, channel_ids, steps, source)
         drawn.append((image_ids, channel_ids, noise[:, 0]))
         return noise
 
@@ -208,7 +208,8 @@ def test_scorecam_and_iscam_skip_exactly_the_constant_feature_maps(batch) -> Non
 def test_sscam_skips_exactly_the_all_zero_feature_maps(batch) -> None:
     """With noise, a dead (all-zero) feature map's masked input is X o delta, not X_b, so its S_k is
     not 0; but alpha_k A_k = 0 whatever S_k: leaving it out of the softmax scales the raw map by a
-    positive factor, and the maps are the same as running every channel (given the same noise)."""
+    positive factor, and the maps are the same as running every channel: with the seeded noise itself,
+    since each feature map's noise has its own generator (running more maps shifts no one's noise)."""
     network = TinyGapNet()
     with torch.no_grad():
         network.features[2].bias[1] = -100.0  # channel 1 of the target layer: ReLU(-100 + ...) = 0
@@ -220,13 +221,8 @@ def test_sscam_skips_exactly_the_all_zero_feature_maps(batch) -> None:
     nonzero = int(flat.ne(0).any(2).sum())
     assert nonzero < flat.shape[0] * flat.shape[1]
 
-    def noise(shape, image_ids, channel_ids, steps, generators):  # a fixed draw per (image, channel, step)
-        seeds = (image_ids * 1000 + channel_ids * 10 + steps).tolist()
-        return torch.stack([torch.randn(shape[1:], generator=torch.Generator().manual_seed(s)) for s in seeds])
-
-    skipping = xaibench.create_explainer("sscam", model, num_samples=3, std=0.7)
-    every = xaibench.create_explainer("sscam", model, num_samples=3, std=0.7)
-    skipping._noise = every._noise = noise
+    skipping = xaibench.create_explainer("sscam", model, num_samples=3, std=0.7, seed=5)
+    every = xaibench.create_explainer("sscam", model, num_samples=3, std=0.7, seed=5)
     every._skip_zero = lambda: False
     sizes, handle = _count_masked_inputs(model)
     try:
@@ -240,6 +236,31 @@ def test_sscam_skips_exactly_the_all_zero_feature_maps(batch) -> None:
     ratio = reference.raw.flatten(1).amax(1) / ours.raw.flatten(1).amax(1)
     assert torch.allclose(reference.raw, ours.raw * ratio[:, None, None], rtol=1e-4, atol=1e-6)
     assert (ratio < 1).all()
+
+
+def test_sscam_an_image_with_no_nonzero_feature_map_gets_a_zero_map_and_a_nan_score_is_flagged(batch) -> None:
+    """All feature maps zero: the softmax over no channel is NaN, the map is zero all the same (constant,
+    not a failure). A NaN score of a channel that was run is a failure: the map is flagged non-finite."""
+    network = TinyGapNet()
+    with torch.no_grad():
+        network.features[2].bias.fill_(-100.0)  # every channel of the target layer is ReLU(-100 + ...) = 0
+    model = tiny_model(network)
+    images, targets = batch
+    explanation = xaibench.create_explainer("sscam", model, num_samples=2, std=0.5).explain(images, targets)
+    assert explanation.finite.all() and explanation.constant.all()
+
+    model = tiny_model()
+    explainer = xaibench.create_explainer("sscam", model, num_samples=2, std=0.5)
+    scores = explainer.scores
+
+    def one_nan(*args):
+        values = scores(*args)
+        values[0, 0] = float("nan")
+        return values
+
+    explainer.scores = one_nan
+    explanation = explainer.explain(images, targets)
+    assert explanation.finite.tolist() == [False, True, True, True]
 
 
 # ----------------------------------------------------------------- Score-CAM against the peers
@@ -306,7 +327,7 @@ def test_sscam_matches_torchcam_given_torchcam_s_noise(target_layer, batch, monk
     assert len(recorded) == 3 and isinstance(torchcam.methods.SSCAM, type)
 
     explainer = xaibench.create_explainer("sscam", model, num_samples=3, std=0.5, batch_size=7)
-    explainer._noise = lambda shape, image_ids, channel_ids, steps, generators: torch.stack(
+    explainer._noise = lambda shape, image_ids, channel_ids, steps, source: torch.stack(
         [recorded[s][i, k] for i, k, s in zip(image_ids.tolist(), channel_ids.tolist(), steps.tolist())]
     )[:, None]
     ours = explainer(images, targets)

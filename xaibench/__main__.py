@@ -1,5 +1,5 @@
 """``python -m xaibench`` is the ``xaibench`` command."""
 
-from xaibench.cli import main
+from xaibench.cli import console
 
-raise SystemExit(main())
+raise SystemExit(console())

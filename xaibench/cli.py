@@ -178,10 +178,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def console() -> int:
+    """The ``xaibench`` command: :func:`main` in a process of its own, which keeps freed memory for reuse
+    (:func:`xaibench.allocator.keep_freed_memory`: no fresh pages for every pass)."""
+    allocator.keep_freed_memory()
+    return main()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    allocator.keep_freed_memory()  # this process is ours: reuse freed memory, no fresh pages per pass
     commands = {
         "list": _list, "run": _run, "sanity": _sanity, "summarize": _summarize, "train-builtin": _train_builtin,
         "explain": _explain,

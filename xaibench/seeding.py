@@ -8,6 +8,7 @@ same numbers as an uninterrupted one.
 
 from __future__ import annotations
 
+import struct
 import zlib
 
 import torch
@@ -26,3 +27,9 @@ def image_seed(image: Tensor, seed: int) -> int:
 def image_generator(image: Tensor, seed: int, device: torch.device | str = "cpu") -> torch.Generator:
     """A ``torch.Generator`` on ``device`` seeded by :func:`image_seed`."""
     return torch.Generator(device=device).manual_seed(image_seed(image, seed))
+
+
+def derived_seed(seed: int, *keys: int) -> int:
+    """A 32-bit seed for one part of an image's random numbers (e.g. one feature map's noise): the
+    CRC-32 of ``keys`` (64-bit integers) continued from ``seed``."""
+    return zlib.crc32(struct.pack(f"<{len(keys)}q", *keys), seed & 0xFFFFFFFF)
