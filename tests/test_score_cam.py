@@ -178,16 +178,22 @@ def _count_masked_inputs(model: xaibench.Model) -> tuple[list[int], object]:
     return sizes, handle
 
 
-def test_scorecam_and_iscam_skip_exactly_the_constant_feature_maps(batch) -> None:
-    """A feature map that is constant has H_k = 0: its masked input is X_b, so it is never run."""
+def _with_a_dead_channel(batch) -> tuple[xaibench.Model, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The tiny network with channel 1 of its target layer dead (ReLU(-100 + ...) = 0), the batch, and
+    the target layer's output for it, flattened (N, K, h * w)."""
     network = TinyGapNet()
     with torch.no_grad():
-        network.features[2].bias[1] = -100.0  # channel 1 of the target layer: ReLU(-100 + ...) = 0
+        network.features[2].bias[1] = -100.0
     model = tiny_model(network)
     images, targets = batch
     with torch.no_grad(), capture(model.target_layer) as feats:
         model(images)
-    flat = feats.output.flatten(2)
+    return model, images, targets, feats.output.flatten(2)
+
+
+def test_scorecam_and_iscam_skip_exactly_the_constant_feature_maps(batch) -> None:
+    """A feature map that is constant has H_k = 0: its masked input is X_b, so it is never run."""
+    model, images, targets, flat = _with_a_dead_channel(batch)
     live = int((flat.amax(2) > flat.amin(2)).sum())
     assert live < flat.shape[0] * flat.shape[1]  # channel 1 (at least) is dead
     for name, passes in [("scorecam", live), ("iscam", 3 * live)]:
@@ -210,14 +216,7 @@ def test_sscam_skips_exactly_the_all_zero_feature_maps(batch) -> None:
     not 0; but alpha_k A_k = 0 whatever S_k: leaving it out of the softmax scales the raw map by a
     positive factor, and the maps are the same as running every channel: with the seeded noise itself,
     since each feature map's noise has its own generator (running more maps shifts no one's noise)."""
-    network = TinyGapNet()
-    with torch.no_grad():
-        network.features[2].bias[1] = -100.0  # channel 1 of the target layer: ReLU(-100 + ...) = 0
-    model = tiny_model(network)
-    images, targets = batch
-    with torch.no_grad(), capture(model.target_layer) as feats:
-        model(images)
-    flat = feats.output.flatten(2)
+    model, images, targets, flat = _with_a_dead_channel(batch)
     nonzero = int(flat.ne(0).any(2).sum())
     assert nonzero < flat.shape[0] * flat.shape[1]
 
