@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -112,6 +114,15 @@ def test_a_crash_keeps_the_rows_and_running_again_computes_only_the_rest(model, 
     fresh = evaluate(model, data, [explainer, "cam"], batch_size=2, out=tmp_path / "fresh")
     assert (tmp_path / "per_image.csv").read_bytes() == (tmp_path / "fresh" / "per_image.csv").read_bytes()
     assert resumed.image_id.tolist() == fresh.image_id.tolist()
+
+
+def test_a_resumed_run_s_progress_bar_starts_at_the_images_already_done(model, tmp_path, capsys) -> None:
+    """Its rate and time left are those of the images still to do, not inflated by the ones on disk."""
+    data = [_square(i) for i in range(10)]
+    evaluate(model, data, ["cam"], n=4, batch_size=2, out=tmp_path)
+    evaluate(model, data, ["cam"], batch_size=2, out=tmp_path, progress=True)
+    states = re.findall(r"(\d+)/10 ", capsys.readouterr().err)
+    assert states[0] == "4" and states[-1] == "10" and "0" not in states
 
 
 def test_a_method_that_fails_keeps_the_rows_of_the_methods_before_it_in_the_batch(model, tmp_path) -> None:

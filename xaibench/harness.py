@@ -194,14 +194,14 @@ def evaluate(
     journals = Journals.open(out, scorers) if out is not None else None
     done, skipped = _done(journals, model.name)
 
+    spans = [range(start, min(start + batch_size, total)) for start in range(0, total, batch_size)]
+    todo = [span for span in spans if not all(set(names) <= done.get(i, set()) for i in span if i not in skipped)]
     frames, skipped_now = [], []
-    bar = tqdm(total=total, unit="img", disable=not progress, desc="evaluating")
+    # A resumed run's bar starts at the images already done, so its rate and ETA are those of this run.
+    bar = tqdm(total=total, initial=total - sum(map(len, todo)), unit="img", disable=not progress, desc="evaluating")
     try:
-        for start in range(0, total, batch_size):
-            indices = [i for i in range(start, min(start + batch_size, total)) if i not in skipped]
-            if all(set(names) <= done.get(i, set()) for i in indices):
-                bar.update(min(start + batch_size, total) - start)
-                continue
+        for span in todo:
+            indices = [i for i in span if i not in skipped]
             samples, unreadable = _read(dataset, indices)
             if journals is not None:
                 journals.skipped.append(
@@ -224,7 +224,7 @@ def evaluate(
                     journals.timings.append(pd.DataFrame([(model.name, *timing)], columns=TIMING_COLUMNS))
                 else:
                     frames.append(frame)
-            bar.update(min(start + batch_size, total) - start)
+            bar.update(len(span))
     finally:
         bar.close()
     if journals is not None:
