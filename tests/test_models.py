@@ -129,6 +129,18 @@ def test_unknown_model_name_suggests_a_close_one_and_lists_the_known_ones() -> N
         xaibench.load_model("zzzzzz")
 
 
+def test_a_named_model_refuses_options_it_would_ignore_and_takes_the_ones_it_has() -> None:
+    with pytest.raises(XaibenchError, match=r"load_model\('efficientnet_lite0'\) takes no option 'input_size'; "
+                       r"besides weights, target_layer, classifier and device it takes 'channels_last'"):
+        xaibench.load_model("efficientnet_lite0", input_size=320)
+    with pytest.raises(XaibenchError, match=r"takes no option 'mean', 'std'; .* 'channels_last', 'seed'"):
+        xaibench.load_model("builtin", mean=(0, 0, 0), std=(1, 1, 1))
+    assert not xaibench.load_model("builtin", channels_last=False).channels_last
+    assert xaibench.load_model("builtin", channels_last=True).channels_last
+    a, b = (xaibench.load_model("builtin", weights=None, seed=s).network for s in (1, 2))
+    assert not torch.equal(a.classifier.weight, b.classifier.weight)  # the seed is used, not dropped
+
+
 def test_user_module_through_load_model() -> None:
     model = xaibench.load_model(TinyGapNet(), input_size=16, name="mine")
     assert model.name == "mine" and model.target_layer_name == "features"

@@ -317,13 +317,18 @@ def load_model(
             :func:`load_weights`), or None for random initialisation (refused for an ``nn.Module``).
         target_layer, classifier: Override the automatically found layers (dotted names).
         device: Where the network runs.
+        options: For an ``nn.Module``, any option of :func:`wrap_model`. For a named model,
+            ``channels_last`` (see :func:`wrap_model`), and for ``builtin`` also ``seed`` (the seed of
+            its data and training, or of its random initialisation with ``weights=None``); the rest
+            (input size, normalisation, class names) belong to the named model's weights.
 
     Raises:
         UnknownNameError: an unknown model name (the message suggests a close one and lists the known ones).
         WeightsUnavailableError: pretrained weights are neither on disk nor downloadable, or the
             weights file does not exist.
         WeightsError: the weights file cannot be read or does not fit the network.
-        XaibenchError: ``weights=None`` with an ``nn.Module`` (it cannot be re-initialised).
+        XaibenchError: ``weights=None`` with an ``nn.Module`` (it cannot be re-initialised), or an
+            option the named model does not take.
     """
     if isinstance(model, nn.Module):
         if weights is None:
@@ -336,11 +341,14 @@ def load_model(
             load_weights(model, weights)
         adapted = wrap_model(model, target_layer=target_layer, classifier=classifier, **options)
     elif model in ("builtin", "shapes_net"):
+        _check_options(model, options, ("channels_last", "seed"))
         adapted = _builtin(weights, target_layer, classifier, **options)
     elif model in _efficientnet_lite_sizes():
-        adapted = _efficientnet_lite(model, weights, target_layer, classifier)
+        _check_options(model, options, ("channels_last",))
+        adapted = _efficientnet_lite(model, weights, target_layer, classifier, **options)
     elif model in _torchvision_names():
-        adapted = _torchvision(model, weights, target_layer, classifier)
+        _check_options(model, options, ("channels_last",))
+        adapted = _torchvision(model, weights, target_layer, classifier, **options)
     else:
         own = ["builtin", *_efficientnet_lite_sizes()]
         torchvision_names = sorted(_torchvision_names())
@@ -353,8 +361,23 @@ def load_model(
     return adapted.to(device)
 
 
+def _check_options(model: str, options: Mapping[str, object], takes: Sequence[str]) -> None:
+    """Refuse the options a named model does not take (they would be silently ignored)."""
+    unknown = sorted(set(options) - set(takes))
+    if unknown:
+        raise XaibenchError(
+            f"load_model('{model}') takes no option {', '.join(map(repr, unknown))}; besides weights, "
+            f"target_layer, classifier and device it takes {', '.join(map(repr, takes))} (input size, "
+            "normalisation and class names come with the named model's weights)"
+        )
+
+
 def _builtin(
-    weights: str | os.PathLike | None, target_layer: str | None, classifier: str | None, seed: int = 0, **_: object
+    weights: str | os.PathLike | None,
+    target_layer: str | None,
+    classifier: str | None,
+    seed: int = 0,
+    channels_last: bool | None = None,
 ) -> Model:
     from xaibench.data.shapes import SHAPE_CLASSES
     from xaibench.shapes_net import SHAPES_MEAN, SHAPES_STD, ShapesNet, load_shapes_net
@@ -376,6 +399,7 @@ def _builtin(
         mean=SHAPES_MEAN,
         std=SHAPES_STD,
         name="builtin",
+        channels_last=channels_last,
     )
 
 
@@ -392,7 +416,11 @@ def _efficientnet_lite_sizes() -> dict[str, int]:
 
 
 def _efficientnet_lite(
-    name: str, weights: str | os.PathLike | None, target_layer: str | None, classifier: str | None
+    name: str,
+    weights: str | os.PathLike | None,
+    target_layer: str | None,
+    classifier: str | None,
+    channels_last: bool | None = None,
 ) -> Model:
     from xaibench.efficientnet_lite import efficientnet_lite
 
@@ -405,6 +433,7 @@ def _efficientnet_lite(
         mean=LITE_MEAN,
         std=LITE_STD,
         name=name,
+        channels_last=channels_last,
     )
 
 
@@ -414,7 +443,13 @@ def _torchvision_names() -> set[str]:
     return set(torchvision.models.list_models(module=torchvision.models))
 
 
-def _torchvision(name: str, weights: str | os.PathLike | None, target_layer: str | None, classifier: str | None) -> Model:
+def _torchvision(
+    name: str,
+    weights: str | os.PathLike | None,
+    target_layer: str | None,
+    classifier: str | None,
+    channels_last: bool | None = None,
+) -> Model:
     import torchvision
 
     network = torchvision.models.get_model(name, weights=None)
@@ -437,6 +472,7 @@ def _torchvision(name: str, weights: str | os.PathLike | None, target_layer: str
         mean=IMAGENET_MEAN,
         std=IMAGENET_STD,
         name=name,
+        channels_last=channels_last,
     )
 
 
