@@ -340,25 +340,33 @@ def load_model(
         if weights != "default":
             load_weights(model, weights)
         adapted = wrap_model(model, target_layer=target_layer, classifier=classifier, **options)
-    elif model in ("builtin", "shapes_net"):
-        _check_options(model, options, ("channels_last", "seed"))
-        adapted = _builtin(weights, target_layer, classifier, **options)
-    elif model in _efficientnet_lite_sizes():
-        _check_options(model, options, ("channels_last",))
-        adapted = _efficientnet_lite(model, weights, target_layer, classifier, **options)
-    elif model in _torchvision_names():
-        _check_options(model, options, ("channels_last",))
-        adapted = _torchvision(model, weights, target_layer, classifier, **options)
     else:
-        own = ["builtin", *_efficientnet_lite_sizes()]
-        torchvision_names = sorted(_torchvision_names())
-        close = difflib.get_close_matches(str(model), own + torchvision_names, n=1)
-        hint = f"did you mean '{close[0]}'? " if close else ""
-        raise UnknownNameError(
-            f"unknown model '{model}'; {hint}available: {', '.join(own)}, or a torchvision "
-            f"classifier ({', '.join(torchvision_names[:6])}, ...)"
-        )
+        network, described = _named(str(model), weights, options)
+        adapted = wrap_model(network, target_layer=target_layer, classifier=classifier, **described, **options)
     return adapted.to(device)
+
+
+def _named(model: str, weights: str | os.PathLike | None, options: dict[str, object]) -> tuple[nn.Module, dict]:
+    """A named model's network with its weights, and what :func:`wrap_model` must know of it (the input
+    size, normalisation and class names its weights were trained with, its name). Checks the options
+    and takes from them the ones the network itself takes (``seed``); the rest go to ``wrap_model``."""
+    if model in ("builtin", "shapes_net"):
+        _check_options(model, options, ("channels_last", "seed"))
+        return _builtin(weights, seed=options.pop("seed", 0))
+    if model in _efficientnet_lite_sizes():
+        _check_options(model, options, ("channels_last",))
+        return _efficientnet_lite(model, weights)
+    if model in _torchvision_names():
+        _check_options(model, options, ("channels_last",))
+        return _torchvision(model, weights)
+    own = ["builtin", *_efficientnet_lite_sizes()]
+    torchvision_names = sorted(_torchvision_names())
+    close = difflib.get_close_matches(model, own + torchvision_names, n=1)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    raise UnknownNameError(
+        f"unknown model '{model}'; {hint}available: {', '.join(own)}, or a torchvision "
+        f"classifier ({', '.join(torchvision_names[:6])}, ...)"
+    )
 
 
 def _check_options(model: str, options: Mapping[str, object], takes: Sequence[str]) -> None:
@@ -372,13 +380,7 @@ def _check_options(model: str, options: Mapping[str, object], takes: Sequence[st
         )
 
 
-def _builtin(
-    weights: str | os.PathLike | None,
-    target_layer: str | None,
-    classifier: str | None,
-    seed: int = 0,
-    channels_last: bool | None = None,
-) -> Model:
+def _builtin(weights: str | os.PathLike | None, seed: int) -> tuple[nn.Module, dict]:
     from xaibench.data.shapes import SHAPE_CLASSES
     from xaibench.shapes_net import SHAPES_MEAN, SHAPES_STD, ShapesNet, load_shapes_net
 
@@ -390,16 +392,8 @@ def _builtin(
             network = ShapesNet(len(SHAPE_CLASSES)).eval()  # random initialisation from the seed
         if weights is not None:
             load_weights(network, weights)
-    return wrap_model(
-        network,
-        target_layer=target_layer,
-        classifier=classifier,
-        class_names=list(SHAPE_CLASSES),
-        input_size=64,
-        mean=SHAPES_MEAN,
-        std=SHAPES_STD,
-        name="builtin",
-        channels_last=channels_last,
+    return network, dict(
+        class_names=list(SHAPE_CLASSES), input_size=64, mean=SHAPES_MEAN, std=SHAPES_STD, name="builtin"
     )
 
 
@@ -415,25 +409,15 @@ def _efficientnet_lite_sizes() -> dict[str, int]:
     return INPUT_SIZES
 
 
-def _efficientnet_lite(
-    name: str,
-    weights: str | os.PathLike | None,
-    target_layer: str | None,
-    classifier: str | None,
-    channels_last: bool | None = None,
-) -> Model:
+def _efficientnet_lite(name: str, weights: str | os.PathLike | None) -> tuple[nn.Module, dict]:
     from xaibench.efficientnet_lite import efficientnet_lite
 
-    return wrap_model(
-        efficientnet_lite(name, weights),
-        target_layer=target_layer,
-        classifier=classifier,
+    return efficientnet_lite(name, weights), dict(
         class_names=_imagenet_classes(),
         input_size=_efficientnet_lite_sizes()[name],
         mean=LITE_MEAN,
         std=LITE_STD,
         name=name,
-        channels_last=channels_last,
     )
 
 
@@ -443,13 +427,7 @@ def _torchvision_names() -> set[str]:
     return set(torchvision.models.list_models(module=torchvision.models))
 
 
-def _torchvision(
-    name: str,
-    weights: str | os.PathLike | None,
-    target_layer: str | None,
-    classifier: str | None,
-    channels_last: bool | None = None,
-) -> Model:
+def _torchvision(name: str, weights: str | os.PathLike | None) -> tuple[nn.Module, dict]:
     import torchvision
 
     network = torchvision.models.get_model(name, weights=None)
@@ -463,16 +441,8 @@ def _torchvision(
         # DenseNet applies its last ReLU as a function after `features`; making it a module of
         # `features` changes no output (ReLU is idempotent) and lets CAM see the map that is pooled.
         network.features.add_module("relu5", nn.ReLU())
-    return wrap_model(
-        network.eval(),
-        target_layer=target_layer,
-        classifier=classifier,
-        class_names=_imagenet_classes(),
-        input_size=224,
-        mean=IMAGENET_MEAN,
-        std=IMAGENET_STD,
-        name=name,
-        channels_last=channels_last,
+    return network.eval(), dict(
+        class_names=_imagenet_classes(), input_size=224, mean=IMAGENET_MEAN, std=IMAGENET_STD, name=name
     )
 
 
