@@ -254,6 +254,41 @@ def test_explain_samples_matches_a_direct_call(model) -> None:
     assert np.allclose(maps["cam"], direct.numpy())
 
 
+def _large(i: int) -> Sample:
+    """_square(i) upsampled to 160 x 160: larger than a thumbnail."""
+    small = _square(i)
+    image = torch.nn.functional.interpolate(small.image[None], size=(160, 160), mode="nearest")[0]
+    return Sample(small.id, image, small.label, small.boxes * 5, None)
+
+
+def test_the_overlay_figure_shows_the_journaled_maps_of_the_first_images_at_full_size(model, tmp_path) -> None:
+    """The run's figure draws the maps that were scored (no method runs again): the first
+    FIGURE_IMAGES images' maps are journaled at full size, the others as thumbnails."""
+    from xaibench import thumbnails
+    from xaibench.harness import figure_maps, read_thumbnails
+
+    data = [_large(i) for i in range(thumbnails.FIGURE_IMAGES + 2)]
+    bright = _Brightness(model)
+    bright.name = "brightness"
+    evaluate(model, data, ["cam", bright], batch_size=3, out=tmp_path)
+    _, cells = read_thumbnails(tmp_path)
+    sizes = {int(i): cell.shape for i, cell in zip(cells["index"], cells["map"])}
+    assert all(sizes[i] == ((160, 160) if i < thumbnails.FIGURE_IMAGES else (96, 96)) for i in sizes)
+
+    samples, maps = figure_maps(tmp_path, model.name, data, ["brightness", "cam"])
+    assert [s.id for s in samples] == [f"sq{i}" for i in range(thumbnails.FIGURE_IMAGES)]
+    assert list(maps) == ["brightness", "cam"] and maps["cam"].shape == (thumbnails.FIGURE_IMAGES, 160, 160)
+    computed = explain_samples(model, samples, [bright, "cam"])
+    for method in maps:  # the same maps, rounded to 1/255
+        assert np.abs(maps[method] - computed[method]).max() <= 0.5 / 255 + 1e-6
+    # A thumbnail drawn over a full-size image is resized to it; a full-size map drawn over a
+    # thumbnail is area-averaged down as the thumbnails are.
+    assert thumbnails.map_image(cells["map"].iloc[-1], (160, 160)).shape == (160, 160)
+    full = cells[(cells["index"] == 0) & (cells.method == "brightness")]["map"].iloc[0]
+    assert np.abs(thumbnails.map_image(full, (96, 96)) - thumbnails.map_image(
+        thumbnails.map_rows("m", [99], "x", computed["brightness"][:1])["map"].iloc[0])).max() <= 1 / 255 + 1e-6
+
+
 def test_first_samples_skips_unreadable_images() -> None:
     from xaibench.harness import first_samples
 

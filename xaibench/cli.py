@@ -27,7 +27,6 @@ from xaibench.seeding import MAX_SEED
 DEFAULT_METHODS = "cam,gradcam,saliency"
 DEFAULT_SANITY_METHODS = "cam,gradcam,saliency,guided_backprop"
 DEFAULT_SANITY_IMAGES = 20
-FIGURE_ROWS = 6
 #: The model for your own photos and videos: a real ImageNet classifier that needs no download.
 DEFAULT_PHOTO_MODEL = "efficientnet_lite0"
 #: The formats ``xaibench explain --format`` writes.
@@ -449,10 +448,9 @@ def _run_checked(args: argparse.Namespace, specs: list[MethodSpec], metrics: lis
                 ) from error
         summary = report.write_summary(out)
         for setup in setups:
-            samples = harness.first_samples(setup.dataset, FIGURE_ROWS)
+            samples, maps = harness.figure_maps(out, setup.model.name, setup.dataset, [e.name for e in setup.explainers])
             if not samples:  # no image could be read: nothing to draw
                 continue
-            maps = harness.explain_samples(setup.model, samples, setup.explainers, target=args.target)
             figure = overlays_file(setup.model.name if len(setups) > 1 else None)
             viz.overlay_grid(samples, maps, out / figure, class_names=setup.model.class_names)
         if not summary.empty:  # no image could be read: nothing to show

@@ -261,7 +261,7 @@ def gallery(
             if (index, method) not in maps.index:
                 ax.set_visible(False)
                 continue
-            saliency = thumbnails.map_image(maps.loc[(index, method), "map"])
+            saliency = thumbnails.map_image(maps.loc[(index, method), "map"], image.shape[:2])
             ax.imshow(heatmap_overlay(image, saliency, cmap=cmap, alpha=alpha))
             for box in row.boxes:
                 _box(ax, box, scale, "lime")
@@ -313,7 +313,8 @@ def class_gallery(
                 continue
             row = members.iloc[c]
             image, _ = _thumbnail(row)
-            ax.imshow(heatmap_overlay(image, thumbnails.map_image(maps.loc[row["index"], "map"]), cmap=cmap, alpha=alpha))
+            saliency = thumbnails.map_image(maps.loc[row["index"], "map"], image.shape[:2])
+            ax.imshow(heatmap_overlay(image, saliency, cmap=cmap, alpha=alpha))
         axes[r, 0].set_ylabel(members.iloc[0].class_name, fontsize=8)
     _colour_bar(fig, axes, cmap)
     fig.suptitle(textwrap.fill(f"{method} maps of the explained class, {model} on {dataset_label(dataset)}", 22 * width + 10), fontsize=9)

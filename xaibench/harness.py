@@ -123,6 +123,33 @@ def read_thumbnails(folder: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
             thumbnails.latest(journals.maps.read(), ["model", "index", "method"]))
 
 
+def figure_maps(
+    folder: str | Path, model: str, dataset: Sequence[Sample], methods: Sequence[str]
+) -> tuple[list[Sample], dict[str, np.ndarray]]:
+    """The run's maps for its overlay figure: the first :data:`~xaibench.thumbnails.FIGURE_IMAGES`
+    images of ``model`` that have maps (read again from ``dataset``, for their full size and masks)
+    and each of ``methods``' maps of them (N, H, W), as the run journaled them: the maps that were
+    scored, rounded to 1/255, not computed again (a thumbnail, e.g. of an image further down the data
+    set, is resized to the image's size). A non-finite map is all zeros, as in the journal."""
+    wanted = set(methods)
+
+    def first_images(frame: pd.DataFrame) -> pd.Series:
+        mine = (frame.model == model) & frame.method.isin(wanted)
+        return mine & frame["index"].isin(sorted(set(frame.loc[mine, "index"]))[: thumbnails.FIGURE_IMAGES])
+
+    rows = thumbnails.latest(Journals.at(folder).maps.read(first_images), ["index", "method"])
+    by_key = rows.set_index(["index", "method"])["map"]
+    indices = sorted({int(i) for i in rows["index"]})
+    samples = [dataset[i] for i in indices]
+    if not samples:
+        return [], {}
+    sizes = [tuple(sample.image.shape[-2:]) for sample in samples]
+    return samples, {
+        method: np.stack([thumbnails.map_image(by_key[i, method], size) for i, size in zip(indices, sizes)])
+        for method in methods
+    }
+
+
 def read_timings(folder: str | Path) -> pd.DataFrame:
     """The rows of a run's ``timings.csv``."""
     return Journals.at(folder).timings.read()

@@ -16,7 +16,7 @@ import base64
 import io
 import os
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -98,8 +98,12 @@ class Journal:
         text = self.path.read_text(encoding="utf-8", errors="replace")
         return text[: text.rfind("\n") + 1]
 
-    def read(self) -> pd.DataFrame:
+    def read(self, where: Callable[[pd.DataFrame], pd.Series] | None = None) -> pd.DataFrame:
         """The complete rows, arrays decoded; an empty frame with the columns when there are none.
+
+        Args:
+            where: Keep only the rows for which it is True (given the frame, arrays not yet decoded:
+                a few rows of a large journal are read without decoding the others).
 
         Raises:
             XaibenchError: the file's header is not this journal's (a file of another kind or version).
@@ -120,6 +124,8 @@ class Journal:
             na_values=[""],
             dtype={c: str for c in self.text_columns + self.array_columns},
         )
+        if where is not None:
+            frame = frame[where(frame)].reset_index(drop=True)
         for column in self.array_columns:
             frame[column] = [decode_array(v) for v in frame[column]]
         return frame

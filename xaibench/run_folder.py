@@ -10,7 +10,7 @@ file                        what it holds                                       
 ``skipped.csv``             the images that could not be read, and why                   :mod:`~xaibench.harness`
 ``timings.csv``             seconds per (batch, method)                                  :mod:`~xaibench.harness`
 ``images.csv``              thumbnails of the images, with their boxes and class names   :mod:`~xaibench.harness`
-``maps.csv``                thumbnails of every map                                      :mod:`~xaibench.harness`
+``maps.csv``                thumbnails of every map (the first images' at full size)     :mod:`~xaibench.harness`
 ``summary.csv`` / ``.md``   per-method values with bootstrap intervals                   :mod:`~xaibench.report`
 ``box_accuracy_curves.csv`` box accuracy against the map threshold                        :mod:`~xaibench.report`
 ``overlays.png``            maps over the first images (``overlays-<model>.png`` each)   :mod:`~xaibench.viz`

@@ -8,6 +8,11 @@ name) and of every map (8-bit grey levels), each at most :data:`THUMBNAIL_SIDE` 
 side, in two append-only journals of the run's folder: ``images.csv`` and ``maps.csv``.
 A map thumbnail is the scored map (upsampled and min-max scaled), area-averaged down and rounded to
 1/255: for looking at, never for scoring.
+
+The maps of the first :data:`FIGURE_IMAGES` images of the data set are kept at full size (the size
+the model saw), so that the run's overlay figure shows the maps that were scored without running the
+methods again (for SS-CAM on an ImageNet network, minutes per image). Readers that draw a map over an
+image thumbnail resize it with :func:`map_image`.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from PIL import Image
 THUMBNAIL_SIDE = 96
 #: JPEG quality of the image thumbnails.
 JPEG_QUALITY = 90
+#: The run's overlay figure shows the images of data-set index below this; their maps are kept at full size.
+FIGURE_IMAGES = 6
 
 IMAGE_COLUMNS = ["model", "index", "image_id", "label", "class_name", "height", "width", "boxes", "jpeg"]
 MAP_COLUMNS = ["model", "index", "method", "map"]
@@ -89,15 +96,32 @@ def image_rows(
 
 
 def map_rows(model: str, indices: Sequence[int], method: str, maps: np.ndarray) -> pd.DataFrame:
-    """The rows of ``maps.csv`` for one method on a batch: (N, H, W) maps in [0, 1] -> uint8 thumbnails."""
-    small = _shrink(torch.as_tensor(np.nan_to_num(maps, nan=0.0), dtype=torch.float32)[:, None])[:, 0]
-    cells = (small.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
-    return pd.DataFrame({"model": model, "index": list(indices), "method": method, "map": list(cells)})
+    """The rows of ``maps.csv`` for one method on a batch: (N, H, W) maps in [0, 1] -> uint8 cells,
+    thumbnails except for the images of index below :data:`FIGURE_IMAGES` (full size)."""
+    full = torch.as_tensor(np.nan_to_num(maps, nan=0.0), dtype=torch.float32)[:, None]
+    small = _shrink(full)[:, 0]
+    cells = [
+        _quantise(full[k, 0] if index < FIGURE_IMAGES else small[k]).numpy() for k, index in enumerate(indices)
+    ]
+    return pd.DataFrame({"model": model, "index": list(indices), "method": method, "map": cells})
 
 
-def map_image(cell: np.ndarray) -> np.ndarray:
-    """A ``maps.csv`` cell as a float map in [0, 1]."""
-    return np.asarray(cell, dtype=np.float32) / 255.0
+def _quantise(saliency: torch.Tensor) -> torch.Tensor:
+    return (saliency.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+def map_image(cell: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
+    """A ``maps.csv`` cell as a float map in [0, 1], resized to ``size`` (h, w) if given: area-averaged
+    down (as the thumbnails are made) or bilinearly up (a thumbnail drawn over a larger image)."""
+    saliency = np.asarray(cell, dtype=np.float32) / 255.0
+    if size is None or tuple(size) == saliency.shape:
+        return saliency
+    grown = size[0] > saliency.shape[0] or size[1] > saliency.shape[1]
+    resized = F.interpolate(
+        torch.from_numpy(saliency)[None, None], size=tuple(size),
+        **({"mode": "bilinear", "align_corners": False} if grown else {"mode": "area"}),
+    )
+    return resized[0, 0].clamp(0, 1).numpy()
 
 
 def latest(rows: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
