@@ -187,6 +187,20 @@ def test_build_report_is_a_python_api(runs):
     assert all(f.data.startswith(b"\x89PNG" if f.name.endswith(".png") else b"\xff\xd8\xff") for f in report.figures)
 
 
+def test_many_methods_are_shown_in_several_galleries_and_figure_3_defaults_to_cam(runs, monkeypatch):
+    from xaibench import comparison_plots
+
+    assert [len(g) for g in comparison_plots.gallery_groups([str(i) for i in range(33)], 8)] == [7, 6, 7, 6, 7]
+    assert comparison_plots.gallery_groups(list("abc"), 8) == [list("abc")] and comparison_plots.gallery_groups([], 8) == []
+    monkeypatch.setattr(comparison_plots, "GALLERY_METHODS", 3)
+    combined = comparison.combine([comparison.load_run(r) for r in reversed(runs)])  # saliency, random, cam, gradcam
+    report = comparison_report.build_report(combined)
+    galleries = {f.name: f.caption for f in report.figures if f.name.startswith("gallery-")}
+    assert list(galleries) == ["gallery-1-1.jpg", "gallery-1-2.jpg"]
+    assert "methods saliency to random, part 1 of 2" in galleries["gallery-1-1.jpg"]
+    assert [f.name for f in report.figures if f.name.startswith("class_gallery")] == ["class_gallery-1-cam.jpg"]
+
+
 def test_a_folder_holding_a_run_is_not_a_report_folder(runs, tmp_path, capsys):
     before = (runs[0] / "summary.csv").read_text()
     assert main(["report", str(runs[0]), "--out", str(runs[0])]) == 2

@@ -31,6 +31,19 @@ from xaibench.viz import DEFAULT_ALPHA, DEFAULT_CMAP, heatmap_overlay
 IOU_COLUMN = "iou"
 #: Rows of a gallery at most (each method's best and worst image, then capped).
 GALLERY_ROWS = 16
+#: Methods of one gallery at most: more are split into galleries of about equal width, so that every
+#: method's best and worst image fit in :data:`GALLERY_ROWS` rows and the page can show the columns.
+GALLERY_METHODS = 8
+
+
+def gallery_groups(methods: list[str], most: int | None = None) -> list[list[str]]:
+    """``methods`` in order, split into the fewest groups of at most ``most`` (default
+    :data:`GALLERY_METHODS`), their sizes differing by one at most (33 methods in groups of 8: 7, 6,
+    7, 6, 7)."""
+    most = most or GALLERY_METHODS
+    count = -(-len(methods) // most) if methods else 0
+    bounds = [round(i * len(methods) / count) for i in range(count + 1)] if count else [0]
+    return [methods[a:b] for a, b in zip(bounds, bounds[1:])]
 
 
 def png(fig: Figure, dpi: int = 100) -> bytes:
@@ -220,13 +233,14 @@ def _colour_bar(fig: Figure, axes, cmap: str) -> None:
 
 
 def gallery(
-    comparison: Comparison, dataset: str, model: str, *, rows: int = GALLERY_ROWS, cmap: str = DEFAULT_CMAP,
-    alpha: float = DEFAULT_ALPHA, tau: float = localization.CAM_TAU,
+    comparison: Comparison, dataset: str, model: str, *, methods: list[str] | None = None,
+    rows: int = GALLERY_ROWS, cmap: str = DEFAULT_CMAP, alpha: float = DEFAULT_ALPHA, tau: float = localization.CAM_TAU,
 ) -> Figure | None:
-    """The same images for every method, one column per method: each method's best and worst image by
-    the CAM protocol's IoU (up to ``rows`` images), the ground truth in green, each method's CAM box
-    (threshold ``tau``, the run's, drawn from the thumbnail of the map) in white and the IoU it was
-    scored with over the map. None without thumbnails or IoU."""
+    """The same images for every method, one column per method (``methods``, default: all of the
+    group's): each method's best and worst image by the CAM protocol's IoU (up to ``rows`` images),
+    the ground truth in green, each method's CAM box (threshold ``tau``, the run's, drawn from the
+    thumbnail of the map) in white and the IoU it was scored with over the map. None without
+    thumbnails or IoU."""
     per_image = comparison.per_image[(comparison.per_image.dataset == dataset) & (comparison.per_image.model == model)]
     images = comparison.images
     maps = comparison.maps
@@ -234,7 +248,7 @@ def gallery(
         return None
     images = images[(images.dataset == dataset) & (images.model == model)].set_index("index")
     maps = maps[(maps.dataset == dataset) & (maps.model == model)].set_index(["index", "method"])
-    methods = list(dict.fromkeys(per_image.method))
+    methods = list(dict.fromkeys(per_image.method)) if methods is None else methods
     picks: dict[int, list[str]] = {}
     for method in methods:
         scored = per_image[(per_image.method == method)].dropna(subset=[IOU_COLUMN])

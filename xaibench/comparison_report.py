@@ -48,6 +48,8 @@ PER_CLASS_CSV = "per_class.csv"
 PAGE_PAIRS = 60
 #: Classes up to which the page shows the per-class table of a (dataset, model).
 PAGE_CLASSES = 30
+#: The class gallery's method when none is named: the CAM paper's Figure 3 shows CAM.
+REFERENCE_METHOD = "cam"
 
 
 @dataclass
@@ -86,8 +88,8 @@ def build_report(
         cmap: Colour map of the heatmaps.
         alpha: Opacity of the heatmaps over the images.
         dpi: Resolution of the PNGs.
-        class_gallery_methods: Methods whose class gallery (Figure 3) is drawn (default: the first
-            method of each (dataset, model)).
+        class_gallery_methods: Methods whose class gallery (Figure 3) is drawn (default:
+            :data:`REFERENCE_METHOD` where a (dataset, model) has it, else its first method).
     """
     curves = pd.concat(
         [box_accuracy_curves(rows).assign(dataset=dataset)
@@ -123,11 +125,16 @@ def build_report(
         add("curves.png", "Mean curves of the metrics that keep one (deletion, insertion, ROAD).",
             metric_curves_figure(curve_rows, metrics))
     for k, (dataset, model) in enumerate(comparison.groups, start=1):
-        add(f"gallery-{k}.jpg", f"{model} on {dataset}: each method's best and worst images by IoU, the same "
-            "images in every column.", plots.gallery(comparison, dataset, model, cmap=cmap, alpha=alpha, tau=tau))
         methods = list(dict.fromkeys(comparison.summary[(comparison.summary.dataset == dataset)
                                                         & (comparison.summary.model == model)].method))
-        for method in [m for m in (class_gallery_methods or methods[:1]) if m in methods]:
+        groups = plots.gallery_groups(methods)
+        for j, group in enumerate(groups, start=1):
+            part = f" (methods {group[0]} to {group[-1]}, part {j} of {len(groups)})" if len(groups) > 1 else ""
+            add(f"gallery-{k}.jpg" if len(groups) == 1 else f"gallery-{k}-{j}.jpg",
+                f"{model} on {dataset}: each method's best and worst images by IoU, the same images in every "
+                f"column{part}.", plots.gallery(comparison, dataset, model, methods=group, cmap=cmap, alpha=alpha, tau=tau))
+        default = [REFERENCE_METHOD] if REFERENCE_METHOD in methods else methods[:1]
+        for method in [m for m in (class_gallery_methods or default) if m in methods]:
             add(f"class_gallery-{k}-{method}.jpg", f"{model} on {dataset}: {method}'s maps for the classes with the "
                 "most images (the CAM paper's Figure 3).",
                 plots.class_gallery(comparison, dataset, model, method, cmap=cmap, alpha=alpha))
