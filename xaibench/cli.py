@@ -319,7 +319,11 @@ def _every_method(options: dict) -> list[MethodSpec]:
 
 
 def _model_names(text: str) -> list[str]:
-    return [m.strip() for m in text.split(",") if m.strip()]
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise XaibenchError(f"--model names {', '.join(twice)} more than once; name each model once")
+    return names
 
 
 def _check_seed(seed: int) -> None:

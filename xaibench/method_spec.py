@@ -72,6 +72,10 @@ def _parse_one(part: str, text: str) -> MethodSpec:
         raise XaibenchError(f"cannot read the options of '{part}': write {name}(option=value, ...)") from None
     if call.args or any(k.arg is None for k in call.keywords):
         raise XaibenchError(f"the options of '{part}' must be named: {name}(option=value, ...)")
+    given = [k.arg for k in call.keywords]
+    twice = sorted({arg for arg in given if given.count(arg) > 1})
+    if twice:
+        raise XaibenchError(f"'{part}' gives the option {', '.join(twice)} more than once; give each option once")
     options = {}
     for keyword in call.keywords:
         try:
