@@ -231,14 +231,14 @@ def test_unreadable_images_are_reported_and_skipped_exit_1(photo, tmp_path, caps
         (["{photo}", "--class", "sqare"], "has no class 'sqare'; did you mean 'square' or 'star'? list them with: xaibench explain --model builtin --list-classes"),
         (["{photo}", "--class", "6"], "class index 6 is out of range"),
         (["{tmp}/missing.jpg"], "missing.jpg does not exist"),
-        (["{tmp}/missing.jpg", "{tmp}/also.png"], "missing.jpg does not exist; restore it or remove its record from the data set (and 1 more image)"),
+        (["{tmp}/missing.jpg", "{tmp}/also.png"], "missing.jpg does not exist; restore it or name another image file (and 1 more image)"),
         (["{tmp}/text.jpg"], "text.jpg cannot be read"),
         (["{photo}", "--topk", "0"], "--topk must be at least 1, got 0"),
         (["{photo}", "--topk", "7"], "--topk must lie in [1, 6]"),
         ([], "name at least one image file"),
         (["{photo}", "--method", "cma"], "did you mean 'cam'?"),
         (["{photo}", "--model", "nope"], "unknown model 'nope'"),
-        (["{photo}", "--model", "builtin,builtin"], "one model"),
+        (["{photo}", "--model", "builtin,efficientnet_lite0"], "one model"),
         (["{photo}", "--cmap", "jett"], "unknown colour map 'jett'; did you mean 'jet'?"),
         (["{photo}", "--alpha", "1.5"], "--alpha must lie in [0, 1]"),
         (["{photo}", "--figsize", "12"], "--figsize must be W,H in inches"),
@@ -253,6 +253,14 @@ def test_bad_input_is_one_line_and_exit_2(argv, message, photo, tmp_path, capsys
     err = capsys.readouterr().err
     assert err.startswith("xaibench: error: ") and err.count("\n") == 1 and message in err, err
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_out_in_an_image_format_not_written_is_refused_not_made_a_folder(photo, tmp_path, capsys) -> None:
+    assert main(["explain", str(photo), "--model", "builtin", "--out", str(tmp_path / "cat.gif")]) == 2
+    assert "figures are not written as .gif; name a .png, .pdf, .svg or .jpg file, or a folder" in capsys.readouterr().err
+    assert not (tmp_path / "cat.gif").exists()
+    assert main(["explain", str(photo), "--model", "builtin", "--topk", "1", "--out", str(tmp_path / "run.v2")]) == 0
+    assert [p.suffix for p in (tmp_path / "run.v2").iterdir()] == [".png"]  # a folder with a dot in its name
 
 
 def test_out_names_one_file_for_one_image(photo, tmp_path, capsys) -> None:

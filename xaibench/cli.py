@@ -758,7 +758,17 @@ def _explain_output(args: argparse.Namespace) -> tuple[Path, Path | None, str]:
         return out.parent, out, FORMATS[suffix]
     if out.exists() and not out.is_dir():
         raise XaibenchError(f"--out {out} is a file, not a folder; name a folder, or a .png, .pdf, .svg or .jpg file")
+    if not out.exists() and _image_suffix(out.suffix):  # e.g. cat.gif: a file meant, in a format not written
+        raise XaibenchError(f"--out {out}: figures are not written as .{suffix}; name a .png, .pdf, .svg or .jpg "
+                            "file, or a folder")
     return out, None, args.format or "png"
+
+
+def _image_suffix(suffix: str) -> bool:
+    """Whether ``suffix`` (``.gif``) is an image file's, as PIL knows them (a folder may have a dot)."""
+    from PIL import Image
+
+    return suffix.lower() in Image.registered_extensions()
 
 
 def _figsize(text: str | None) -> tuple[float, float] | None:

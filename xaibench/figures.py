@@ -80,6 +80,10 @@ _TITLE_POINTS = 9.0  # a title's font size, made smaller for titles too long for
 # ------------------------------------------------------------------------------------------ images
 
 
+#: What the messages about an unreadable image file that the user named tell them to do.
+FILE_REMEDY = "name another image file"
+
+
 def load_photo(source: str | os.PathLike | Image.Image, size: int | tuple[int, int]) -> tuple[Tensor, Image.Image]:
     """Read an image, turn it upright and resize it for a network.
 
@@ -102,7 +106,7 @@ def load_photo(source: str | os.PathLike | Image.Image, size: int | tuple[int, i
     if isinstance(source, Image.Image):
         return _prepare(source, (height, width), "the image")
     path = Path(source)
-    with open_image(path) as img:
+    with open_image(path, remedy=FILE_REMEDY) as img:
         return _prepare(img, (height, width), str(path))
 
 
@@ -110,7 +114,7 @@ def check_image_file(path: str | os.PathLike) -> None:
     """Raise :class:`UnreadableImageError` if ``path`` is missing or not a regular file; cheap (nothing
     is decoded), so that a command can refuse such paths before it loads a model."""
     if not os.path.isfile(path):
-        with open_image(path):  # raises, with the message the data loaders give
+        with open_image(path, remedy=FILE_REMEDY):  # raises, with the message load_photo gives
             pass
 
 

@@ -96,7 +96,11 @@ def _one_line(text: object) -> str:
     return " ".join(str(text).split())
 
 
-def _check_regular_file(path: Path, what: str) -> None:
+#: What an unreadable image's message tells the user to do, besides fixing the file, by default.
+DATASET_REMEDY = "remove its record from the data set"
+
+
+def _check_regular_file(path: Path, what: str, remedy: str = DATASET_REMEDY) -> None:
     """Refuse a missing path or anything but a regular file, before it is opened.
 
     Opening a FIFO for reading blocks until a writer appears, so the type is checked with
@@ -106,13 +110,12 @@ def _check_regular_file(path: Path, what: str) -> None:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
         raise UnreadableImageError(
-            f"{what} {path} does not exist; restore it or remove its record from the data set"
+            f"{what} {path} does not exist; restore it or {remedy}"
         ) from None
     except (OSError, ValueError) as err:  # ValueError: a NUL byte in the path
         reason = _one_line(getattr(err, "strerror", None) or err)
         raise UnreadableImageError(
-            f"{what} {path!r} cannot be accessed ({reason}); fix its path or permissions, or remove its "
-            "record from the data set"
+            f"{what} {path!r} cannot be accessed ({reason}); fix its path or permissions, or {remedy}"
         ) from None
     if not stat.S_ISREG(mode):
         kind = (
@@ -123,13 +126,12 @@ def _check_regular_file(path: Path, what: str) -> None:
             else "not a file"
         )
         raise UnreadableImageError(
-            f"{what} {path} is {kind}, not a regular file; put the image file there or remove its "
-            "record from the data set"
+            f"{what} {path} is {kind}, not a regular file; put the image file there or {remedy}"
         )
 
 
 @contextmanager
-def open_image(path: str | Path, what: str = "image file") -> Iterator[Image.Image]:
+def open_image(path: str | Path, what: str = "image file", remedy: str = DATASET_REMEDY) -> Iterator[Image.Image]:
     """Open an image file, check it and decode all of its pixels, or raise :class:`UnreadableImageError`.
 
     The checks, in order: the path is a regular file (``os.stat``; a FIFO would block ``open``);
@@ -144,6 +146,8 @@ def open_image(path: str | Path, what: str = "image file") -> Iterator[Image.Ima
     Args:
         path: The file.
         what: How messages call it (``"image file"``, ``"mask file"``).
+        remedy: What the messages tell the user to do besides fixing the file (a data set's record
+            can be removed; a file named on the command line can be replaced by another).
 
     Yields:
         The decoded image, open until the ``with`` block ends.
@@ -152,7 +156,7 @@ def open_image(path: str | Path, what: str = "image file") -> Iterator[Image.Ima
         UnreadableImageError: any of the checks fails; the message names the file.
     """
     path = Path(path)
-    _check_regular_file(path, what)
+    _check_regular_file(path, what, remedy)
     limit = Image.MAX_IMAGE_PIXELS
     hint = "raise the limit (--max-image-pixels) if you trust the file"
     try:
@@ -164,7 +168,7 @@ def open_image(path: str | Path, what: str = "image file") -> Iterator[Image.Ima
     except _DECODE_ERRORS as err:
         raise UnreadableImageError(
             f"{what} {path} cannot be read ({type(err).__name__}: {_one_line(err)}); it is not an image "
-            "or is corrupt: replace it or remove its record from the data set"
+            f"or is corrupt: replace it or {remedy}"
         ) from err
     with img:
         width, height = img.size
@@ -178,7 +182,7 @@ def open_image(path: str | Path, what: str = "image file") -> Iterator[Image.Ima
         except _DECODE_ERRORS as err:
             raise UnreadableImageError(
                 f"{what} {path} cannot be decoded ({type(err).__name__}: {_one_line(err)}); it is corrupt "
-                "or truncated: replace it or remove its record from the data set"
+                f"or truncated: replace it or {remedy}"
             ) from err
         yield img
 
