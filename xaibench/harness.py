@@ -139,7 +139,7 @@ def figure_maps(
 
     rows = thumbnails.latest(Journals.at(folder).maps.read(first_images), ["index", "method"])
     by_key = rows.set_index(["index", "method"])["map"]
-    indices = sorted({int(i) for i in rows["index"]})
+    indices = sorted(i for i in {int(i) for i in rows["index"]} if all((i, m) in by_key.index for m in methods))
     samples = [dataset[i] for i in indices]
     if not samples:
         return [], {}
