@@ -46,6 +46,7 @@ def test_version(capsys) -> None:
         (["run", "--methods", " , "], "--methods names no method"),
         (["run", "--methods", "cam,gradcam,cam"], "--methods names cam more than once"),
         (["run", "--model", "builtin,builtin"], "--model names builtin more than once; name each model once"),
+        (["run", "--model", "builtin,shapes_net"], "--model names the model builtin more than once (by another name)"),
         (["run", "--methods", "scorecam(batch_size=4, batch_size=8)"],
          "'scorecam(batch_size=4, batch_size=8)' gives the option batch_size more than once"),
         (["run", "--n", "0"], "--n must be at least 1, got 0"),
@@ -242,3 +243,17 @@ def test_resume_refuses_a_data_set_that_changed_on_disk(tmp_path, capsys) -> Non
     csv.write_text("image,label,x0,y0,x1,y1\na.png,disk,1,1,20,20\nb.png,disk,1,1,20,20\n")
     assert main([*argv, "--resume"]) == 2
     assert "the data set's images are not the ones the run started with" in capsys.readouterr().err
+
+
+def test_the_run_s_overlay_figure_runs_no_method_again(tmp_path, monkeypatch) -> None:
+    """overlays.png is drawn from the maps the run journaled: each method explains each batch once."""
+    calls = []
+    explain = xaibench.Explainer.explain
+
+    def counted(self, images, targets):
+        calls.append((self.name, len(images)))
+        return explain(self, images, targets)
+
+    monkeypatch.setattr(xaibench.Explainer, "explain", counted)
+    assert main(["run", "--methods", "cam,saliency", "--n", "8", "--batch-size", "8", "--out", str(tmp_path / "r")]) == 0
+    assert calls == [("cam", 8), ("saliency", 8)] and (tmp_path / "r" / "overlays.png").stat().st_size > 0

@@ -3,6 +3,7 @@ the paired tests, the galleries from the runs' thumbnails, and the HTML page in 
 
 from __future__ import annotations
 
+import html
 import json
 import shutil
 from math import comb
@@ -187,7 +188,7 @@ def test_build_report_is_a_python_api(runs):
     assert all(f.data.startswith(b"\x89PNG" if f.name.endswith(".png") else b"\xff\xd8\xff") for f in report.figures)
 
 
-def test_many_methods_are_shown_in_several_galleries_and_figure_3_defaults_to_cam(runs, monkeypatch):
+def test_many_methods_are_shown_in_several_galleries_and_figure_3_defaults_to_cam(runs, monkeypatch, tmp_path):
     from xaibench import comparison_plots
 
     assert [len(g) for g in comparison_plots.gallery_groups([str(i) for i in range(33)], 8)] == [7, 6, 7, 6, 7]
@@ -199,6 +200,9 @@ def test_many_methods_are_shown_in_several_galleries_and_figure_3_defaults_to_ca
     assert list(galleries) == ["gallery-1-1.jpg", "gallery-1-2.jpg"]
     assert "methods saliency to random, part 1 of 2" in galleries["gallery-1-1.jpg"]
     assert [f.name for f in report.figures if f.name.startswith("class_gallery")] == ["class_gallery-1-cam.jpg"]
+    page = comparison_report.write_html(report, tmp_path / "report.html").read_text()
+    shown = [page.find(f"<figcaption>{html.escape(caption)}</figcaption>") for caption in galleries.values()]
+    assert all(at > 0 for at in shown) and shown == sorted(shown), "every gallery on the page, in order"
 
 
 def test_a_folder_holding_a_run_is_not_a_report_folder(runs, tmp_path, capsys):

@@ -261,22 +261,35 @@ def _large(i: int) -> Sample:
     return Sample(small.id, image, small.label, small.boxes * 5, None)
 
 
-def test_the_overlay_figure_shows_the_journaled_maps_of_the_first_images_at_full_size(model, tmp_path) -> None:
+class _Unreadable(list):
+    """Samples, of which those at ``missing`` cannot be read."""
+
+    missing: tuple[int, ...] = ()
+
+    def __getitem__(self, i):
+        if i in self.missing:
+            raise UnreadableImageError(f"image {i} is truncated")
+        return super().__getitem__(i)
+
+
+def test_the_overlay_figure_shows_the_journaled_maps_of_the_first_readable_images_at_full_size(model, tmp_path) -> None:
     """The run's figure draws the maps that were scored (no method runs again): the first
-    FIGURE_IMAGES images' maps are journaled at full size, the others as thumbnails."""
+    FIGURE_IMAGES readable images' maps are journaled at full size, the others as thumbnails."""
     from xaibench import thumbnails
     from xaibench.harness import figure_maps, read_thumbnails
 
-    data = [_large(i) for i in range(thumbnails.FIGURE_IMAGES + 2)]
+    data = _Unreadable(_large(i) for i in range(thumbnails.FIGURE_IMAGES + 3))
+    data.missing = (1,)
+    first = [0, *range(2, thumbnails.FIGURE_IMAGES + 1)]  # the first readable ones
     bright = _Brightness(model)
     bright.name = "brightness"
     evaluate(model, data, ["cam", bright], batch_size=3, out=tmp_path)
     _, cells = read_thumbnails(tmp_path)
     sizes = {int(i): cell.shape for i, cell in zip(cells["index"], cells["map"])}
-    assert all(sizes[i] == ((160, 160) if i < thumbnails.FIGURE_IMAGES else (96, 96)) for i in sizes)
+    assert sizes == {i: (160, 160) if i in first else (96, 96) for i in range(len(data)) if i != 1}
 
     samples, maps = figure_maps(tmp_path, model.name, data, ["brightness", "cam"])
-    assert [s.id for s in samples] == [f"sq{i}" for i in range(thumbnails.FIGURE_IMAGES)]
+    assert [s.id for s in samples] == [f"sq{i}" for i in first]
     assert list(maps) == ["brightness", "cam"] and maps["cam"].shape == (thumbnails.FIGURE_IMAGES, 160, 160)
     computed = explain_samples(model, samples, [bright, "cam"])
     for method in maps:  # the same maps, rounded to 1/255
@@ -287,6 +300,10 @@ def test_the_overlay_figure_shows_the_journaled_maps_of_the_first_images_at_full
     full = cells[(cells["index"] == 0) & (cells.method == "brightness")]["map"].iloc[0]
     assert np.abs(thumbnails.map_image(full, (96, 96)) - thumbnails.map_image(
         thumbnails.map_rows("m", [99], "x", computed["brightness"][:1])["map"].iloc[0])).max() <= 1 / 255 + 1e-6
+    # An image every method has no map of, or one that cannot be read any more, is left out.
+    data.missing = (1, 0)
+    assert [s.id for s in figure_maps(tmp_path, model.name, data, ["brightness", "cam"])[0]] == [f"sq{i}" for i in first[1:]]
+    assert figure_maps(tmp_path, model.name, data, ["cam", "gradcam"]) == ([], {})
 
 
 def test_first_samples_skips_unreadable_images() -> None:

@@ -11,7 +11,8 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,17 +21,20 @@ import torch
 
 from xaibench import __version__, allocator, data, explainer, harness, metric, models, report, viz
 from xaibench.errors import XaibenchError
-from xaibench.method_spec import MethodSpec, check_options, effective_options, method_options, parse_methods
+from xaibench.method_spec import MethodSpec, check_options, effective_options, method_options, parse_methods, repeated
 from xaibench.run_folder import PER_IMAGE, REPORT_HTML, RunFolder, overlays_file, unique_folder
 from xaibench.seeding import MAX_SEED
 
 DEFAULT_METHODS = "cam,gradcam,saliency"
 DEFAULT_SANITY_METHODS = "cam,gradcam,saliency,guided_backprop"
 DEFAULT_SANITY_IMAGES = 20
+MAX_IMAGE_PIXELS_HELP = "refuse image files with more pixels than this (default: Pillow's limit, about 89 million)"
 #: The model for your own photos and videos: a real ImageNet classifier that needs no download.
 DEFAULT_PHOTO_MODEL = "efficientnet_lite0"
 #: The formats ``xaibench explain --format`` writes.
 FIGURE_FORMATS = ("png", "pdf", "svg", "jpg")
+#: Image suffixes it does not write: ``explain --out cat.gif`` is refused, not taken for a folder.
+OTHER_IMAGE_SUFFIXES = frozenset({"gif", "bmp", "tif", "tiff", "webp", "ico", "ppm", "pgm", "tga", "heic", "avif", "jp2", "eps"})
 #: Sides the images may be resized to: smaller leaves no room for a feature map, larger no memory.
 IMAGE_SIZE_RANGE = (16, 4096)
 
@@ -63,8 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     existing.add_argument("--overwrite", action="store_true", help="replace the run in --out")
     run.add_argument("--seed", type=int, default=0, help="seed for generated data and bootstrap (default: 0)")
     run.add_argument("--device", default="cpu", help="torch device (default: cpu)")
-    run.add_argument("--max-image-pixels", type=int, default=None,
-                     help="skip image files with more pixels than this (default: Pillow's limit, about 89 million)")
+    run.add_argument("--max-image-pixels", type=int, default=None, help=MAX_IMAGE_PIXELS_HELP)
 
     sanity = commands.add_parser(
         "sanity", help="sanity checks (Adebayo et al. 2018): how alike the maps stay as the model is randomized"
@@ -80,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     sanity.add_argument("--batch-size", type=int, default=16, help="images per explanation call (default: 16)")
     sanity.add_argument("--target", choices=harness.TARGETS, default="label", help="class to explain at every depth (default: label)")
     sanity.add_argument("--show", type=int, default=3, help="images whose maps sanity_maps.png shows (default: 3)")
+    sanity.add_argument("--max-image-pixels", type=int, default=None, help=MAX_IMAGE_PIXELS_HELP)
     sanity.add_argument("--out", default=None, help="output folder (default: a new reports/sanity-<time>-<model>-<dataset>)")
     sanity.add_argument("--overwrite", action="store_true", help="replace the sanity check in --out")
     sanity.add_argument("--seed", type=int, default=0, help="seed of the random weights, data and bootstrap (default: 0)")
@@ -130,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--target-layer", default=None, help="dotted name of the feature layer (default: found automatically)")
     explain.add_argument("--seed", type=int, default=0, help="seed of the methods that draw random numbers (default: 0)")
     explain.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    explain.add_argument("--max-image-pixels", type=int, default=None, help=MAX_IMAGE_PIXELS_HELP)
     explain.set_defaults(n=None, batch_size=1, image_size=None)  # for _check_common
 
     clip = commands.add_parser(
@@ -167,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     combined.add_argument("--out", default=None, help="output folder, not a run's (default: a new reports/<time>-report)")
     combined.add_argument("--class-gallery", default=None, metavar="METHODS",
                           help="comma-separated methods whose class gallery (the CAM paper's Fig. 3) is drawn "
-                               "(default: the first method of each model)")
+                               "(default: cam where a model has it, else its first method)")
     combined.add_argument("--cmap", default=viz.DEFAULT_CMAP, help=f"matplotlib colour map of the maps (default: {viz.DEFAULT_CMAP})")
     combined.add_argument("--alpha", type=float, default=viz.DEFAULT_ALPHA,
                           help=f"opacity of the maps over the images, 0 to 1 (default: {viz.DEFAULT_ALPHA})")
@@ -194,7 +199,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "report": _report,
     }
     try:
-        return commands[args.command](args)
+        with _pixel_limit(getattr(args, "max_image_pixels", None)):  # the commands that read image files
+            return commands[args.command](args)
     except KeyboardInterrupt:
         print("xaibench: interrupted", file=sys.stderr)
         return 130
@@ -222,8 +228,6 @@ def _check_arguments(args: argparse.Namespace) -> tuple[list[MethodSpec], list[m
     metrics, built."""
     specs = _check_methods(args.methods)
     _check_common(args)
-    if args.max_image_pixels is not None and args.max_image_pixels < 1:
-        raise XaibenchError(f"--max-image-pixels must be at least 1, got {args.max_image_pixels}")
     if args.resume and args.out is None:
         raise XaibenchError("--resume needs --out DIR, the folder of the run to continue")
     if args.out and not (args.resume or args.overwrite) and RunFolder(args.out).holds_a_run():
@@ -241,8 +245,7 @@ def _check_methods(text: str) -> list[MethodSpec]:
         raise XaibenchError(f"--methods names no method; name at least one, e.g. --methods {DEFAULT_METHODS}")
     if [s.name for s in specs] == ["all"]:
         specs = _every_method(specs[0].options)
-    names = [s.name for s in specs]
-    twice = sorted({m for m in names if names.count(m) > 1})
+    twice = repeated([s.name for s in specs])
     if twice:
         raise XaibenchError(f"--methods names {', '.join(twice)} more than once; name each method once")
     for spec in specs:  # a typo or a wrong option fails here, before anything heavy is loaded
@@ -320,7 +323,7 @@ def _every_method(options: dict) -> list[MethodSpec]:
 
 def _model_names(text: str) -> list[str]:
     names = [m.strip() for m in text.split(",") if m.strip()]
-    twice = sorted({name for name in names if names.count(name) > 1})
+    twice = repeated(names)
     if twice:
         raise XaibenchError(f"--model names {', '.join(twice)} more than once; name each model once")
     return names
@@ -352,16 +355,25 @@ def _check_device(name: str) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    specs, metrics = _check_arguments(args)
+    return _run_checked(args, specs, metrics)
+
+
+@contextmanager
+def _pixel_limit(limit: int | None) -> Iterator[None]:
+    """Pillow's pixel limit (``PIL.Image.MAX_IMAGE_PIXELS``, read by the image loaders) set to
+    ``--max-image-pixels`` for one command, then restored; None leaves it as it is."""
     from PIL import Image
 
-    specs, metrics = _check_arguments(args)
-    limit = Image.MAX_IMAGE_PIXELS
-    if args.max_image_pixels is not None:
-        Image.MAX_IMAGE_PIXELS = args.max_image_pixels  # Pillow's setting, read by the loaders
-    try:
-        return _run_checked(args, specs, metrics)
-    finally:
+    if limit is not None and limit < 1:
+        raise XaibenchError(f"--max-image-pixels must be at least 1, got {limit}")
+    before = Image.MAX_IMAGE_PIXELS
+    if limit is not None:
         Image.MAX_IMAGE_PIXELS = limit
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = before
 
 
 @dataclass
@@ -382,6 +394,9 @@ def _run_checked(args: argparse.Namespace, specs: list[MethodSpec], metrics: lis
         models.load_model(name, weights=weights, target_layer=args.target_layer, device=args.device)
         for name in _model_names(args.model)
     ]
+    twice = repeated([model.name for model in loaded])
+    if twice:  # two names of one model (builtin, shapes_net): its rows are told apart by model.name alone
+        raise XaibenchError(f"--model names the model {', '.join(twice)} more than once (by another name); name it once")
     specs, built = _explainers_for(loaded, specs, seed=args.seed, leave_out_misfits=every)
     setups = []
     for model, explainers in zip(loaded, built):
@@ -756,19 +771,12 @@ def _explain_output(args: argparse.Namespace) -> tuple[Path, Path | None, str]:
         if len(args.images) != 1:
             raise XaibenchError(f"--out {out} names one file but {len(args.images)} images are given; pass a folder")
         return out.parent, out, FORMATS[suffix]
+    written = ", ".join(f".{f}" for f in FIGURE_FORMATS[:-1]) + f" or .{FIGURE_FORMATS[-1]}"
     if out.exists() and not out.is_dir():
-        raise XaibenchError(f"--out {out} is a file, not a folder; name a folder, or a .png, .pdf, .svg or .jpg file")
-    if not out.exists() and _image_suffix(out.suffix):  # e.g. cat.gif: a file meant, in a format not written
-        raise XaibenchError(f"--out {out}: figures are not written as .{suffix}; name a .png, .pdf, .svg or .jpg "
-                            "file, or a folder")
+        raise XaibenchError(f"--out {out} is a file, not a folder; name a folder, or a {written} file")
+    if not out.exists() and suffix in OTHER_IMAGE_SUFFIXES:  # e.g. cat.gif: a file meant, not a folder
+        raise XaibenchError(f"--out {out}: figures are not written as .{suffix}; name a {written} file, or a folder")
     return out, None, args.format or "png"
-
-
-def _image_suffix(suffix: str) -> bool:
-    """Whether ``suffix`` (``.gif``) is an image file's, as PIL knows them (a folder may have a dot)."""
-    from PIL import Image
-
-    return suffix.lower() in Image.registered_extensions()
 
 
 def _figsize(text: str | None) -> tuple[float, float] | None:

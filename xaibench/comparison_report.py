@@ -365,9 +365,9 @@ def write_html(report: Report, path: str | Path, *, title: str = "xaibench repor
             table = table.map(lambda v: "" if pd.isna(v) else format_value(v, metrics[name].unit))
             parts.append(f"<h3>Per class: {html.escape(metrics[name].title)} ({html.escape(metrics[name].unit)}; every "
                          f"metric in {PER_CLASS_CSV})</h3>{_table(table)}")
-        for name in (f"gallery-{k}.jpg", *[n for n in figures if n.startswith(f"class_gallery-{k}-")]):
-            if name in figures:
-                parts.append(_figure(figures[name]))
+        galleries = [n for n in figures if n == f"gallery-{k}.jpg" or n.startswith(f"gallery-{k}-")]
+        for name in (*galleries, *[n for n in figures if n.startswith(f"class_gallery-{k}-")]):
+            parts.append(_figure(figures[name]))
     parts.append("<h2>Plots</h2>")
     parts += [_figure(f) for f in report.figures if "gallery" not in f.name]
     page = ("<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"

@@ -9,8 +9,9 @@ With ``out`` given, the harness owns five append-only journals in that folder
 (:mod:`xaibench.journal`): ``per_image.csv`` (the rows, including the compact per-image curves that
 the data-set-level metrics need, so a partial run can be summarised), ``skipped.csv``,
 ``timings.csv``, and ``images.csv`` and ``maps.csv`` (thumbnails of the images and of every map, for
-the reports' galleries: :mod:`xaibench.thumbnails`). Each method's rows of a batch are committed as soon as they exist, so a run killed
-at any point keeps them, and running again on the same folder continues where it stopped: batches
+the reports' galleries, the first images' maps at full size, for the run's overlay figure:
+:mod:`xaibench.thumbnails`). Each method's rows of a batch are committed as soon as they exist, so a
+run killed at any point keeps them, and running again on the same folder continues where it stopped: batches
 are fixed ranges of data-set indices, finished (index, method) rows are not computed again, and the
 rows come out in the same order and with the same values as those of an uninterrupted run.
 """
@@ -34,6 +35,7 @@ from xaibench.errors import UnreadableImageError, XaibenchError
 from xaibench.explainer import Explainer, create_explainer
 from xaibench.journal import Journal
 from xaibench.localization import as_numpy
+from xaibench.method_spec import repeated
 from xaibench.metric import DEFAULT_METRICS, Metric, MetricInput, create_metric, with_requirements
 from xaibench.models import Model, eval_mode
 from xaibench.run_folder import IMAGES, MAPS, PER_IMAGE, SKIPPED, TIMINGS
@@ -127,20 +129,29 @@ def figure_maps(
     folder: str | Path, model: str, dataset: Sequence[Sample], methods: Sequence[str]
 ) -> tuple[list[Sample], dict[str, np.ndarray]]:
     """The run's maps for its overlay figure: the first :data:`~xaibench.thumbnails.FIGURE_IMAGES`
-    images of ``model`` that have maps (read again from ``dataset``, for their full size and masks)
-    and each of ``methods``' maps of them (N, H, W), as the run journaled them: the maps that were
-    scored, rounded to 1/255, not computed again (a thumbnail, e.g. of an image further down the data
-    set, is resized to the image's size). A non-finite map is all zeros, as in the journal."""
+    images of ``model`` that every one of ``methods`` has a map of (read again from ``dataset``, for
+    their full size and masks; one that cannot be read any more is left out, with a warning), and
+    each method's maps of them (N, H, W) as the run journaled them: the maps that were scored,
+    rounded to 1/255, not computed again. The harness keeps these images' maps at full size; a
+    thumbnail (a run journaled by an older version) is resized to the image. A non-finite map is all
+    zeros, as in the journal."""
     wanted = set(methods)
 
-    def first_images(frame: pd.DataFrame) -> pd.Series:
+    def first_complete(frame: pd.DataFrame) -> pd.Series:
         mine = (frame.model == model) & frame.method.isin(wanted)
-        return mine & frame["index"].isin(sorted(set(frame.loc[mine, "index"]))[: thumbnails.FIGURE_IMAGES])
+        counts = frame[mine].groupby("index").method.nunique()
+        complete = sorted(counts.index[counts == len(wanted)])[: thumbnails.FIGURE_IMAGES]
+        return mine & frame["index"].isin(complete)
 
-    rows = thumbnails.latest(Journals.at(folder).maps.read(first_images), ["index", "method"])
+    rows = thumbnails.latest(Journals.at(folder).maps.read(first_complete), ["index", "method"])
     by_key = rows.set_index(["index", "method"])["map"]
-    indices = sorted(i for i in {int(i) for i in rows["index"]} if all((i, m) in by_key.index for m in methods))
-    samples = [dataset[i] for i in indices]
+    indices, samples = [], []
+    for index in sorted({int(i) for i in rows["index"]}):
+        try:
+            samples.append(dataset[index])
+            indices.append(index)
+        except UnreadableImageError as error:
+            logger.warning("overlay figure: image %d, scored earlier, cannot be read now (%s); left out", index, error)
     if not samples:
         return [], {}
     sizes = [tuple(sample.image.shape[-2:]) for sample in samples]
@@ -214,9 +225,8 @@ def evaluate(
     names = [e.name for e in explainers]
     if not names:
         raise XaibenchError("no method to evaluate; name at least one")
-    if len(set(names)) != len(names):
-        twice = sorted({name for name in names if names.count(name) > 1})
-        raise XaibenchError(f"method names must be unique; named more than once: {', '.join(twice)}")
+    if repeated(names):
+        raise XaibenchError(f"method names must be unique; named more than once: {', '.join(repeated(names))}")
     total = len(dataset) if n is None else min(n, len(dataset))
     journals = Journals.open(out, scorers) if out is not None else None
     done, skipped = _done(journals, model.name)
@@ -224,6 +234,7 @@ def evaluate(
     spans = [range(start, min(start + batch_size, total)) for start in range(0, total, batch_size)]
     todo = [span for span in spans if not all(set(names) <= done.get(i, set()) for i in span if i not in skipped)]
     frames, skipped_now = [], []
+    figure = sorted(done)[: thumbnails.FIGURE_IMAGES]  # the first readable images: maps kept at full size
     # A resumed run's bar starts at the images already done, so its rate and ETA are those of this run.
     bar = tqdm(total=total, initial=total - sum(map(len, todo)), unit="img", disable=not progress, desc="evaluating")
     try:
@@ -237,12 +248,13 @@ def evaluate(
             skipped_now += [str(i) for i, _ in unreadable]
             batch = collate([samples[i] for i in sorted(samples)]) if samples else None
             kept = sorted(samples)
+            figure = sorted(set(figure) | set(kept))[: thumbnails.FIGURE_IMAGES]
             if journals is not None and batch is not None and any(not done.get(i) for i in kept):
                 journals.images.append(thumbnails.image_rows(
                     model.name, kept, batch.ids, batch.images, batch.labels.tolist(), batch.boxes, model.class_names
                 ))
             methods = () if batch is None else _evaluate_batch(
-                model, batch, kept, explainers, scorers, done, target, bar
+                model, batch, kept, explainers, scorers, done, target, bar, set(figure)
             )
             for frame, maps, timing in methods:  # each method's rows are kept as soon as they exist
                 if journals is not None:
@@ -313,10 +325,11 @@ def _evaluate_batch(
     done: dict[int, set[str]],
     target: str,
     bar: tqdm,
+    full_size: set[int],
 ) -> Iterator[tuple[pd.DataFrame, pd.DataFrame, tuple[int, str, int, float]]]:
     """For each method with an (image, method) of the batch not in ``done``, as soon as it is computed
-    and scored: the rows of those images, the thumbnails of their maps, and (batch, method, images,
-    seconds of the method)."""
+    and scored: the rows of those images, the thumbnails of their maps (full size for the indices in
+    ``full_size``), and (batch, method, images, seconds of the method)."""
     images = batch.images.to(model.device)
     with eval_mode(model.network), torch.no_grad():
         top5 = model(images).topk(min(5, model.num_classes), dim=1).indices.cpu()
@@ -369,7 +382,7 @@ def _evaluate_batch(
                 ) from error
             for column, kind in metric.columns.items():
                 frame[column] = _column(metric, column, kind, values.get(column), scored, frame.index)
-        thumbs = thumbnails.map_rows(model.name, [indices[k] for k in keep], explainer.name, maps[keep])
+        thumbs = thumbnails.map_rows(model.name, [indices[k] for k in keep], explainer.name, maps[keep], full_size)
         yield frame.iloc[keep], thumbs, timing
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from xaibench.errors import XaibenchError
@@ -31,6 +32,11 @@ class MethodSpec:
         if not self.options:
             return self.name
         return f"{self.name}({', '.join(f'{k}={v!r}' for k, v in self.options.items())})"
+
+
+def repeated(names: Sequence[str]) -> list[str]:
+    """The names that occur more than once in ``names``, sorted (for the error that names them)."""
+    return sorted({name for name in names if names.count(name) > 1})
 
 
 def parse_methods(text: str) -> list[MethodSpec]:
@@ -72,8 +78,7 @@ def _parse_one(part: str, text: str) -> MethodSpec:
         raise XaibenchError(f"cannot read the options of '{part}': write {name}(option=value, ...)") from None
     if call.args or any(k.arg is None for k in call.keywords):
         raise XaibenchError(f"the options of '{part}' must be named: {name}(option=value, ...)")
-    given = [k.arg for k in call.keywords]
-    twice = sorted({arg for arg in given if given.count(arg) > 1})
+    twice = repeated([k.arg for k in call.keywords])
     if twice:
         raise XaibenchError(f"'{part}' gives the option {', '.join(twice)} more than once; give each option once")
     options = {}

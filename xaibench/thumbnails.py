@@ -9,16 +9,16 @@ side, in two append-only journals of the run's folder: ``images.csv`` and ``maps
 A map thumbnail is the scored map (upsampled and min-max scaled), area-averaged down and rounded to
 1/255: for looking at, never for scoring.
 
-The maps of the first :data:`FIGURE_IMAGES` images of the data set are kept at full size (the size
-the model saw), so that the run's overlay figure shows the maps that were scored without running the
-methods again (for SS-CAM on an ImageNet network, minutes per image). Readers that draw a map over an
-image thumbnail resize it with :func:`map_image`.
+The maps of the first :data:`FIGURE_IMAGES` readable images of the data set are kept at full size
+(the size the model saw; the harness says which), so that the run's overlay figure shows the maps
+that were scored without running the methods again (for SS-CAM on an ImageNet network, minutes per
+image). Readers that draw a map over an image thumbnail resize it with :func:`map_image`.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import numpy as np
 import pandas as pd
@@ -30,7 +30,7 @@ from PIL import Image
 THUMBNAIL_SIDE = 96
 #: JPEG quality of the image thumbnails.
 JPEG_QUALITY = 90
-#: The run's overlay figure shows the images of data-set index below this; their maps are kept at full size.
+#: The run's overlay figure shows the first this many readable images; their maps are kept at full size.
 FIGURE_IMAGES = 6
 
 IMAGE_COLUMNS = ["model", "index", "image_id", "label", "class_name", "height", "width", "boxes", "jpeg"]
@@ -95,13 +95,15 @@ def image_rows(
     )
 
 
-def map_rows(model: str, indices: Sequence[int], method: str, maps: np.ndarray) -> pd.DataFrame:
+def map_rows(
+    model: str, indices: Sequence[int], method: str, maps: np.ndarray, full_size: Collection[int] = ()
+) -> pd.DataFrame:
     """The rows of ``maps.csv`` for one method on a batch: (N, H, W) maps in [0, 1] -> uint8 cells,
-    thumbnails except for the images of index below :data:`FIGURE_IMAGES` (full size)."""
+    thumbnails except for the images whose index is in ``full_size`` (kept at their size)."""
     full = torch.as_tensor(np.nan_to_num(maps, nan=0.0), dtype=torch.float32)[:, None]
     small = _shrink(full)[:, 0]
     cells = [
-        _quantise(full[k, 0] if index < FIGURE_IMAGES else small[k]).numpy() for k, index in enumerate(indices)
+        _quantise(full[k, 0] if index in full_size else small[k]).numpy() for k, index in enumerate(indices)
     ]
     return pd.DataFrame({"model": model, "index": list(indices), "method": method, "map": cells})
 
@@ -112,7 +114,8 @@ def _quantise(saliency: torch.Tensor) -> torch.Tensor:
 
 def map_image(cell: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
     """A ``maps.csv`` cell as a float map in [0, 1], resized to ``size`` (h, w) if given: area-averaged
-    down (as the thumbnails are made) or bilinearly up (a thumbnail drawn over a larger image)."""
+    down (as the thumbnails are made) or, if either side grows, bilinearly (a thumbnail drawn over a
+    larger image)."""
     saliency = np.asarray(cell, dtype=np.float32) / 255.0
     if size is None or tuple(size) == saliency.shape:
         return saliency
