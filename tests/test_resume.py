@@ -110,3 +110,24 @@ def test_sigkill_during_the_final_writes_leaves_old_or_new_files_never_a_mixture
     _run(out, "--resume")  # and the run can still be finished
     assert (out / "summary.csv").read_bytes() == (uninterrupted / "summary.csv").read_bytes()
     assert not list(out.glob(".*.partial"))
+
+
+def test_sigterm_stops_a_run_like_ctrl_c_saying_how_to_continue(uninterrupted, tmp_path) -> None:
+    """SIGTERM (a scheduler's stop; a background job ignores SIGINT) ends the run cleanly: exit 130,
+    the message naming --resume; resuming then gives the same files."""
+    out = tmp_path / "run"
+    process = subprocess.Popen(_command(out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while _rows(out / "per_image.csv") == 0:
+            assert process.poll() is None and time.monotonic() < deadline, "the run ended before it could be stopped"
+            time.sleep(0.002)
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, err
+    assert f"continue with --resume --out {out}" in err and "Traceback" not in err, err
+    _run(out, "--resume")  # (the folder's lock was released: a second run may write to it)
+    assert (out / "per_image.csv").read_bytes() == (uninterrupted / "per_image.csv").read_bytes()

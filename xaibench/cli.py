@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -184,8 +185,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def console() -> int:
     """The ``xaibench`` command: :func:`main` in a process of its own, which keeps freed memory for reuse
-    (:func:`xaibench.allocator.keep_freed_memory`: no fresh pages for every pass)."""
+    (:func:`xaibench.allocator.keep_freed_memory`: no fresh pages for every pass) and takes SIGTERM as
+    it takes Ctrl-C (SIGTERM is how schedulers and ``kill`` stop a job, and the one a background job
+    can get: it ignores SIGINT): a run stopped so says where its rows are and how to continue it."""
     allocator.keep_freed_memory()
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     return main()
 
 
