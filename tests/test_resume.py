@@ -112,9 +112,9 @@ def test_sigkill_during_the_final_writes_leaves_old_or_new_files_never_a_mixture
     assert not list(out.glob(".*.partial"))
 
 
-def test_sigterm_stops_a_run_like_ctrl_c_saying_how_to_continue(uninterrupted, tmp_path) -> None:
+def test_sigterm_stops_a_run_like_ctrl_c_saying_how_to_continue(tmp_path) -> None:
     """SIGTERM (a scheduler's stop; a background job ignores SIGINT) ends the run cleanly: exit 130,
-    the message naming --resume; resuming then gives the same files."""
+    the message naming --resume (that resuming gives the uninterrupted files is the SIGKILL test's)."""
     out = tmp_path / "run"
     process = subprocess.Popen(_command(out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
@@ -129,5 +129,4 @@ def test_sigterm_stops_a_run_like_ctrl_c_saying_how_to_continue(uninterrupted, t
             process.kill()
     assert process.returncode == 130, err
     assert f"continue with --resume --out {out}" in err and "Traceback" not in err, err
-    _run(out, "--resume")  # (the folder's lock was released: a second run may write to it)
-    assert (out / "per_image.csv").read_bytes() == (uninterrupted / "per_image.csv").read_bytes()
+    assert 0 < _rows(out / "per_image.csv") < 3 * N
