@@ -47,6 +47,7 @@ def test_version(capsys) -> None:
         (["run", "--methods", "cam,gradcam,cam"], "--methods names cam more than once"),
         (["run", "--model", "builtin,builtin"], "--model names builtin more than once; name each model once"),
         (["run", "--model", "builtin,shapes_net"], "--model names the model builtin more than once (by another name)"),
+        (["sanity", "--max-image-pixels", "0"], "--max-image-pixels must be at least 1, got 0"),
         (["run", "--methods", "scorecam(batch_size=4, batch_size=8)"],
          "'scorecam(batch_size=4, batch_size=8)' gives the option batch_size more than once"),
         (["run", "--n", "0"], "--n must be at least 1, got 0"),

@@ -300,9 +300,12 @@ def test_the_overlay_figure_shows_the_journaled_maps_of_the_first_readable_image
     full = cells[(cells["index"] == 0) & (cells.method == "brightness")]["map"].iloc[0]
     assert np.abs(thumbnails.map_image(full, (96, 96)) - thumbnails.map_image(
         thumbnails.map_rows("m", [99], "x", computed["brightness"][:1])["map"].iloc[0])).max() <= 1 / 255 + 1e-6
-    # An image every method has no map of, or one that cannot be read any more, is left out.
+    # An image that cannot be read any more is passed over for the next one (a thumbnail, resized).
     data.missing = (1, 0)
-    assert [s.id for s in figure_maps(tmp_path, model.name, data, ["brightness", "cam"])[0]] == [f"sq{i}" for i in first[1:]]
+    samples, maps = figure_maps(tmp_path, model.name, data, ["brightness", "cam"])
+    assert [s.id for s in samples] == [f"sq{i}" for i in [*first[1:], thumbnails.FIGURE_IMAGES + 1]]
+    assert maps["cam"].shape == (thumbnails.FIGURE_IMAGES, 160, 160)
+    # Images that some method has no map of are left out.
     assert figure_maps(tmp_path, model.name, data, ["cam", "gradcam"]) == ([], {})
 
 

@@ -113,8 +113,9 @@ def test_sigkill_during_the_final_writes_leaves_old_or_new_files_never_a_mixture
 
 
 def test_sigterm_stops_a_run_like_ctrl_c_saying_how_to_continue(tmp_path) -> None:
-    """SIGTERM (a scheduler's stop; a background job ignores SIGINT) ends the run cleanly: exit 130,
-    the message naming --resume (that resuming gives the uninterrupted files is the SIGKILL test's)."""
+    """SIGTERM (a scheduler's stop; a background job ignores SIGINT) ends the run cleanly: exit 143
+    (128 + SIGTERM, as a shell reports it), the message naming --resume (that resuming gives the
+    uninterrupted files is the SIGKILL test's)."""
     out = tmp_path / "run"
     process = subprocess.Popen(_command(out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
@@ -127,6 +128,6 @@ def test_sigterm_stops_a_run_like_ctrl_c_saying_how_to_continue(tmp_path) -> Non
     finally:
         if process.poll() is None:
             process.kill()
-    assert process.returncode == 130, err
+    assert process.returncode == 128 + signal.SIGTERM, err
     assert f"continue with --resume --out {out}" in err and "Traceback" not in err, err
     assert 0 < _rows(out / "per_image.csv") < 3 * N

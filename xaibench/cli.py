@@ -29,7 +29,8 @@ from xaibench.seeding import MAX_SEED
 DEFAULT_METHODS = "cam,gradcam,saliency"
 DEFAULT_SANITY_METHODS = "cam,gradcam,saliency,guided_backprop"
 DEFAULT_SANITY_IMAGES = 20
-MAX_IMAGE_PIXELS_HELP = "refuse image files with more pixels than this (default: Pillow's limit, about 89 million)"
+MAX_IMAGE_PIXELS_HELP = ("skip (run, sanity) or refuse (explain) image files with more pixels than this (default: "
+                         "Pillow's limit, about 89 million)")
 #: The model for your own photos and videos: a real ImageNet classifier that needs no download.
 DEFAULT_PHOTO_MODEL = "efficientnet_lite0"
 #: The formats ``xaibench explain --format`` writes.
@@ -189,8 +190,22 @@ def console() -> int:
     it takes Ctrl-C (SIGTERM is how schedulers and ``kill`` stop a job, and the one a background job
     can get: it ignores SIGINT): a run stopped so says where its rows are and how to continue it."""
     allocator.keep_freed_memory()
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _raise_terminated)
     return main()
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised wherever the command is, as Ctrl-C raises KeyboardInterrupt."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise _Terminated
+
+
+def _stop_status(stop: KeyboardInterrupt) -> int:
+    """The exit status of a command stopped by a signal, as shells give it: 128 + the signal's number
+    (130 for Ctrl-C, 143 for SIGTERM)."""
+    return 128 + (signal.SIGTERM if isinstance(stop, _Terminated) else signal.SIGINT)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -205,9 +220,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with _pixel_limit(getattr(args, "max_image_pixels", None)):  # the commands that read image files
             return commands[args.command](args)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         print("xaibench: interrupted", file=sys.stderr)
-        return 130
+        return _stop_status(stop)
     except (XaibenchError, OSError) as error:
         message = str(error) if isinstance(error, XaibenchError) or not error.strerror else _os_message(error)
         print(f"xaibench: error: {' '.join(message.split())}", file=sys.stderr)
@@ -453,40 +468,50 @@ def _run_checked(args: argparse.Namespace, specs: list[MethodSpec], metrics: lis
     with RunFolder(out, mode=mode) as folder:
         folder.start(config)
         print(f"xaibench: {', '.join(config['methods'])} on {n} images of {args.dataset} with {names} -> {out}")
-        for setup in setups:
-            try:
-                harness.evaluate(
-                    setup.model, setup.dataset, setup.explainers, metrics=metrics, batch_size=args.batch_size,
-                    n=n, target=args.target, out=out, progress=True,
-                )
-            except KeyboardInterrupt:
-                print(f"xaibench: interrupted; the rows computed so far are in {out / PER_IMAGE}; "
-                      f"continue with --resume --out {out}", file=sys.stderr)
-                return 130
-            except (XaibenchError, OSError) as error:
-                message = str(error) if isinstance(error, XaibenchError) else f"{error.strerror or error}"
-                raise XaibenchError(
-                    f"{message} (the rows computed so far are in {out / PER_IMAGE}; fix the cause, then continue "
-                    f"with --resume --out {out})"
-                ) from error
-        summary = report.write_summary(out)
-        for setup in setups:
-            samples, maps = harness.figure_maps(out, setup.model.name, setup.dataset, [e.name for e in setup.explainers])
-            if not samples:  # no image could be read: nothing to draw
-                continue
-            figure = overlays_file(setup.model.name if len(setups) > 1 else None)
-            viz.overlay_grid(samples, maps, out / figure, class_names=setup.model.class_names)
-        if not summary.empty:  # no image could be read: nothing to show
-            from xaibench import comparison, comparison_report
-
-            run_report = comparison_report.build_report(comparison.combine([comparison.load_run(out)]))
-            comparison_report.write_html(run_report, out / REPORT_HTML, title=f"xaibench: {names} on {args.dataset}")
+        try:
+            summary = _fill_run(args, setups, metrics, n, out, names)
+        except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM, at any stage: nothing computed is lost
+            print(f"xaibench: interrupted; the rows computed so far are in {out / PER_IMAGE}; "
+                  f"continue with --resume --out {out}", file=sys.stderr)
+            return _stop_status(stop)
     _print_summary(summary, out)
     skipped = list(dict.fromkeys(harness.read_skipped(out)["index"]))
     if skipped:
         print(f"xaibench: skipped {len(skipped)} unreadable images (listed in {out / 'skipped.csv'})")
     print(f"xaibench: wrote {out}")
     return 0
+
+
+def _fill_run(
+    args: argparse.Namespace, setups: list[_Setup], metrics: list[metric.Metric], n: int, out: Path, names: str
+) -> pd.DataFrame:
+    """Evaluate every model of the run into ``out``, then write its summary, overlay figures and page;
+    the summary."""
+    for setup in setups:
+        try:
+            harness.evaluate(
+                setup.model, setup.dataset, setup.explainers, metrics=metrics, batch_size=args.batch_size,
+                n=n, target=args.target, out=out, progress=True,
+            )
+        except (XaibenchError, OSError) as error:
+            message = str(error) if isinstance(error, XaibenchError) else f"{error.strerror or error}"
+            raise XaibenchError(
+                f"{message} (the rows computed so far are in {out / PER_IMAGE}; fix the cause, then continue "
+                f"with --resume --out {out})"
+            ) from error
+    summary = report.write_summary(out)
+    for setup in setups:
+        samples, maps = harness.figure_maps(out, setup.model.name, setup.dataset, [e.name for e in setup.explainers])
+        if not samples:  # no image could be read: nothing to draw
+            continue
+        figure = overlays_file(setup.model.name if len(setups) > 1 else None)
+        viz.overlay_grid(samples, maps, out / figure, class_names=setup.model.class_names)
+    if not summary.empty:  # no image could be read: nothing to show
+        from xaibench import comparison, comparison_report
+
+        run_report = comparison_report.build_report(comparison.combine([comparison.load_run(out)]))
+        comparison_report.write_html(run_report, out / REPORT_HTML, title=f"xaibench: {names} on {args.dataset}")
+    return summary
 
 
 def _with_seed(spec: MethodSpec, seed: int, lookup: Callable[[str], type] = explainer.get_explainer) -> MethodSpec:

@@ -130,23 +130,26 @@ def figure_maps(
 ) -> tuple[list[Sample], dict[str, np.ndarray]]:
     """The run's maps for its overlay figure: the first :data:`~xaibench.thumbnails.FIGURE_IMAGES`
     images of ``model`` that every one of ``methods`` has a map of (read again from ``dataset``, for
-    their full size and masks; one that cannot be read any more is left out, with a warning), and
-    each method's maps of them (N, H, W) as the run journaled them: the maps that were scored,
-    rounded to 1/255, not computed again. The harness keeps these images' maps at full size; a
-    thumbnail (a run journaled by an older version) is resized to the image. A non-finite map is all
-    zeros, as in the journal."""
+    their full size and masks; one that cannot be read any more is passed over, with a warning, for
+    one of the next as many), and each method's maps of them (N, H, W) as the run journaled them: the
+    maps that were scored, rounded to 1/255, not computed again. The harness keeps the first images'
+    maps at full size; a thumbnail (an image further down, or a run journaled by an older version) is
+    resized to the image. A non-finite map is all zeros, as in the journal."""
     wanted = set(methods)
+    candidates = 2 * thumbnails.FIGURE_IMAGES  # decoded at most
 
     def first_complete(frame: pd.DataFrame) -> pd.Series:
         mine = (frame.model == model) & frame.method.isin(wanted)
         counts = frame[mine].groupby("index").method.nunique()
-        complete = sorted(counts.index[counts == len(wanted)])[: thumbnails.FIGURE_IMAGES]
+        complete = sorted(counts.index[counts == len(wanted)])[:candidates]
         return mine & frame["index"].isin(complete)
 
     rows = thumbnails.latest(Journals.at(folder).maps.read(first_complete), ["index", "method"])
     by_key = rows.set_index(["index", "method"])["map"]
     indices, samples = [], []
     for index in sorted({int(i) for i in rows["index"]}):
+        if len(samples) == thumbnails.FIGURE_IMAGES:
+            break
         try:
             samples.append(dataset[index])
             indices.append(index)
@@ -225,8 +228,9 @@ def evaluate(
     names = [e.name for e in explainers]
     if not names:
         raise XaibenchError("no method to evaluate; name at least one")
-    if repeated(names):
-        raise XaibenchError(f"method names must be unique; named more than once: {', '.join(repeated(names))}")
+    twice = repeated(names)
+    if twice:
+        raise XaibenchError(f"method names must be unique; named more than once: {', '.join(twice)}")
     total = len(dataset) if n is None else min(n, len(dataset))
     journals = Journals.open(out, scorers) if out is not None else None
     done, skipped = _done(journals, model.name)
