@@ -29,8 +29,9 @@ from xaibench.models import Model, eval_mode
 from xaibench.seeding import derived_seed, image_seed
 from xaibench_plugins.cam_family import weighted_sum
 
-logger = logging.getLogger(__name__)
+__all__ = ["AblationCAM", "ISCAM", "SSCAM", "ScoreCAM"]
 
+logger = logging.getLogger(__name__)
 
 
 class ChannelNoise:
@@ -55,7 +56,6 @@ class ChannelNoise:
             self._generators[image, channel] = generator
         return torch.randn(shape, generator=generator, device=self.device)
 
-__all__ = ["AblationCAM", "ISCAM", "SSCAM", "ScoreCAM"]
 
 
 def _features(model: Model, inputs: Tensor) -> tuple[Tensor, Tensor]:
