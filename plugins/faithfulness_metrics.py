@@ -200,16 +200,17 @@ class _Road(Metric):
         model = batch.model
         curves = np.empty((len(batch), len(self.fractions)))
         with eval_mode(model.network), torch.inference_mode():
-            inputs = model.normalize(batch.images)
-            for i in range(len(batch)):
-                generator = image_generator(batch.images[i], self.seed)
+            for i, (image, saliency) in enumerate(zip(batch.images, batch.maps)):
+                generator = image_generator(image, self.seed)
+                order = faithfulness.road_order(saliency, generator)
                 imputed = torch.stack([
                     faithfulness.noisy_linear_imputation(
-                        inputs[i], faithfulness.removal_mask(batch.maps[i], f, self.most_relevant), self.noise, generator
+                        image, faithfulness.removal_mask(order, saliency.shape, f, self.most_relevant), self.noise, generator
                     )
                     for f in self.fractions
                 ])
-                curves[i] = (model.network(model.layout(imputed)).argmax(1) == batch.targets[i]).cpu().numpy()
+                logits = model.network(model.layout(model.normalize(imputed)))
+                curves[i] = (logits.argmax(1) == batch.targets[i]).cpu().numpy()
         prefix = "road_morf" if self.most_relevant else "road_lerf"
         return {prefix: 100.0 * curves.mean(1), f"{prefix}_curve": [c.astype(np.float32) for c in curves]}
 
@@ -221,10 +222,12 @@ class _Road(Metric):
 class RoadMoRF(_Road):
     """ROAD, most relevant first (Rong, Leemann, Borisov, Kasneci & Kasneci, ICML 2022): the model's accuracy after the map's top pixels are removed by noisy linear imputation, averaged over 10 % to 90 %.
 
-    For each fraction f in ``fractions`` (the paper's 10 %, 20 %, ..., 90 %), the round(f H W) pixels
-    ranked highest by the map are imputed from their neighbours
-    (:func:`xaibench.faithfulness.noisy_linear_imputation`, noise 0.01 in the network's input, seeded
-    per image) and the image classified again; per image the value is the mean over the fractions of
+    For each fraction f in ``fractions`` (the paper's 10 %, 20 %, ..., 90 %), the int(f H W) pixels
+    ranked highest by the map (:func:`xaibench.faithfulness.road_order`: ties broken by the authors'
+    1e-4 noise) are imputed from their neighbours in the [0, 1] image
+    (:func:`xaibench.faithfulness.noisy_linear_imputation`, noise of standard deviation 0.01 in pixel
+    values, as the authors' ``run_road``, which normalises after imputing; seeded per image) and the
+    image classified again; per image the value is the mean over the fractions of
     [top-1 class = target] (in %), the area under the paper's accuracy curve. Lower is better. pytorch-grad-cam's ``ROADMostRelevantFirst``
     uses the same imputer but thresholds the map at a percentile (ties and interpolation change the
     count by a pixel or more) and returns the change of the target's probability at one percentile.
@@ -243,8 +246,9 @@ class RoadMoRF(_Road):
 class RoadLeRF(_Road):
     """ROAD, least relevant first (Rong et al., ICML 2022): the model's accuracy after the map's bottom pixels are removed by noisy linear imputation, averaged over 10 % to 90 %.
 
-    As :class:`RoadMoRF` with the pixels ranked lowest removed first. Higher is better (a faithful map
-    keeps what the model needs).
+    As :class:`RoadMoRF` with the pixels ranked lowest removed first: at fraction f, the authors' LeRF
+    at ``th_p = 1 - f`` (their LeRF counts the fraction kept), so both orders' curves run over the
+    fraction removed. Higher is better (a faithful map keeps what the model needs).
     """
 
     title = "ROAD LeRF"

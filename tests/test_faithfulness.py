@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -72,10 +74,35 @@ def test_rise_blur_kernel_is_the_authors_gkern() -> None:
 
 def test_removal_mask_counts_and_ends() -> None:
     m = np.arange(100, dtype=float).reshape(10, 10)
-    top = faithfulness.removal_mask(m, 0.2, most_relevant=True)
-    bottom = faithfulness.removal_mask(m, 0.2, most_relevant=False)
+    order = faithfulness.road_order(m, torch.Generator().manual_seed(0))
+    assert order.tolist() == list(range(99, -1, -1))  # distinct values: the noise (1e-4) reorders none
+    top = faithfulness.removal_mask(order, m.shape, 0.2, most_relevant=True)
+    bottom = faithfulness.removal_mask(order, m.shape, 0.2, most_relevant=False)
     assert top.sum() == bottom.sum() == 20
     assert top.reshape(-1)[80:].all() and bottom.reshape(-1)[:20].all()
+
+
+def test_removal_counts_are_the_authors_int_of_the_fraction() -> None:
+    """The authors remove ``order[:int(H W p)]`` (MoRF) and ``order[int(H W p):]`` (LeRF, p the fraction
+    kept): on 224 x 224, 30 % is 15052 pixels (not round(15052.8)), and LeRF at 10 % is 50176 - 45158."""
+    order = np.arange(224 * 224)
+    assert faithfulness.removal_mask(order, (224, 224), 0.3, most_relevant=True).sum() == 15052
+    assert faithfulness.removal_mask(order, (224, 224), 0.1, most_relevant=False).sum() == 50176 - 45158
+
+
+def test_road_order_breaks_ties_at_random_like_the_authors() -> None:
+    """A plateau (half the map at 0) is ordered by the authors' 1e-4 noise, not row by row: among the
+    zeros, the first removed are spread over every row; above the plateau, the order is the map's."""
+    m = np.zeros((16, 16))
+    m[:, :8] = np.arange(128).reshape(16, 8) + 1.0
+    order = faithfulness.road_order(m, torch.Generator().manual_seed(0))
+    assert set(order[:128]) == set(np.flatnonzero(m.reshape(-1) > 0))
+    assert np.all(np.diff(m.reshape(-1)[order[:128]]) < 0)
+    first_zeros = order[128:160]
+    assert len(set(first_zeros // 16)) >= 10  # row-major order would take rows 0-3 only
+    again = faithfulness.road_order(m, torch.Generator().manual_seed(0))
+    assert np.array_equal(order, again)
+    assert not np.array_equal(order, faithfulness.road_order(m, torch.Generator().manual_seed(1)))
 
 
 def test_imputation_of_a_linear_ramp_is_exact_inside() -> None:
@@ -225,6 +252,27 @@ def test_road_known_answers_on_the_object_mask() -> None:
     lerf = create_metric("road_lerf", fractions=(0.1, 0.5), noise=0.0).score(batch)
     assert morf["road_morf"][0] == 0.0 and lerf["road_lerf"][0] == 100.0
     assert morf["road_morf_curve"][0].tolist() == [0.0, 0.0]
+
+
+def test_road_imputes_the_image_before_normalising_it() -> None:
+    """ROAD's noise (0.01) is in pixel values, as the authors' ``run_road`` imputes the [0, 1] image and
+    normalises afterwards: on a constant image the imputed pixels, mapped back from the network's
+    input, spread by 0.01, not by 0.01 times the normalisation's std (here 0.25)."""
+    seen = []
+
+    class Spy(nn.Module):
+        def forward(self, x):
+            seen.append(x.clone())
+            return torch.zeros(len(x), 2)
+
+    model = dataclasses.replace(_bare_model(Spy(), 32, 2), mean=(0.5, 0.4, 0.3), std=(0.25, 0.25, 0.25))
+    images = torch.full((1, 3, 32, 32), 0.6)
+    maps = np.random.default_rng(0).random((1, 32, 32))
+    create_metric("road_morf", fractions=(0.5,), noise=0.01).score(_input(model, images, maps, torch.tensor([0])))
+    pixels = seen[0][0] * 0.25 + torch.tensor(model.mean)[:, None, None]  # back to [0, 1]
+    removed = (pixels - 0.6).abs().amax(0) > 1e-6
+    assert removed.sum() == 512  # int(0.5 * 32 * 32)
+    assert (pixels - 0.6)[:, removed].std().item() == pytest.approx(0.01, rel=0.1)
 
 
 def test_road_is_seeded_per_image() -> None:

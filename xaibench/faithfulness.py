@@ -2,9 +2,11 @@
 removed, inserted or kept. Pure functions of the network, its inputs, the maps and the targets (the
 metric plugins call them); nothing here keeps state or touches the network's parameters.
 
-Images here are the network's inputs (already normalised, as the authors' code feeds them), (N, 3, H, W);
-maps are (N, H, W) at the same resolution. A map's pixel order is its values in decreasing order,
-ties in row-major order (:func:`pixel_order`).
+Images are (N, 3, H, W), maps (N, H, W) at the same resolution. Each game works where its authors'
+code does: RISE's deletion and insertion change the network's (normalised) inputs; ROAD imputes the
+[0, 1] image and normalises afterwards (``transform_test`` of the authors' ``run_road``). RISE's pixel
+order is a map's values in decreasing order, ties in row-major order (:func:`pixel_order`); ROAD's
+breaks ties with the authors' small noise (:func:`road_order`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ ROAD_NEIGHBOURS = (
     ((0, -1), 1 / 6), ((-1, -1), 1 / 12), ((1, 0), 1 / 6), ((-1, 0), 1 / 6),
 )
 ROAD_NOISE = 0.01
+#: ROAD's tie-break: ``1e-4 N(0, 1)`` added to the min-max scaled map before sorting (``random_v`` in the
+#: authors' ``ImputedDataset``), so the pixels of a plateau go in random, not row-major, order.
+ROAD_TIE_NOISE = 1e-4
 
 
 def pixel_order(saliency: np.ndarray) -> np.ndarray:
@@ -119,15 +124,31 @@ def _curve(
         out[first : first + images.shape[0]] = target_probabilities(network, images, rows).cpu().numpy()
 
 
-def removal_mask(saliency: np.ndarray, fraction: float, most_relevant: bool) -> np.ndarray:
-    """(H, W) bool: the ``round(fraction * H W)`` pixels of the map's :func:`pixel_order` to remove,
-    from the top (most relevant first) or from the bottom (least relevant first)."""
-    order = pixel_order(saliency)
-    count = int(round(fraction * order.size))
-    chosen = order[:count] if most_relevant else order[order.size - count :]
-    removed = np.zeros(order.size, dtype=bool)
-    removed[chosen] = True
-    return removed.reshape(np.shape(saliency))
+def road_order(saliency: np.ndarray, generator: torch.Generator | None) -> np.ndarray:
+    """Flat pixel indices of an (H, W) map in ROAD's order, most relevant first: the decreasing order of
+    ``(s - min s) / (max s - min s + 1e-5) + 1e-4 z``, z ~ N(0, 1) per pixel drawn from ``generator``
+    (the authors' ``rescale_channel`` plus ``random_v``): ties fall in random order."""
+    s = np.asarray(saliency, dtype=np.float64).reshape(-1)
+    scaled = (s - s.min()) / (s.max() - s.min() + 1e-5)
+    jitter = torch.randn(s.size, generator=generator, dtype=torch.float64).numpy()
+    return np.argsort(-(scaled + ROAD_TIE_NOISE * jitter), kind="stable")
+
+
+def removal_mask(order: np.ndarray, shape: tuple[int, int], fraction: float, most_relevant: bool) -> np.ndarray:
+    """(H, W) bool: the pixels ROAD removes at ``fraction`` f, given the map's ``order`` (most relevant first).
+
+    As the authors' ``ImputedDataset`` with ``th_p = p``: MoRF (``most_relevant``, p = f) removes
+    ``order[:int(H W p)]``; LeRF removes ``order[int(H W p):]``, the least relevant pixels, with
+    p = 1 - f, so that f is the fraction removed in both orders (the authors' LeRF ``th_p`` is the
+    fraction kept).
+    """
+    pixels = int(np.prod(shape))
+    removed = np.zeros(pixels, dtype=bool)
+    if most_relevant:
+        removed[order[: int(pixels * fraction)]] = True
+    else:
+        removed[order[int(pixels * (1 - fraction)) :]] = True
+    return removed.reshape(shape)
 
 
 def noisy_linear_imputation(image: Tensor, removed: np.ndarray, noise: float, generator: torch.Generator | None) -> Tensor:
@@ -142,7 +163,7 @@ def noisy_linear_imputation(image: Tensor, removed: np.ndarray, noise: float, ge
     weights are the authors' ``NoisyLinearImputer`` (also pytorch-grad-cam's).
 
     Args:
-        image: (C, H, W) one network input.
+        image: (C, H, W) one image in [0, 1], as ROAD imputes it (before the network's normalisation).
         removed: (H, W) bool, the pixels to impute.
     """
     channels, height, width = image.shape
