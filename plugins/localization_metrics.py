@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from xaibench import localization, options
-from xaibench.localization import CAM_TAU, POINTING_TOLERANCE
+from xaibench.localization import CAM_TAU, IOU_THRESHOLD, POINTING_TOLERANCE
 from xaibench.errors import OptionError
 from xaibench.metric import Metric, MetricInput, register_metric
 
@@ -57,7 +57,7 @@ class _CamBox(Metric):
 
     def correct(self, batch: MetricInput) -> np.ndarray:
         """Whether the box is right: IoU >= 0.5."""
-        return self.ious(batch) >= 0.5
+        return self.ious(batch) >= IOU_THRESHOLD
 
 
 @register_metric("gt_known_loc")
@@ -166,7 +166,7 @@ class MaxBoxAcc(_Curves):
 
     def per_image_values(self, rows: pd.DataFrame) -> np.ndarray:
         """100 where the image's box is right (IoU >= 0.5) at the method's best map threshold."""
-        return _at_best_threshold(rows, "box_iou_curve", (0.5,))
+        return _at_best_threshold(rows, "box_iou_curve", (IOU_THRESHOLD,))
 
 
 @register_metric("maxboxacc_v2")

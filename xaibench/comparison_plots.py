@@ -128,9 +128,9 @@ def box_accuracy_vs_threshold(curves: pd.DataFrame) -> Figure | None:
     one line per method and one panel per (dataset, model): the curves MaxBoxAcc maximises, each
     method's best threshold marked; ``curves`` as :func:`xaibench.report.box_accuracy_curves` gives
     them, with ``dataset`` (methods without the curve, NaN, are left out)."""
-    if curves.empty or "maxboxacc@0.5" not in curves or curves["maxboxacc@0.5"].isna().all():
+    if curves.empty or localization.V1_CURVE not in curves or curves[localization.V1_CURVE].isna().all():
         return None
-    curves = curves.dropna(subset=["maxboxacc@0.5"])
+    curves = curves.dropna(subset=[localization.V1_CURVE])
     groups = list(dict.fromkeys(zip(curves.dataset, curves.model)))
     several = len({d for d, _ in groups}) > 1
     fig = Figure(figsize=(6.0, 4.0 * len(groups)), layout="constrained")
@@ -138,13 +138,13 @@ def box_accuracy_vs_threshold(curves: pd.DataFrame) -> Figure | None:
     for ax, (dataset, model) in zip(axes, groups):
         part = curves[(curves.dataset == dataset) & (curves.model == model)]
         for method, rows in part.groupby("method", sort=False):
-            (line,) = ax.plot(rows.threshold, rows["maxboxacc@0.5"], lw=1.2, label=method)
-            best = rows["maxboxacc@0.5"].to_numpy().argmax()
-            ax.plot(rows.threshold.iloc[best], rows["maxboxacc@0.5"].iloc[best], "o", color=line.get_color(), ms=5)
-            ax.annotate(f"{rows.threshold.iloc[best]:.2f}", (rows.threshold.iloc[best], rows["maxboxacc@0.5"].iloc[best]),
+            (line,) = ax.plot(rows.threshold, rows[localization.V1_CURVE], lw=1.2, label=method)
+            best = rows[localization.V1_CURVE].to_numpy().argmax()
+            ax.plot(rows.threshold.iloc[best], rows[localization.V1_CURVE].iloc[best], "o", color=line.get_color(), ms=5)
+            ax.annotate(f"{rows.threshold.iloc[best]:.2f}", (rows.threshold.iloc[best], rows[localization.V1_CURVE].iloc[best]),
                         textcoords="offset points", xytext=(3, 3), fontsize=6, color=line.get_color())
         ax.axvline(localization.CAM_TAU, color="grey", ls=":", lw=0.8)
-        ax.set_title(_wrapped(f"{_group_label(dataset, model, several)}: box accuracy at IoU 0.5 (dots: best "
+        ax.set_title(_wrapped(f"{_group_label(dataset, model, several)}: box accuracy at IoU {localization.IOU_THRESHOLD} (dots: best "
                               f"threshold; dotted: the CAM paper's {localization.CAM_TAU})", 6.0), fontsize=8)
         ax.set_xlabel("map threshold (fraction of the map's maximum)", fontsize=8)
         ax.set_ylabel("box accuracy (%)", fontsize=8)

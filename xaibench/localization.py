@@ -15,8 +15,11 @@ from scipy import ndimage
 
 _EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 
-#: The CAM paper's box threshold: pixels >= 20% of the map's maximum (Zhou et al. 2016, Sec. 3.1).
+#: The CAM paper's box threshold (Zhou et al. 2016, Sec. 3.1: "above 20% of the max value"), applied
+#: to the min-max scaled map: pixels >= 0.2 (:func:`cam_box`).
 CAM_TAU = 0.2
+#: The IoU at which a box counts as right (the CAM paper's and ILSVRC's rule; MaxBoxAcc's V1).
+IOU_THRESHOLD = 0.5
 #: The pointing game's tolerance in pixels (Zhang et al. 2016; TorchRay's default).
 POINTING_TOLERANCE = 15
 
@@ -65,8 +68,9 @@ def largest_component_box(region: np.ndarray) -> tuple[int, int, int, int] | Non
 def cam_box(saliency: np.ndarray, tau: float = CAM_TAU) -> tuple[int, int, int, int]:
     """The CAM paper's box for one map (Zhou et al. 2016, Sec. 3.1).
 
-    Min-max normalise the map to [0, 1], keep the pixels ``>= tau`` (20% of the maximum by default),
-    and box the largest connected component. A flat map keeps every pixel, so its box is the image.
+    Min-max normalise the map to [0, 1], keep the pixels ``>= tau`` (0.2 by default: the paper's "20% of
+    the max value", on the scaled map), and box the largest connected component. A flat map keeps every
+    pixel, so its box is the image.
     """
     m = as_numpy(saliency).astype(np.float64)
     low, high = m.min(), m.max()
@@ -133,6 +137,8 @@ def pointing_hits(
 CAM_THRESHOLDS = np.arange(0, 1, 0.01)
 #: MaxBoxAccV2's IoU thresholds.
 V2_IOU_THRESHOLDS = (0.3, 0.5, 0.7)
+#: The column of MaxBoxAcc's (V1) accuracy-versus-threshold curve in ``box_accuracy_curves.csv``.
+V1_CURVE = f"maxboxacc@{IOU_THRESHOLD}"
 
 
 def wsol_boxes(scoremap: np.ndarray, thresholds: np.ndarray = CAM_THRESHOLDS) -> list[tuple[np.ndarray, int]]:
@@ -212,7 +218,7 @@ def _weighted_mean(values: np.ndarray, weights: np.ndarray | None) -> np.ndarray
         return (weights @ flat / weights.sum(1, keepdims=True)).reshape((len(weights),) + values.shape[1:])
 
 
-def max_box_acc(ious: np.ndarray, iou_threshold: float = 0.5, weights: np.ndarray | None = None) -> float | np.ndarray:
+def max_box_acc(ious: np.ndarray, iou_threshold: float = IOU_THRESHOLD, weights: np.ndarray | None = None) -> float | np.ndarray:
     """MaxBoxAcc (Choe et al., CVPR 2020, Eq. 2): the best box accuracy over map thresholds.
 
     ``MaxBoxAcc(delta) = max_t 100 / N * sum_i [IoU(box_i(t), B_i) >= delta]`` with ``ious`` (N, T)
@@ -227,7 +233,7 @@ def max_box_acc_v2(ious: np.ndarray, weights: np.ndarray | None = None) -> float
     return np.mean([max_box_acc(ious, d, weights) for d in V2_IOU_THRESHOLDS], axis=0)
 
 
-def box_acc_curve(ious: np.ndarray, iou_threshold: float = 0.5) -> np.ndarray:
+def box_acc_curve(ious: np.ndarray, iou_threshold: float = IOU_THRESHOLD) -> np.ndarray:
     """Box accuracy (%) at each map threshold: the curve whose maximum is MaxBoxAcc."""
     return 100 * (np.asarray(ious) >= iou_threshold).mean(0)
 

@@ -128,7 +128,7 @@ def box_accuracy_curves(per_image: pd.DataFrame) -> pd.DataFrame:
     rows = []
     if not {"box_iou_curve", "box_iou_curve_v2"} & set(per_image.columns):
         return pd.DataFrame()
-    columns = {"box_iou_curve": [("maxboxacc@0.5", 0.5)],
+    columns = {"box_iou_curve": [(localization.V1_CURVE, localization.IOU_THRESHOLD)],
                "box_iou_curve_v2": [(f"maxboxacc_v2@{d}", d) for d in localization.V2_IOU_THRESHOLDS]}
     for (model, method), group in _by_model_and_method(per_image):
         frame = pd.DataFrame({"model": model, "method": method, "threshold": localization.CAM_THRESHOLDS.round(2)})
