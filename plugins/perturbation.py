@@ -73,7 +73,10 @@ class _Perturbation(Explainer):
 
     def _batch_scores(self, batch: Tensor, target: int) -> Tensor:
         """float64 (B,) outputs for class ``target`` of one batch of perturbed images (one pass)."""
-        logits = self.model(batch)
+        return self._target_outputs(self.model(batch), target)
+
+    def _target_outputs(self, logits: Tensor, target: int) -> Tensor:
+        """float64 (B,) outputs for class ``target`` from a batch's logits: its probability or its logit."""
         if self.output == "probability":
             return torch.softmax(logits.double(), dim=1)[:, target]
         return logits[:, target].double()
@@ -483,7 +486,9 @@ class RISE(_Perturbation):
 
         S_c(x, y) = 1 / (N p) * sum_{i=1..N} P_c(I * M_i) * M_i(x, y),
 
-    P_c the softmax probability of the target class c and M_i random masks made as in Sec. 3.2 and
+    P_c the softmax probability of the target class c, I the network's (normalised) input, as the
+    authors' code and TorchRay's mask it (a masked-out pixel is the normalisation's mean colour, not
+    black; the Score-CAM family masks the same input), and M_i random masks made as in Sec. 3.2 and
     the authors' code (github.com/eclique/RISE): a ``grid_size`` x ``grid_size`` (s x s) grid of
     independent Bernoulli(p) cells, upsampled linearly (``skimage.transform.resize(order=1,
     mode="reflect")``) to (s + 1) * cell pixels per side, cell = ceil(H / s) (resp. W), and cropped to
@@ -543,8 +548,9 @@ class RISE(_Perturbation):
         resize_w = _linear_resize_matrix(s, (s + 1) * math.ceil(width / s)).to(device)
         span_h = torch.arange(height, device=device)
         span_w = torch.arange(width, device=device)
+        inputs = self.model.normalize(images)
         maps = []
-        for image, target in zip(images, targets.tolist()):
+        for image, x, target in zip(images, inputs, targets.tolist()):
             grids, rows, cols = (t.to(device) for t in self.draw(image))
             total = torch.zeros(height * width, dtype=torch.float64, device=device)
             for start in range(0, self.n_masks, self.batch_size):
@@ -553,7 +559,8 @@ class RISE(_Perturbation):
                 left = resize_h[rows[start:stop, None] + span_h]  # (B, H, s)
                 right = resize_w[cols[start:stop, None] + span_w]  # (B, W, s)
                 masks = left @ grids[start:stop].float() @ right.transpose(1, 2)  # (B, H, W)
-                probs = self._batch_scores(image[None] * masks[:, None], target)
+                logits = self.model.network(self.model.layout(x[None] * masks[:, None]))
+                probs = self._target_outputs(logits, target)
                 total += probs @ masks.flatten(1).double()
             maps.append(total.view(height, width) / (self.n_masks * self.p))
         return torch.stack(maps)

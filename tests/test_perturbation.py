@@ -259,7 +259,8 @@ def test_captum_lime_defaults_are_another_estimator(model, batch) -> None:
 
 def _rise_by_hand(model, image, target, n_masks, s, p, seed):
     """The paper's formula for one image, unbatched, masks made as RISE's reference code makes them
-    (skimage resize, order 1, mode reflect, then a crop), from the documented draws."""
+    (skimage resize, order 1, mode reflect, then a crop), from the documented draws, multiplied into
+    the normalised input as the reference code does."""
     from skimage.transform import resize
 
     height, width = image.shape[-2:]
@@ -273,7 +274,7 @@ def _rise_by_hand(model, image, target, n_masks, s, p, seed):
         big = resize(grids[i].numpy().astype("float32"), ((s + 1) * cell_h, (s + 1) * cell_w), order=1, mode="reflect", anti_aliasing=False)
         mask = torch.from_numpy(np.ascontiguousarray(big[rows[i] : rows[i] + height, cols[i] : cols[i] + width]))
         with torch.no_grad():
-            probability = torch.softmax(model((image * mask)[None]).double(), 1)[0, target]
+            probability = torch.softmax(model.network(model.normalize(image[None]) * mask).double(), 1)[0, target]
         saliency += probability * mask.double()
     return saliency / (n_masks * p)
 
