@@ -274,12 +274,14 @@ class SSCAM(_MaskedInputCAM):
     Which definition: torchcam's ``SSCAM``: noise on the upsampled, [0, 1]-scaled masks (the paper's
     smoothing of the masks, the first of its two variants; the second adds the noise to the input),
     the logit increases averaged over the samples, then Score-CAM's softmax over channels (its
-    Algorithm 1). Defaults num_samples = 35 and std = 2.0 are torchcam's; the authors' code uses the
-    same numbers (``param_n = 35``, ``param_sigma_multiplier = 2``). Differences: torchcam scales A_k
-    to [0, 1] before upsampling (we after, as Score-CAM's paper) and draws its noise from the global
-    random generator; the authors' code (``SSCAM1``) masks with the upsampled map itself, unscaled,
-    plus noise of standard deviation (2 / (max - min))^2, and weights by the class probability, as
-    their Score-CAM code does. pytorch-grad-cam has no SS-CAM.
+    Algorithm 1). Defaults num_samples = 35 and std = 2.0 are torchcam's. The authors' code has the
+    parameters ``param_n = 35`` and ``param_sigma_multiplier = 2`` but uses the second differently: its
+    ``SSCAM1`` masks with the upsampled map itself, unscaled, plus noise of standard deviation
+    (2 / (max - min))^2 in the map's own units (about 0.02 of the range of a ReLU6 map whose range is 6,
+    where std = 2.0 here is twice the [0, 1] mask's range), and weights by the class probability, as
+    their Score-CAM code does. torchcam also scales A_k to [0, 1] before upsampling (we after, as
+    Score-CAM's paper) and draws its noise from the global random generator. pytorch-grad-cam has no
+    SS-CAM.
 
     Randomness: each feature map's noise comes from its own generator, seeded from the run's seed, the
     image's bytes and the map's index (:class:`ChannelNoise`), so an image gets the same map whatever
@@ -459,9 +461,9 @@ class AblationCAM(Explainer):
     output unchanged, so y_c^k = y_c and alpha_k = 0 exactly.
 
     Which definition: the paper's. pytorch-grad-cam's ``AblationCAM`` computes the same alpha and map
-    whenever the target layer's output has a zero somewhere (ReLU features); where it has none it
-    replaces an ablated channel by ``min(A) - 1e7`` instead of 0 ("deviating from the paper", its
-    comment says), which gives other weights. It always re-runs the whole network, on 32 copies of the
+    when the target layer's smallest output is exactly 0 (ReLU features); otherwise (``min(A) != 0``,
+    e.g. features with negative values) it replaces an ablated channel by ``min(A) - 1e7`` instead of
+    0 ("deviating from the paper", its comment says), which gives other weights. It always re-runs the whole network, on 32 copies of the
     image per pass. torchcam has no Ablation-CAM.
 
     Cost: one forward pass on the fast path (EfficientNet-Lite0: the cost of CAM). General path: per

@@ -447,7 +447,8 @@ class NoNoise:
 def test_gradcampp_and_torchcam(where) -> None:
     """torchcam's GradCAMpp loses its alpha (the in-place division acts on a copy): it equals
     w = sum g^2 ReLU(g). torchcam's own Grad-CAM++ formula, in its SmoothGradCAMpp without noise,
-    agrees with the paper's definition followed here."""
+    sums A g^3 over the positions where the paper's Eq. 19 has g(i, j)^3 sum A: equal behind a
+    pooling-and-linear head, close (Pearson >= 0.99) on the other networks."""
     model, images, targets = where
     size = images.shape[-2:]
     effective = post(gradcampp_torchcam_effective(model, images, targets), size)
@@ -461,8 +462,9 @@ def test_gradcampp_and_torchcam(where) -> None:
 
 def test_smoothgradcampp_and_torchcam(where) -> None:
     """With the same noise, torchcam equals this class's formula with ReLU of the last noisy gradient
-    (not of D^1) in the weights and the last noisy copy's activations (not the clean ones) in the sum;
-    the class itself equals the paper's formula computed here copy by copy."""
+    (not of D^1) in the weights, the last noisy copy's activations (not the clean ones) in the sum and
+    its own denominator (sum_ab A D^3, not D^3(i, j) sum_ab A); the class itself equals the paper's
+    formula computed here copy by copy."""
     model, images, targets = where
     inputs, n, std = model.normalize(images), 2, 0.3
     noise = torch.stack([eps for _, eps in _noise(images, n, std, seed=0)]).unflatten(0, (len(images), n))
@@ -490,7 +492,8 @@ def test_smoothgradcampp_and_torchcam(where) -> None:
     g = torch.stack(grads)
     d1, d2, d3 = g.mean(0), (g**2).mean(0), (g**3).mean(0)
     size = images.shape[-2:]
-    as_torchcam = torch.einsum("nk,nkhw->nhw", _gradcampp_weights(clean, g[-1], d2, d3), acts[-1])
+    alpha = d2 / (2 * d2 + (d3 * clean).sum((2, 3), keepdim=True) + 1e-8)  # torchcam's, eps included
+    as_torchcam = torch.einsum("nk,nkhw->nhw", (alpha * F.relu(g[-1])).sum((2, 3)), acts[-1])
     assert_agree(post(F.relu(as_torchcam), size), post(peer, size), "torchcam SmoothGradCAMpp's effective formula")
     paper = F.relu(torch.einsum("nk,nkhw->nhw", _gradcampp_weights(clean, d1, d2, d3), clean))
     mine = ours("smoothgradcampp", model, images, targets, num_samples=n, std=std)
