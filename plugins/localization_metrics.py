@@ -12,10 +12,12 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+import torch
 
 from xaibench import localization, options
 from xaibench.localization import CAM_TAU, IOU_THRESHOLD, POINTING_TOLERANCE
 from xaibench.errors import OptionError
+from xaibench.explainer import upsample_maps
 from xaibench.metric import Metric, MetricInput, register_metric
 
 __all__ = [
@@ -235,28 +237,59 @@ def _regions(batch: MetricInput) -> tuple[list[np.ndarray], list[np.ndarray]]:
     return batch.shared("regions", compute)
 
 
+#: Where the pointing game measures its tolerance: in the image file's pixels (TorchRay), or at the
+#: resolution the network is fed (the maps' own).
+POINTING_RESOLUTIONS = ("file", "input")
+
+
+def _pointing_frame(
+    batch: MetricInput, k: int, regions: list[np.ndarray], resolution: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Image ``k``'s map and object region where the pointing game is played. ``"file"``, as TorchRay:
+    in the image file's pixels, the map upsampled to the file's size (bilinear, ``align_corners=False``,
+    as TorchRay's ``resize=image_size``) and the region from the file's boxes or mask; at the map's
+    resolution for ``"input"`` and for an image without :class:`~xaibench.data.sample.Original` ground
+    truth (e.g. generated data)."""
+    original = batch.originals[k] if batch.originals is not None else None
+    if original is None or resolution == "input":
+        return batch.maps[k], regions[k]
+    saliency = upsample_maps(torch.from_numpy(batch.maps[k][None]), original.size)[0].numpy()
+    if original.mask is not None:
+        return saliency, localization.as_numpy(original.mask)
+    return saliency, localization.boxes_to_mask(original.boxes, original.size)
+
+
 @register_metric("pointing")
 class Pointing(Metric):
     """Pointing game (Zhang et al., ECCV 2016, "Top-down Neural Attention by Excitation Backprop"), as
     TorchRay: a hit when the map's maximum lies strictly closer than ``tolerance`` pixels to the object
-    (its mask, else its boxes) (:func:`xaibench.localization.pointing_hit`). Like TorchRay, an image
-    whose boxes are all ``difficult``, or with no object pixel, is not scored (NaN)."""
+    (its mask, else its boxes) (:func:`xaibench.localization.pointing_hit`), both in the pixels of the
+    image file, as TorchRay's benchmark resizes the map to the original image (:func:`_pointing_frame`;
+    so 15 px is 15 of the photo's pixels, whatever size the network is fed). Like TorchRay, an image
+    whose boxes are all ``difficult``, or with no object pixel, is not scored (NaN).
+
+    Options: ``tolerance`` (15 px); ``resolution``: ``"file"`` (TorchRay's) or ``"input"``, the
+    maps' own resolution, where 15 px is a larger part of a photo fed smaller than it is stored.
+    """
 
     title = "Pointing"
-    description = "the map's maximum lies within tolerance px of the object"
+    description = "the map's maximum lies within tolerance px (of the image file) of the object"
     columns = {"pointing": "scalar"}
     scale = 100.0
 
-    def __init__(self, *, tolerance: float = POINTING_TOLERANCE) -> None:
+    def __init__(self, *, tolerance: float = POINTING_TOLERANCE, resolution: str = "file") -> None:
         self.tolerance = options.number("tolerance", tolerance, 0.0)
+        self.resolution = options.choice("resolution", resolution, POINTING_RESOLUTIONS)
 
     def score(self, batch: MetricInput) -> dict[str, Sequence]:
         regions, _ = _regions(batch)
-        scored = np.array([not bool(np.asarray(d).all()) and r.any() for d, r in zip(batch.difficult, regions)])
         hits = np.full(len(batch), np.nan)
-        if scored.any():
-            where = np.flatnonzero(scored)
-            hits[where] = localization.pointing_hits(batch.maps[where], [regions[k] for k in where], self.tolerance)
+        for k, difficult in enumerate(batch.difficult):
+            if bool(np.asarray(difficult).all()):
+                continue
+            saliency, region = _pointing_frame(batch, k, regions, self.resolution)
+            if region.any():
+                hits[k] = localization.pointing_hit(saliency, region, self.tolerance)
         return {"pointing": hits}
 
 

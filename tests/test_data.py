@@ -428,6 +428,10 @@ def test_csv_grouping_labels_boxes_and_masks(tmp_path: Path) -> None:
     assert b.boxes.tolist() == [[0, 0, int(19 * 10), int(9 * 10)]]
     assert torch.equal(cat.mask, torch.from_numpy(np.kron(mask != 0, np.ones((2, 2), dtype=bool))))
     assert dog.mask is None and b.mask is None
+    # the ground truth in the file's pixels, for the metrics defined there (the pointing game)
+    assert cat.original.size == (50, 100) and b.original.size == (10, 20)
+    assert cat.original.boxes.tolist() == [[10, 5, 59, 29], [0, 0, 9, 9]]
+    assert torch.equal(cat.original.mask, torch.from_numpy(mask != 0)) and dog.original.mask is None
     # the model's classes: names matched case-insensitively, indices taken as they are
     ds = load_csv(str(tmp_path / "boxes.csv"), image_size=SIZE, class_names=["bird", "CAT", "dog"])
     assert ds.class_names == ["bird", "CAT", "dog"] and [r.label for r in ds.records] == [1, 2, 2]

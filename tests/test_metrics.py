@@ -169,6 +169,51 @@ def test_class_mean_differs_from_instance_mean() -> None:
     assert np.nanmean(hits) == 0.75
 
 
+def _pointing_input(maps, boxes, originals) -> "MetricInput":
+    from xaibench.metric import MetricInput
+
+    n = len(maps)
+    return MetricInput(
+        maps=np.asarray(maps, dtype=np.float32), images=torch.zeros(n, 3, *np.shape(maps)[-2:]),
+        targets=torch.zeros(n, dtype=torch.long), labels=np.zeros(n, int), top5=np.zeros((n, 1), int),
+        boxes=boxes, difficult=[np.zeros(len(b), bool) for b in boxes], masks=[None] * n, target="label",
+        model=None, originals=originals,
+    )
+
+
+@pytest.mark.parametrize(("x0", "hit"), [(55, True), (56, False)])
+def test_pointing_measures_its_tolerance_in_the_image_files_pixels(x0, hit) -> None:
+    """TorchRay resizes the map to the original image and measures 15 px there. A 200 x 100 photo fed
+    at 50 x 50 (x scaled by 4, y by 2): the map's peak at (10, 10) lands at x = 41 (41 and 42 tie after
+    bilinear upsampling; the first wins), y = 20. A box starting at x = 56 is 15 px away (a miss), at
+    x = 55, 14 px (a hit); at the fed resolution both are 4 px away, which would hit."""
+    from xaibench.data.sample import Original
+    from xaibench.metric import create_metric
+
+    saliency = np.zeros((50, 50))
+    saliency[10, 10] = 1.0
+    box = torch.tensor([[x0, 0.0, 199.0, 99.0]])
+    fed = torch.tensor([[x0 // 4, 0.0, 49.0, 49.0]])
+    with_file = _pointing_input([saliency], [fed.numpy()], [Original(size=(100, 200), boxes=box)])
+    assert create_metric("pointing").score(with_file)["pointing"].tolist() == [float(hit)]
+    without = _pointing_input([saliency], [fed.numpy()], [None])
+    assert create_metric("pointing").score(without)["pointing"].tolist() == [1.0]
+    assert create_metric("pointing", resolution="input").score(with_file)["pointing"].tolist() == [1.0]
+
+
+def test_pointing_uses_the_files_mask_when_there_is_one() -> None:
+    from xaibench.data.sample import Original
+    from xaibench.metric import create_metric
+
+    saliency = np.zeros((50, 50))
+    saliency[10, 10] = 1.0
+    mask = torch.zeros(100, 200, dtype=torch.bool)
+    mask[60:, 100:] = True  # far from (20, 41), though the box is near
+    original = Original(size=(100, 200), boxes=torch.tensor([[30.0, 10.0, 199.0, 99.0]]), mask=mask)
+    batch = _pointing_input([saliency], [np.array([[7.0, 5.0, 49.0, 49.0]])], [original])
+    assert create_metric("pointing").score(batch)["pointing"].tolist() == [0.0]
+
+
 def test_energy_pointing() -> None:
     m = np.zeros((10, 10))
     m[0, 0], m[5, 5] = 3.0, 1.0

@@ -427,6 +427,7 @@ def _metric_input(
         masks=[batch.masks[k] for k in rows],
         target=target,
         model=model,
+        originals=[batch.originals[k] for k in rows],
     )
 
 

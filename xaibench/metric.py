@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from xaibench.data.sample import Original
 from xaibench.errors import OptionError, XaibenchError
 from xaibench.method_spec import check_options, effective_options
 from xaibench.models import Model
@@ -61,6 +62,8 @@ class MetricInput:
         masks: per image, an (H, W) bool object mask, or None.
         target: ``"label"`` or ``"prediction"``: what ``targets`` are.
         model: the classifier, for the metrics that run it.
+        originals: per image, its ground truth at the image file's resolution
+            (:class:`xaibench.data.sample.Original`), or None; None: none for any image.
         cache: values shared by the metrics of one (batch, method) (see :meth:`shared`).
     """
 
@@ -74,6 +77,7 @@ class MetricInput:
     masks: Sequence[np.ndarray | None]
     target: str
     model: Model
+    originals: Sequence[Original | None] | None = None
     cache: dict[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:

@@ -14,6 +14,23 @@ from torch import Tensor
 
 
 @dataclass(frozen=True)
+class Original:
+    """An image's ground truth in the pixels of its file, before the protocol resizes it, for the
+    metrics that are defined there (TorchRay's pointing game measures its 15 px in them).
+
+    Attributes:
+        size: (H, W) of the image file.
+        boxes: (K, 4) float32 boxes ``x0, y0, x1, y1`` in the file's pixels (inclusive corners, clipped
+            to the image), the same boxes as the sample's, in the same order.
+        mask: (H, W) bool object mask at the file's resolution, or None when the data set has none.
+    """
+
+    size: tuple[int, int]
+    boxes: Tensor
+    mask: Tensor | None = None
+
+
+@dataclass(frozen=True)
 class Sample:
     """One image with its ground truth.
 
@@ -24,6 +41,8 @@ class Sample:
         boxes: (K, 4) float32 ground-truth boxes ``x0, y0, x1, y1`` (inclusive pixel corners), K >= 1.
         mask: (H, W) bool pixel-exact object mask, or None when the data set has none.
         difficult: (K,) bool, True for boxes marked ``difficult`` (Pascal VOC); None means all False.
+        original: The ground truth at the file's resolution, or None when the image was made at the
+            resolution it is fed (generated data) or the data set does not say.
     """
 
     id: str
@@ -32,6 +51,7 @@ class Sample:
     boxes: Tensor
     mask: Tensor | None = None
     difficult: Tensor | None = None
+    original: Original | None = None
 
 
 @dataclass(frozen=True)
@@ -44,6 +64,7 @@ class Batch:
     boxes: list[Tensor]
     masks: list[Tensor | None]
     difficult: list[Tensor]
+    originals: list[Original | None]
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -61,4 +82,5 @@ def collate(samples: Sequence[Sample]) -> Batch:
             s.difficult if s.difficult is not None else torch.zeros(len(s.boxes), dtype=torch.bool)
             for s in samples
         ],
+        originals=[s.original for s in samples],
     )

@@ -57,7 +57,7 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from xaibench.data.sample import Sample
+from xaibench.data.sample import Original, Sample
 from xaibench.errors import DatasetError, UnreadableImageError, XaibenchError
 
 __all__ = [
@@ -445,9 +445,11 @@ def to_sample(record: ImageRecord, image_size: tuple[int, int]) -> Sample:
             record.id, *record.annotated_wh, record.path, *orig_wh,
         )
     boxes = clip_boxes(record.boxes, orig_wh, f"sample {record.id} ({record.path})")
-    mask = None
+    mask = original_mask = None
     if record.mask is not None:
-        mask = resize_mask(record.mask(), image_size)
+        raw_mask = record.mask()
+        mask = resize_mask(raw_mask, image_size)
+        original_mask = resize_mask(raw_mask, (orig_wh[1], orig_wh[0]))  # as it is, if it has the file's size
     difficult = None
     if record.difficult is not None:
         difficult = torch.as_tensor(np.asarray(record.difficult, dtype=bool))
@@ -458,6 +460,11 @@ def to_sample(record: ImageRecord, image_size: tuple[int, int]) -> Sample:
         boxes=resize_boxes(boxes, orig_wh, (width, height)),
         mask=mask,
         difficult=difficult,
+        original=Original(
+            size=(orig_wh[1], orig_wh[0]),
+            boxes=torch.as_tensor(np.asarray(boxes, dtype=np.float32)).reshape(-1, 4),
+            mask=original_mask,
+        ),
     )
 
 
