@@ -358,7 +358,7 @@ def test_coco_boxes_masks_and_crowd(tmp_path: Path) -> None:
     assert person.label == 0 and dog.label == 1
     # [x, y, w, h] -> (x, y, x + w - 1, y + h - 1)
     assert person.boxes.tolist() == [[2, 1, 5, 3], [0, 4, 1, 5]]
-    assert person.difficult.tolist() == [False, True]  # iscrowd
+    assert person.difficult is None  # a crowd is scored like any instance, as TorchRay does
     expected = np.zeros((6, 8), dtype=bool)
     expected[1:4, 2:6] = True  # the polygon
     expected[4:6, 0:2] = True  # the crowd RLE (runs of 2 in columns 0 and 1, rows 4-5)

@@ -19,8 +19,9 @@ Conventions:
   compressed RLE with a ``counts`` string) is rasterised with ``pycocotools`` at the image's size as
   the json states it; a sample's mask is the union of its category's instances, resized with nearest
   neighbour. If an instance has no segmentation, the sample has no mask.
-* ``iscrowd`` instances: their masks are part of the union, their boxes are flagged
-  ``difficult=True``.
+* ``iscrowd`` instances count like the others: their masks are part of the union and their boxes
+  are the sample's boxes, as TorchRay's ``coco_as_mask`` takes every instance of the class (COCO has
+  no ``difficult`` flag; the pointing game skips only Pascal VOC's all-difficult pairs).
 
 A sample holds one category's boxes in one image, with the id ``"<file stem>/<category name>"``
 (``000000397133/person``). The data set's own classes are the json's ``categories`` in id order
@@ -260,7 +261,6 @@ def load_coco(
                 path=image_dir / image["file_name"],
                 label=labels[cid],
                 boxes=np.array([box for _, box in groups[(image_id, cid)]], dtype=np.float64),
-                difficult=np.array([bool(ann.get("iscrowd", 0)) for ann in anns], dtype=bool),
                 mask=mask,
                 annotated_wh=sizes[image_id],
             )
