@@ -463,8 +463,8 @@ class AblationCAM(Explainer):
     Which definition: the paper's. pytorch-grad-cam's ``AblationCAM`` computes the same alpha and map
     when the target layer's smallest output is exactly 0 (ReLU features); otherwise (``min(A) != 0``,
     e.g. features with negative values) it replaces an ablated channel by ``min(A) - 1e7`` instead of
-    0 ("deviating from the paper", its comment says), which gives other weights. It always re-runs the whole network, on 32 copies of the
-    image per pass. torchcam has no Ablation-CAM.
+    0 ("deviating from the paper", its comment says), which gives other weights. It always re-runs
+    the whole network, on 32 copies of the image per pass. torchcam has no Ablation-CAM.
 
     Cost: one forward pass on the fast path (EfficientNet-Lite0: the cost of CAM). General path: per
     image, one forward pass plus ceil(K'/batch_size) passes of the layers after the target layer on
