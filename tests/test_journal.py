@@ -32,6 +32,15 @@ def _frame(ids, start=0.0) -> pd.DataFrame:
     })
 
 
+def test_a_missing_array_is_an_empty_cell_and_the_old_nan_cell_reads_as_none() -> None:
+    assert encode_array(None) == encode_array(np.nan) == encode_array(float("nan")) == ""
+    assert decode_array("") is None
+    assert decode_array(encode_array(np.zeros(0))).shape == (0,)  # an empty curve stays an array
+    nan_cell = "<f8::eJxjYACBH/UAAncBeA=="  # np.asarray(np.nan) as earlier versions wrote it
+    assert decode_array(nan_cell) is None
+    assert decode_array(encode_array(np.array(1.0))).tolist() == 1.0  # a 0-d number that is not NaN stays
+
+
 def test_append_and_read_back_exactly(tmp_path) -> None:
     journal = _journal(tmp_path / "rows.csv")
     assert journal.read().empty and list(journal.read().columns) == ["id", "value", "curve"]

@@ -395,7 +395,10 @@ def _column(
 ) -> pd.Series:
     """One metric column of a batch's frame: ``values`` at the rows ``scored``, NaN (or None for an
     array column) elsewhere."""
-    cells = pd.Series(None if kind == "array" else np.nan, index=index, dtype=object if kind == "array" else float)
+    if kind == "array":  # (pd.Series(None, dtype=object) is NaN in pandas 3: the list keeps None)
+        cells = pd.Series([None] * len(index), index=index, dtype=object)
+    else:
+        cells = pd.Series(np.nan, index=index, dtype=float)
     if values is None or not len(scored):
         return cells
     if len(values) != len(scored):

@@ -30,8 +30,9 @@ _EXACT_FLOATS = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precis
 
 
 def encode_array(array: np.ndarray | None) -> str:
-    """``dtype:shape:payload`` with the raw bytes zlib-compressed and base64-encoded; None -> ``""``."""
-    if array is None:
+    """``dtype:shape:payload`` with the raw bytes zlib-compressed and base64-encoded; None (or a missing
+    value, NaN) -> ``""``."""
+    if array is None or (np.ndim(array) == 0 and pd.isna(array)):
         return ""
     array = np.asarray(array)
     shape = "x".join(str(s) for s in array.shape)
@@ -40,12 +41,14 @@ def encode_array(array: np.ndarray | None) -> str:
 
 
 def decode_array(text: object) -> np.ndarray | None:
-    """The inverse of :func:`encode_array` (bit-exact); an empty or missing cell -> None."""
+    """The inverse of :func:`encode_array` (bit-exact); an empty or missing cell -> None, and so is a
+    0-d NaN (how earlier versions wrote the empty cells of a non-finite map's row)."""
     if not isinstance(text, str) or not text:
         return None
     dtype, shape, payload = text.split(":", 2)
     dims = tuple(int(s) for s in shape.split("x")) if shape else ()
-    return np.frombuffer(zlib.decompress(base64.b64decode(payload)), dtype=np.dtype(dtype)).reshape(dims).copy()
+    array = np.frombuffer(zlib.decompress(base64.b64decode(payload)), dtype=np.dtype(dtype)).reshape(dims).copy()
+    return None if array.ndim == 0 and np.isnan(array) else array
 
 
 class Journal:
