@@ -44,6 +44,10 @@ def test_cli_rejects_bad_metrics_before_loading_anything(capsys) -> None:
     assert "unknown metric 'nope'" in capsys.readouterr().err
     assert cli.main(["run", "--metrics", "deletion_auc(substrate='grey')", "--n", "2"]) == 2
     assert "option substrate must be one of" in capsys.readouterr().err
+    assert cli.main(["run", "--metrics", "deletion_auc(steps=10),deletion_auc(steps=20)", "--n", "2"]) == 2
+    assert "--metrics names 'deletion_auc' more than once" in capsys.readouterr().err
+    assert cli.main(["run", "--metrics", "default,maxboxacc_v2(foo=1)", "--n", "2"]) == 2  # a metric without options
+    assert "metric 'maxboxacc_v2' has no option 'foo'; its options: none" in capsys.readouterr().err
 
 
 def test_a_column_has_one_owner() -> None:

@@ -304,6 +304,9 @@ def _metrics(text: str, seed: int) -> list[metric.Metric]:
     specs = parse_methods(text)
     if not specs:
         raise XaibenchError("--metrics names no metric; e.g. --metrics default,deletion_auc, or leave it out")
+    twice = repeated([s.name for s in specs])
+    if twice:
+        raise XaibenchError(f"--metrics names {', '.join(map(repr, twice))} more than once; name each metric once, with all its options")
     expanded: list[MethodSpec] = []
     for spec in specs:
         if spec.name in ("default", "all"):

@@ -98,7 +98,10 @@ def _parse_one(part: str, text: str) -> MethodSpec:
 def method_options(cls: type) -> dict[str, object] | None:
     """The keyword options of a method's (or a metric's) constructor with their defaults
     (``inspect.Parameter.empty`` for a required one), ``self`` and a method's ``model`` left out; None
-    when the constructor takes ``**kwargs`` (its options cannot be listed)."""
+    when the constructor takes ``**kwargs`` (its options cannot be listed). A class without a
+    constructor of its own (``object.__init__``) takes none."""
+    if cls.__init__ is object.__init__:
+        return {}
     parameters = list(inspect.signature(cls.__init__).parameters.values())[1:]  # self
     if parameters and parameters[0].name == "model" and parameters[0].kind is not inspect.Parameter.KEYWORD_ONLY:
         parameters = parameters[1:]
