@@ -225,6 +225,21 @@ def test_load_weights_names_mismatching_keys_and_shapes(tmp_path) -> None:
         load_weights(network, path)
 
 
+def test_load_weights_refuses_non_finite_values(saved, tmp_path) -> None:
+    reference, _ = saved
+    state = reference.state_dict()
+    state["fc.weight"] = state["fc.weight"].clone()
+    state["fc.weight"][0, 0] = float("nan")
+    path = tmp_path / "diverged.pt"
+    torch.save(state, path)
+    with pytest.raises(WeightsError, match=r"diverged.pt has NaN or infinite values in fc.weight: it is not a usable"):
+        load_weights(TinyGapNet(), path)
+    network = TinyGapNet().eval()  # a network of NaN logits built in code cannot be checked for layouts
+    with torch.no_grad():
+        network.fc.weight.fill_(float("nan"))
+    assert xaibench.models.takes_channels_last(network, (3, 16, 16)) is False
+
+
 def test_builtin_weights_files_go_through_load_weights(tmp_path) -> None:
     path = tmp_path / "tiny.pt"
     torch.save(TinyGapNet().state_dict(), path)

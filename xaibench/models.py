@@ -295,6 +295,8 @@ def takes_channels_last(network: nn.Module, shape: tuple[int, int, int]) -> bool
             return False
     if not isinstance(plain, Tensor) or not isinstance(other, Tensor) or plain.shape != other.shape:
         return False
+    if not bool(torch.isfinite(plain).all()):  # no tolerance can say (a network of NaN logits): keep the layout
+        return False
     return bool(torch.allclose(plain, other, rtol=1e-4, atol=1e-5 * float(plain.abs().max()) + 1e-6))
 
 
@@ -545,6 +547,12 @@ def _fit_state_dict(network: nn.Module, state: object, source: str, rename: Call
             else ""
         )
         raise WeightsError(f"{source} does not fit {type(network).__name__}: {'; '.join(problems)}{hint}")
+    broken = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if broken:
+        raise WeightsError(
+            f"{source} has NaN or infinite values in {_first(broken)}: it is not a usable network "
+            "(a diverged training run?); pass weights whose values are all finite"
+        )
     network.load_state_dict(state)
 
 
