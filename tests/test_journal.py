@@ -72,3 +72,22 @@ def test_a_file_with_other_columns_is_refused(tmp_path) -> None:
     path.write_text("image,score\nx,1\n")
     with pytest.raises(XaibenchError, match="another version of xaibench: pass --overwrite"):
         _journal(path).read()
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda line: line + ",x,y", r"line 3: |Expected 3 fields in line 3, saw 5"),
+        (lambda line: line.replace("<f8:3:", "<f8:3:AAAA"), r"line 3: its curve cannot be decoded"),
+        (lambda line: line.replace(",0.3333333333333333,", ",abc,"), r"line 3: value is 'abc', not a number"),
+    ],
+)
+def test_a_damaged_line_is_one_error_naming_it(tmp_path, damage, message) -> None:
+    path = tmp_path / "rows.csv"
+    journal = _journal(path)
+    journal.append(_frame(["a", "b", "c"]))
+    lines = path.read_text().split("\n")
+    lines[2] = damage(lines[2])
+    path.write_text("\n".join(lines))
+    with pytest.raises(XaibenchError, match=rf"rows.csv is damaged \(.*({message}).*\); repair or delete that line"):
+        journal.read()

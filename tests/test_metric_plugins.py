@@ -131,7 +131,7 @@ def test_run_with_faithfulness_metrics_records_options_and_units(tmp_path) -> No
     argv = ["run", "--methods", "center,random", "--metrics", "top1_cls,deletion_auc(steps=16),average_drop,road_morf(fractions=(0.5,))",
             "--n", "4", "--batch-size", "4", "--seed", "3", "--out", str(out)]
     assert cli.main(argv) == 0
-    config = xaibench.report.read_config(out)
+    config = xaibench.run_folder.read_config(out)
     assert config["metrics"] == ["top1_cls", "deletion_auc", "average_drop", "road_morf"]
     assert config["metric_options"]["deletion_auc"] == {"steps": 16, "substrate": "zero", "batch_size": None}
     assert config["metric_options"]["road_morf"]["seed"] == 3  # the run's seed

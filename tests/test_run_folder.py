@@ -12,7 +12,9 @@ import time
 import pytest
 
 from xaibench.errors import XaibenchError
-from xaibench.run_folder import CONFIG, OUTPUTS, PER_IMAGE, SUMMARY_CSV, RunFolder, atomic_write, atomic_write_text, unique_folder
+from xaibench.run_folder import (
+    CONFIG, OUTPUTS, PER_IMAGE, SUMMARY_CSV, RunFolder, atomic_write, atomic_write_text, read_config, unique_folder,
+)
 
 
 def test_atomic_write_leaves_the_old_file_when_the_writer_fails(tmp_path) -> None:
@@ -86,6 +88,20 @@ def test_resume_refuses_another_configuration_naming_the_field(tmp_path) -> None
         with RunFolder(tmp_path, mode="resume") as folder:
             folder.start({**config, "methods": ["cam", "gradcam"]})
     assert json.loads((tmp_path / CONFIG).read_text())["methods"] == ["cam"]
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [("{", "JSONDecodeError: Expecting property name"), ("[]", "it holds a JSON list, not an object"),
+     ('{"seed": "x"}', "its seed is 'x', not an integer")],
+)
+def test_a_damaged_config_is_one_error(tmp_path, text, problem) -> None:
+    (tmp_path / CONFIG).write_text(text)
+    with pytest.raises(XaibenchError, match=rf"config.json is damaged \({problem}.*\); restore it, or start the run again with --overwrite"):
+        read_config(tmp_path)
+    with pytest.raises(XaibenchError, match="config.json is damaged"):
+        with RunFolder(tmp_path, "resume") as folder:
+            folder.start({"seed": 0})
 
 
 def test_resume_of_a_folder_without_config_but_with_rows_is_refused(tmp_path) -> None:

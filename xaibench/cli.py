@@ -23,7 +23,7 @@ import torch
 from xaibench import __version__, allocator, data, explainer, harness, metric, models, report, viz
 from xaibench.errors import XaibenchError
 from xaibench.method_spec import MethodSpec, check_options, effective_options, method_options, parse_methods, repeated
-from xaibench.run_folder import PER_IMAGE, REPORT_HTML, RunFolder, overlays_file, unique_folder
+from xaibench.run_folder import PER_IMAGE, REPORT_HTML, RunFolder, overlays_file, read_config, unique_folder
 from xaibench.seeding import MAX_SEED
 
 DEFAULT_METHODS = "cam,gradcam,saliency"
@@ -676,7 +676,7 @@ def _print_summary(summary: pd.DataFrame, folder: Path) -> None:
 def _summarize(args: argparse.Namespace) -> int:
     folder = Path(args.folder)
     summary = report.write_summary(folder)
-    config = report.read_config(folder)
+    config = read_config(folder)
     per_image = harness.read_per_image(folder, report.run_metrics(config))
     _print_summary(summary, folder)
     state = "complete" if report.run_is_complete(config, per_image) else "partial"

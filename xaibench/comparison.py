@@ -31,7 +31,8 @@ from xaibench import significance
 from xaibench.errors import XaibenchError
 from xaibench.harness import read_per_image, read_thumbnails, read_timings
 from xaibench.metric import FAMILIES, Metric
-from xaibench.report import read_config, run_metrics, seconds_per_image, summarize
+from xaibench.report import run_metrics, seconds_per_image, summarize
+from xaibench.run_folder import read_config
 
 #: config.json fields that every combined run must share: they change what a number means.
 PROTOCOL_FIELDS = ("image_resize", "map_postprocessing", "constant_map_rtol", "maxboxacc_thresholds", "target")

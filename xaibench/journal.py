@@ -13,6 +13,7 @@ and exactly, as ``dtype:shape:base64(zlib(bytes))``; an empty cell is None.
 from __future__ import annotations
 
 import base64
+import binascii
 import io
 import os
 import zlib
@@ -109,7 +110,9 @@ class Journal:
                 a few rows of a large journal are read without decoding the others).
 
         Raises:
-            XaibenchError: the file's header is not this journal's (a file of another kind or version).
+            XaibenchError: the file's header is not this journal's (a file of another kind or version),
+                or a line is damaged (a wrong number of fields, an unclosed quote, a number column
+                holding text, an array cell that cannot be decoded).
         """
         text = self._complete_text()
         if not text:
@@ -120,18 +123,41 @@ class Journal:
                 f"{self.path} has the columns {','.join(header)}, expected {','.join(self.columns)}; it was "
                 "written by another version of xaibench: pass --overwrite to start the run again"
             )
-        frame = pd.read_csv(
-            io.StringIO(text),
-            **_EXACT_FLOATS,
-            keep_default_na=False,
-            na_values=[""],
-            dtype={c: str for c in self.text_columns + self.array_columns},
-        )
+        try:
+            frame = pd.read_csv(
+                io.StringIO(text),
+                **_EXACT_FLOATS,
+                keep_default_na=False,
+                na_values=[""],
+                dtype={c: str for c in self.text_columns + self.array_columns},
+            )
+        except (ValueError, pd.errors.ParserError) as error:  # ParserError names the line
+            raise self._damaged(" ".join(str(error).split())) from error
+        for column in frame.columns.difference(self.text_columns + self.array_columns):
+            if pd.api.types.is_numeric_dtype(frame[column]):
+                continue
+            bad = (pd.to_numeric(frame[column], errors="coerce").isna() & frame[column].notna()).to_numpy()
+            if bad.any():
+                line = int(np.flatnonzero(bad)[0]) + 2  # the header is line 1
+                raise self._damaged(f"line {line}: {column} is {frame[column][bad].iloc[0]!r}, not a number")
         if where is not None:
-            frame = frame[where(frame)].reset_index(drop=True)
+            frame = frame[where(frame)].copy()
         for column in self.array_columns:
-            frame[column] = [decode_array(v) for v in frame[column]]
-        return frame
+            frame[column] = [self._decode(cell, column, row) for row, cell in zip(frame.index, frame[column])]
+        return frame.reset_index(drop=True)
+
+    def _decode(self, cell: object, column: str, row: int) -> np.ndarray | None:
+        try:
+            return decode_array(cell)
+        except (ValueError, TypeError, zlib.error, binascii.Error) as error:
+            cause = " ".join(f"{type(error).__name__}: {error}".split())
+            raise self._damaged(f"line {row + 2}: its {column} cannot be decoded, {cause}") from error
+
+    def _damaged(self, problem: str) -> XaibenchError:
+        return XaibenchError(
+            f"{self.path} is damaged ({problem}); repair or delete that line (--resume computes again "
+            "what per_image.csv lacks), or start the run again with --overwrite"
+        )
 
     def repair(self) -> None:
         """Remove a half-written last line, if any, by atomically rewriting the complete rows."""

@@ -8,7 +8,6 @@ resumed one alike, and a resumed run's summary is byte for byte that of an unint
 
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 
@@ -16,10 +15,11 @@ import numpy as np
 import pandas as pd
 
 from xaibench import localization
-from xaibench.errors import XaibenchError
 from xaibench.harness import COLUMNS, build_metrics, metric_columns, read_per_image, read_timings
 from xaibench.metric import DEFAULT_METRICS, FAMILIES, Metric, create_metric, get_metric
-from xaibench.run_folder import BOX_ACCURACY_CURVES, CONFIG, CURVES_CSV, CURVES_PNG, SUMMARY_CSV, SUMMARY_MD, atomic_write, atomic_write_text
+from xaibench.run_folder import (
+    BOX_ACCURACY_CURVES, CURVES_CSV, CURVES_PNG, SUMMARY_CSV, SUMMARY_MD, atomic_write, atomic_write_text, read_config,
+)
 
 SUMMARY_COLUMNS = ["model", "method", "metric", "value", "ci_low", "ci_high", "n"]
 
@@ -253,18 +253,6 @@ def _by_model_and_method(per_image: pd.DataFrame):
     if "model" not in per_image:
         per_image = per_image.assign(model="")
     return per_image.groupby(["model", "method"], sort=False)
-
-
-def read_config(folder: str | Path) -> dict:
-    """The ``config.json`` of the run in ``folder``.
-
-    Raises:
-        XaibenchError: the folder holds no run.
-    """
-    path = Path(folder) / CONFIG
-    if not path.is_file():
-        raise XaibenchError(f"{folder} holds no xaibench run (no {CONFIG}); name a run's output folder")
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def write_summary(folder: str | Path, *, n_boot: int = 1000, level: float = 0.95) -> pd.DataFrame:

@@ -205,7 +205,7 @@ class RunFolder:
                     f"{self.path} has no {CONFIG}, so the run in it cannot be resumed; pass --overwrite to "
                     "replace it"
                 )
-            logger.info("nothing to resume in %s: starting a new run", self.path)
+            logger.warning("nothing to resume in %s: starting a new run there", self.path)
 
     def start(self, config: Mapping[str, Any]) -> None:
         """Record the configuration of a new run, or check it against the one being resumed.
@@ -216,7 +216,7 @@ class RunFolder:
         """
         path = self.file(CONFIG)
         if self.mode == "resume" and path.is_file():
-            previous = json.loads(path.read_text(encoding="utf-8"))
+            previous = read_config(self.path)
             current = json.loads(json.dumps(config, default=str))  # compare as it would be written
             for key in sorted(set(previous) | set(current)):
                 if key in INFORMATIONAL_FIELDS:
@@ -233,6 +233,30 @@ class RunFolder:
                     )
             return
         atomic_write_text(path, json.dumps(config, indent=2, default=str) + "\n")
+
+
+def read_config(folder: str | Path) -> dict:
+    """The ``config.json`` of the run in ``folder``.
+
+    Raises:
+        XaibenchError: the folder holds no run, or its ``config.json`` is damaged (not a JSON object, or
+            a ``seed`` that is not an integer).
+    """
+    path = Path(folder) / CONFIG
+    if not path.is_file():
+        raise XaibenchError(f"{folder} holds no xaibench run (no {CONFIG}); name a run's output folder")
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+        problem = None if isinstance(config, dict) else f"it holds a JSON {type(config).__name__}, not an object"
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        problem = f"{type(error).__name__}: {error}"
+    if problem is None and not isinstance(config.get("seed", 0), int):
+        problem = f"its seed is {config['seed']!r}, not an integer"
+    if problem is not None:
+        raise XaibenchError(
+            f"{path} is damaged ({problem}); restore it, or start the run again with --overwrite"
+        )
+    return config
 
 
 def _acquire(path: Path) -> IO[str]:
