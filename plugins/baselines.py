@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from xaibench import Explainer, register_explainer
+from xaibench import Explainer, options, register_explainer
+from xaibench.errors import OptionError
 from xaibench.models import Model
 from xaibench.seeding import image_generator
 
@@ -20,7 +21,7 @@ class CenterGaussian(Explainer):
 
     def __init__(self, model: Model, sigma: float = 0.25) -> None:
         super().__init__(model)
-        self.sigma = sigma
+        self.sigma = options.number("sigma", sigma, 0.0, open_low=True)
 
     def attribute(self, images: Tensor, targets: Tensor) -> Tensor:
         height, width = images.shape[-2:]
@@ -41,8 +42,12 @@ class RandomMap(Explainer):
 
     def __init__(self, model: Model, seed: int = 0, grid: int = 7) -> None:
         super().__init__(model)
-        self.seed = seed
-        self.grid = grid
+        self.seed = options.seed("seed", seed)
+        self.grid = options.integer("grid", grid, 1)
+        if self.grid > max(model.input_size):
+            raise OptionError(
+                f"option grid must be at most the image's side, {max(model.input_size)} px, got {grid!r}"
+            )
 
     def attribute(self, images: Tensor, targets: Tensor) -> Tensor:
         maps = []

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 import xaibench
+from xaibench.errors import XaibenchError
 
 
 def test_center_is_a_centred_gaussian(model) -> None:
@@ -28,3 +30,19 @@ def test_random_depends_on_the_image_and_seed_not_the_batch(model) -> None:
     assert not torch.equal(together[0], together[1])
     other_seed = xaibench.create_explainer("random", model, seed=1)(images[1:2], torch.tensor([1]))
     assert not torch.equal(other_seed[0], alone[0])
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "message"),
+    [
+        ("center", {"sigma": 0}, "option sigma must be a finite number > 0.0, got 0"),
+        ("center", {"sigma": -1.0}, "option sigma must be a finite number > 0.0"),
+        ("center", {"sigma": float("inf")}, "option sigma must be a finite number"),
+        ("random", {"seed": -1}, r"option seed must be an integer in \[0, 2\*\*32 - 1\]"),
+        ("random", {"grid": 0}, "option grid must be an integer >= 1, got 0"),
+        ("random", {"grid": 100_000}, "option grid must be at most the image's side"),
+    ],
+)
+def test_baseline_options_are_checked(model, name, options, message) -> None:
+    with pytest.raises(XaibenchError, match=message):
+        xaibench.create_explainer(name, model, **options)
