@@ -19,12 +19,12 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 import xaibench
-from xaibench.data.coco import load_coco
+from xaibench.data.coco import check_segmentation, load_coco, rasterize
 from xaibench.data.csvfile import load_csv
 from xaibench.data.imagenet import load_imagenet
 from xaibench.data.transforms import load_image, resize_boxes, resize_mask
 from xaibench.data.voc import load_voc
-from xaibench.errors import UnreadableImageError, XaibenchError
+from xaibench.errors import DatasetError, UnreadableImageError, XaibenchError
 
 SHARED_IMAGENET = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet-val-300"
 SIZE = (224, 224)
@@ -384,6 +384,28 @@ def test_coco_rle_masks_and_resizing(tmp_path: Path) -> None:
     expected[1:4, 2:6] = expected[4:6, 0:2] = True
     assert torch.equal(big.mask, torch.from_numpy(np.kron(expected, np.ones((2, 2), dtype=bool))))
     assert big.boxes.tolist() == [[4, 2, 10, 6], [0, 8, 2, 10]]
+
+
+def test_coco_checks_accept_every_pycocotools_encoding() -> None:
+    # runs of 0 to thousands of pixels (numbers of one to several characters in the compressed string,
+    # differences to the run two before of either sign): each RLE passes the check and rasterises exactly
+    rng = np.random.default_rng(11)
+    for height, width, density in [(1, 1, 1.0), (3, 4, 0.0), (7, 300, 0.5), (240, 250, 0.02), (250, 240, 0.98)]:
+        mask = rng.random((height, width)) < density
+        mask[height // 3 :, width // 4 : width // 2] = True
+        compressed = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+        flat = mask.T.ravel()  # column-major, as COCO's runs
+        bounds = np.concatenate([[0], np.flatnonzero(np.diff(flat.astype(np.int8))) + 1, [flat.size]])
+        runs = ([0] if flat[0] else []) + np.diff(bounds).tolist()  # the first run is background
+        for segm in ({"size": [height, width], "counts": compressed["counts"].decode()},
+                     {"size": [height, width], "counts": runs}):
+            check_segmentation(segm, height, width, "here")
+            assert np.array_equal(rasterize([segm], height, width), mask)
+    square = [[0, 0, 2, 0, 2, 2, 0, 2]]
+    check_segmentation(square, 3, 4, "here")
+    assert rasterize([square, [], None], 3, 4).tolist() == [[True, True, False, False]] * 2 + [[False] * 4]
+    with pytest.raises(DatasetError, match=r"^COCO segmentation 0: the RLE run lengths add up to 11 pixels, not"):
+        rasterize([{"size": [3, 4], "counts": [11]}], 3, 4)
 
 
 def test_coco_image_folder_rule_and_errors(tmp_path: Path) -> None:

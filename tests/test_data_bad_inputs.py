@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from pycocotools import mask as mask_utils
 
 import xaibench
 import xaibench.data
@@ -312,6 +313,33 @@ def test_xml_not_well_formed_and_nameless(tmp_path: Path) -> None:
         read_xml_annotation(tmp_path / "size.xml")
 
 
+def difficult_obj(name: str, flag: str | None) -> str:
+    tag = "" if flag is None else f"<difficult>{flag}</difficult>"
+    return obj(name).replace("<bndbox>", f"{tag}<bndbox>")
+
+
+@pytest.mark.parametrize("flag", ["abc", "-1", "yes", "2", "true", "0.0", "01"])
+def test_xml_difficult_other_than_0_or_1_is_refused(tmp_path: Path, flag: str) -> None:
+    path = xml_text(tmp_path / "a.xml", difficult_obj("cat", "1") + difficult_obj("dog", flag))
+    with pytest.raises(DatasetError, match=rf"a\.xml, <object> 2 \('dog'\): <difficult> is '{flag}', not 0 or 1") as err:
+        read_xml_annotation(path)
+    one_line(err)
+
+
+def test_xml_difficult_known_answers(tmp_path: Path) -> None:
+    body = "".join(difficult_obj(name, flag) for name, flag in
+                   [("a", "0"), ("b", "1"), ("c", " 1 "), ("d", ""), ("e", None), ("f", "\n0\n")])
+    ann = read_xml_annotation(xml_text(tmp_path / "a.xml", body))
+    assert [(o.name, o.difficult) for o in ann.objects] == [
+        ("a", False), ("b", True), ("c", True), ("d", False), ("e", False), ("f", False)
+    ]
+    root = voc_folder(tmp_path / "VOC2007")
+    xml = root / "Annotations" / "2007_000032.xml"
+    xml.write_text(xml.read_text().replace("<difficult>1</difficult>", "<difficult>yes</difficult>"))
+    with pytest.raises(DatasetError, match=r"2007_000032\.xml, <object> 1 \('diningtable'\): <difficult> is 'yes'"):
+        load_voc(str(root), image_size=SIZE)
+
+
 def test_imagenet_and_voc_refuse_a_bad_xml(tmp_path: Path) -> None:
     folder = imagenet_ilsvrc(tmp_path / "inet")
     voc_xml(folder / "bbox" / "ILSVRC2012_val_00000002.xml", (60, 80), [("n01443537", 0, 0, float("nan"), 79)])
@@ -404,6 +432,111 @@ def test_coco_malformed_json_names_the_id(tmp_path: Path, edit, message: str) ->
     one_line(err)
 
 
+def encoded(mask: np.ndarray) -> dict:
+    """A compressed RLE as COCO's json holds it (``counts`` a str)."""
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode()}
+
+
+def segmentation(index: int, segm):
+    return lambda d: d["annotations"][index].update(segmentation=segm)
+
+
+# annotations 10-12 are on image 1 (8 x 6), 13-14 on image 2 (4 x 3)
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (segmentation(2, {"counts": "zzzz", "size": [64, 64]}),
+         r'annotation 12: the RLE "size" \[64, 64\] is not the image\'s \[height, width\] \[6, 8\]'),
+        (segmentation(2, {"counts": "zzzz", "size": [6, 8]}),
+         r'annotation 12: the compressed RLE "counts" has .z. at position 0, outside COCO\'s alphabet'),
+        (segmentation(4, encoded(np.ones((2, 4)))),
+         r'annotation 14: the RLE "size" \[2, 4\] is not the image\'s \[height, width\] \[3, 4\]'),
+        (segmentation(4, dict(encoded(np.ones((2, 4))), size=[3, 4])),  # 8 pixels for a 4 x 3 image
+         r"annotation 14: the RLE run lengths add up to 8 pixels, not the 3 x 4 = 12 of the image"),
+        (segmentation(4, {"counts": "0P", "size": [3, 4]}),
+         r'annotation 14: the compressed RLE "counts" ends inside a run length'),
+        (segmentation(4, {"counts": "@", "size": [3, 4]}),
+         r'annotation 14: the compressed RLE "counts" decodes to the negative run length -16 \(run 1\)'),
+        (segmentation(4, {"counts": "", "size": [3, 4]}), r"annotation 14: the RLE run lengths add up to 0 pixels"),
+        (segmentation(3, {"size": [3, 4], "counts": [3, 2, 1, 4]}),
+         r"annotation 13: the RLE run lengths add up to 10 pixels, not the 3 x 4 = 12 of the image"),
+        (segmentation(3, {"size": [3, 4], "counts": [3, 2, 1, 4, 3]}),
+         r"annotation 13: the RLE run lengths add up to 13 pixels"),
+        (segmentation(3, {"size": [4, 3], "counts": [3, 2, 1, 4, 2]}),
+         r'annotation 13: the RLE "size" \[4, 3\] is not the image\'s \[height, width\] \[3, 4\]'),
+        (segmentation(3, {"size": [3, 4], "counts": [3, -2, 1, 4, 6]}),
+         r'annotation 13: the RLE "counts" is \[3, -2, 1, 4, 6\], neither a string nor a list of non-negative'),
+        (segmentation(3, {"size": [3, 4], "counts": [3.0, 2, 1, 4, 2]}), r'annotation 13: the RLE "counts" is \[3\.0'),
+        (segmentation(3, {"counts": [3, 2, 1, 4, 2]}),
+         r'annotation 13: "segmentation" is .*neither a list of polygons nor an RLE with "counts" and "size"'),
+        (segmentation(0, "abc"), r'annotation 10: "segmentation" is .abc., neither a list of polygons nor an RLE'),
+        (segmentation(0, [[2, 1, 6, 1, 6, 4, 2]]),
+         r'annotation 10: "segmentation" polygon 1 has 7 numbers; a polygon is x, y pairs, an even number'),
+        (segmentation(0, [[2, 1, 6, float("nan"), 6, 4, 2, 4]]),
+         r'annotation 10: "segmentation" polygon 1 has a value that is not a finite number'),
+        (segmentation(0, [[2, 1, 6, 1, float("inf"), 4, 2, 4]]),
+         r'annotation 10: "segmentation" polygon 1 has a value that is not a finite number'),
+        (segmentation(0, [[2, 1, 6, 1, 6, 4, 2, 10**400]]),
+         r'annotation 10: "segmentation" polygon 1 has a value that is not a finite number'),
+        (segmentation(0, [[2, 1, 6, 1, 6, "4", 2, 4]]),
+         r'annotation 10: "segmentation" polygon 1 is \[2, 1, 6, 1, 6, .4., 2, 4\], not a list of numbers'),
+        (segmentation(0, [[2, 1, 6, 1, 6, True, 2, 4]]), r'annotation 10: "segmentation" polygon 1 is .*not a list of'),
+        (segmentation(0, [2, 1, 6, 1, 6, 4, 2, 4]), r'annotation 10: "segmentation" polygon 1 is 2, not a list of'),
+    ],
+    ids=["zzzz-64", "zzzz", "compressed-size", "compressed-short", "truncated", "negative-run", "empty-string",
+         "uncompressed-short", "uncompressed-long", "uncompressed-transposed", "negative-count", "float-count",
+         "no-size", "string", "odd", "nan", "inf", "huge", "string-number", "bool",
+         "flat"],
+)
+def test_coco_malformed_segmentation_names_the_annotation(tmp_path: Path, edit, message: str) -> None:
+    path, _ = coco_json(tmp_path, edit)
+    with pytest.raises(DatasetError, match=rf"instances_val2017\.json, {message}.*; fix the json$") as err:
+        load_coco(str(path), image_size=SIZE)  # when the json is read, not when a mask is made
+    one_line(err)
+
+
+def test_coco_valid_rles_keep_their_masks(tmp_path: Path) -> None:
+    ring = np.zeros((5, 9), dtype=bool)
+    ring[1:4, 2:8] = True
+    ring[2, 4:6] = False
+    square = np.zeros((5, 9), dtype=bool)
+    square[0:2, 0:2] = True
+
+    def edit(d: dict) -> None:
+        d["images"][1].update(width=9, height=5)  # image 1
+        d["annotations"][0].update(segmentation=encoded(ring), bbox=[2, 1, 6, 3])
+        d["annotations"][1].update(segmentation={"size": [5.0, 9.0], "counts": [45]}, bbox=[0, 0, 1, 1])  # empty
+        d["annotations"][2].update(segmentation=dict(encoded(square), size=[5, 9]))
+
+    path, _ = coco_json(tmp_path, edit)
+    write_image(path.parent.parent / "val2017" / "000000000001.jpg", 9, 5)
+    person, dog = (load_coco(str(path), image_size=(5, 9))[k] for k in (0, 1))
+    assert torch.equal(person.mask, torch.from_numpy(ring)) and int(person.mask.sum()) == 16
+    assert torch.equal(dog.mask, torch.from_numpy(square))
+    assert person.boxes.tolist() == [[2, 1, 7, 3], [0, 0, 0, 0]]
+
+
+def test_coco_polygons_of_fewer_than_three_points_are_passed_over(tmp_path: Path) -> None:
+    """COCO's own files hold a few polygons of 2 points (4 numbers); they cover no area, and tools built
+    on pycocotools drop them: the instance's other polygons make its mask."""
+
+    def edit(d: dict) -> None:
+        d["annotations"][0].update(segmentation=[[2, 1, 6, 1], [], [2, 1, 6, 1, 6, 4, 2, 4]])
+
+    path, _ = coco_json(tmp_path, edit)
+    write_image(path.parent.parent / "val2017" / "000000000001.jpg", 8, 6)
+    with_degenerate = load_coco(str(path), image_size=(6, 8))[0].mask
+
+    def clean(d: dict) -> None:
+        d["annotations"][0].update(segmentation=[[2, 1, 6, 1, 6, 4, 2, 4]])
+
+    path, _ = coco_json(tmp_path / "clean", clean)
+    write_image(path.parent.parent / "val2017" / "000000000001.jpg", 8, 6)
+    assert torch.equal(with_degenerate, load_coco(str(path), image_size=(6, 8))[0].mask)
+    assert with_degenerate.any()
+
+
 def test_coco_invalid_json_and_bom(tmp_path: Path) -> None:
     path = coco_folder(tmp_path / "coco")
     text = path.read_text()
@@ -453,6 +586,46 @@ def test_csv_missing_column(tmp_path: Path) -> None:
     (tmp_path / "b.csv").write_text("image,label,x0,y0,x1\na.png,cat,0,0,4\n")
     with pytest.raises(DatasetError, match=r"b\.csv lacks the column\(s\) y1"):
         load_csv(str(tmp_path / "b.csv"), image_size=SIZE)
+
+
+@pytest.mark.parametrize(
+    ("header", "column"),
+    [("image,label,x0,y0,x1,y1,image", "image"), ("image,label,x0, x0 ,y0,x1,y1", "x0"),
+     ("image,label,x0,y0,x1,y1,mask,mask", "mask"), ("image,label,x0,y0,x1,y1,note,note", "note")],
+    ids=["image", "spaced", "mask", "other"],
+)
+def test_csv_repeated_column_is_refused(tmp_path: Path, header: str, column: str) -> None:
+    fields = len(header.split(","))
+    row = ",".join(["a.png", "cat", "0", "0", "4", "4", "b.png", "x"][:fields])
+    (tmp_path / "b.csv").write_text(f"{header}\n{row}\n")
+    with pytest.raises(DatasetError, match=rf"b\.csv has the column {column} more than once in its header; keep") as err:
+        load_csv(str(tmp_path / "b.csv"), image_size=SIZE)
+    one_line(err)
+
+
+@pytest.mark.parametrize(
+    ("header", "row", "fields", "columns"),
+    [("image,label,x0,y0,x1,y1", "a.png,cat,0,0,4,4,a_mask.png", 7, 6),  # a mask the header does not name
+     ("image,label,x0,y0,x1,y1,mask", "a.png,cat,0,0,4,4,,x,y", 9, 7)],
+    ids=["unnamed-mask", "two-extra"],
+)
+def test_csv_row_with_more_fields_than_the_header(
+    tmp_path: Path, header: str, row: str, fields: int, columns: int
+) -> None:
+    (tmp_path / "b.csv").write_text(f"{header}\na.png,cat,0,0,4,4{',' * (columns - 6)}\n{row}\n")
+    with pytest.raises(DatasetError, match=rf"b\.csv, line 3: the row has {fields} fields, more than the {columns} col") as err:
+        load_csv(str(tmp_path / "b.csv"), image_size=SIZE)
+    one_line(err)
+
+
+def test_csv_unnamed_empty_columns_are_fine(tmp_path: Path) -> None:
+    write_image(tmp_path / "a.png", 10, 10)
+    (tmp_path / "b.csv").write_text("image,label,x0,y0,x1,y1,,\na.png,cat,1,2,4,5,,\na.png,cat,0,0,9,9,,\n")
+    ds = load_csv(str(tmp_path / "b.csv"), image_size=(10, 10))
+    assert ds.class_names == ["cat"] and ds[0].boxes.tolist() == [[1, 2, 4, 5], [0, 0, 9, 9]]
+    # a spreadsheet's trailing commas: empty fields past the header
+    (tmp_path / "c.csv").write_text("image,label,x0,y0,x1,y1\na.png,cat,1,2,4,5,\na.png,cat,0,0,9,9,,\n")
+    assert load_csv(str(tmp_path / "c.csv"), image_size=(10, 10))[0].boxes.tolist() == [[1, 2, 4, 5], [0, 0, 9, 9]]
 
 
 # ----------------------------------------------------------------------------- boxes outside the image

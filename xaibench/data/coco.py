@@ -18,7 +18,15 @@ Conventions:
 * Masks: every instance's segmentation (polygons, uncompressed RLE with a ``counts`` list, or
   compressed RLE with a ``counts`` string) is rasterised with ``pycocotools`` at the image's size as
   the json states it; a sample's mask is the union of its category's instances, resized with nearest
-  neighbour. If an instance has no segmentation, the sample has no mask.
+  neighbour. If an instance has no segmentation, the sample has no mask. Segmentations are checked
+  when the json is read (rasterising waits for the sample): a polygon is a list of an even number of
+  finite numbers (one of fewer than three points covers nothing and is passed over, as COCO's own
+  files have a few and pycocotools-based tools drop them); an RLE's ``size`` is the image's
+  ``[height, width]`` and its run lengths (a list of non-negative integers, or a string of COCO's
+  compressed alphabet ``0``..``o``, at most 7 characters a number as pycocotools writes them, that
+  decodes to non-negative runs) add up to ``height * width``. A violation is a :class:`DatasetError`
+  naming the json and the annotation id (pycocotools would silently make a wrong mask of it: empty,
+  short of a coordinate, or with pixels left undefined).
 * ``iscrowd`` instances count like the others: their masks are part of the union and their boxes
   are the sample's boxes, as TorchRay's ``coco_as_mask`` takes every instance of the class (COCO has
   no ``difficult`` flag; the pointing game skips only Pascal VOC's all-difficult pairs).
@@ -45,9 +53,124 @@ from pycocotools import mask as mask_utils
 from xaibench.data.transforms import ClassMap, ImageRecord, RecordDataset, check_box
 from xaibench.errors import DatasetError, XaibenchError
 
-__all__ = ["find_image_dir", "load_coco", "rasterize"]
+__all__ = ["check_segmentation", "find_image_dir", "load_coco", "rasterize"]
 
 logger = logging.getLogger(__name__)
+
+
+def _compressed_runs(counts: str, where: str) -> np.ndarray:
+    """The run lengths of a compressed RLE string, decoded as pycocotools' ``rleFrString`` does.
+
+    Each number is a little-endian sequence of 5-bit groups, one per character (``chr(48 + bits)``),
+    bit 5 set while more follow and bit 4 of the last one its sign; from the fourth run on, the
+    number is the difference to the run two before. Vectorised with numpy: a long string costs
+    tens of microseconds, not a Python step per character.
+
+    Raises:
+        DatasetError: a character outside ``0``..``o``, a string ending inside a number, a number of
+            more than 7 characters (pycocotools writes at most 7, enough for any uint32 run or
+            difference; the limit keeps the int64 arithmetic exact), or a negative run.
+    """
+    codes = np.frombuffer(counts.encode("utf-8"), dtype=np.uint8).astype(np.int64) - 48
+    if not counts.isascii() or ((codes < 0) | (codes > 63)).any():
+        p = next(k for k, char in enumerate(counts) if not "0" <= char <= "o")
+        raise DatasetError(
+            f'{where}: the compressed RLE "counts" has {counts[p]!r} at position {p}, outside COCO\'s alphabet '
+            '"0".."o"; fix the json'
+        )
+    if not codes.size:
+        return codes
+    last = (codes & 0x20) == 0  # the last character of a number has no continuation bit
+    if not last[-1]:
+        raise DatasetError(f'{where}: the compressed RLE "counts" ends inside a run length; fix the json')
+    ends = np.flatnonzero(last)
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    lengths = ends - starts + 1
+    if lengths.max() > 7:
+        k = int(np.argmax(lengths > 7))
+        raise DatasetError(
+            f'{where}: the compressed RLE "counts" has a run length of {lengths[k]} characters at position '
+            f"{starts[k]}, more than the 7 pycocotools writes; fix the json"
+        )
+    shifts = 5 * (np.arange(codes.size) - np.repeat(starts, lengths))
+    runs = np.add.reduceat((codes & 0x1F) << shifts, starts)
+    runs -= np.where(codes[ends] & 0x10, np.int64(1) << (5 * lengths), 0)  # the sign: x |= -1 << 5 k
+    runs[1::2] = np.cumsum(runs[1::2])  # runs 3, 5, ... add the run two before
+    runs[2::2] = np.cumsum(runs[2::2])  # runs 4, 6, ... likewise (run 0 stands alone)
+    negative = np.flatnonzero(runs < 0)
+    if negative.size:
+        k = int(negative[0])
+        raise DatasetError(
+            f'{where}: the compressed RLE "counts" decodes to the negative run length {runs[k]} (run {k + 1}); '
+            "fix the json"
+        )
+    return runs
+
+
+def check_segmentation(segm: Any, height: int, width: int, where: str) -> None:
+    """Refuse a segmentation pycocotools would rasterise wrongly (the rules are in the module docstring).
+
+    Cheap enough for every annotation of a json: nothing is rasterised; a compressed RLE's string is
+    decoded to its run lengths only.
+
+    Args:
+        segm: An instance's (non-empty) ``segmentation``.
+        height, width: Size of the image, as the json states it.
+        where: The start of the message (the json and the annotation).
+
+    Raises:
+        DatasetError: a polygon that is not a list of an even number of finite numbers,
+            an RLE whose ``size`` is not ``[height, width]`` or whose run lengths are malformed or
+            do not add up to ``height * width``, or a segmentation of another kind.
+    """
+    if isinstance(segm, list):
+        if not segm:
+            raise DatasetError(f'{where}: "segmentation" is an empty list of polygons; fix the json')
+        for k, polygon in enumerate(segm, start=1):
+            if not isinstance(polygon, list) or not set(map(type, polygon)) <= {int, float}:
+                raise DatasetError(
+                    f'{where}: "segmentation" polygon {k} is {polygon!r:.80}, not a list of numbers '
+                    "[x, y, x, y, ...]; fix the json"
+                )
+            if len(polygon) % 2:
+                raise DatasetError(
+                    f'{where}: "segmentation" polygon {k} has {len(polygon)} numbers; a polygon is x, y pairs, '
+                    "an even number of coordinates; fix the json"
+                )
+            try:
+                finite = all(map(math.isfinite, polygon))
+            except OverflowError:  # an integer too large for a float
+                finite = False
+            if not finite:
+                raise DatasetError(
+                    f'{where}: "segmentation" polygon {k} has a value that is not a finite number; fix the json'
+                )
+        return
+    if not isinstance(segm, dict) or "counts" not in segm or "size" not in segm:
+        raise DatasetError(
+            f'{where}: "segmentation" is {segm!r:.80}, neither a list of polygons nor an RLE with "counts" and '
+            '"size"; fix the json'
+        )
+    size, counts = segm["size"], segm["counts"]
+    if not (isinstance(size, list) and len(size) == 2 and all(map(_is_number, size)) and size == [height, width]):
+        raise DatasetError(
+            f'{where}: the RLE "size" {size!r:.40} is not the image\'s [height, width] [{height}, {width}]; '
+            "fix the json"
+        )
+    if isinstance(counts, str):
+        total = int(_compressed_runs(counts, where).sum())
+    elif isinstance(counts, list) and set(map(type, counts)) <= {int} and (not counts or min(counts) >= 0):
+        total = sum(counts)
+    else:
+        raise DatasetError(
+            f'{where}: the RLE "counts" is {counts!r:.80}, neither a string nor a list of non-negative integers; '
+            "fix the json"
+        )
+    if total != height * width:
+        raise DatasetError(
+            f"{where}: the RLE run lengths add up to {total} pixels, not the {height} x {width} = "
+            f"{height * width} of the image; fix the json"
+        )
 
 
 def rasterize(segmentations: Sequence[Any], height: int, width: int) -> np.ndarray:
@@ -58,18 +181,25 @@ def rasterize(segmentations: Sequence[Any], height: int, width: int) -> np.ndarr
             ``{"size": [h, w], "counts": [int, ...]}`` (column-major run lengths, starting with
             background) or a compressed RLE (``counts`` a string), as in COCO's ``annToRLE``.
         height, width: Size of the image.
+
+    Raises:
+        DatasetError: a segmentation that fails :func:`check_segmentation` (``load_coco`` checks
+            them when it reads the json, naming the annotation).
     """
     out = np.zeros((height, width), dtype=bool)
-    for segm in segmentations:
+    for k, segm in enumerate(segmentations):
+        if not segm:  # no segmentation: nothing to add
+            continue
+        check_segmentation(segm, height, width, f"COCO segmentation {k}")
         if isinstance(segm, list):
-            polygons = [p for p in segm if len(p) >= 6]  # at least three points
+            polygons = [p for p in segm if len(p) >= 6]  # fewer than three points cover no area
             if not polygons:
                 continue
             rle = mask_utils.merge(mask_utils.frPyObjects(polygons, height, width))
-        elif isinstance(segm.get("counts"), list):
-            rle = mask_utils.frPyObjects(segm, height, width)
+        elif isinstance(segm["counts"], list):
+            rle = mask_utils.frPyObjects({"size": [height, width], "counts": segm["counts"]}, height, width)
         else:
-            rle = segm
+            rle = {"size": [height, width], "counts": segm["counts"]}
         with warnings.catch_warnings():  # pycocotools' decode trips a numpy 2 DeprecationWarning
             warnings.simplefilter("ignore", DeprecationWarning)
             out |= mask_utils.decode(rle).astype(bool)
@@ -211,7 +341,8 @@ def load_coco(
         DatasetError: malformed json (the message names the file and the image, category or
             annotation id): invalid JSON, a repeated id, a non-numeric width or height, a bbox that
             is not four finite numbers or has a negative width or height, a reference to an
-            unknown image or category; or no annotation at all.
+            unknown image or category, a malformed segmentation (:func:`check_segmentation`); or no
+            annotation at all.
         XaibenchError: a category the model does not know.
     """
     if not path:
@@ -237,7 +368,11 @@ def load_coco(
             raise DatasetError(f"{where} refers to the unknown image {key[0]!r}; fix the json")
         if not _is_id(key[1]) or key[1] not in category_name:
             raise DatasetError(f"{where} refers to the unknown category {key[1]!r}; fix the json")
-        groups.setdefault(key, []).append((ann, _corners(ann.get("bbox"), where)))  # type: ignore[arg-type]
+        box = _corners(ann.get("bbox"), where)
+        if ann.get("segmentation"):
+            width, height = sizes[key[0]]
+            check_segmentation(ann["segmentation"], height, width, where)
+        groups.setdefault(key, []).append((ann, box))  # type: ignore[arg-type]
     if not groups:
         raise DatasetError(
             f"the data set 'coco:{path}' has no samples: its \"annotations\" list is empty; the coco kind "

@@ -25,10 +25,11 @@ byte, so the fallback cannot fail, and it reads the accented letters of cp1252 (
 Windows) alike; only cp1252's extra characters in 0x80-0x9F (e.g. curly quotes, the euro sign) come
 out as control characters. Save the file as UTF-8 to be exact.
 
-Checks: a missing column, an empty image or label, a coordinate that is not a finite number and an
-inverted box (``x1 < x0`` or ``y1 < y0``) are :class:`DatasetError` s naming the file and the line;
-a box extending past the image is clipped to it when the image is read (warning); a file with no
-rows is refused.
+Checks: a missing column and a column name the header repeats are :class:`DatasetError` s naming
+the file and the column; a row with more non-empty fields than the header has columns, an empty image or
+label, a coordinate that is not a finite number and an inverted box (``x1 < x0`` or ``y1 < y0``)
+are :class:`DatasetError` s naming the file and the line; a box extending past the image is clipped
+to it when the image is read (warning); a file with no rows is refused.
 
 Rows of the same image and class form one sample, in order of first appearance. Its id is the
 ``image`` field as written, or ``"<image>/<class name>"`` when the image has rows of several classes
@@ -132,6 +133,12 @@ def _parse_rows(csv_path: Path) -> list[_Row]:
     reader = csv.DictReader(io.StringIO(_read_text(csv_path), newline=""))
     header = [h.strip() for h in reader.fieldnames or ()]
     reader.fieldnames = header
+    repeated = next((h for k, h in enumerate(header) if h and h in header[:k]), None)
+    if repeated is not None:
+        raise DatasetError(
+            f"{csv_path} has the column {repeated} more than once in its header; keep one column of each "
+            f"name (the header must be {','.join(COLUMNS)} and optionally mask)"
+        )
     missing = [c for c in COLUMNS if c not in header]
     if missing:
         raise DatasetError(
@@ -140,6 +147,11 @@ def _parse_rows(csv_path: Path) -> list[_Row]:
         )
     for raw in reader:
         where = f"{csv_path}, line {reader.line_num}"
+        if any((extra or "").strip() for extra in raw.get(None, ())):  # DictReader's restkey: fields past the header (empty ones, trailing commas, are fine)
+            raise DatasetError(
+                f"{where}: the row has {len(header) + len(raw[None])} fields, more than the {len(header)} "
+                "columns of the header; remove the extra fields or name their columns in the header"
+            )
         image = (raw["image"] or "").strip()
         label = (raw["label"] or "").strip()
         if not image or not label:
@@ -213,8 +225,9 @@ def load_csv(
 
     Raises:
         FileNotFoundError: no such CSV file.
-        DatasetError: a missing column, a missing or malformed field, a non-finite or inverted
-            box (the message names the line), or no row at all.
+        DatasetError: a missing or repeated column, a row with more fields than the header, a
+            missing or malformed field, a non-finite or inverted box (the message names the line),
+            or no row at all.
         XaibenchError: a class index out of range, or a class the model does not know.
     """
     if not path:

@@ -12,8 +12,10 @@ else ``val.txt`` if present, else every ``Annotations/*.xml`` (sorted by id).
 Conventions: VOC boxes are 1-based (the top-left pixel is ``(1, 1)``) with inclusive corners; they
 are converted to 0-based inclusive corners by subtracting 1 from all four coordinates, then
 rescaled by the wsolevaluation rule (:func:`xaibench.data.transforms.resize_boxes`). ``<difficult>``
-flags are kept in ``Sample.difficult``. A NaN, infinite or inverted box is a :class:`DatasetError`
-naming the XML file and the object; a box extending past the image is clipped to it (warning).
+flags are kept in ``Sample.difficult``: ``1`` is difficult; ``0``, an empty or a missing
+``<difficult>`` is not. A NaN, infinite or inverted box, or a ``<difficult>`` other than ``0`` or ``1``, is a
+:class:`DatasetError` naming the XML file and the object; a box extending past the image is clipped
+to it (warning).
 
 An image showing several classes yields one sample per class, holding that class's boxes only, with
 the id ``"<image id>/<class>"`` (e.g. ``2007_000027/person``); the pointing game (Zhang et al.,
@@ -78,14 +80,14 @@ def read_xml_annotation(path: Path) -> XmlAnnotation:
     ``<difficult>``, ``<bndbox>`` ``xmin ymin xmax ymax``). Coordinates are returned unchanged.
 
     Every box is checked with :func:`xaibench.data.transforms.check_box` (finite, not inverted),
-    as wsolevaluation checks its boxes; messages name the file and the object (counted from 1, in
-    file order) with its name.
+    as wsolevaluation checks its boxes, and ``<difficult>`` is ``0`` or ``1`` (missing or empty:
+    ``0``); messages name the file and the object (counted from 1, in file order) with its name.
 
     Raises:
         FileNotFoundError: no such file.
         DatasetError: not well-formed XML, a ``<size>`` that is not two positive numbers, or an
-            object without a name, without a ``<bndbox>``, or with a coordinate that is missing,
-            not a number, not finite, or a box that is inverted.
+            object without a name, without a ``<bndbox>``, with a coordinate that is missing,
+            not a number, not finite, a box that is inverted, or a ``<difficult>`` other than 0 or 1.
     """
     try:
         root = ET.parse(path).getroot()
@@ -110,7 +112,10 @@ def read_xml_annotation(path: Path) -> XmlAnnotation:
         if bndbox is None:
             raise DatasetError(f"{where} has no <bndbox>; fix the annotation")
         box = check_box([_number(bndbox, tag, where) for tag in ("xmin", "ymin", "xmax", "ymax")], where)
-        difficult = (obj.findtext("difficult") or "0").strip() not in ("", "0")
+        flag = (obj.findtext("difficult") or "").strip() or "0"
+        if flag not in ("0", "1"):
+            raise DatasetError(f"{where}: <difficult> is {flag!r}, not 0 or 1; fix the annotation")
+        difficult = flag == "1"
         objects.append(XmlObject(name=name, box=box, difficult=difficult))
     return XmlAnnotation(filename=root.findtext("filename"), size=size, objects=objects)
 
