@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import pytest
 from xaibench.errors import XaibenchError
 from xaibench.run_folder import (
     CONFIG, OUTPUTS, PER_IMAGE, SUMMARY_CSV, RunFolder, atomic_write, atomic_write_text, read_config, unique_folder,
+    writable_folder,
 )
 
 
@@ -139,9 +141,27 @@ def test_two_runs_cannot_share_a_folder_and_a_killed_run_leaves_no_stale_lock(tm
 def test_unwritable_folders_are_one_clear_error(tmp_path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    with pytest.raises(XaibenchError, match="is a file, not a folder|Not a directory"):
-        with RunFolder(blocker / "run"):
+    with pytest.raises(XaibenchError, match=rf"^{re.escape(str(blocker))} is a file, not a folder; choose another --out$"):
+        with RunFolder(blocker / "run"):  # the file in the way is named, not the folder under it
             pass
+    with pytest.raises(XaibenchError, match=r"a-file is a file, not a folder; choose another --out"):
+        writable_folder(blocker / "deeper" / "still")
+
+
+def test_commands_check_their_output_folder_before_working(tmp_path, capsys) -> None:
+    """sanity, report, explain and train-builtin refuse an --out they cannot write at once (sanity
+    used to compute everything first, then lose it)."""
+    from xaibench import cli
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    out = str(blocker / "sub")
+    for argv in (["sanity", "--n", "2", "--out", out], ["train-builtin", "--out", out],
+                 ["explain", str(blocker), "--out", out + "/x.png"], ["report", str(tmp_path), "--out", out]):
+        assert cli.main(argv) == 2, argv
+        captured = capsys.readouterr()
+        assert f"{blocker} is a file, not a folder; choose another --out" in captured.err, (argv, captured.err)
+        assert "sanity checks of" not in captured.out and "training" not in captured.out  # no work started
 
 
 def test_unique_folder(tmp_path) -> None:

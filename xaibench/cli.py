@@ -23,7 +23,7 @@ import torch
 from xaibench import __version__, allocator, data, explainer, harness, metric, models, report, viz
 from xaibench.errors import XaibenchError
 from xaibench.method_spec import MethodSpec, check_options, effective_options, method_options, parse_methods, repeated
-from xaibench.run_folder import PER_IMAGE, REPORT_HTML, RunFolder, overlays_file, read_config, unique_folder
+from xaibench.run_folder import PER_IMAGE, REPORT_HTML, RunFolder, overlays_file, read_config, unique_folder, writable_folder
 from xaibench.seeding import MAX_SEED
 
 DEFAULT_METHODS = "cam,gradcam,saliency"
@@ -572,6 +572,7 @@ def _sanity(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else unique_folder("reports", "sanity-" + _default_name(args.model, args.dataset))
     if not args.overwrite and any((out / name).exists() for name in sanity.OUTPUTS):
         raise XaibenchError(f"{out} holds another sanity check; pass --overwrite to replace it, or choose another --out")
+    writable_folder(out)  # before the work, not after it
     torch.manual_seed(args.seed)
     name = _model_names(args.model)[0]
     model = models.load_model(
@@ -689,7 +690,7 @@ def _report(args: argparse.Namespace) -> int:
 
     viz.check_style(args.cmap, args.alpha)
     if args.out:
-        comparison_report.check_out(args.out)
+        writable_folder(comparison_report.check_out(args.out))
     runs = [comparison.load_run(folder) for folder in args.runs]
     combined = comparison.combine(runs)
     methods = [m.strip() for m in args.class_gallery.split(",")] if args.class_gallery else None
@@ -709,6 +710,8 @@ def _train_builtin(args: argparse.Namespace) -> int:
     from xaibench.shapes_net import train_builtin
 
     _check_seed(args.seed)
+    if args.out:
+        writable_folder(args.out)  # before the minute or two of training
     labels = " on permuted labels" if args.permuted_labels else ""
     print(f"xaibench: training the built-in network{labels} with seed {args.seed} (a minute or two on two cores)")
     path, accuracy = train_builtin(args.seed, args.out, permuted_labels=args.permuted_labels)
@@ -741,6 +744,7 @@ def _explain(args: argparse.Namespace) -> int:
     if not args.dpi > 0:
         raise XaibenchError(f"--dpi must be positive, got {args.dpi}")
     out, out_file, fmt = _explain_output(args)
+    writable_folder(out)
     failed: list[str] = []
     images = []
     for image in args.images:  # missing files fail here, before the model is loaded

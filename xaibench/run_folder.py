@@ -132,6 +132,27 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write(path, lambda file: file.write(text.encode("utf-8")))
 
 
+def writable_folder(path: str | os.PathLike, option: str = "--out") -> Path:
+    """Create the folder ``path`` (and its parents) if needed and check that files can be written in it,
+    before any work whose results would go there.
+
+    Raises:
+        XaibenchError: one line naming what is in the way (a file where a folder is needed, a folder
+            that cannot be written) and saying to choose another ``option``.
+    """
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except (NotADirectoryError, FileExistsError):
+        blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), path)
+        raise XaibenchError(f"{blocker} is a file, not a folder; choose another {option}") from None
+    except OSError as error:  # permission denied, read-only file system, no space left, ...
+        raise XaibenchError(f"cannot write to {path} ({error.strerror or error}); choose another {option}") from None
+    return path
+
+
 class RunFolder:
     """The folder of one run, locked while the run writes to it.
 
@@ -155,11 +176,9 @@ class RunFolder:
         self._lock: IO[str] | None = None
 
     def __enter__(self) -> RunFolder:
+        writable_folder(self.path)
         try:
-            self.path.mkdir(parents=True, exist_ok=True)
             self._lock = _acquire(self.path / LOCK)
-        except (NotADirectoryError, FileExistsError):
-            raise XaibenchError(f"{self.path} is a file, not a folder; choose another --out") from None
         except OSError as error:  # permission denied, read-only file system, no space left, ...
             raise XaibenchError(f"cannot write to {self.path} ({error.strerror or error}); choose another --out") from None
         try:

@@ -201,6 +201,9 @@ def check_destination(destination: str | os.PathLike, source: str | os.PathLike 
     if destination.is_dir():
         raise XaibenchError(f"--out {destination} is a folder; pass a file name such as {destination / 'explained.mp4'}")
     if not folder.is_dir():
+        blocker = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+        if blocker is not None:
+            raise XaibenchError(f"--out {destination}: {blocker} is a file, not a folder; choose another --out")
         raise XaibenchError(f"--out {destination}: the folder {folder} does not exist; create it first")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise XaibenchError(f"--out {destination}: cannot write in the folder {folder} (permission denied)")
