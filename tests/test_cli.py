@@ -258,3 +258,20 @@ def test_the_run_s_overlay_figure_runs_no_method_again(tmp_path, monkeypatch) ->
     monkeypatch.setattr(xaibench.Explainer, "explain", counted)
     assert main(["run", "--methods", "cam,saliency", "--n", "8", "--batch-size", "8", "--out", str(tmp_path / "r")]) == 0
     assert calls == [("cam", 8), ("saliency", 8)] and (tmp_path / "r" / "overlays.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["run", "--seed", "1.5"], "argument --seed: invalid int value: '1.5'; see xaibench run --help"),
+        (["run", "--target", "foo"], "argument --target: invalid choice: 'foo'"),
+        ([], "the following arguments are required: command; see xaibench --help"),
+        (["explain", "--dpi", "x"], "argument --dpi: invalid float value: 'x'; see xaibench explain --help"),
+    ],
+)
+def test_argument_errors_are_one_line(capsys, argv, message) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("xaibench: error: ") and message in err and err.count("\n") == 1, err

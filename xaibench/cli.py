@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import pandas as pd
 import torch
@@ -41,10 +42,16 @@ OTHER_IMAGE_SUFFIXES = frozenset({"gif", "bmp", "tif", "tiff", "webp", "ico", "p
 IMAGE_SIZE_RANGE = (16, 4096)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the command line's one-line errors: ``xaibench: error: ...; see ... --help``
+    (argparse prints the whole usage block first)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"xaibench: error: {message}; see {self.prog} --help\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="xaibench", description="Benchmark how well explanation methods localize objects."
-    )
+    parser = _Parser(prog="xaibench", description="Benchmark how well explanation methods localize objects.")
     parser.add_argument("--version", action="version", version=f"xaibench {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
