@@ -292,3 +292,20 @@ def test_list_classes(capsys) -> None:
     assert capsys.readouterr().out.splitlines() == [
         f"{k}\t{name}" for k, name in enumerate(("disk", "square", "triangle", "cross", "ring", "star"))
     ]
+
+
+def test_figures_too_large_to_draw_are_refused_before_drawing(tmp_path, capsys) -> None:
+    from xaibench.figures import MAX_FIGURE_SIDE, check_raster_size
+
+    check_raster_size(10, 10, 1000)  # 10,000 x 10,000 = 1e8 pixels: the largest that is drawn
+    with pytest.raises(XaibenchError, match=r"10001 x 10000 pixels .*lower --dpi or --figsize"):
+        check_raster_size(10.001, 10, 1000)
+    with pytest.raises(XaibenchError, match=f"{MAX_FIGURE_SIDE + 1} x 10 pixels"):
+        check_raster_size(MAX_FIGURE_SIDE + 1, 10, 1)  # one side too long, though few pixels
+    image = tmp_path / "a.png"
+    Image.new("RGB", (20, 20)).save(image)
+    for extra, message in ((["--dpi", "inf"], "--dpi must be a number in (0, 2400], got inf"),
+                           (["--dpi", "1e9"], "--dpi must be a number in (0, 2400]"),
+                           (["--figsize", "999,999"], "the figure would be 99900 x 99900 pixels")):
+        assert main(["explain", str(image), "--model", "builtin", "--out", str(tmp_path / "f.png"), *extra]) == 2
+        assert message in capsys.readouterr().err

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import signal
 import sys
@@ -748,9 +749,11 @@ def _explain(args: argparse.Namespace) -> int:
         raise XaibenchError(f"--topk must be at least 1, got {topk}")
     viz.check_style(args.cmap, args.alpha)
     figsize = _figsize(args.figsize)
-    if not args.dpi > 0:
-        raise XaibenchError(f"--dpi must be positive, got {args.dpi}")
     out, out_file, fmt = _explain_output(args)
+    if not (math.isfinite(args.dpi) and 0 < args.dpi <= figures.MAX_DPI):
+        raise XaibenchError(f"--dpi must be a number in (0, {figures.MAX_DPI}], got {args.dpi:g}")
+    if figsize is not None and fmt in ("png", "jpg"):  # (a default size is checked when the figure is drawn)
+        figures.check_raster_size(*figsize, args.dpi)
     writable_folder(out)
     failed: list[str] = []
     images = []

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import difflib
 import io
+import math
 import logging
 import os
 import re
@@ -403,20 +404,49 @@ def figure_file_name(image: str | os.PathLike, methods: Sequence[str], fmt: str 
     return f"{name}.{fmt}"
 
 
+#: The largest raster figure written, in pixels (about 400 MB while it is drawn), and the largest side
+#: (the Agg renderer's limit is 2**16).
+MAX_FIGURE_PIXELS = 100_000_000
+MAX_FIGURE_SIDE = 2**16 - 1
+#: The finest resolution asked of ``explain --dpi`` (print quality is 300 to 600).
+MAX_DPI = 2400
+
+
+def check_raster_size(width_in: float, height_in: float, dpi: float) -> None:
+    """Refuse a raster figure of ``width_in`` x ``height_in`` inches at ``dpi`` that cannot be drawn.
+
+    Raises:
+        XaibenchError: ``dpi`` not a positive finite number, or the figure larger than
+            :data:`MAX_FIGURE_SIDE` a side or :data:`MAX_FIGURE_PIXELS` in all.
+    """
+    if not (math.isfinite(dpi) and dpi > 0):
+        raise XaibenchError(f"--dpi must be a positive number, got {dpi}")
+    width, height = width_in * dpi, height_in * dpi
+    if max(width, height) > MAX_FIGURE_SIDE or width * height > MAX_FIGURE_PIXELS:
+        raise XaibenchError(
+            f"the figure would be {width:.0f} x {height:.0f} pixels ({width_in:g} x {height_in:g} inches at "
+            f"{dpi:g} dpi), more than can be drawn ({MAX_FIGURE_PIXELS:,} pixels, {MAX_FIGURE_SIDE} a side); "
+            "lower --dpi or --figsize"
+        )
+
+
 def save_figure(fig: Figure, path: str | os.PathLike, *, dpi: float = 100) -> Path:
     """Write ``fig`` atomically (:func:`xaibench.run_folder.atomic_write`) in the format its suffix
     names (:data:`FORMATS`: png, pdf, svg, jpg) at ``dpi`` dots per inch. A PNG is written as RGB
     (the figure is opaque), with Pillow's ``optimize``: about 12% smaller than matplotlib's RGBA.
 
     Raises:
-        XaibenchError: an unknown suffix, or ``dpi`` not positive.
+        XaibenchError: an unknown suffix, ``dpi`` not positive, or a raster figure too large to draw
+            (:func:`check_raster_size`).
     """
     path = Path(path)
     fmt = FORMATS.get(path.suffix.lower().lstrip("."))
     if fmt is None:
         raise XaibenchError(f"cannot save a figure as '{path.name}': name it .png, .pdf, .svg or .jpg")
-    if not dpi > 0:
-        raise XaibenchError(f"dpi must be positive, got {dpi}")
+    if fmt in ("png", "jpg"):
+        check_raster_size(fig.get_figwidth(), fig.get_figheight(), dpi)
+    elif not (math.isfinite(dpi) and dpi > 0):
+        raise XaibenchError(f"--dpi must be a positive number, got {dpi}")
     if fmt != "png":
         return atomic_write(path, lambda file: fig.savefig(file, format=fmt, dpi=dpi))
     buffer = io.BytesIO()
