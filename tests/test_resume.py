@@ -86,6 +86,24 @@ def test_resume_refuses_another_configuration(uninterrupted, tmp_path) -> None:
     assert "cannot resume the run" in done.stderr and "'seed' was 0, now 1" in done.stderr
 
 
+def test_resume_refuses_weights_whose_contents_changed(tmp_path, capsys) -> None:
+    """The weights file is recorded by its SHA-256, not only its path: rows of other weights are
+    never mixed into the run."""
+    import torch
+
+    import xaibench
+
+    weights, out = tmp_path / "w.pt", tmp_path / "run"
+    state = xaibench.load_model("builtin").network.state_dict()
+    torch.save(state, weights)
+    assert main(["run", "--n", "4", "--methods", "cam", "--weights", str(weights), "--out", str(out)]) == 0
+    last = [k for k in state if k.endswith("weight")][-1]
+    torch.save({**state, last: -state[last]}, weights)
+    capsys.readouterr()
+    assert main(["run", "--n", "4", "--methods", "cam", "--weights", str(weights), "--out", str(out), "--resume"]) == 2
+    assert "'models[0].weights_sha256' was" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("delay", [0.0, 0.2])
 def test_sigkill_during_the_final_writes_leaves_old_or_new_files_never_a_mixture(uninterrupted, tmp_path, delay) -> None:
     out = tmp_path / "run"

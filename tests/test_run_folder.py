@@ -92,6 +92,23 @@ def test_resume_refuses_another_configuration_naming_the_field(tmp_path) -> None
     assert json.loads((tmp_path / CONFIG).read_text())["methods"] == ["cam"]
 
 
+def test_resume_names_the_innermost_field_and_the_cause_before_the_image_ids(tmp_path) -> None:
+    config = {"models": [{"name": "builtin", "weights": "w.pt", "weights_sha256": "aaa"}], "n": 40,
+              "dataset_ids_sha256": "111", "seed": 0}
+    with RunFolder(tmp_path, mode="new") as folder:
+        folder.start(config)
+    changed = {**config, "models": [{**config["models"][0], "weights_sha256": "bbb"}]}
+    with pytest.raises(XaibenchError, match=r"'models\[0\].weights_sha256' was 'aaa', now 'bbb'"):
+        with RunFolder(tmp_path, mode="resume") as folder:
+            folder.start(changed)
+    with pytest.raises(XaibenchError, match=r"'n' was 40, now 20"):  # not "the data set's images are not ..."
+        with RunFolder(tmp_path, mode="resume") as folder:
+            folder.start({**config, "n": 20, "dataset_ids_sha256": "222"})
+    with pytest.raises(XaibenchError, match=r"the data set's images are not the ones the run started with"):
+        with RunFolder(tmp_path, mode="resume") as folder:
+            folder.start({**config, "dataset_ids_sha256": "222"})
+
+
 @pytest.mark.parametrize(
     ("text", "problem"),
     [("{", "JSONDecodeError: Expecting property name"), ("[]", "it holds a JSON list, not an object"),

@@ -25,7 +25,7 @@ import torch
 from xaibench import __version__, allocator, data, explainer, harness, metric, models, report, viz
 from xaibench.errors import XaibenchError
 from xaibench.method_spec import MethodSpec, check_options, effective_options, method_options, parse_methods, repeated
-from xaibench.run_folder import PER_IMAGE, REPORT_HTML, RunFolder, overlays_file, read_config, unique_folder, writable_folder
+from xaibench.run_folder import IDS_FIELD, PER_IMAGE, REPORT_HTML, RunFolder, overlays_file, read_config, unique_folder, writable_folder
 from xaibench.seeding import MAX_SEED
 
 DEFAULT_METHODS = "cam,gradcam,saliency"
@@ -440,11 +440,13 @@ def _run_checked(args: argparse.Namespace, specs: list[MethodSpec], metrics: lis
         )
         setups.append(_Setup(model, explainers, dataset, image_size))
     n = min(args.n, len(setups[0].dataset)) if args.n is not None else len(setups[0].dataset)
+    weights_sha256 = models.weights_digest(args.weights)
     config = {
         "models": [
             {
                 "name": s.model.name,
                 "weights": args.weights,
+                "weights_sha256": weights_sha256,
                 "target_layer": s.model.target_layer_name,
                 "classifier": s.model.classifier_name,
                 "image_size": list(s.image_size),
@@ -452,7 +454,7 @@ def _run_checked(args: argparse.Namespace, specs: list[MethodSpec], metrics: lis
             for s in setups
         ],
         "dataset": args.dataset,
-        "dataset_ids_sha256": data.sample_ids_digest(setups[0].dataset, n),
+        IDS_FIELD: data.sample_ids_digest(setups[0].dataset, n),
         "n": n,
         "image_resize": "bilinear to image_size, no crop; boxes scaled and truncated to int (wsolevaluation)",
         "map_postprocessing": "bilinear upsampling to image_size (align_corners=False), per-map min-max to [0, 1]",
@@ -604,6 +606,7 @@ def _sanity(args: argparse.Namespace) -> int:
     config = {
         "model": model.name,
         "weights": args.weights,
+        "weights_sha256": models.weights_digest(args.weights),
         "target_layer": model.target_layer_name,
         "image_size": list(image_size),
         "dataset": args.dataset,

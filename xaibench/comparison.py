@@ -39,7 +39,7 @@ PROTOCOL_FIELDS = ("image_resize", "map_postprocessing", "constant_map_rtol", "m
 #: Fields that runs on the same data set must share: they decide which images were scored.
 DATA_FIELDS = ("n", "dataset_ids_sha256", "seed")
 #: Fields of a model that must agree wherever it appears on one data set.
-MODEL_FIELDS = ("weights", "target_layer", "image_size")
+MODEL_FIELDS = ("weights", "weights_sha256", "target_layer", "image_size")
 #: Significance level at which a Holm-corrected difference is called significant.
 ALPHA = 0.05
 

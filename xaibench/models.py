@@ -26,6 +26,7 @@ missing, unreadable, or does not fit the network.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import os
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -476,6 +477,19 @@ def _densenet_key(key: str) -> str:
 
 
 # -------------------------------------------------------------------------------------------- weights
+
+
+def weights_digest(weights: str | os.PathLike | None) -> str | None:
+    """The SHA-256 of a weights file's bytes, so that a run records which weights it used, not only
+    their path (``--resume`` and ``report`` compare it); None for ``"default"`` (the package's own),
+    None (random) and a path that is not a file (loading it reports that)."""
+    if weights is None or str(weights) in ("default", "none") or not Path(weights).is_file():
+        return None
+    digest = hashlib.sha256()
+    with open(weights, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def load_weights(

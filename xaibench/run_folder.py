@@ -65,6 +65,8 @@ _TEMPORARY_SUFFIX = ".partial"
 #: Fields of config.json that are recorded for the reader but do not change any number, so a run may
 #: be resumed with other values (another xaibench or torch build is checked by the numbers' fields).
 INFORMATIONAL_FIELDS = frozenset({"torch", "xaibench", "started", "device"})
+#: The config.json field identifying the data set's images (a digest of their ids).
+IDS_FIELD = "dataset_ids_sha256"
 
 MODES = ("new", "overwrite", "resume")
 
@@ -237,21 +239,36 @@ class RunFolder:
         if self.mode == "resume" and path.is_file():
             previous = read_config(self.path)
             current = json.loads(json.dumps(config, default=str))  # compare as it would be written
-            for key in sorted(set(previous) | set(current)):
-                if key in INFORMATIONAL_FIELDS:
+            # The data set's ids last: a different --n or --dataset changes them too, and is the cause to name.
+            keys = sorted((set(previous) | set(current)) - INFORMATIONAL_FIELDS, key=lambda k: (k == IDS_FIELD, k))
+            for key in keys:
+                if previous.get(key) == current.get(key):
                     continue
-                if key == "dataset_ids_sha256" and previous.get(key) != current.get(key):
+                if key == IDS_FIELD:
                     raise XaibenchError(
                         f"cannot resume the run in {self.path}: the data set's images are not the ones the run "
                         "started with (files added, removed or renamed); pass --overwrite to start again"
                     )
-                if previous.get(key) != current.get(key):
-                    raise XaibenchError(
-                        f"cannot resume the run in {self.path}: '{key}' was {previous.get(key)!r}, now "
-                        f"{current.get(key)!r}; run with the same settings, or pass --overwrite to start again"
-                    )
+                field, before, now = _first_difference(key, previous.get(key), current.get(key))
+                raise XaibenchError(
+                    f"cannot resume the run in {self.path}: '{field}' was {before!r}, now {now!r}; run with the "
+                    "same settings, or pass --overwrite to start again"
+                )
             return
         atomic_write_text(path, json.dumps(config, indent=2, default=str) + "\n")
+
+
+def _first_difference(field: str, before: Any, now: Any) -> tuple[str, Any, Any]:
+    """The innermost field where two configuration values differ, e.g. ``models[0].weights_sha256``."""
+    if isinstance(before, dict) and isinstance(now, dict):
+        for key in sorted(set(before) | set(now), key=str):
+            if before.get(key) != now.get(key):
+                return _first_difference(f"{field}.{key}", before.get(key), now.get(key))
+    if isinstance(before, list) and isinstance(now, list) and len(before) == len(now):
+        for k, (a, b) in enumerate(zip(before, now)):
+            if a != b:
+                return _first_difference(f"{field}[{k}]", a, b)
+    return field, before, now
 
 
 def read_config(folder: str | Path) -> dict:
