@@ -163,8 +163,11 @@ def open_image(path: str | Path, what: str = "image file", remedy: str = DATASET
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(path)
-    except Image.DecompressionBombError as err:
-        raise UnreadableImageError(f"{what} {path} is too large to decode safely ({_one_line(err)}); {hint}") from err
+    except Image.DecompressionBombError as err:  # (Pillow's own message names twice the limit)
+        raise UnreadableImageError(
+            f"{what} {path} has more pixels than the limit of {int(limit)} (PIL.Image.MAX_IMAGE_PIXELS), more than "
+            f"twice over, too many to open safely; {hint}"
+        ) from err
     except _DECODE_ERRORS as err:
         raise UnreadableImageError(
             f"{what} {path} cannot be read ({type(err).__name__}: {_one_line(err)}); it is not an image "
