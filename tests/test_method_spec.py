@@ -18,6 +18,10 @@ def test_parse_names_and_options() -> None:
     ]
     assert str(specs[1]) == "scorecam(batch_size=64)"
     assert parse_methods("") == [] and parse_methods(" , ") == []
+    # parentheses and commas inside a string value are text
+    assert parse_methods("""shapleycam(score=")"),x(a="a,(b", b='it\\'s)')""") == [
+        MethodSpec("shapleycam", {"score": ")"}), MethodSpec("x", {"a": "a,(b", "b": "it's)"}),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -25,6 +29,7 @@ def test_parse_names_and_options() -> None:
     [
         ("cam,scorecam(batch_size=64", "a '(' without its ')'"),
         ("cam)", "a ')' without its '('"),
+        ("cam(x='a)", "a ' without its closing '"),
         ("scorecam(64)", "must be named"),
         ("scorecam(batch_size=)", "cannot read the options"),
         ("scorecam(batch_size=[1, x])", "not a number, string"),

@@ -45,9 +45,13 @@ def parse_methods(text: str) -> list[MethodSpec]:
     Raises:
         XaibenchError: unbalanced parentheses, an option without ``=``, or a malformed value.
     """
-    specs, depth, start = [], 0, 0
+    specs, depth, start, quote, escaped = [], 0, 0, "", False
     for k, char in enumerate(text + ","):
-        if char == "(":
+        if quote:  # inside a string value: its parentheses and commas are text
+            escaped, quote = (not escaped and char == "\\"), ("" if char == quote and not escaped else quote)
+        elif char in "'\"":
+            quote = char
+        elif char == "(":
             depth += 1
         elif char == ")":
             depth -= 1
@@ -58,6 +62,8 @@ def parse_methods(text: str) -> list[MethodSpec]:
             if part:
                 specs.append(_parse_one(part, text))
             start = k + 1
+    if quote:
+        raise XaibenchError(f"cannot read the methods '{text}': a {quote} without its closing {quote}")
     if depth:
         raise XaibenchError(f"cannot read the methods '{text}': a '(' without its ')'")
     return specs
