@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from xaibench import video
 from xaibench.cli import main
@@ -272,6 +273,8 @@ def test_bad_inputs_raise_one_clear_error(tmp_path, model, cam, cross_video) -> 
         chunk.sample_rate, chunk.pts = 8000, 0
         container.mux(stream.encode(chunk))
         container.mux(stream.encode(None))
+    still = tmp_path / "still.png"
+    Image.new("RGB", (64, 48)).save(still)
     cases = [
         (tmp_path / "missing.mp4", tmp_path / "o.mp4", {}, "missing.mp4: no such file"),
         (text, tmp_path / "o.mp4", {}, "cannot read .*notes.mp4 as a video"),
@@ -283,7 +286,9 @@ def test_bad_inputs_raise_one_clear_error(tmp_path, model, cam, cross_video) -> 
         (source, tmp_path / "o.mp4", {"alpha": 1.5}, "--alpha must lie in"),
         (source, tmp_path / "o.mp4", {"cmap": "jett"}, "did you mean 'jet'"),
         (source, tmp_path / "no" / "o.mp4", {}, "the folder .* does not exist"),
-        (source, tmp_path / "o.txt", {}, r"cannot write H.264 video into a '\.txt' file"),
+        (source, tmp_path / "o.txt", {}, r"o\.txt: write the video as \.mp4, \.mkv or \.mov"),
+        (source, tmp_path / "o.avi", {}, r"o\.avi: write the video as \.mp4, \.mkv or \.mov"),
+        (still, tmp_path / "o.mp4", {}, r"still\.png is a still image \(png\), not a video; explain it with xaibench explain"),
         (source, tmp_path, {}, "is a folder"),
         (source, source, {}, "is the input video itself"),
     ]
@@ -291,7 +296,7 @@ def test_bad_inputs_raise_one_clear_error(tmp_path, model, cam, cross_video) -> 
         with pytest.raises(XaibenchError, match=message) as error:
             video.explain_video(src, dst, model, cam, **options)
         assert "\n" not in str(error.value)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.mp4", "odd.mkv", "sound.m4a"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.mp4", "odd.mkv", "sound.m4a", "still.png"]
 
 
 def test_a_failure_half_way_leaves_no_output(tmp_path, model, cam, cross_video) -> None:

@@ -66,6 +66,8 @@ __all__ = [
 ]
 
 DEFAULT_BATCH_SIZE = 16
+#: The containers the explained video is written in: they hold H.264 with the input's timestamps.
+OUTPUT_SUFFIXES = (".mp4", ".mkv", ".mov")
 #: libx264's constant rate factor: 18 is visually lossless for most content (0 lossless, 51 worst).
 DEFAULT_CRF = 18
 #: With ``every`` > 1, a batch holds the frames between the explained ones too; it is cut short
@@ -142,6 +144,12 @@ def probe_video(source: str | os.PathLike) -> VideoInfo:
 
 
 def _describe(source: Path, container: Any) -> VideoInfo:
+    demuxer = container.format.name
+    if demuxer == "image2" or demuxer.endswith("_pipe"):  # FFmpeg's readers of still images (png_pipe, ...)
+        raise XaibenchError(
+            f"{source} is a still image ({demuxer.removesuffix('_pipe')}), not a video; explain it with "
+            f"xaibench explain {source}"
+        )
     if not container.streams.video:
         kinds = sorted({s.type for s in container.streams}) or ["no streams"]
         raise XaibenchError(f"{source} has no video stream (it holds: {', '.join(kinds)}); pass a video file")
@@ -200,6 +208,10 @@ def check_destination(destination: str | os.PathLike, source: str | os.PathLike 
     folder = destination.parent
     if destination.is_dir():
         raise XaibenchError(f"--out {destination} is a folder; pass a file name such as {destination / 'explained.mp4'}")
+    if destination.suffix.lower() not in OUTPUT_SUFFIXES:  # (.avi takes H.264 but not the input's timestamps)
+        raise XaibenchError(
+            f"--out {destination}: write the video as {', '.join(OUTPUT_SUFFIXES[:-1])} or {OUTPUT_SUFFIXES[-1]}"
+        )
     if not folder.is_dir():
         blocker = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
         if blocker is not None:
