@@ -847,6 +847,8 @@ def _video(args: argparse.Namespace) -> int:
     _check_common(args)
     if len(_model_names(args.model)) != 1:
         raise XaibenchError("xaibench video uses one model; pass a single --model")
+    if not parse_methods(args.method):
+        raise XaibenchError("--method names no method; e.g. --method cam or --method 'scorecam(batch_size=64)'")
     specs = _check_methods(args.method)
     if len(specs) != 1:
         raise XaibenchError(

@@ -115,7 +115,7 @@ def _check_regular_file(path: Path, what: str, remedy: str = DATASET_REMEDY) -> 
     except (OSError, ValueError) as err:  # ValueError: a NUL byte in the path
         reason = _one_line(getattr(err, "strerror", None) or err)
         raise UnreadableImageError(
-            f"{what} {path!r} cannot be accessed ({reason}); fix its path or permissions, or {remedy}"
+            f"{what} {str(path)!r} cannot be accessed ({reason}); fix its path or permissions, or {remedy}"
         ) from None
     if not stat.S_ISREG(mode):
         kind = (
