@@ -42,8 +42,8 @@ class Top1Cls(Metric):
 
 
 class _CamBox(Metric):
-    """The CAM paper's box (Zhou et al., CVPR 2016, Sec. 3.1): the map min-max scaled, pixels >= ``tau``
-    of its maximum, the largest 8-connected component boxed (:func:`xaibench.localization.cam_box`);
+    """The CAM paper's box (Zhou et al., CVPR 2016, Sec. 3.1): the map min-max scaled to [0, 1], its
+    pixels >= ``tau`` kept (the paper's "20% of the max value"), the largest 8-connected component boxed (:func:`xaibench.localization.cam_box`);
     its IoU with the best-matching ground-truth box, ``IoU_i = max_k IoU(box_i, B_ik)``."""
 
     scale = 100.0
@@ -51,7 +51,7 @@ class _CamBox(Metric):
     def __init__(self, *, tau: float = CAM_TAU) -> None:
         self.tau = options.number("tau", tau, 0.0)
         if self.tau > 1:
-            raise OptionError(f"option tau must be a fraction of the map's maximum in [0, 1], got {tau!r}")
+            raise OptionError(f"option tau must be a threshold of the min-max scaled map, in [0, 1], got {tau!r}")
 
     def ious(self, batch: MetricInput) -> np.ndarray:
         """The CAM box's IoU for each map of ``batch`` (shared by the metrics with the same ``tau``)."""
@@ -66,12 +66,12 @@ class _CamBox(Metric):
 class GtKnownLoc(_CamBox):
     """GT-known localization accuracy: the CAM box of the true class's map has IoU >= 0.5.
 
-    Per image ``[IoU_i >= 0.5]`` with the CAM paper's box (threshold ``tau``, 0.2 of the maximum);
+    Per image ``[IoU_i >= 0.5]`` with the CAM paper's box (threshold ``tau`` = 0.2 of the min-max scaled map);
     undefined (NaN) when the maps explain the prediction (``--target prediction``).
     """
 
     title = "GT-known Loc"
-    description = "the CAM box (map >= tau of its max, largest component) of the label's map has IoU >= 0.5"
+    description = "the CAM box (min-max scaled map >= tau, largest component) of the label's map has IoU >= 0.5"
     columns = {"gt_known_loc": "scalar"}
 
     def score(self, batch: MetricInput) -> dict[str, Sequence]:
@@ -246,14 +246,15 @@ def _pointing_frame(
     batch: MetricInput, k: int, regions: list[np.ndarray], resolution: str
 ) -> tuple[np.ndarray, np.ndarray]:
     """Image ``k``'s map and object region where the pointing game is played. ``"file"``, as TorchRay:
-    in the image file's pixels, the map upsampled to the file's size (bilinear, ``align_corners=False``,
-    as TorchRay's ``resize=image_size``) and the region from the file's boxes or mask; at the map's
-    resolution for ``"input"`` and for an image without :class:`~xaibench.data.sample.Original` ground
-    truth (e.g. generated data)."""
+    in the image file's pixels, the method's map resized once from its own resolution to the file's
+    size (bilinear, ``align_corners=False``: TorchRay's ``resize=image_size``) and the region from the
+    file's boxes or mask; at the maps' resolution for ``"input"`` and for an image without
+    :class:`~xaibench.data.sample.Original` ground truth (e.g. generated data, made at that size)."""
     original = batch.originals[k] if batch.originals is not None else None
     if original is None or resolution == "input":
         return batch.maps[k], regions[k]
-    saliency = upsample_maps(torch.from_numpy(batch.maps[k][None]), original.size)[0].numpy()
+    own = batch.native_maps[k] if batch.native_maps is not None else batch.maps[k]
+    saliency = upsample_maps(torch.from_numpy(np.ascontiguousarray(own, dtype=np.float32)[None]), original.size)[0].numpy()
     if original.mask is not None:
         return saliency, localization.as_numpy(original.mask)
     return saliency, localization.boxes_to_mask(original.boxes, original.size)
@@ -273,7 +274,7 @@ class Pointing(Metric):
     """
 
     title = "Pointing"
-    description = "the map's maximum lies within tolerance px (of the image file) of the object"
+    description = "the map's maximum lies within tolerance px of the object (TorchRay: in the photo's pixels)"
     columns = {"pointing": "scalar"}
     scale = 100.0
 

@@ -403,3 +403,22 @@ def test_predictions_are_made_in_eval_mode() -> None:
     first = evaluate(model, data, ["gradcam"]).prediction.tolist()
     assert evaluate(model, data, ["gradcam"]).prediction.tolist() == first
     assert network.training
+
+
+def test_the_pointing_game_of_a_run_is_played_in_the_photos_pixels(tmp_path) -> None:
+    """Through the harness: a 400 x 100 photo fed at 64 x 64. The centre baseline's peak lands at
+    x = 199 of the photo; a box starting 20 photo pixels to its right is a miss there (TorchRay's
+    15 px), but only 4 px away at the fed size, a hit with ``pointing(resolution=input)``."""
+    from PIL import Image
+
+    from xaibench.data import load_dataset
+    from xaibench.metric import create_metric
+
+    Image.new("RGB", (400, 100), (90, 120, 150)).save(tmp_path / "wide.png")
+    (tmp_path / "boxes.csv").write_text("image,label,x0,y0,x1,y1\nwide.png,disk,219,40,260,60\n")
+    model = xaibench.load_model("builtin")
+    data = load_dataset(f"csv:{tmp_path / 'boxes.csv'}", image_size=model.input_size, class_names=model.class_names)
+    assert data[0].original.size == (100, 400)
+    photo = evaluate(model, data, ["center"], metrics=["pointing"])
+    fed = evaluate(model, data, ["center"], metrics=[create_metric("pointing", resolution="input")])
+    assert photo.pointing.tolist() == [0.0] and fed.pointing.tolist() == [1.0]

@@ -60,12 +60,16 @@ class Explanation:
         raw: (N, H, W) float32: the method's raw maps, signs and scale kept, upsampled as ``maps``
             (``maps`` is their min-max scaling); zeros where ``maps`` is. The sanity checks rank
             them with and without their signs.
+        native: (N, h, w) float32: the raw maps at the method's own resolution (e.g. the target
+            layer's), before upsampling; zeros where ``maps`` is. For metrics that resize a map
+            once to another size (TorchRay's pointing game, to the photo's).
     """
 
     maps: Tensor
     finite: Tensor
     constant: Tensor
     raw: Tensor
+    native: Tensor
 
 
 class Explainer(abc.ABC):
@@ -112,7 +116,7 @@ class Explainer(abc.ABC):
         if images.shape[0] == 0:  # nothing to explain; not every method copes with an empty batch
             flags = torch.zeros(0, dtype=torch.bool, device=images.device)
             empty = images.new_zeros((0, *images.shape[-2:]), dtype=torch.float32)
-            return Explanation(empty, flags, flags, empty)
+            return Explanation(empty, flags, flags, empty, empty)
         raw = self._attribute(images, targets)
         self._check_output(raw, images)
         raw = raw.detach().to(images.device)
@@ -126,9 +130,9 @@ class Explainer(abc.ABC):
         flat = raw.flatten(1)
         span = flat.amax(1) - flat.amin(1)
         constant = finite & (span <= CONSTANT_RTOL * flat.abs().amax(1))
-        raw = torch.where(constant[:, None, None], torch.zeros_like(raw), raw)
-        raw = upsample_maps(raw, images.shape[-2:])
-        return Explanation(maps=normalize_maps(raw), finite=finite, constant=constant, raw=raw)
+        native = torch.where(constant[:, None, None], torch.zeros_like(raw), raw)
+        raw = upsample_maps(native, images.shape[-2:])
+        return Explanation(maps=normalize_maps(raw), finite=finite, constant=constant, raw=raw, native=native)
 
     @final
     def __call__(self, images: Tensor, targets: Tensor) -> Tensor:

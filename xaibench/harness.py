@@ -82,12 +82,16 @@ class Journals:
         arrays = [c for c, kind in columns.items() if kind == "array"]
         return cls(
             Journal(folder / PER_IMAGE, COLUMNS + list(columns), array_columns=arrays,
-                    text_columns=["model", "image_id", "method", "status"]),
-            Journal(folder / SKIPPED, SKIPPED_COLUMNS, text_columns=["model", "reason"]),
-            Journal(folder / TIMINGS, TIMING_COLUMNS, text_columns=["model", "method"]),
+                    text_columns=["model", "image_id", "method", "status"],
+                    lost="nothing: --resume computes that image and method again"),
+            Journal(folder / SKIPPED, SKIPPED_COLUMNS, text_columns=["model", "reason"],
+                    lost="the record that the image was skipped"),
+            Journal(folder / TIMINGS, TIMING_COLUMNS, text_columns=["model", "method"],
+                    lost="those seconds from the timings"),
             Journal(folder / IMAGES, thumbnails.IMAGE_COLUMNS, array_columns=["boxes", "jpeg"],
-                    text_columns=["model", "image_id", "class_name"]),
-            Journal(folder / MAPS, thumbnails.MAP_COLUMNS, array_columns=["map"], text_columns=["model", "method"]),
+                    text_columns=["model", "image_id", "class_name"], lost="that image from the report's galleries"),
+            Journal(folder / MAPS, thumbnails.MAP_COLUMNS, array_columns=["map"], text_columns=["model", "method"],
+                    lost="that map from the report's galleries"),
         )
 
     @classmethod
@@ -351,7 +355,7 @@ def _evaluate_batch(
         except Exception as error:
             raise XaibenchError(f"method '{explainer.name}' failed on {where}: {type(error).__name__}: {error}") from error
         timing = (indices[0], explainer.name, len(batch), time.perf_counter() - start)
-        maps = as_numpy(explanation.maps)
+        maps, native = as_numpy(explanation.maps), as_numpy(explanation.native)
         finite = as_numpy(explanation.finite).astype(bool)
         constant = as_numpy(explanation.constant).astype(bool)
         keep = np.flatnonzero(todo)
@@ -370,7 +374,7 @@ def _evaluate_batch(
         # Metrics of maps see the finite maps; metrics of the image alone see every row to write.
         rows = {True: keep[finite[keep]], False: keep}
         inputs = {
-            needs_maps: _metric_input(model, batch, images, maps, targets, top5, rows[needs_maps], target)
+            needs_maps: _metric_input(model, batch, images, maps, native, targets, top5, rows[needs_maps], target)
             for needs_maps in {m.needs_maps for m in metrics}
         }
         for metric in metrics:
@@ -413,6 +417,7 @@ def _metric_input(
     batch: Batch,
     images: torch.Tensor,
     maps: np.ndarray,
+    native: np.ndarray,
     targets: torch.Tensor,
     top5: torch.Tensor,
     rows: np.ndarray,
@@ -421,6 +426,7 @@ def _metric_input(
     """What the metrics see of the batch's ``rows``: their maps, images, classes and ground truth."""
     return MetricInput(
         maps=maps[rows],
+        native_maps=native[rows],
         images=images[torch.as_tensor(rows, dtype=torch.long, device=images.device)],
         targets=targets[torch.as_tensor(rows, dtype=torch.long)].to(images.device),
         labels=batch.labels.numpy()[rows],

@@ -122,15 +122,6 @@ def pointing_hit(saliency: np.ndarray, region: np.ndarray, tolerance: float = PO
     return bool(((ys - y) ** 2 + (xs - x) ** 2).min() < tolerance**2)
 
 
-def pointing_hits(
-    maps: object, regions: Sequence[object], tolerance: float = POINTING_TOLERANCE
-) -> np.ndarray:
-    """:func:`pointing_hit` for each map of a batch (N, H, W) and its region."""
-    return np.array(
-        [pointing_hit(m, r, tolerance) for m, r in zip(as_numpy(maps), regions, strict=True)]
-    )
-
-
 # ------------------------------------------------------------------ wsolevaluation (Choe et al. 2020)
 
 #: wsolevaluation's map thresholds, ``np.arange(0, 1, cam_curve_interval)`` with interval 0.01.

@@ -64,6 +64,8 @@ class MetricInput:
         model: the classifier, for the metrics that run it.
         originals: per image, its ground truth at the image file's resolution
             (:class:`xaibench.data.sample.Original`), or None; None: none for any image.
+        native_maps: (n, h, w) the method's raw maps at its own resolution, before upsampling
+            (:attr:`xaibench.explainer.Explanation.native`), or None when not given.
         cache: values shared by the metrics of one (batch, method) (see :meth:`shared`).
     """
 
@@ -78,6 +80,7 @@ class MetricInput:
     target: str
     model: Model
     originals: Sequence[Original | None] | None = None
+    native_maps: np.ndarray | None = None
     cache: dict[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:
