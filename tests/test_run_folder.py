@@ -15,7 +15,7 @@ import pytest
 from xaibench.errors import XaibenchError
 from xaibench.run_folder import (
     CONFIG, OUTPUTS, PER_IMAGE, SUMMARY_CSV, RunFolder, atomic_write, atomic_write_text, read_config, unique_folder,
-    writable_folder,
+    DEFINITIONS, DEFINITIONS_FIELD, writable_folder,
 )
 
 
@@ -90,6 +90,20 @@ def test_resume_refuses_another_configuration_naming_the_field(tmp_path) -> None
         with RunFolder(tmp_path, mode="resume") as folder:
             folder.start({**config, "methods": ["cam", "gradcam"]})
     assert json.loads((tmp_path / CONFIG).read_text())["methods"] == ["cam"]
+
+
+def test_a_run_of_other_definitions_is_never_resumed(tmp_path) -> None:
+    """A run started by xaibench 0.1 (no 'definitions' field: ROAD, RISE and the pointing game were
+    computed otherwise) is refused first, whatever else differs, saying what to do."""
+    old = {"n": 40, "seed": 0, "xaibench": "0.1.0", "metric_options": {"pointing": {"tolerance": 15}}}
+    with RunFolder(tmp_path, mode="new") as folder:
+        folder.start(old)
+    new = {**old, "xaibench": "0.2.0", DEFINITIONS_FIELD: DEFINITIONS,
+           "metric_options": {"pointing": {"tolerance": 15, "resolution": "file"}}}
+    with pytest.raises(XaibenchError, match=r"xaibench 0.1.0 computed its rows with other definitions of the metrics "
+                       r"and methods \(1, now 2\); start it again with --overwrite"):
+        with RunFolder(tmp_path, mode="resume") as folder:
+            folder.start(new)
 
 
 def test_resume_names_the_innermost_field_and_the_cause_before_the_image_ids(tmp_path) -> None:

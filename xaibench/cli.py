@@ -25,7 +25,10 @@ import torch
 from xaibench import __version__, allocator, data, explainer, harness, metric, models, report, viz
 from xaibench.errors import XaibenchError
 from xaibench.method_spec import MethodSpec, check_options, effective_options, method_options, parse_methods, repeated
-from xaibench.run_folder import IDS_FIELD, PER_IMAGE, REPORT_HTML, RunFolder, overlays_file, read_config, unique_folder, writable_folder
+from xaibench.run_folder import (
+    DEFINITIONS, DEFINITIONS_FIELD, IDS_FIELD, PER_IMAGE, REPORT_HTML, RunFolder, overlays_file, read_config, unique_folder,
+    writable_folder,
+)
 from xaibench.seeding import MAX_SEED
 
 DEFAULT_METHODS = "cam,gradcam,saliency"
@@ -455,6 +458,7 @@ def _run_checked(args: argparse.Namespace, specs: list[MethodSpec], metrics: lis
         ],
         "dataset": args.dataset,
         IDS_FIELD: data.sample_ids_digest(setups[0].dataset, n),
+        DEFINITIONS_FIELD: DEFINITIONS,
         "n": n,
         "image_resize": "bilinear to image_size, no crop; boxes scaled and truncated to int (wsolevaluation)",
         "map_postprocessing": "bilinear upsampling to image_size (align_corners=False), per-map min-max to [0, 1]",
@@ -624,6 +628,7 @@ def _sanity(args: argparse.Namespace) -> int:
         "device": args.device,
         "torch": torch.__version__,
         "xaibench": __version__,
+        DEFINITIONS_FIELD: DEFINITIONS,
     }
     print(f"xaibench: sanity checks of {', '.join(config['methods'])} on {len(samples)} images of {args.dataset} "
           f"with {model.name} -> {out}")

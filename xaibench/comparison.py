@@ -32,12 +32,12 @@ from xaibench.errors import XaibenchError
 from xaibench.harness import read_per_image, read_thumbnails, read_timings
 from xaibench.metric import FAMILIES, Metric
 from xaibench.report import run_metrics, seconds_per_image, summarize
-from xaibench.run_folder import read_config
+from xaibench.run_folder import IDS_FIELD, definitions, read_config
 
 #: config.json fields that every combined run must share: they change what a number means.
 PROTOCOL_FIELDS = ("image_resize", "map_postprocessing", "constant_map_rtol", "maxboxacc_thresholds", "target")
 #: Fields that runs on the same data set must share: they decide which images were scored.
-DATA_FIELDS = ("n", "dataset_ids_sha256", "seed")
+DATA_FIELDS = ("n", IDS_FIELD, "seed")
 #: Fields of a model that must agree wherever it appears on one data set.
 MODEL_FIELDS = ("weights", "weights_sha256", "target_layer", "image_size")
 #: Significance level at which a Holm-corrected difference is called significant.
@@ -111,6 +111,13 @@ def check_comparable(runs: list[Run]) -> None:
     """
     first = runs[0]
     for run in runs[1:]:
+        if definitions(first.config) != definitions(run.config):
+            raise XaibenchError(
+                f"cannot compare {first.folder} and {run.folder}: they were computed with different definitions of "
+                f"the metrics and methods ({definitions(first.config)} and {definitions(run.config)}, xaibench "
+                f"{first.config.get('xaibench', '0.1')} and {run.config.get('xaibench', '0.1')}); run the older again "
+                "with this version"
+            )
         for key in PROTOCOL_FIELDS:
             if first.config.get(key) != run.config.get(key):
                 raise _differ("the protocol's ", first, run, key, first.config.get(key), run.config.get(key))

@@ -67,6 +67,18 @@ _TEMPORARY_SUFFIX = ".partial"
 INFORMATIONAL_FIELDS = frozenset({"torch", "xaibench", "started", "device"})
 #: The config.json field identifying the data set's images (a digest of their ids).
 IDS_FIELD = "dataset_ids_sha256"
+#: The config.json field recording which definitions of the metrics and methods computed a run's rows
+#: (:data:`DEFINITIONS`), and its value today. Raised whenever a definition changes, so that no run is
+#: resumed or compared across definitions. 1: xaibench 0.1 (the field is absent). 2: ROAD imputes the
+#: [0, 1] image and breaks ties with the authors' noise; RISE masks the normalised input; the pointing
+#: game is played in the photo's pixels; COCO crowds are scored.
+DEFINITIONS_FIELD = "definitions"
+DEFINITIONS = 2
+
+
+def definitions(config: Mapping[str, Any]) -> int:
+    """The definitions a run's configuration was computed with (1 for a run that does not say)."""
+    return int(config.get(DEFINITIONS_FIELD, 1))
 
 MODES = ("new", "overwrite", "resume")
 
@@ -239,6 +251,12 @@ class RunFolder:
         if self.mode == "resume" and path.is_file():
             previous = read_config(self.path)
             current = json.loads(json.dumps(config, default=str))  # compare as it would be written
+            if definitions(previous) != definitions(current):
+                raise XaibenchError(
+                    f"cannot resume the run in {self.path}: xaibench {previous.get('xaibench', '0.1')} computed its rows "
+                    f"with other definitions of the metrics and methods ({definitions(previous)}, now "
+                    f"{definitions(current)}); start it again with --overwrite, or continue it with that version"
+                )
             # The data set's ids last: a different --n or --dataset changes them too, and is the cause to name.
             keys = sorted((set(previous) | set(current)) - INFORMATIONAL_FIELDS, key=lambda k: (k == IDS_FIELD, k))
             for key in keys:
