@@ -46,7 +46,7 @@ class RandomMap(Explainer):
         self.grid = options.integer("grid", grid, 1)
         if self.grid > max(model.input_size):
             raise OptionError(
-                f"option grid must be at most the image's side, {max(model.input_size)} px, got {grid!r}"
+                f"option grid must be at most the model's input side, {max(model.input_size)} px, got {grid!r}"
             )
 
     def attribute(self, images: Tensor, targets: Tensor) -> Tensor:

@@ -229,7 +229,8 @@ class RoadMoRF(_Road):
     values, as the authors' ``run_road``, which normalises after imputing; seeded per image) and the
     image classified again; per image the value is the mean over the fractions of
     [top-1 class = target] (in %), the area under the paper's accuracy curve. Lower is better. pytorch-grad-cam's ``ROADMostRelevantFirst``
-    uses the same imputer but thresholds the map at a percentile (ties and interpolation change the
+    uses the same imputer, on the normalised tensor (its noise is 0.01 in normalised units), but
+    thresholds the map at a percentile (ties and interpolation change the
     count by a pixel or more) and returns the change of the target's probability at one percentile.
     Cost: 9 forward passes and 9 sparse solves per image and map.
     """

@@ -40,7 +40,7 @@ def test_random_depends_on_the_image_and_seed_not_the_batch(model) -> None:
         ("center", {"sigma": float("inf")}, "option sigma must be a finite number"),
         ("random", {"seed": -1}, r"option seed must be an integer in \[0, 2\*\*32 - 1\]"),
         ("random", {"grid": 0}, "option grid must be an integer >= 1, got 0"),
-        ("random", {"grid": 100_000}, "option grid must be at most the image's side"),
+        ("random", {"grid": 100_000}, "option grid must be at most the model's input side"),
     ],
 )
 def test_baseline_options_are_checked(model, name, options, message) -> None:

@@ -298,7 +298,7 @@ def test_figures_too_large_to_draw_are_refused_before_drawing(tmp_path, capsys) 
     from xaibench.figures import MAX_FIGURE_SIDE, check_raster_size
 
     check_raster_size(10, 10, 1000)  # 10,000 x 10,000 = 1e8 pixels: the largest that is drawn
-    with pytest.raises(XaibenchError, match=r"10001 x 10000 pixels .*lower --dpi or --figsize"):
+    with pytest.raises(XaibenchError, match=r"10001 x 10000 pixels .*lower the dpi or the figure's size \(--dpi, --figsize\)"):
         check_raster_size(10.001, 10, 1000)
     with pytest.raises(XaibenchError, match=f"{MAX_FIGURE_SIDE + 1} x 10 pixels"):
         check_raster_size(MAX_FIGURE_SIDE + 1, 10, 1)  # one side too long, though few pixels

@@ -89,5 +89,5 @@ def test_a_damaged_line_is_one_error_naming_it(tmp_path, damage, message) -> Non
     lines = path.read_text().split("\n")
     lines[2] = damage(lines[2])
     path.write_text("\n".join(lines))
-    with pytest.raises(XaibenchError, match=rf"rows.csv is damaged \(.*({message}).*\); repair or delete that line"):
+    with pytest.raises(XaibenchError, match=rf"rows.csv is damaged \(.*({message}).*\); repair or delete that line \(deleting it loses its row\)"):
         journal.read()

@@ -146,7 +146,7 @@ def box_accuracy_vs_threshold(curves: pd.DataFrame) -> Figure | None:
         ax.axvline(localization.CAM_TAU, color="grey", ls=":", lw=0.8)
         ax.set_title(_wrapped(f"{_group_label(dataset, model, several)}: box accuracy at IoU {localization.IOU_THRESHOLD} (dots: best "
                               f"threshold; dotted: the CAM paper's {localization.CAM_TAU})", 6.0), fontsize=8)
-        ax.set_xlabel("map threshold (fraction of the map's maximum)", fontsize=8)
+        ax.set_xlabel("map threshold (on the min-max scaled map)", fontsize=8)
         ax.set_ylabel("box accuracy (%)", fontsize=8)
         ax.set_ylim(0, 100)
         ax.grid(alpha=0.3)

@@ -127,7 +127,10 @@ def _curve(
 def road_order(saliency: np.ndarray, generator: torch.Generator | None) -> np.ndarray:
     """Flat pixel indices of an (H, W) map in ROAD's order, most relevant first: the decreasing order of
     ``(s - min s) / (max s - min s + 1e-5) + 1e-4 z``, z ~ N(0, 1) per pixel drawn from ``generator``
-    (the authors' ``rescale_channel`` plus ``random_v``): ties fall in random order."""
+    (the authors' ``rescale_channel`` plus ``random_v``): ties fall in random order. The authors draw
+    ``random_v`` once per data set and fraction and add it to every image's map; here it is drawn per
+    image, from the image's own generator, and serves every fraction: the same distribution of orders,
+    independent of the batch."""
     s = np.asarray(saliency, dtype=np.float64).reshape(-1)
     scaled = (s - s.min()) / (s.max() - s.min() + 1e-5)
     jitter = torch.randn(s.size, generator=generator, dtype=torch.float64).numpy()

@@ -426,7 +426,7 @@ def check_raster_size(width_in: float, height_in: float, dpi: float) -> None:
         raise XaibenchError(
             f"the figure would be {width:.0f} x {height:.0f} pixels ({width_in:g} x {height_in:g} inches at "
             f"{dpi:g} dpi), more than can be drawn ({MAX_FIGURE_PIXELS:,} pixels, {MAX_FIGURE_SIDE} a side); "
-            "lower --dpi or --figsize"
+            "lower the dpi or the figure's size (--dpi, --figsize)"
         )
 
 

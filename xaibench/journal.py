@@ -60,6 +60,7 @@ class Journal:
         columns: Its columns, in order; appended frames must have them all.
         array_columns: The columns that hold arrays (encoded with :func:`encode_array`).
         text_columns: Columns read back as text whatever they look like (ids, names).
+        lost: What deleting a damaged line loses, for the message that reports it.
     """
 
     def __init__(
@@ -69,11 +70,13 @@ class Journal:
         *,
         array_columns: Sequence[str] = (),
         text_columns: Sequence[str] = (),
+        lost: str = "its row",
     ) -> None:
         self.path = Path(path)
         self.columns = list(columns)
         self.array_columns = list(array_columns)
         self.text_columns = list(text_columns)
+        self.lost = lost
 
     def create(self) -> None:
         """Write the header, if the file does not exist yet (so an empty journal says it is empty)."""
@@ -155,8 +158,8 @@ class Journal:
 
     def _damaged(self, problem: str) -> XaibenchError:
         return XaibenchError(
-            f"{self.path} is damaged ({problem}); repair or delete that line (--resume computes again "
-            "what per_image.csv lacks), or start the run again with --overwrite"
+            f"{self.path} is damaged ({problem}); repair or delete that line (deleting it loses {self.lost}), "
+            "or start the run again with --overwrite"
         )
 
     def repair(self) -> None:

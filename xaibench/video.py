@@ -201,7 +201,8 @@ def check_destination(destination: str | os.PathLike, source: str | os.PathLike 
 
     Raises:
         XaibenchError: its folder does not exist or cannot be written, it is a folder, it is the
-            source itself, or its extension names no container that can hold H.264 video.
+            source itself, its extension is not one of :data:`OUTPUT_SUFFIXES`, or this PyAV cannot
+            write H.264 into that container.
     """
     av = _import_av()
     destination = Path(destination)
