@@ -118,8 +118,10 @@ def pointing_hit(saliency: np.ndarray, region: np.ndarray, tolerance: float = PO
     if not region.any():
         return False
     y, x = max_point(saliency)
-    ys, xs = np.nonzero(region)
-    return bool(((ys - y) ** 2 + (xs - x) ** 2).min() < tolerance**2)
+    reach = int(np.ceil(tolerance))  # only the region's pixels this close can count: look there alone
+    top, left = max(y - reach, 0), max(x - reach, 0)
+    ys, xs = np.nonzero(region[top : y + reach + 1, left : x + reach + 1])
+    return bool(ys.size) and bool(((ys + top - y) ** 2 + (xs + left - x) ** 2).min() < tolerance**2)
 
 
 # ------------------------------------------------------------------ wsolevaluation (Choe et al. 2020)
