@@ -355,3 +355,18 @@ def test_cli_bad_input_is_one_line_and_exit_2(argv, message, tmp_path, cross_vid
     assert captured.err.count("\n") == 1 and captured.err.startswith("xaibench: error: ")
     assert message in captured.err
     assert not (tmp_path / "o.mp4").exists()
+
+
+def test_a_truncated_video_is_explained_as_far_as_it_goes_with_a_warning(tmp_path, model, cam, caplog) -> None:
+    """A Matroska file cut at 60 % decodes what it holds without an error from FFmpeg: the frames
+    that are there are explained, and the shortfall against the 30 frames its header's duration
+    gives (3.75 s at 8 fps; Matroska stores no frame count) is reported."""
+    frames, _ = moving_cross(30)
+    whole = write_video(tmp_path / "whole.mkv", frames, 8)
+    assert video.probe_video(whole).frames == 30
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(whole.read_bytes()[: int(whole.stat().st_size * 0.6)])
+    with caplog.at_level("WARNING", logger="xaibench.video"):
+        written = video.explain_video(cut, tmp_path / "out.mp4", model, cam).frames
+    assert 0 < written < 29
+    assert f"declares 30 frames but only {written} could be decoded" in caplog.text

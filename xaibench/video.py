@@ -116,7 +116,8 @@ class VideoInfo:
     Attributes:
         width, height: Frame size in pixels.
         rate: Average frame rate (frames per second).
-        frames: Number of frames the container declares, or None when it does not say.
+        frames: Number of frames the container declares; else its duration times ``rate``, rounded
+            (Matroska stores no count); None when it says neither.
         audio_streams: Number of audio streams.
         codec: Name of the video codec.
     """
@@ -169,7 +170,7 @@ def _describe(source: Path, container: Any) -> VideoInfo:
         width=width,
         height=height,
         rate=Fraction(rate),
-        frames=stream.frames or None,
+        frames=stream.frames or (round(Fraction(container.duration, 1_000_000) * Fraction(rate)) or None if container.duration else None),
         audio_streams=len(container.streams.audio),
         codec=stream.codec_context.name,
     )
@@ -650,6 +651,12 @@ def _transcode(
                 bar.update(1)
         if not written:
             raise XaibenchError(f"{source} has a video stream but no frame could be decoded from it; is the file complete?")
+        if info.frames and written < info.frames - 1:  # a cut file decodes what it holds without an error (- 1: a
+            # count from the duration may round up)
+            logger.warning(
+                "%s declares %d frames but only %d could be decoded; the file may be truncated, and the output "
+                "ends where the frames do", source, info.frames, written,
+            )
         _write(lambda f: output.mux(video_out.encode(f)), None, cannot_write)  # flush the encoder
         complete = True
     finally:
