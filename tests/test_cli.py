@@ -228,8 +228,8 @@ def test_an_out_that_is_a_file_and_a_run_of_only_unreadable_images(tmp_path, cap
     (tmp_path / "bad.jpg").write_bytes(b"not an image")
     (tmp_path / "boxes.csv").write_text("image,label,x0,y0,x1,y1\nbad.jpg,disk,1,1,5,5\n")
     out = tmp_path / "run"
-    assert main(["run", "--methods", "cam", "--dataset", f"csv:{tmp_path / 'boxes.csv'}", "--out", str(out)]) == 0
-    assert "skipped 1 unreadable images" in capsys.readouterr().out and not (out / "overlays.png").exists()
+    assert main(["run", "--methods", "cam", "--dataset", f"csv:{tmp_path / 'boxes.csv'}", "--out", str(out)]) == 2
+    assert "none of the 1 images could be read" in capsys.readouterr().err and not (out / "overlays.png").exists()
 
 
 def test_resume_refuses_a_data_set_that_changed_on_disk(tmp_path, capsys) -> None:
@@ -275,3 +275,16 @@ def test_argument_errors_are_one_line(capsys, argv, message) -> None:
     assert stop.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("xaibench: error: ") and message in err and err.count("\n") == 1, err
+
+
+def test_a_run_whose_every_image_is_unreadable_is_an_error_that_keeps_the_list(tmp_path, capsys) -> None:
+    """Not a 'wrote' with an empty summary: exit 2, the reasons kept in skipped.csv; report says the same."""
+    (tmp_path / "a.png").write_bytes(b"x")
+    (tmp_path / "b.csv").write_text("image,label,x0,y0,x1,y1\na.png,disk,1,1,5,5\n")
+    out = tmp_path / "run"
+    assert main(["run", "--dataset", f"csv:{tmp_path / 'b.csv'}", "--methods", "cam", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "xaibench: error: none of the 1 images could be read" in err and "skipped.csv" in err
+    assert len(pd.read_csv(out / "skipped.csv")) == 1
+    assert main(["report", str(out), "--out", str(tmp_path / "report")]) == 2
+    assert "whose 1 image(s) could not be read (see its skipped.csv); nothing to report" in capsys.readouterr().err

@@ -491,8 +491,13 @@ def _run_checked(args: argparse.Namespace, specs: list[MethodSpec], metrics: lis
             print(f"xaibench: interrupted; the rows computed so far are in {out / PER_IMAGE}; "
                   f"continue with --resume --out {out}", file=sys.stderr)
             return _stop_status(stop)
-    _print_summary(summary, out)
     skipped = list(dict.fromkeys(harness.read_skipped(out)["index"]))
+    if summary.empty and skipped:
+        raise XaibenchError(
+            f"none of the {len(skipped)} images could be read (each is listed, with why, in {out / 'skipped.csv'}); "
+            "nothing was scored: fix the images or --dataset, then run again with --overwrite"
+        )
+    _print_summary(summary, out)
     if skipped:
         print(f"xaibench: skipped {len(skipped)} unreadable images (listed in {out / 'skipped.csv'})")
     print(f"xaibench: wrote {out}")

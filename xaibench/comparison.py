@@ -29,10 +29,10 @@ import pandas as pd
 
 from xaibench import significance
 from xaibench.errors import XaibenchError
-from xaibench.harness import read_per_image, read_thumbnails, read_timings
+from xaibench.harness import read_per_image, read_skipped, read_thumbnails, read_timings
 from xaibench.metric import FAMILIES, Metric
 from xaibench.report import run_metrics, seconds_per_image, summarize
-from xaibench.run_folder import IDS_FIELD, definitions, read_config
+from xaibench.run_folder import IDS_FIELD, SKIPPED, definitions, read_config
 
 #: config.json fields that every combined run must share: they change what a number means.
 PROTOCOL_FIELDS = ("image_resize", "map_postprocessing", "constant_map_rtol", "maxboxacc_thresholds", "target")
@@ -83,6 +83,12 @@ def load_run(folder: str | Path, *, n_boot: int = 1000) -> Run:
     metrics = run_metrics(config)
     per_image = read_per_image(folder, metrics)
     if per_image.empty:
+        skipped = len(read_skipped(folder))
+        if skipped:
+            raise XaibenchError(
+                f"{folder} holds a run whose {skipped} image(s) could not be read (see its {SKIPPED}); nothing to "
+                "report: fix the images or the data set, then run it again with --overwrite"
+            )
         raise XaibenchError(f"{folder} holds a run with no scored image yet; run it (or --resume it) first")
     summary = summarize(per_image, metrics, n_boot=n_boot, seed=int(config.get("seed", 0)))
     images, maps = read_thumbnails(folder)
