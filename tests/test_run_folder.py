@@ -126,7 +126,8 @@ def test_resume_names_the_innermost_field_and_the_cause_before_the_image_ids(tmp
 @pytest.mark.parametrize(
     ("text", "problem"),
     [("{", "JSONDecodeError: Expecting property name"), ("[]", "it holds a JSON list, not an object"),
-     ('{"seed": "x"}', "its seed is 'x', not an integer")],
+     ('{"seed": "x"}', "its seed is 'x', not an integer"),
+     ('{"seed": 0, "definitions": "2"}', "its definitions is '2', not an integer")],
 )
 def test_a_damaged_config_is_one_error(tmp_path, text, problem) -> None:
     (tmp_path / CONFIG).write_text(text)

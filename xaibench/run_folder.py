@@ -294,7 +294,7 @@ def read_config(folder: str | Path) -> dict:
 
     Raises:
         XaibenchError: the folder holds no run, or its ``config.json`` is damaged (not a JSON object, or
-            a ``seed`` that is not an integer).
+            a ``seed`` or ``definitions`` that is not an integer).
     """
     path = Path(folder) / CONFIG
     if not path.is_file():
@@ -304,8 +304,12 @@ def read_config(folder: str | Path) -> dict:
         problem = None if isinstance(config, dict) else f"it holds a JSON {type(config).__name__}, not an object"
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         problem = f"{type(error).__name__}: {error}"
-    if problem is None and not isinstance(config.get("seed", 0), int):
-        problem = f"its seed is {config['seed']!r}, not an integer"
+    if problem is None:
+        problem = next(
+            (f"its {key} is {config[key]!r}, not an integer" for key in ("seed", DEFINITIONS_FIELD)
+             if not isinstance(config.get(key, 0), int) or isinstance(config.get(key, 0), bool)),
+            None,
+        )
     if problem is not None:
         raise XaibenchError(
             f"{path} is damaged ({problem}); restore it, or start the run again with --overwrite"
