@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -12,7 +15,9 @@ from xaibench.models import Model
 
 from browser import browser  # noqa: F401  (the session-wide headless Chromium fixture, see tests/browser.py)
 
-SHARED_IMAGENET = __import__("pathlib").Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet-val-300"
+SHARED_IMAGENET = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet-val-300"
+SLOW = os.environ.get("XAIBENCH_SLOW") == "1"
+"""Run the tests that take minutes to an hour of CPU time (the peers at full size, a full retraining)."""
 
 
 def pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

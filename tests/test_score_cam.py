@@ -11,8 +11,6 @@ CPU cores), so they run only when ``XAIBENCH_SLOW=1`` is set.
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -24,10 +22,9 @@ from xaibench.explainer import normalize_maps, upsample_maps
 from xaibench.hooks import capture, count_hooks
 from xaibench.testing import check_explainer
 
-from conftest import SHARED_IMAGENET, FlattenHeadNet, SharedActNet, TinyGapNet, pearson, post, tiny_model
+from conftest import SHARED_IMAGENET, SLOW, FlattenHeadNet, SharedActNet, TinyGapNet, pearson, post, tiny_model
 
 METHODS = ["scorecam", "sscam", "iscam", "ablationcam"]
-SLOW = os.environ.get("XAIBENCH_SLOW") == "1"
 needs_photos = pytest.mark.skipif(not SHARED_IMAGENET.is_dir(), reason="needs ../shared/data/imagenet-val-300")
 
 

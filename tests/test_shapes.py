@@ -31,6 +31,8 @@ from xaibench.shapes_net import (
     train_shapes_net,
 )
 
+from conftest import SLOW
+
 
 def _normalise(images: torch.Tensor) -> torch.Tensor:
     return (images - torch.tensor(SHAPES_MEAN).view(1, 3, 1, 1)) / torch.tensor(SHAPES_STD).view(1, 3, 1, 1)
@@ -269,8 +271,13 @@ def test_without_a_shipped_file_the_network_is_trained_once_and_cached(tmp_path,
     assert shapes_net_accuracy(0, tmp_path / "cache") == 0.5
 
 
+@pytest.mark.skipif(not SLOW, reason="set XAIBENCH_SLOW=1 (a full training, about 75 s on two CPU cores)")
 def test_training_from_the_seed_reproduces_the_shipped_network():
-    """The shipped weights are what `xaibench train-builtin` makes: same accuracy, same predictions."""
+    """The shipped weights are what `xaibench train-builtin` makes: same accuracy, same predictions.
+
+    The file name of the shipped weights carries the training configuration's key, the data generator's
+    and the architecture's versions, so a change to any of them fails the fast test above; this one
+    also catches a change to the training loop itself."""
     shipped = torch.load(shapes_net.shipped_path(0), weights_only=True)
     model, accuracy = train_shapes_net(seed=0, **dataclasses.asdict(TrainConfig()))
     assert abs(accuracy - shipped["accuracy"]) <= 0.005, (accuracy, shipped["accuracy"])
