@@ -242,9 +242,7 @@ def _regions(batch: MetricInput) -> tuple[list[np.ndarray], list[np.ndarray]]:
 POINTING_RESOLUTIONS = ("file", "input")
 
 
-def _pointing_frame(
-    batch: MetricInput, k: int, regions: list[np.ndarray], resolution: str
-) -> tuple[np.ndarray, np.ndarray]:
+def _pointing_frame(batch: MetricInput, k: int, resolution: str) -> tuple[np.ndarray, np.ndarray]:
     """Image ``k``'s map and object region where the pointing game is played. ``"file"``, as TorchRay:
     in the image file's pixels, the method's map resized once from its own resolution to the file's
     size (bilinear, ``align_corners=False``: TorchRay's ``resize=image_size``) and the region from the
@@ -252,7 +250,7 @@ def _pointing_frame(
     :class:`~xaibench.data.sample.Original` ground truth (e.g. generated data, made at that size)."""
     original = batch.originals[k] if batch.originals is not None else None
     if original is None or resolution == "input":
-        return batch.maps[k], regions[k]
+        return batch.maps[k], _regions(batch)[0][k]
     own = batch.native_maps[k] if batch.native_maps is not None else batch.maps[k]
     saliency = upsample_maps(torch.from_numpy(np.ascontiguousarray(own, dtype=np.float32)[None]), original.size)[0].numpy()
     if original.mask is not None:
@@ -283,12 +281,11 @@ class Pointing(Metric):
         self.resolution = options.choice("resolution", resolution, POINTING_RESOLUTIONS)
 
     def score(self, batch: MetricInput) -> dict[str, Sequence]:
-        regions, _ = _regions(batch)
         hits = np.full(len(batch), np.nan)
         for k, difficult in enumerate(batch.difficult):
             if bool(np.asarray(difficult).all()):
                 continue
-            saliency, region = _pointing_frame(batch, k, regions, self.resolution)
+            saliency, region = _pointing_frame(batch, k, self.resolution)
             if region.any():
                 hits[k] = localization.pointing_hit(saliency, region, self.tolerance)
         return {"pointing": hits}
