@@ -90,6 +90,15 @@ def test_removal_counts_are_the_authors_int_of_the_fraction() -> None:
     assert faithfulness.removal_mask(order, (224, 224), 0.1, most_relevant=False).sum() == 50176 - 45158
 
 
+@pytest.mark.parametrize("fraction", [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9])
+def test_lerf_keeps_the_authors_count_where_one_minus_the_fraction_is_inexact(fraction) -> None:
+    """The authors' LeRF keeps ``int(H W th_p)`` pixels with ``th_p`` a literal of their list (0.1, 0.2, ...):
+    on 100 x 100 that is exactly 100 (1 - f) * 100, whereas ``int(10000 * (1 - 0.9))`` is 999."""
+    order = np.arange(100 * 100)
+    kept = round(100 * (1 - fraction)) * 100
+    assert faithfulness.removal_mask(order, (100, 100), fraction, most_relevant=False).sum() == 10000 - kept
+
+
 def test_road_order_breaks_ties_at_random_like_the_authors() -> None:
     """A plateau (half the map at 0) is ordered by the authors' 1e-4 noise, not row by row: among the
     zeros, the first removed are spread over every row; above the plateau, the order is the map's."""

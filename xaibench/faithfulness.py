@@ -143,14 +143,16 @@ def removal_mask(order: np.ndarray, shape: tuple[int, int], fraction: float, mos
     As the authors' ``ImputedDataset`` with ``th_p = p``: MoRF (``most_relevant``, p = f) removes
     ``order[:int(H W p)]``; LeRF removes ``order[int(H W p):]``, the least relevant pixels, with
     p = 1 - f, so that f is the fraction removed in both orders (the authors' LeRF ``th_p`` is the
-    fraction kept).
+    fraction kept). ``1 - f`` is rounded to 12 decimals first: the authors' ``th_p`` is a literal such as
+    0.1, whereas ``1 - 0.9`` is 0.09999999999999998, which would remove one pixel too many whenever
+    ``H W p`` is whole (9001 of a 100 x 100 map at f = 0.9, not 9000).
     """
     pixels = int(np.prod(shape))
     removed = np.zeros(pixels, dtype=bool)
     if most_relevant:
         removed[order[: int(pixels * fraction)]] = True
     else:
-        removed[order[int(pixels * (1 - fraction)) :]] = True
+        removed[order[int(pixels * round(1.0 - fraction, 12)) :]] = True
     return removed.reshape(shape)
 
 
