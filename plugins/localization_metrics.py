@@ -238,7 +238,7 @@ def _regions(batch: MetricInput) -> tuple[list[np.ndarray], list[np.ndarray]]:
 
 
 #: Where the pointing game measures its tolerance: in the image file's pixels (TorchRay), or at the
-#: resolution the network is fed (the maps' own).
+#: resolution the network is fed (that of the maps the metrics receive).
 POINTING_RESOLUTIONS = ("file", "input")
 
 
@@ -246,7 +246,7 @@ def _pointing_frame(batch: MetricInput, k: int, resolution: str) -> tuple[np.nda
     """Image ``k``'s map and object region where the pointing game is played. ``"file"``, as TorchRay:
     in the image file's pixels, the method's map resized once from its own resolution to the file's
     size (bilinear, ``align_corners=False``: TorchRay's ``resize=image_size``) and the region from the
-    file's boxes or mask; at the maps' resolution for ``"input"`` and for an image without
+    file's boxes or mask; at the input's resolution for ``"input"`` and for an image without
     :class:`~xaibench.data.sample.Original` ground truth (e.g. generated data, made at that size)."""
     original = batch.originals[k] if batch.originals is not None else None
     if original is None or resolution == "input":
@@ -265,10 +265,11 @@ class Pointing(Metric):
     (its mask, else its boxes) (:func:`xaibench.localization.pointing_hit`), both in the pixels of the
     image file, as TorchRay's benchmark resizes the map to the original image (:func:`_pointing_frame`;
     so 15 px is 15 of the photo's pixels, whatever size the network is fed). Like TorchRay, an image
-    whose boxes are all ``difficult``, or with no object pixel, is not scored (NaN).
+    whose boxes are all ``difficult`` is not scored (NaN), and one whose object has no pixel in the
+    frame (an empty mask, a box cropped away) is a miss.
 
     Options: ``tolerance`` (15 px); ``resolution``: ``"file"`` (TorchRay's) or ``"input"``, the
-    maps' own resolution, where 15 px is a larger part of a photo fed smaller than it is stored.
+    resolution the network is fed, where 15 px is a larger part of a photo fed smaller than it is stored.
     """
 
     title = "Pointing"
@@ -286,8 +287,7 @@ class Pointing(Metric):
             if bool(np.asarray(difficult).all()):
                 continue
             saliency, region = _pointing_frame(batch, k, self.resolution)
-            if region.any():
-                hits[k] = localization.pointing_hit(saliency, region, self.tolerance)
+            hits[k] = localization.pointing_hit(saliency, region, self.tolerance)
         return {"pointing": hits}
 
 

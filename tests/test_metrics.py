@@ -7,6 +7,9 @@ import pytest
 import torch
 
 from xaibench import localization as metrics
+from xaibench.data.sample import Original
+from xaibench.explainer import normalize_maps, upsample_maps
+from xaibench.metric import MetricInput, create_metric
 
 
 def test_box_iou_inclusive_corners() -> None:
@@ -169,8 +172,6 @@ def test_class_mean_differs_from_instance_mean() -> None:
 
 
 def _pointing_input(maps, boxes, originals):
-    from xaibench.metric import MetricInput
-
     n = len(maps)
     return MetricInput(
         maps=np.asarray(maps, dtype=np.float32), images=torch.zeros(n, 3, *np.shape(maps)[-2:]),
@@ -186,9 +187,6 @@ def test_pointing_measures_its_tolerance_in_the_image_files_pixels(x0, hit) -> N
     at 50 x 50 (x scaled by 4, y by 2): the map's peak at (10, 10) lands at x = 41 (41 and 42 tie after
     bilinear upsampling; the first wins), y = 20. A box starting at x = 56 is 15 px away (a miss), at
     x = 55, 14 px (a hit); at the fed resolution both are 4 px away, which would hit."""
-    from xaibench.data.sample import Original
-    from xaibench.metric import create_metric
-
     saliency = np.zeros((50, 50))
     saliency[10, 10] = 1.0
     box = torch.tensor([[x0, 0.0, 199.0, 99.0]])
@@ -201,9 +199,6 @@ def test_pointing_measures_its_tolerance_in_the_image_files_pixels(x0, hit) -> N
 
 
 def test_pointing_uses_the_files_mask_when_there_is_one() -> None:
-    from xaibench.data.sample import Original
-    from xaibench.metric import create_metric
-
     saliency = np.zeros((50, 50))
     saliency[10, 10] = 1.0
     mask = torch.zeros(100, 200, dtype=torch.bool)
@@ -226,10 +221,6 @@ def test_pointing_resizes_the_methods_own_map_once_to_the_photo() -> None:
     one step; resizing the 224 px map again moves the maximum where two cells nearly tie. For each
     map, a 1 px box 14 px right of the one-step maximum: a hit by TorchRay's rule, often a miss
     after two steps."""
-    from xaibench.data.sample import Original
-    from xaibench.explainer import normalize_maps, upsample_maps
-    from xaibench.metric import create_metric
-
     native = torch.rand(40, 7, 7, generator=torch.Generator().manual_seed(0))
     maps = normalize_maps(upsample_maps(native, (224, 224)))
     size = (375, 500)
@@ -243,6 +234,35 @@ def test_pointing_resizes_the_methods_own_map_once_to_the_photo() -> None:
         originals.append(Original(size=size, boxes=torch.tensor([[x0, y, x0, y]], dtype=torch.float32)))
         boxes.append(np.array([[0.0, 0.0, 1.0, 1.0]]))
     batch = _pointing_input(maps.numpy(), boxes, originals)
+    twice_hits = create_metric("pointing").score(batch)["pointing"]  # no native maps: 224 px -> photo
+    assert 0 < (twice_hits == 0).sum() < 40
     batch.native_maps = native.numpy()
     hits = create_metric("pointing").score(batch)["pointing"]
     assert hits.tolist() == [1.0] * 40
+
+
+def test_pointing_skips_all_difficult_objects_and_misses_an_empty_region() -> None:
+    """TorchRay's benchmark returns 0 (not scored) when every box of the class is difficult, and its
+    ``PointingGame.evaluate`` a miss when the class mask has no pixel."""
+    saliency = np.zeros((20, 20))
+    saliency[5, 5] = 1.0
+    boxes = [np.array([[0.0, 0.0, 9.0, 9.0]]), np.array([[0.0, 0.0, 9.0, 9.0]]), np.array([[0.0, 0.0, 9.0, 9.0]])]
+    batch = _pointing_input([saliency] * 3, boxes, [None] * 3)
+    batch.difficult = [np.array([True]), np.array([False]), np.array([False])]
+    batch.masks = [None, None, torch.zeros(20, 20, dtype=torch.bool)]
+    hits = create_metric("pointing").score(batch)["pointing"]
+    assert np.isnan(hits[0]) and hits[1:].tolist() == [1.0, 0.0]
+
+
+def test_pointing_hit_matches_the_distance_to_every_region_pixel() -> None:
+    """The windowed search equals TorchRay's test over the whole image, ``min ||argmax - p||^2 < t^2``,
+    on random maps, regions and tolerances (fractional, 0, and larger than the image)."""
+    rng = np.random.default_rng(0)
+    ys, xs = np.mgrid[0:30, 0:40]
+    for _ in range(500):
+        saliency = rng.random((30, 40))
+        region = rng.random((30, 40)) < rng.choice([0.0, 0.002, 0.02, 0.3])
+        tolerance = float(rng.choice([0.0, 1.0, 1.5, 7.3, 15.0, 15.5, 60.0]))
+        y, x = np.unravel_index(np.argmax(saliency), saliency.shape)
+        expected = bool(region.any()) and bool((((ys - y) ** 2 + (xs - x) ** 2)[region]).min() < tolerance**2)
+        assert metrics.pointing_hit(saliency, region, tolerance) == expected
