@@ -209,7 +209,7 @@ class _Road(Metric):
                     )
                     for f in self.fractions
                 ])
-                logits = model.network(model.layout(model.normalize(imputed)))
+                logits = model(imputed)
                 curves[i] = (logits.argmax(1) == batch.targets[i]).cpu().numpy()
         prefix = "road_morf" if self.most_relevant else "road_lerf"
         return {prefix: 100.0 * curves.mean(1), f"{prefix}_curve": [c.astype(np.float32) for c in curves]}

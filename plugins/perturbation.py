@@ -22,8 +22,9 @@ What they share (:class:`_Perturbation`):
   that, whatever the number of samples). The passes of one image are never mixed with another image's,
   and each image's random numbers come from :func:`xaibench.seeding.image_generator` (drawn on the
   CPU whatever the model's device), so an image gets bitwise the same map in any batch.
-- The perturbed batches go through :meth:`xaibench.Model.normalize` like every input, so they reach
-  the network in channels-last layout where the model takes it (:attr:`xaibench.Model.channels_last`:
+- The perturbed batches go through :meth:`xaibench.Model.normalize` like every input (RISE masks the
+  image once normalised, as its authors do, and only lays it out), so they reach the network in
+  channels-last layout where the model takes it (:attr:`xaibench.Model.channels_last`:
   the same numbers up to float rounding; oneDNN's convolutions run about 1.3-1.5x faster on a CPU in
   that layout, which is part of what puts these methods ahead of captum on the same number of passes).
 
