@@ -71,7 +71,7 @@ class GtKnownLoc(_CamBox):
     """
 
     title = "GT-known Loc"
-    description = "the CAM box (min-max scaled map >= tau, largest component) of the label's map has IoU >= 0.5"
+    description = f"the CAM box (min-max scaled map >= tau, largest component) of the label's map has IoU >= {IOU_THRESHOLD:g}"
     columns = {"gt_known_loc": "scalar"}
 
     def score(self, batch: MetricInput) -> dict[str, Sequence]:
@@ -86,7 +86,7 @@ class Top1Loc(_CamBox):
     map's CAM box has IoU >= 0.5 (``[top1_i = y_i] [IoU_i >= 0.5]``)."""
 
     title = "Top-1 Loc"
-    description = "top-1 class is the label and its map's CAM box has IoU >= 0.5"
+    description = f"top-1 class is the label and its map's CAM box has IoU >= {IOU_THRESHOLD:g}"
     columns = {"top1_loc": "scalar"}
 
     def score(self, batch: MetricInput) -> dict[str, Sequence]:
@@ -100,7 +100,7 @@ class Top5Loc(_CamBox):
     IoU >= 0.5 (only the true class's box can be right); NaN with ``--target prediction``."""
 
     title = "Top-5 Loc"
-    description = "label among the top-5 classes and its map's CAM box has IoU >= 0.5"
+    description = f"label among the top-5 classes and its map's CAM box has IoU >= {IOU_THRESHOLD:g}"
     columns = {"top5_loc": "scalar"}
 
     def score(self, batch: MetricInput) -> dict[str, Sequence]:
@@ -157,7 +157,7 @@ class MaxBoxAcc(_Curves):
     """
 
     title = "MaxBoxAcc"
-    description = "wsolevaluation: box accuracy (IoU >= 0.5, largest contour) at the best map threshold"
+    description = f"wsolevaluation: box accuracy (IoU >= {IOU_THRESHOLD:g}, largest contour) at the best map threshold"
     columns = {"box_iou_curve": "array"}
 
     def score(self, batch: MetricInput) -> dict[str, Sequence]:
@@ -177,7 +177,10 @@ class MaxBoxAccV2(_Curves):
     best box accuracy, each at its own map threshold, with the boxes of every contour."""
 
     title = "MaxBoxAccV2"
-    description = "wsolevaluation: mean over IoU 0.3/0.5/0.7 of the best box accuracy, any contour"
+    description = (
+        f"wsolevaluation: mean over IoU {'/'.join(f'{d:g}' for d in localization.V2_IOU_THRESHOLDS)} of the best "
+        "box accuracy, any contour"
+    )
     columns = {"box_iou_curve_v2": "array"}
 
     def score(self, batch: MetricInput) -> dict[str, Sequence]:

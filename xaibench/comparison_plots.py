@@ -176,7 +176,8 @@ def accuracy_at_iou(curves: pd.DataFrame) -> Figure | None:
         ax.set_xticklabels(part.method, rotation=60, ha="right", fontsize=7)
         ax.set_ylabel("box accuracy (%)", fontsize=8)
         ax.set_ylim(0, 100)
-        ax.set_title(_wrapped(f"{_group_label(dataset, model, several)}: accuracy at IoU 0.3 / 0.5 / 0.7 (best map "
+        ious = " / ".join(f"{d:g}" for d in localization.V2_IOU_THRESHOLDS)
+        ax.set_title(_wrapped(f"{_group_label(dataset, model, several)}: accuracy at IoU {ious} (best map "
                               "threshold, any contour)", width), fontsize=8)
         ax.grid(axis="y", alpha=0.3)
         ax.legend(fontsize=7)
@@ -205,13 +206,13 @@ def iou_distribution(per_image: pd.DataFrame, *, tau: float = localization.CAM_T
         ax.boxplot(values, showfliers=False, widths=0.6)
         for k, v in enumerate(values, start=1):
             ax.plot(k + rng.uniform(-0.18, 0.18, v.size), v, ".", ms=2, alpha=0.5, color="k")
-        ax.axhline(0.5, color="grey", ls=":", lw=0.8)
+        ax.axhline(localization.IOU_THRESHOLD, color="grey", ls=":", lw=0.8)
         ax.set_xticks(range(1, len(names) + 1))
         ax.set_xticklabels(names, rotation=60, ha="right", fontsize=7)
         ax.set_ylim(-0.02, 1.02)
         ax.set_ylabel("IoU", fontsize=8)
         ax.set_title(_wrapped(f"{_group_label(dataset, model, several)}: per-image IoU of the CAM box "
-                              f"(threshold {tau:g}; dotted: 0.5)", width), fontsize=8)
+                              f"(threshold {tau:g}; dotted: {localization.IOU_THRESHOLD:g})", width), fontsize=8)
         ax.grid(axis="y", alpha=0.3)
     return fig
 
