@@ -131,7 +131,7 @@ def test_a_run_written_before_several_models_per_run_is_checked_too(runs, tmp_pa
     """An old config.json names its one model as "model": the duplicate check holds for it too."""
     def old_style(config):  # one model: its name and fields at the top level
         model = config.pop("models")[0]
-        config.update(model=model["name"], **{k: model.get(k) for k in ("weights", "target_layer", "image_size")})
+        config.update(model=model["name"], **{k: model.get(k) for k in ("weights", "weights_sha256", "target_layer", "image_size")})
 
     twin = _copy(runs[0], tmp_path / "twin", old_style)
     assert main(["report", str(runs[0]), str(twin), "--out", str(tmp_path / "r")]) == 2

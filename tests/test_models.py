@@ -10,7 +10,7 @@ from torch import nn
 
 import xaibench
 from xaibench.errors import LayerError, UnknownNameError, WeightsError, WeightsUnavailableError, XaibenchError
-from xaibench.models import find_classifier, find_target_layer, load_weights
+from xaibench.models import find_classifier, find_target_layer, load_weights, weights_digest
 
 from conftest import SHARED_IMAGENET, ConvHeadNet, FlattenHeadNet, SharedActNet, TinyGapNet, tiny_model
 
@@ -238,6 +238,37 @@ def test_load_weights_refuses_non_finite_values(saved, tmp_path) -> None:
     with torch.no_grad():
         network.fc.weight.fill_(float("nan"))
     assert xaibench.models.takes_channels_last(network, (3, 16, 16)) is False
+
+
+def test_weights_digest_is_of_the_loaded_values_not_the_file(saved, tmp_path) -> None:
+    """The same values give the same digest however they were stored (a plain state dict, a training
+    checkpoint); one changed value, a dtype or a name gives another."""
+    reference, path = saved
+    checkpoint = tmp_path / "checkpoint.pt"
+    torch.save({"state_dict": reference.state_dict(), "epoch": 3}, checkpoint)
+    digest = weights_digest(load_weights(TinyGapNet(), path))
+    assert weights_digest(load_weights(TinyGapNet(), checkpoint)) == digest == weights_digest(reference)
+    assert len(digest) == 64 and int(digest, 16) >= 0
+    changed = load_weights(TinyGapNet(), path)
+    with torch.no_grad():
+        changed.fc.bias[0] += 1e-6
+    assert weights_digest(changed) != digest
+    assert weights_digest(load_weights(TinyGapNet(), path).double()) != digest
+    renamed = nn.Sequential(load_weights(TinyGapNet(), path))  # the same values under other names
+    assert weights_digest(renamed) != digest
+
+
+def test_the_run_records_the_digest_of_default_weights_too(tmp_path) -> None:
+    """``--weights default`` (the package's own) is recorded by its values, so a resume after the package's
+    weights changed is refused like one after a ``--weights`` file changed."""
+    import json
+
+    from xaibench.cli import main
+
+    assert main(["run", "--n", "2", "--methods", "center", "--out", str(tmp_path)]) == 0
+    recorded = json.loads((tmp_path / "config.json").read_text())["models"][0]
+    assert recorded["weights"] == "default"
+    assert recorded["weights_sha256"] == weights_digest(xaibench.load_model("builtin").network)
 
 
 def test_builtin_weights_files_go_through_load_weights(tmp_path) -> None:

@@ -443,13 +443,12 @@ def _run_checked(args: argparse.Namespace, specs: list[MethodSpec], metrics: lis
         )
         setups.append(_Setup(model, explainers, dataset, image_size))
     n = min(args.n, len(setups[0].dataset)) if args.n is not None else len(setups[0].dataset)
-    weights_sha256 = models.weights_digest(args.weights)
     config = {
         "models": [
             {
                 "name": s.model.name,
                 "weights": args.weights,
-                "weights_sha256": weights_sha256,
+                "weights_sha256": models.weights_digest(s.model.network),
                 "target_layer": s.model.target_layer_name,
                 "classifier": s.model.classifier_name,
                 "image_size": list(s.image_size),
@@ -615,7 +614,7 @@ def _sanity(args: argparse.Namespace) -> int:
     config = {
         "model": model.name,
         "weights": args.weights,
-        "weights_sha256": models.weights_digest(args.weights),
+        "weights_sha256": models.weights_digest(model.network),
         "target_layer": model.target_layer_name,
         "image_size": list(image_size),
         "dataset": args.dataset,

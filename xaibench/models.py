@@ -479,16 +479,20 @@ def _densenet_key(key: str) -> str:
 # -------------------------------------------------------------------------------------------- weights
 
 
-def weights_digest(weights: str | os.PathLike | None) -> str | None:
-    """The SHA-256 of a weights file's bytes, so that a run records which weights it used, not only
-    their path (``--resume`` and ``report`` compare it); None for ``"default"`` (the package's own),
-    None (random) and a path that is not a file (loading it reports that)."""
-    if weights is None or str(weights) in ("default", "none") or not Path(weights).is_file():
-        return None
+def weights_digest(network: nn.Module) -> str:
+    """The SHA-256 of a network's weights as loaded: every entry of its ``state_dict`` (name, dtype,
+    shape and bytes, in order), so that a run records which weights it used, not only where they came
+    from (``--resume`` and ``report`` compare it). It covers the package's own default weights as well
+    as a ``--weights`` file (whatever container holds it) and a seeded random initialisation."""
     digest = hashlib.sha256()
-    with open(weights, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
+    for name, value in network.state_dict().items():
+        digest.update(name.encode())
+        if isinstance(value, Tensor):
+            tensor = value.detach().to("cpu").contiguous()
+            digest.update(f"{tensor.dtype}{tuple(tensor.shape)}".encode())
+            digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+        else:  # e.g. packed parameters of a quantized layer
+            digest.update(repr(value).encode())
     return digest.hexdigest()
 
 
