@@ -366,7 +366,24 @@ def test_a_truncated_video_is_explained_as_far_as_it_goes_with_a_warning(tmp_pat
     assert video.probe_video(whole).frames == 30
     cut = tmp_path / "cut.mkv"
     cut.write_bytes(whole.read_bytes()[: int(whole.stat().st_size * 0.6)])
+    with av.open(str(cut)) as container:
+        there = sum(1 for _ in container.decode(video=0))
+    assert 0 < there < 29
     with caplog.at_level("WARNING", logger="xaibench.video"):
         written = video.explain_video(cut, tmp_path / "out.mp4", model, cam).frames
-    assert 0 < written < 29
+    assert written == there
     assert f"declares 30 frames but only {written} could be decoded" in caplog.text
+
+
+def test_a_matroska_video_is_counted_by_its_own_duration_not_a_longer_audio_tracks(tmp_path, model, cam, caplog) -> None:
+    """Matroska stores no frame count; the container's duration spans every stream, so with 3 s of
+    audio beside 1 s of video (10 frames at 10 fps) it would give 31 frames and a false warning that
+    the file is truncated. The video track's own DURATION tag gives 10."""
+    frames, _ = moving_cross(10)
+    source = write_video(tmp_path / "in.mkv", frames, fps=10, audio_seconds=3.0)
+    with av.open(str(source)) as container:
+        assert round(container.duration / 1e6 * 10) == 31  # what the container's duration alone gives
+    assert video.probe_video(source).frames == 10
+    with caplog.at_level("WARNING", logger="xaibench.video"):
+        assert video.explain_video(source, tmp_path / "out.mkv", model, cam).frames == 10
+    assert "truncated" not in caplog.text

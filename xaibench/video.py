@@ -28,6 +28,7 @@ import collections
 import logging
 import math
 import os
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -170,10 +171,32 @@ def _describe(source: Path, container: Any) -> VideoInfo:
         width=width,
         height=height,
         rate=Fraction(rate),
-        frames=stream.frames or (round(Fraction(container.duration, 1_000_000) * Fraction(rate)) or None if container.duration else None),
+        frames=stream.frames or _frames_from_duration(stream, container, Fraction(rate)),
         audio_streams=len(container.streams.audio),
         codec=stream.codec_context.name,
     )
+
+
+#: FFmpeg's per-track Matroska DURATION tag, e.g. ``00:00:01.000000000``.
+_MATROSKA_DURATION = re.compile(r"(\d+):(\d{2}):(\d{2}(?:\.\d+)?)")
+
+
+def _frames_from_duration(stream: Any, container: Any, rate: Fraction) -> int | None:
+    """Frames of a video stream whose container counts none (Matroska): its duration times ``rate``.
+    The stream's own duration: from its header, else from the ``DURATION`` tag FFmpeg's Matroska muxer
+    writes per track (``HH:MM:SS.nnnnnnnnn``); only without either, the container's, which spans every
+    stream (an audio track longer than the video lengthens it)."""
+    tag = _MATROSKA_DURATION.fullmatch(str(stream.metadata.get("DURATION", "")).strip())
+    if stream.duration and stream.time_base:
+        seconds = stream.duration * Fraction(stream.time_base)
+    elif tag:
+        hours, minutes, rest = tag.groups()
+        seconds = 3600 * int(hours) + 60 * int(minutes) + Fraction(rest)
+    elif container.duration:
+        seconds = Fraction(container.duration, 1_000_000)  # in av.time_base units (microseconds)
+    else:
+        return None
+    return round(seconds * rate) or None
 
 
 @contextmanager
