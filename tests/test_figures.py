@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from matplotlib.figure import Figure
 from PIL import Image
 
 import xaibench
@@ -285,6 +286,9 @@ def test_library_errors(builtin) -> None:
         figures.load_photo("/no/such/photo.jpg", 64)
     with pytest.raises(XaibenchError, match="name it .png"):
         figures.save_figure(figures.explain_figure(torch.rand(3, 64, 64), builtin, topk=1), "figure.gif")
+    for dpi in (0.0, -1.0, float("nan"), 2401.0):  # the library's rule is the command line's, vector formats too
+        with pytest.raises(XaibenchError, match=r"--dpi must be a number in \(0, 2400\]"):
+            figures.save_figure(Figure(figsize=(1, 1)), "figure.pdf", dpi=dpi)
 
 
 def test_list_classes(capsys) -> None:

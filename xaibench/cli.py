@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import os
 import signal
 import sys
@@ -762,8 +761,7 @@ def _explain(args: argparse.Namespace) -> int:
     viz.check_style(args.cmap, args.alpha)
     figsize = _figsize(args.figsize)
     out, out_file, fmt = _explain_output(args)
-    if not (math.isfinite(args.dpi) and 0 < args.dpi <= figures.MAX_DPI):
-        raise XaibenchError(f"--dpi must be a number in (0, {figures.MAX_DPI}], got {args.dpi:g}")
+    figures.check_dpi(args.dpi)
     if figsize is not None and fmt in ("png", "jpg"):  # (a default size is checked when the figure is drawn)
         figures.check_raster_size(*figsize, args.dpi)
     writable_folder(out)

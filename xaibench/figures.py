@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import difflib
 import io
-import math
 import logging
+import math
 import os
 import re
 from collections.abc import Sequence
@@ -412,15 +412,20 @@ MAX_FIGURE_SIDE = 2**16 - 1
 MAX_DPI = 2400
 
 
+def check_dpi(dpi: float) -> None:
+    """Refuse a resolution outside (0, :data:`MAX_DPI`] dots per inch (NaN and inf included)."""
+    if not (math.isfinite(dpi) and 0 < dpi <= MAX_DPI):
+        raise XaibenchError(f"--dpi must be a number in (0, {MAX_DPI}], got {dpi:g}")
+
+
 def check_raster_size(width_in: float, height_in: float, dpi: float) -> None:
     """Refuse a raster figure of ``width_in`` x ``height_in`` inches at ``dpi`` that cannot be drawn.
 
     Raises:
-        XaibenchError: ``dpi`` not a positive finite number, or the figure larger than
-            :data:`MAX_FIGURE_SIDE` a side or :data:`MAX_FIGURE_PIXELS` in all.
+        XaibenchError: ``dpi`` outside (0, :data:`MAX_DPI`] (:func:`check_dpi`), or the figure larger
+            than :data:`MAX_FIGURE_SIDE` a side or :data:`MAX_FIGURE_PIXELS` in all.
     """
-    if not (math.isfinite(dpi) and dpi > 0):
-        raise XaibenchError(f"--dpi must be a positive number, got {dpi}")
+    check_dpi(dpi)
     width, height = width_in * dpi, height_in * dpi
     if max(width, height) > MAX_FIGURE_SIDE or width * height > MAX_FIGURE_PIXELS:
         raise XaibenchError(
@@ -436,8 +441,8 @@ def save_figure(fig: Figure, path: str | os.PathLike, *, dpi: float = 100) -> Pa
     (the figure is opaque), with Pillow's ``optimize``: about 12% smaller than matplotlib's RGBA.
 
     Raises:
-        XaibenchError: an unknown suffix, ``dpi`` not positive, or a raster figure too large to draw
-            (:func:`check_raster_size`).
+        XaibenchError: an unknown suffix, ``dpi`` outside (0, :data:`MAX_DPI`], or a raster figure too
+            large to draw (:func:`check_raster_size`).
     """
     path = Path(path)
     fmt = FORMATS.get(path.suffix.lower().lstrip("."))
@@ -445,8 +450,8 @@ def save_figure(fig: Figure, path: str | os.PathLike, *, dpi: float = 100) -> Pa
         raise XaibenchError(f"cannot save a figure as '{path.name}': name it .png, .pdf, .svg or .jpg")
     if fmt in ("png", "jpg"):
         check_raster_size(fig.get_figwidth(), fig.get_figheight(), dpi)
-    elif not (math.isfinite(dpi) and dpi > 0):
-        raise XaibenchError(f"--dpi must be a positive number, got {dpi}")
+    else:
+        check_dpi(dpi)
     if fmt != "png":
         return atomic_write(path, lambda file: fig.savefig(file, format=fmt, dpi=dpi))
     buffer = io.BytesIO()
