@@ -57,7 +57,6 @@ class ChannelNoise:
         return torch.randn(shape, generator=generator, device=self.device)
 
 
-
 def _features(model: Model, inputs: Tensor) -> tuple[Tensor, Tensor]:
     """One forward pass of the network on its (normalised) input: the target layer's output, the logits."""
     with capture(model.target_layer, model.target_layer_name) as feats:

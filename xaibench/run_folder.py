@@ -71,7 +71,7 @@ IDS_FIELD = "dataset_ids_sha256"
 #: (:data:`DEFINITIONS`), and its value today. Raised whenever a definition changes, so that no run is
 #: resumed or compared across definitions. 1: xaibench 0.1 (the field is absent). 2: ROAD imputes the
 #: [0, 1] image and breaks ties with the authors' noise; RISE masks the normalised input; the pointing
-#: game is played in the photo's pixels; COCO crowds are scored.
+#: game is played in the photo's pixels, and an empty object region is a miss; COCO crowds are scored.
 DEFINITIONS_FIELD = "definitions"
 DEFINITIONS = 2
 
@@ -79,6 +79,7 @@ DEFINITIONS = 2
 def definitions(config: Mapping[str, Any]) -> int:
     """The definitions a run's configuration was computed with (1 for a run that does not say)."""
     return int(config.get(DEFINITIONS_FIELD, 1))
+
 
 MODES = ("new", "overwrite", "resume")
 
