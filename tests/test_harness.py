@@ -422,3 +422,37 @@ def test_the_pointing_game_of_a_run_is_played_in_the_photos_pixels(tmp_path) -> 
     photo = evaluate(model, data, ["center"], metrics=["pointing"])
     fed = evaluate(model, data, ["center"], metrics=[create_metric("pointing", resolution="input")])
     assert photo.pointing.tolist() == [0.0] and fed.pointing.tolist() == [1.0]
+
+
+def test_the_pointing_game_resizes_the_methods_own_map_straight_to_the_photo(tmp_path) -> None:
+    """Through the harness, with ``random`` (a 7 x 7 map) on 300 x 200 photos fed at 64 x 64: as in
+    TorchRay, the map is resized once, 7 x 7 -> photo. Each photo's box is one pixel 14 px right of
+    that map's maximum: every one a hit. Resizing the 64 x 64 map instead moves the maximum on some
+    photos, which would make misses of them."""
+    from PIL import Image
+
+    from xaibench.data import load_dataset
+    from xaibench.explainer import create_explainer, normalize_maps, upsample_maps
+
+    rng = np.random.default_rng(0)
+    for k in range(16):
+        Image.fromarray(rng.integers(0, 256, (200, 300, 3), dtype=np.uint8)).save(tmp_path / f"p{k}.png")
+    model = xaibench.load_model("builtin")
+    method = create_explainer("random", model, seed=3)
+
+    def photos(rows: list[str]):
+        (tmp_path / "boxes.csv").write_text("image,label,x0,y0,x1,y1\n" + "".join(rows))
+        return load_dataset(f"csv:{tmp_path / 'boxes.csv'}", image_size=model.input_size, class_names=model.class_names)
+
+    fed = photos([f"p{k}.png,disk,0,0,1,1\n" for k in range(16)])
+    explanation = method.explain(torch.stack([s.image for s in fed]), torch.zeros(16, dtype=torch.long))
+    once = upsample_maps(explanation.native, (200, 300)).flatten(1).argmax(1)
+    twice = upsample_maps(normalize_maps(explanation.raw), (200, 300)).flatten(1).argmax(1)
+    assert (once != twice).any()
+    rows = []
+    for k, at in enumerate(once.tolist()):
+        y, x = divmod(at, 300)
+        assert x + 14 < 300
+        rows.append(f"p{k}.png,disk,{x + 14},{y},{x + 14},{y}\n")
+    scored = evaluate(model, photos(rows), [method], metrics=["pointing"])
+    assert scored.pointing.tolist() == [1.0] * 16
