@@ -160,6 +160,14 @@ def test_a_decompression_bomb(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     one_line(err)
 
 
+def test_an_inaccessible_path_is_shown_as_the_path(tmp_path: Path) -> None:
+    """A path the system refuses (here a NUL byte in it) is quoted as text, not as ``PosixPath(...)``."""
+    with pytest.raises(UnreadableImageError, match=r"^image file '.*a\\x00b\.png' cannot be accessed \(embedded null byte\)") as err:
+        load_image(tmp_path / "a\x00b.png", SIZE)
+    assert "PosixPath" not in str(err.value)
+    one_line(err)
+
+
 def test_unreadable_image_through_a_data_set_and_a_mask(tmp_path: Path) -> None:
     write_image(tmp_path / "good.png", 10, 10)
     (tmp_path / "broken.png").write_bytes(b"\x00" * 100)

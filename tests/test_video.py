@@ -345,6 +345,8 @@ def test_cli_writes_the_video(tmp_path, cross_video, capsys) -> None:
         (["{video}", "--out", "{tmp}/o.mp4", "--method", "cam,gradcam"], "--method takes one method, got 2"),
         (["{video}", "--out", "{tmp}/o.mp4", "--method", "nope"], "unknown method 'nope'"),
         (["{video}", "--out", "{tmp}/o.mp4", "--batch-size", "0"], "--batch-size must be at least 1"),
+        (["{video}", "--out", "{tmp}/o.mp4", "--method", ""], "--method names no method; e.g. --method cam"),
+        (["{video}", "--out", "{tmp}/notes.mp4/o.mp4"], "notes.mp4 is a file, not a folder; choose another --out"),
     ],
 )
 def test_cli_bad_input_is_one_line_and_exit_2(argv, message, tmp_path, cross_video, capsys) -> None:
