@@ -271,7 +271,7 @@ def test_without_a_shipped_file_the_network_is_trained_once_and_cached(tmp_path,
     assert shapes_net_accuracy(0, tmp_path / "cache") == 0.5
 
 
-@pytest.mark.skipif(not SLOW, reason="set XAIBENCH_SLOW=1 (a full training, about 75 s on two CPU cores)")
+@pytest.mark.skipif(not SLOW, reason="set XAIBENCH_SLOW=1 (a full training, about 80 s on two CPU cores)")
 def test_training_from_the_seed_reproduces_the_shipped_network():
     """The shipped weights are what `xaibench train-builtin` makes: same accuracy, same predictions.
 
