@@ -77,7 +77,7 @@ def test_a_file_with_other_columns_is_refused(tmp_path) -> None:
 @pytest.mark.parametrize(
     ("damage", "message"),
     [
-        (lambda line: line + ",x,y", r"line 3: |Expected 3 fields in line 3, saw 5"),
+        (lambda line: line + ",x,y", r"Expected 3 fields in line 3, saw 5"),
         (lambda line: line.replace("<f8:3:", "<f8:3:AAAA"), r"line 3: its curve cannot be decoded"),
         (lambda line: line.replace(",0.3333333333333333,", ",abc,"), r"line 3: value is 'abc', not a number"),
     ],
