@@ -26,7 +26,8 @@ from xaibench.data.transforms import load_image, resize_boxes, resize_mask
 from xaibench.data.voc import load_voc
 from xaibench.errors import DatasetError, UnreadableImageError, XaibenchError
 
-SHARED_IMAGENET = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet-val-300"
+from conftest import SHARED_IMAGENET
+
 SIZE = (224, 224)
 
 

@@ -14,8 +14,9 @@ from xaibench import cli, metric
 from xaibench.errors import UnknownNameError, XaibenchError
 from xaibench.metric import DEFAULT_METRICS, FAMILIES, Metric, MetricInput, create_metric, register_metric
 
+from conftest import SHARED_IMAGENET as SHARED
+
 DATA = Path(__file__).parent / "data"
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet-val-300"
 
 
 def test_every_metric_is_declared_and_describes_itself() -> None:
