@@ -106,6 +106,22 @@ def tiny_model(network: nn.Module | None = None, **options) -> Model:
 
 
 @pytest.fixture
+def temporary_name():
+    """``temporary_name(registry, name)`` returns ``name`` and unregisters it from ``registry``
+    (``xaibench.explainer.METHODS``, ``xaibench.metric.METRICS``, ...) after the test, so that a test
+    can register a plugin with the public decorator: ``@register_metric(temporary_name(METRICS, "x"))``."""
+    names = []
+
+    def remember(registry, name: str) -> str:
+        names.append((registry, name))
+        return name
+
+    yield remember
+    for registry, name in names:
+        registry._classes.pop(name, None)
+
+
+@pytest.fixture
 def model() -> Model:
     return tiny_model()
 

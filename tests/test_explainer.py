@@ -402,27 +402,24 @@ def test_xaibench_list_shows_a_broken_plugin(broken_plugins, capsys) -> None:
     assert "ghost" in out and "cannot be loaded: ModuleNotFoundError" in out and "gradcam" in out
 
 
-def test_register_create_and_duplicate(model, batch) -> None:
-    try:
+def test_register_create_and_duplicate(model, batch, temporary_name) -> None:
+    @xaibench.register_explainer(temporary_name(METHODS, "test-fixed"))
+    class Mine(_Fixed):
+        """My method."""
+
+    assert "test-fixed" in xaibench.available_explainers()
+    explainer = xaibench.create_explainer("test-fixed", model)
+    assert isinstance(explainer, Mine) and explainer.name == "test-fixed"
+    assert explainer(*batch).shape == (4, 16, 16)
+
+    with pytest.raises(XaibenchError, match="method name 'test-fixed' is already registered"):
         @xaibench.register_explainer("test-fixed")
-        class Mine(_Fixed):
-            """My method."""
+        class Other(_Fixed):
+            pass
 
-        assert "test-fixed" in xaibench.available_explainers()
-        explainer = xaibench.create_explainer("test-fixed", model)
-        assert isinstance(explainer, Mine) and explainer.name == "test-fixed"
-        assert explainer(*batch).shape == (4, 16, 16)
-
-        with pytest.raises(XaibenchError, match="method name 'test-fixed' is already registered"):
-            @xaibench.register_explainer("test-fixed")
-            class Other(_Fixed):
-                pass
-
-        xaibench.get_explainer("cam")  # a built-in's name is taken too
-        with pytest.raises(XaibenchError, match="'cam' is already registered by xaibench_plugins.cam:CAM"):
-            xaibench.register_explainer("cam")(_Fixed)
-    finally:
-        METHODS._classes.pop("test-fixed", None)
+    xaibench.get_explainer("cam")  # a built-in's name is taken too
+    with pytest.raises(XaibenchError, match="'cam' is already registered by xaibench_plugins.cam:CAM"):
+        xaibench.register_explainer("cam")(_Fixed)
 
 
 def test_register_needs_an_explainer_subclass() -> None:

@@ -236,19 +236,16 @@ def test_non_finite_maps_are_failures_and_constant_maps_are_counted(model) -> No
     assert summary["nan_on_odd", "nonfinite_maps"] == 2 and summary["constant", "constant_maps"] == 4
 
 
-def test_a_run_with_non_finite_maps_is_journaled_and_summarised(tmp_path) -> None:
+def test_a_run_with_non_finite_maps_is_journaled_and_summarised(tmp_path, temporary_name) -> None:
     """Through the journal: a non-finite map's row keeps empty curve cells (pandas 3 made the
     missing cells NaN, written as 0-d arrays that the summary then tried to stack), and the run,
     its summary and its page complete."""
     from xaibench import cli
     from xaibench.explainer import METHODS
 
-    try:
-        xaibench.register_explainer("test-nan-on-odd")(_NaNOnOdd)
-        out = tmp_path / "run"
-        assert cli.main(["run", "--methods", "cam,test-nan-on-odd", "--n", "8", "--out", str(out)]) == 0
-    finally:
-        METHODS._classes.pop("test-nan-on-odd", None)
+    xaibench.register_explainer(temporary_name(METHODS, "test-nan-on-odd"))(_NaNOnOdd)
+    out = tmp_path / "run"
+    assert cli.main(["run", "--methods", "cam,test-nan-on-odd", "--n", "8", "--out", str(out)]) == 0
     rows = pd.read_csv(out / "per_image.csv", keep_default_na=False)
     failed = rows[rows.status == "nonfinite"]
     assert len(failed) == 4 and (failed.box_iou_curve == "").all() and (failed.pxap_hist == "").all()

@@ -98,8 +98,8 @@ def test_localization_summary_is_unchanged_by_metric_plugins(tmp_path, argv, exp
     assert np.allclose(ours[numbers], before[numbers], rtol=0, atol=0.01, equal_nan=True)
 
 
-def test_a_metric_registered_at_run_time_is_scored_and_summarised() -> None:
-    @register_metric("test-peak-left")
+def test_a_metric_registered_at_run_time_is_scored_and_summarised(temporary_name) -> None:
+    @register_metric(temporary_name(metric.METRICS, "test-peak-left"))
     class PeakLeft(Metric):
         """The map's maximum lies in the image's left half."""
 
@@ -113,18 +113,15 @@ def test_a_metric_registered_at_run_time_is_scored_and_summarised() -> None:
             columns = batch.maps.reshape(len(batch), -1).argmax(1) % width
             return {"peak_left": (columns < width / 2).astype(float)}
 
-    try:
-        model = xaibench.load_model("builtin")
-        data = xaibench.load_dataset("builtin", image_size=(64, 64), size=8, seed=0)
-        rows = xaibench.evaluate(model, data, ["center", "random"], metrics=["test-peak-left", "top1_cls"], batch_size=4)
-        assert list(rows.columns[-2:]) == ["peak_left", "top1_cls"]
-        assert set(rows.peak_left) <= {0.0, 1.0} and rows.peak_left.notna().all()
-        summary = xaibench.summarize(rows, [create_metric("test-peak-left")])
-        assert summary.metric.tolist() == ["test-peak-left"] * 2
-        random_rows = rows[rows.method == "random"]
-        assert summary.set_index("method").loc["random", "value"] == pytest.approx(100 * random_rows.peak_left.mean())
-    finally:
-        metric.METRICS._classes.pop("test-peak-left", None)
+    model = xaibench.load_model("builtin")
+    data = xaibench.load_dataset("builtin", image_size=(64, 64), size=8, seed=0)
+    rows = xaibench.evaluate(model, data, ["center", "random"], metrics=["test-peak-left", "top1_cls"], batch_size=4)
+    assert list(rows.columns[-2:]) == ["peak_left", "top1_cls"]
+    assert set(rows.peak_left) <= {0.0, 1.0} and rows.peak_left.notna().all()
+    summary = xaibench.summarize(rows, [create_metric("test-peak-left")])
+    assert summary.metric.tolist() == ["test-peak-left"] * 2
+    random_rows = rows[rows.method == "random"]
+    assert summary.set_index("method").loc["random", "value"] == pytest.approx(100 * random_rows.peak_left.mean())
 
 
 def test_run_with_faithfulness_metrics_records_options_and_units(tmp_path) -> None:
