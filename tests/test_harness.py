@@ -376,14 +376,15 @@ def test_masks_are_per_image_so_results_do_not_depend_on_the_batch(model) -> Non
         assert np.allclose(by_one[column], by_four[column])
 
 
-def test_all_difficult_or_empty_regions_are_not_scored(model) -> None:
+def test_all_difficult_objects_are_not_scored_and_an_empty_region_is_a_miss(model) -> None:
+    """As TorchRay: an (image, class) whose boxes are all difficult is skipped; an empty mask is a miss."""
     data = [_square(i) for i in range(3)]
     data[0] = Sample(data[0].id, data[0].image, data[0].label, data[0].boxes, data[0].mask,
                      torch.tensor([True]))
     empty = torch.zeros(32, 32, dtype=torch.bool)
     data[1] = Sample(data[1].id, data[1].image, data[1].label, data[1].boxes, empty)
     df = evaluate(model, data, ["cam"])
-    assert df.pointing.isna().tolist() == [True, True, False]
+    assert df.pointing.isna().tolist() == [True, False, False] and df.pointing[1] == 0.0
 
 
 def test_predictions_are_made_in_eval_mode() -> None:
