@@ -70,7 +70,7 @@ def test_a_half_written_last_line_is_ignored_then_removed(tmp_path) -> None:
 def test_a_file_with_other_columns_is_refused(tmp_path) -> None:
     path = tmp_path / "rows.csv"
     path.write_text("image,score\nx,1\n")
-    with pytest.raises(XaibenchError, match="another version of xaibench: pass --overwrite"):
+    with pytest.raises(XaibenchError, match="it is not a file of this xaibench version: restore it"):
         _journal(path).read()
 
 

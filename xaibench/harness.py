@@ -30,10 +30,10 @@ import torch
 from tqdm.auto import tqdm
 
 from xaibench import thumbnails
-from xaibench.data.sample import Batch, Sample, collate
+from xaibench.data.sample import Batch, Sample, collate, sample_digest
 from xaibench.errors import UnreadableImageError, XaibenchError
 from xaibench.explainer import Explainer, create_explainer
-from xaibench.journal import Journal
+from xaibench.journal import ArrayCell, Journal
 from xaibench.localization import as_numpy
 from xaibench.method_spec import repeated
 from xaibench.metric import DEFAULT_METRICS, Metric, MetricInput, create_metric, with_requirements
@@ -42,10 +42,16 @@ from xaibench.run_folder import IMAGES, MAPS, PER_IMAGE, SKIPPED, TIMINGS
 
 logger = logging.getLogger(__name__)
 
+#: The per-image column that says which image a row scored: :func:`xaibench.data.sample.sample_digest`,
+#: a SHA-256 of the bytes read and the annotations (absent from the rows of xaibench 0.2).
+DIGEST = "image_sha256"
 #: The columns every per-image row has, before the metrics' own. ``index`` is the sample's index in
 #: the data set; ``status`` is ``ok``, ``constant`` (a constant raw map, scored as an all-zero map) or
 #: ``nonfinite`` (NaN or inf in the raw map: a failure of the method, not scored).
-COLUMNS = ["model", "index", "image_id", "method", "label", "prediction", "target", "status"]
+COLUMNS = ["model", "index", "image_id", DIGEST, "method", "label", "prediction", "target", "status"]
+#: The keys of a per-image row: a row written again for the same key (an image that changed since a
+#: resumed run scored it) replaces the earlier one, for every reader.
+ROW_KEYS = ["model", "index", "method"]
 SKIPPED_COLUMNS = ["model", "index", "reason"]
 TIMING_COLUMNS = ["model", "batch", "method", "images", "seconds"]
 TARGETS = ("label", "prediction")
@@ -62,6 +68,13 @@ def build_metrics(metrics: Sequence[str | Metric] | None) -> list[Metric]:
     metrics they require."""
     names = DEFAULT_METRICS if metrics is None else metrics
     return with_requirements([m if isinstance(m, Metric) else create_metric(m) for m in names])
+
+
+#: What the thumbnail journals' array cells may hold: boxes (K, 4) float32; a JPEG's bytes; a map's
+#: 8-bit grey levels (at most 4096 x 4096, the full-size maps of the first images included).
+_BOXES_CELL = ArrayCell("f", (2,), 4 * 65536)
+_JPEG_CELL = ArrayCell("u", (1,), 1 << 20)
+_MAP_CELL = ArrayCell("u", (2,), 1 << 24)
 
 
 @dataclass(frozen=True)
@@ -82,15 +95,20 @@ class Journals:
         arrays = [c for c, kind in columns.items() if kind == "array"]
         return cls(
             Journal(folder / PER_IMAGE, COLUMNS + list(columns), array_columns=arrays,
-                    text_columns=["model", "image_id", "method", "status"],
-                    lost="nothing: --resume computes that image and method again"),
-            Journal(folder / SKIPPED, SKIPPED_COLUMNS, text_columns=["model", "reason"],
+                    text_columns=["model", "image_id", DIGEST, "method", "status"],
+                    integer_columns=["index", "label", "prediction", "target"], choices={"status": STATUSES},
+                    optional_columns=[DIGEST], lost="nothing: --resume computes that image and method again"),
+            Journal(folder / SKIPPED, SKIPPED_COLUMNS, text_columns=["model", "reason"], integer_columns=["index"],
                     lost="the record that the image was skipped"),
             Journal(folder / TIMINGS, TIMING_COLUMNS, text_columns=["model", "method"],
-                    lost="those seconds from the timings"),
-            Journal(folder / IMAGES, thumbnails.IMAGE_COLUMNS, array_columns=["boxes", "jpeg"],
-                    text_columns=["model", "image_id", "class_name"], lost="that image from the report's galleries"),
-            Journal(folder / MAPS, thumbnails.MAP_COLUMNS, array_columns=["map"], text_columns=["model", "method"],
+                    integer_columns=["batch", "images"], lost="those seconds from the timings"),
+            Journal(folder / IMAGES, thumbnails.IMAGE_COLUMNS,
+                    array_columns={"boxes": _BOXES_CELL, "jpeg": _JPEG_CELL},
+                    text_columns=["model", "image_id", "class_name"],
+                    integer_columns=["index", "label", "height", "width"],
+                    lost="that image from the report's galleries"),
+            Journal(folder / MAPS, thumbnails.MAP_COLUMNS, array_columns={"map": _MAP_CELL},
+                    text_columns=["model", "method"], integer_columns=["index"],
                     lost="that map from the report's galleries"),
         )
 
@@ -114,10 +132,29 @@ def read_per_image(folder: str | Path, metrics: Sequence[Metric] | None = None) 
     ``attrs["skipped_rows"]`` counts the rows of ``skipped.csv`` (one per model and image).
     """
     journals = Journals.at(folder, build_metrics(None) if metrics is None else metrics)
-    rows = journals.per_image.read()
-    skipped = journals.skipped.read()
-    rows.attrs["skipped"] = [str(i) for i in dict.fromkeys(skipped["index"])]
-    rows.attrs["skipped_rows"] = len(skipped)
+    return _with_skipped(latest_rows(journals.per_image.read()), journals.skipped.read())
+
+
+def latest_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per-image rows with one row per :data:`ROW_KEYS`, the last written (a resumed run writes an image's
+    rows again when the image changed since it was scored), in the order they were first written."""
+    if rows.empty:
+        return rows
+    last = rows.drop_duplicates(subset=ROW_KEYS, keep="last")
+    if len(last) == len(rows):
+        return rows
+    first = rows.drop_duplicates(subset=ROW_KEYS, keep="first").set_index(ROW_KEYS).index
+    return last.set_index(ROW_KEYS).loc[first].reset_index()[rows.columns].reset_index(drop=True)
+
+
+def _with_skipped(rows: pd.DataFrame, skipped: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` with ``attrs["skipped"]``, the indices of the images that could not be read (once each), and
+    ``attrs["skipped_rows"]``, the (model, image) pairs of them; an image skipped once and scored after
+    it was restored is not among them."""
+    scored = set(zip(rows["model"], rows["index"].astype(int))) if len(rows) else set()
+    pairs = dict.fromkeys((m, int(i)) for m, i in zip(skipped["model"], skipped["index"]) if (m, int(i)) not in scored)
+    rows.attrs["skipped"] = [str(i) for i in dict.fromkeys(i for _, i in pairs)]
+    rows.attrs["skipped_rows"] = len(pairs)
     return rows
 
 
@@ -174,8 +211,19 @@ def read_timings(folder: str | Path) -> pd.DataFrame:
 
 
 def read_skipped(folder: str | Path) -> pd.DataFrame:
-    """The rows of a run's ``skipped.csv``: the images that could not be read, per model."""
-    return Journals.at(folder).skipped.read()
+    """The rows of a run's ``skipped.csv``: the images that could not be read, per model (the last
+    record of each; an image that was scored after it was restored is left out)."""
+    journals = Journals.at(folder)
+    skipped = thumbnails.latest(journals.skipped.read(), ["model", "index"])
+    scored = _scored_pairs(journals.per_image)
+    keep = np.array([(m, int(i)) not in scored for m, i in zip(skipped["model"], skipped["index"])], dtype=bool)
+    return skipped.loc[keep].reset_index(drop=True)
+
+
+def _scored_pairs(per_image: Journal) -> set[tuple[str, int]]:
+    """The (model, index) pairs that have rows in a per-image journal (read without its arrays)."""
+    rows = per_image.keys(["model", "index"])
+    return set(zip(rows["model"], rows["index"].astype(int)))
 
 
 def evaluate(
@@ -237,17 +285,18 @@ def evaluate(
         raise XaibenchError(f"method names must be unique; named more than once: {', '.join(twice)}")
     total = len(dataset) if n is None else min(n, len(dataset))
     journals = Journals.open(out, scorers) if out is not None else None
-    done, skipped = _done(journals, model.name)
+    done = _unchanged(dataset, _done(journals, model.name, total), out)
 
+    # Images skipped earlier are read again: one restored since is scored now.
     spans = [range(start, min(start + batch_size, total)) for start in range(0, total, batch_size)]
-    todo = [span for span in spans if not all(set(names) <= done.get(i, set()) for i in span if i not in skipped)]
+    todo = [span for span in spans if not all(set(names) <= done.get(i, set()) for i in span)]
     frames, skipped_now = [], []
     figure = sorted(done)[: thumbnails.FIGURE_IMAGES]  # the first readable images: maps kept at full size
     # A resumed run's bar starts at the images already done, so its rate and ETA are those of this run.
     bar = tqdm(total=total, initial=total - sum(map(len, todo)), unit="img", disable=not progress, desc="evaluating")
     try:
         for span in todo:
-            indices = [i for i in span if i not in skipped]
+            indices = list(span)
             samples, unreadable = _read(dataset, indices)
             if journals is not None:
                 journals.skipped.append(
@@ -258,11 +307,14 @@ def evaluate(
             kept = sorted(samples)
             figure = sorted(set(figure) | set(kept))[: thumbnails.FIGURE_IMAGES]
             if journals is not None and batch is not None and any(not done.get(i) for i in kept):
+                new = [k for k, i in enumerate(kept) if not done.get(i)]
                 journals.images.append(thumbnails.image_rows(
-                    model.name, kept, batch.ids, batch.images, batch.labels.tolist(), batch.boxes, model.class_names
+                    model.name, [kept[k] for k in new], [batch.ids[k] for k in new], batch.images[new],
+                    batch.labels[new].tolist(), [batch.boxes[k] for k in new], model.class_names,
                 ))
+            digests = [sample_digest(samples[i]) for i in kept]
             methods = () if batch is None else _evaluate_batch(
-                model, batch, kept, explainers, scorers, done, target, bar, set(figure)
+                model, batch, kept, digests, explainers, scorers, done, target, bar, set(figure)
             )
             for frame, maps, timing in methods:  # each method's rows are kept as soon as they exist
                 if journals is not None:
@@ -275,11 +327,9 @@ def evaluate(
     finally:
         bar.close()
     if journals is not None:
-        result = journals.per_image.read()
-        result = result[result.model == model.name].reset_index(drop=True)
-        skips = journals.skipped.read()
-        result.attrs["skipped"] = [str(i) for i in skips[skips.model == model.name]["index"]]
-        return result
+        result = latest_rows(journals.per_image.read(lambda frame: frame.model == model.name))
+        skips = journals.skipped.read(lambda frame: frame.model == model.name)
+        return _with_skipped(result, skips)
     columns = COLUMNS + list(metric_columns(scorers))
     result = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
         {c: pd.Series(dtype=object) for c in columns}
@@ -288,17 +338,75 @@ def evaluate(
     return result
 
 
-def _done(journals: Journals | None, model: str) -> tuple[dict[int, set[str]], set[int]]:
-    """Which (index, method) rows and which skipped indices the journals already hold for ``model``."""
+def _done(journals: Journals | None, model: str, total: int) -> dict[int, dict[str, str | None]]:
+    """The rows the journals already hold for ``model`` among the first ``total`` images: index ->
+    method -> the digest of the image the row scored (None in rows of xaibench 0.2, which kept none)."""
     if journals is None:
-        return {}, set()
-    done: dict[int, set[str]] = {}
-    rows = journals.per_image.read()
+        return {}
+    done: dict[int, dict[str, str | None]] = {}
+    rows = journals.per_image.keys(["model", "index", "method", DIGEST] if _has_digests(journals) else
+                                   ["model", "index", "method"])
     rows = rows[rows.model == model]
-    for index, method in zip(rows["index"].astype(int), rows["method"]):
-        done.setdefault(int(index), set()).add(method)
-    skipped = journals.skipped.read()
-    return done, {int(i) for i in skipped[skipped.model == model]["index"]}
+    digests = rows[DIGEST] if DIGEST in rows else [None] * len(rows)
+    for index, method, digest in zip(rows["index"].astype(int), rows["method"], digests):
+        if index < total:
+            done.setdefault(int(index), {})[method] = digest if isinstance(digest, str) else None
+    return done
+
+
+def _has_digests(journals: Journals) -> bool:
+    try:
+        journals.per_image.keys([DIGEST])
+    except XaibenchError:
+        return False
+    return True
+
+
+def _unchanged(
+    dataset: Sequence[Sample], done: dict[int, dict[str, str | None]], out: str | Path | None
+) -> dict[int, set[str]]:
+    """The (index -> methods) rows of ``done`` whose image is still the one they scored.
+
+    Each image with rows is identified again (``dataset.sample_digest(i)`` where the data set can
+    do it without decoding, else by reading the sample): an image whose bytes or annotations changed
+    since is scored again, with a warning that names it, and its new rows replace the old ones.
+
+    Raises:
+        XaibenchError: an image with rows can no longer be read, or rows without a digest (written by
+            xaibench 0.2): nothing says that they still stand for the images on disk.
+    """
+    if not done:
+        return {}
+    if any(digest is None for methods in done.values() for digest in methods.values()):
+        raise XaibenchError(
+            f"the rows in {out} were written by an earlier version of xaibench, which did not record what each "
+            "image was, so they cannot be checked against the images now; summarize and report read them, but "
+            "continue the run with that version, or start it again with --overwrite"
+        )
+    fast = getattr(dataset, "sample_digest", None)
+    kept: dict[int, set[str]] = {}
+    changed, lost = [], []
+    for index, methods in sorted(done.items()):
+        try:
+            digest = fast(index) if fast is not None else sample_digest(dataset[index])
+        except UnreadableImageError as error:
+            lost.append(f"{index} ({' '.join(str(error).split())})")
+            continue
+        kept[index] = {method for method, before in methods.items() if before == digest}
+        if len(kept[index]) < len(methods):
+            changed.append(index)
+    if lost:
+        raise XaibenchError(
+            f"{len(lost)} image(s) scored earlier in {out} cannot be read now, e.g. {lost[0]}; restore them to resume "
+            "the run, or start it again with --overwrite"
+        )
+    if changed:
+        names = ", ".join(str(i) for i in changed[:10]) + (f" and {len(changed) - 10} more" if len(changed) > 10 else "")
+        logger.warning(
+            "%d image(s) changed since the run scored them (their bytes or annotations): %s; their rows are "
+            "computed again and replace the old ones", len(changed), f"indices {names}",
+        )
+    return kept
 
 
 def _read(dataset: Sequence[Sample], indices: Sequence[int]) -> tuple[dict[int, Sample], list[tuple[int, str]]]:
@@ -328,6 +436,7 @@ def _evaluate_batch(
     model: Model,
     batch: Batch,
     indices: Sequence[int],
+    digests: Sequence[str],
     explainers: Sequence[Explainer],
     metrics: Sequence[Metric],
     done: dict[int, set[str]],
@@ -336,7 +445,7 @@ def _evaluate_batch(
     full_size: set[int],
 ) -> Iterator[tuple[pd.DataFrame, pd.DataFrame, tuple[int, str, int, float]]]:
     """For each method with an (image, method) of the batch not in ``done``, as soon as it is computed
-    and scored: the rows of those images, the thumbnails of their maps (full size for the indices in
+    and scored: the rows of those images (``digests``: each image's :func:`sample_digest`), the thumbnails of their maps (full size for the indices in
     ``full_size``), and (batch, method, images, seconds of the method)."""
     images = batch.images.to(model.device)
     with eval_mode(model.network), torch.no_grad():
@@ -364,6 +473,7 @@ def _evaluate_batch(
                 "model": model.name,
                 "index": indices,
                 "image_id": batch.ids,
+                DIGEST: list(digests),
                 "method": explainer.name,
                 "label": batch.labels.numpy(),
                 "prediction": predictions.numpy(),

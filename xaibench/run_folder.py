@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from xaibench.errors import XaibenchError
+from xaibench.own_files import check_own, open_own, read_own_bytes, remove_own
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +131,13 @@ def atomic_path(path: str | os.PathLike, *, keep_extension: bool = False) -> Ite
         finally:
             os.close(descriptor)
         os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
-        os.replace(temporary, path)
+        try:
+            os.replace(temporary, path)  # a link at ``path`` is replaced, never followed
+        except OSError as error:  # a folder in the way, a read-only or full file system, ...
+            raise XaibenchError(
+                f"cannot write {os.fsdecode(path)} ({error.strerror or error}); remove what is in the way or "
+                "choose another folder"
+            ) from None
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
@@ -188,14 +195,11 @@ class RunFolder:
             raise XaibenchError(f"mode must be one of {', '.join(MODES)}, got '{mode}'")
         self.path = Path(path)
         self.mode = mode
-        self._lock: IO[str] | None = None
+        self._lock: FolderLock | None = None
 
     def __enter__(self) -> RunFolder:
         writable_folder(self.path)
-        try:
-            self._lock = _acquire(self.path / LOCK)
-        except OSError as error:  # permission denied, read-only file system, no space left, ...
-            raise XaibenchError(f"cannot write to {self.path} ({error.strerror or error}); choose another --out") from None
+        self._lock = FolderLock(self.path, "run").acquire()
         try:
             self._prepare()
         except BaseException:
@@ -207,9 +211,9 @@ class RunFolder:
         self.close()
 
     def close(self) -> None:
-        """Release the lock (the lock file stays; it is harmless and reused)."""
+        """Release the lock (and remove its file: a finished run leaves no lock behind)."""
         if self._lock is not None:
-            self._lock.close()  # closing the descriptor releases the flock
+            self._lock.release()
             self._lock = None
 
     def file(self, name: str) -> Path:
@@ -218,22 +222,21 @@ class RunFolder:
 
     def holds_a_run(self) -> bool:
         """Whether any output of a run is present."""
-        return any(self.file(name).exists() for name in OUTPUTS)
+        return any(os.path.lexists(self.file(name)) for name in OUTPUTS)
 
     def _prepare(self) -> None:
-        for stale in self.path.glob(f".*{_TEMPORARY_SUFFIX}"):  # left by a run killed mid-write
-            stale.unlink(missing_ok=True)
+        remove_partial_files(self.path)
         if self.mode == "overwrite":
             for name in OUTPUTS:
-                self.file(name).unlink(missing_ok=True)
+                remove_own(self.file(name))
             for figure in self.path.glob(overlays_file("*")):
-                figure.unlink()
+                remove_own(figure)
         elif self.mode == "new" and self.holds_a_run():
             raise XaibenchError(
                 f"{self.path} holds the results of another run; pass --resume to continue it, "
                 "--overwrite to replace it, or choose another --out"
             )
-        elif self.mode == "resume" and not self.file(CONFIG).is_file():
+        elif self.mode == "resume" and not check_own(self.file(CONFIG)):
             if self.holds_a_run():
                 raise XaibenchError(
                     f"{self.path} has no {CONFIG}, so the run in it cannot be resumed; pass --overwrite to "
@@ -249,7 +252,7 @@ class RunFolder:
                 numbers; the message names the field and both values.
         """
         path = self.file(CONFIG)
-        if self.mode == "resume" and path.is_file():
+        if self.mode == "resume" and check_own(path):
             previous = read_config(self.path)
             current = json.loads(json.dumps(config, default=str))  # compare as it would be written
             if definitions(previous) != definitions(current):
@@ -298,10 +301,11 @@ def read_config(folder: str | Path) -> dict:
             a ``seed`` or ``definitions`` that is not an integer).
     """
     path = Path(folder) / CONFIG
-    if not path.is_file():
+    data = read_own_bytes(path) if Path(folder).is_dir() else None
+    if data is None:
         raise XaibenchError(f"{folder} holds no xaibench run (no {CONFIG}); name a run's output folder")
     try:
-        config = json.loads(path.read_text(encoding="utf-8"))
+        config = json.loads(data.decode("utf-8"))
         problem = None if isinstance(config, dict) else f"it holds a JSON {type(config).__name__}, not an object"
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         problem = f"{type(error).__name__}: {error}"
@@ -318,31 +322,87 @@ def read_config(folder: str | Path) -> dict:
     return config
 
 
-def _acquire(path: Path) -> IO[str]:
-    """An exclusive lock on ``path``, held while the returned file stays open.
+def remove_partial_files(folder: str | os.PathLike) -> None:
+    """Remove the temporary files that a process killed mid-write left in ``folder``
+    (``.<name>.*.partial``, see :func:`atomic_path`); a folder of that name is left alone."""
+    for stale in Path(folder).glob(f".*{_TEMPORARY_SUFFIX}*"):
+        if not stale.is_dir() or stale.is_symlink():
+            stale.unlink(missing_ok=True)
 
-    ``fcntl.flock`` is released by the operating system when the process ends, however it ends, so a
-    run killed with SIGKILL never leaves a stale lock behind.
+
+class FolderLock:
+    """An exclusive lock on a folder that xaibench writes, held from :meth:`acquire` to :meth:`release`.
+
+    The lock is ``fcntl.flock`` on the folder's ``.xaibench.lock``, xaibench's own regular file
+    (:func:`~xaibench.own_files.open_own`: a link planted there is refused, never followed). The
+    operating system releases it when the process ends, however it ends, so a killed command never
+    leaves a stale lock; :meth:`release` also removes the file, so a finished folder keeps none. (A
+    process that opened the file before it was removed finds, once it holds the lock, that the name
+    now points elsewhere, and takes the lock again on the file that is there.)
+
+    Args:
+        folder: The folder.
+        what: What writes there, for the message that names the holder (``"run"``, ``"report"``).
     """
-    lock = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the run's lifetime
-    try:
-        import fcntl
-    except ImportError:  # Windows: no advisory locks; the folder check still applies
-        return lock
-    try:
-        fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        lock.seek(0)
-        owner = lock.read().strip() or "unknown"
-        lock.close()
-        raise XaibenchError(
-            f"another xaibench run ({owner}) is writing to {path.parent}; wait for it or choose another --out"
-        ) from None
-    lock.seek(0)
-    lock.truncate()
-    lock.write(f"pid {os.getpid()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
-    lock.flush()
-    return lock
+
+    def __init__(self, folder: str | os.PathLike, what: str = "run") -> None:
+        self.path = Path(folder) / LOCK
+        self.what = what
+        self._descriptor: int | None = None
+
+    def __enter__(self) -> FolderLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def acquire(self) -> FolderLock:
+        """Take the lock.
+
+        Raises:
+            XaibenchError: another xaibench command holds it (the message names it), or the lock file
+                cannot be made (a link or another thing in its place, a read-only folder).
+        """
+        try:
+            import fcntl
+        except ImportError:  # Windows: no advisory locks; the folder checks still apply
+            return self
+        for _ in range(100):
+            descriptor = open_own(self.path, os.O_RDWR | os.O_CREAT)
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                owner = " ".join(os.pread(descriptor, 200, 0).decode("utf-8", "replace").split()) or "unknown"
+                os.close(descriptor)
+                raise XaibenchError(
+                    f"another xaibench {self.what} ({owner}) is writing to {self.path.parent}; wait for it or choose "
+                    "another --out"
+                ) from None
+            try:
+                same = os.stat(self.path, follow_symlinks=False).st_ino == os.fstat(descriptor).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(descriptor)  # released and removed by its holder in between: lock the file there now
+        else:  # pragma: no cover - a lock file replaced a hundred times in a row
+            raise XaibenchError(f"cannot lock {self.path.parent}: its lock file keeps changing; try again")
+        os.ftruncate(descriptor, 0)
+        os.pwrite(descriptor, f"pid {os.getpid()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(), 0)
+        self._descriptor = descriptor
+        return self
+
+    def release(self) -> None:
+        """Remove the lock file and release the lock (nothing if not held)."""
+        if self._descriptor is None:
+            return
+        try:
+            if os.stat(self.path, follow_symlinks=False).st_ino == os.fstat(self._descriptor).st_ino:
+                self.path.unlink()
+        except OSError:  # gone already, or a read-only folder: the lock is released all the same
+            pass
+        os.close(self._descriptor)  # closing the descriptor releases the flock
+        self._descriptor = None
 
 
 def unique_folder(parent: str | os.PathLike, name: str) -> Path:

@@ -6,9 +6,11 @@ as it is handed to the model, with *inclusive* corners, so a box covers ``x1 - x
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -43,6 +45,9 @@ class Sample:
         difficult: (K,) bool, True for boxes marked ``difficult`` (Pascal VOC); None means all False.
         original: The ground truth at the file's resolution, or None when the image was made at the
             resolution it is fed (generated data) or the data set does not say.
+        digest: SHA-256 (hex) of what the sample was read from: the image file's bytes and the
+            annotations, set by data sets that read files (:func:`source_digest`); None for a sample
+            made in memory, whose identity :func:`sample_digest` takes from its tensors.
     """
 
     id: str
@@ -52,6 +57,52 @@ class Sample:
     mask: Tensor | None = None
     difficult: Tensor | None = None
     original: Original | None = None
+    digest: str | None = None
+
+
+def _update(hasher: hashlib._Hash, name: str, value: object) -> None:
+    """Feed one named field to ``hasher``, unambiguously (name, dtype, shape, bytes)."""
+    if value is None:
+        hasher.update(f"{name}:none;".encode())
+        return
+    array = value.detach().cpu().numpy() if isinstance(value, Tensor) else np.asarray(value)
+    array = np.ascontiguousarray(array)
+    hasher.update(f"{name}:{array.dtype.str}:{array.shape};".encode())
+    hasher.update(array.tobytes())
+
+
+def annotation_digest(hasher: hashlib._Hash, label: int, boxes: object, difficult: object, mask: object) -> None:
+    """Feed a sample's ground truth to ``hasher`` (the label, boxes, difficult flags and mask, as numbers)."""
+    _update(hasher, "label", np.int64(label))
+    _update(hasher, "boxes", np.asarray(boxes, dtype=np.float64).reshape(-1, 4))
+    _update(hasher, "difficult", None if difficult is None else np.asarray(difficult, dtype=bool))
+    _update(hasher, "mask", None if mask is None else np.asarray(mask, dtype=bool))
+
+
+def source_digest(file_digest: str, label: int, boxes: object, difficult: object, mask: object) -> str:
+    """The :attr:`Sample.digest` of a sample read from a file: SHA-256 over the file's own SHA-256 and the
+    sample's ground truth in the file's pixels (boxes, difficult flags and mask as the loader read them)."""
+    hasher = hashlib.sha256(f"file:{file_digest};".encode())
+    annotation_digest(hasher, label, boxes, difficult, mask)
+    return hasher.hexdigest()
+
+
+def sample_digest(sample: Sample) -> str:
+    """What identifies a sample's content: its :attr:`~Sample.digest` when its data set read it from a
+    file, else SHA-256 over its image tensor and ground truth. Two samples with the same id but other
+    pixels or annotations have different digests, so a run never mistakes one for the other.
+
+    Example:
+        >>> s = Sample("a", torch.zeros(3, 2, 2), 0, torch.tensor([[0.0, 0.0, 1.0, 1.0]]))
+        >>> sample_digest(s) == sample_digest(Sample("a", torch.ones(3, 2, 2), 0, s.boxes))
+        False
+    """
+    if sample.digest is not None:
+        return sample.digest
+    hasher = hashlib.sha256(b"tensors;")
+    _update(hasher, "image", sample.image)
+    annotation_digest(hasher, sample.label, sample.boxes, sample.difficult, sample.mask)
+    return hasher.hexdigest()
 
 
 @dataclass(frozen=True)

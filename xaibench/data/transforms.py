@@ -39,6 +39,7 @@ clips a box that extends outside the image (with a logged warning) and refuses o
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
@@ -57,7 +58,7 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from xaibench.data.sample import Original, Sample
+from xaibench.data.sample import Original, Sample, source_digest
 from xaibench.errors import DatasetError, UnreadableImageError, XaibenchError
 
 __all__ = [
@@ -440,6 +441,7 @@ def to_sample(record: ImageRecord, image_size: tuple[int, int]) -> Sample:
         DatasetError: a box lies wholly outside the image, or the pixels have no known range.
     """
     height, width = image_size
+    file_digest = image_file_digest(record.path)
     image, orig_wh = load_image(record.path, image_size)
     if record.annotated_wh is not None and tuple(record.annotated_wh) != tuple(orig_wh):
         logger.warning(
@@ -448,7 +450,7 @@ def to_sample(record: ImageRecord, image_size: tuple[int, int]) -> Sample:
             record.id, *record.annotated_wh, record.path, *orig_wh,
         )
     boxes = clip_boxes(record.boxes, orig_wh, f"sample {record.id} ({record.path})")
-    mask = original_mask = None
+    mask = original_mask = raw_mask = None
     if record.mask is not None:
         raw_mask = record.mask()
         mask = resize_mask(raw_mask, image_size)
@@ -468,7 +470,40 @@ def to_sample(record: ImageRecord, image_size: tuple[int, int]) -> Sample:
             boxes=torch.as_tensor(np.asarray(boxes, dtype=np.float32)).reshape(-1, 4),
             mask=original_mask,
         ),
+        digest=source_digest(file_digest, record.label, record.boxes, record.difficult, raw_mask),
     )
+
+
+def image_file_digest(path: Path) -> str:
+    """SHA-256 (hex) of an image file's bytes, read in chunks (the file is checked as :func:`open_image`
+    checks it, so a FIFO never blocks).
+
+    Raises:
+        UnreadableImageError: the file is missing, not a regular file, or cannot be read.
+    """
+    _check_regular_file(path, "image file")
+    hasher = hashlib.sha256()
+    try:
+        with open(path, "rb") as file:
+            for chunk in iter(lambda: file.read(1 << 20), b""):
+                hasher.update(chunk)
+    except OSError as err:
+        raise UnreadableImageError(
+            f"image file {path} cannot be read ({_one_line(err.strerror or err)}); fix its permissions or "
+            f"{DATASET_REMEDY}"
+        ) from None
+    return hasher.hexdigest()
+
+
+def record_digest(record: ImageRecord) -> str:
+    """The :attr:`~xaibench.data.Sample.digest` that :func:`to_sample` gives the record's sample, computed
+    without decoding the image (its bytes are hashed; a mask is read).
+
+    Raises:
+        UnreadableImageError: the image (or its mask) cannot be read.
+    """
+    raw_mask = record.mask() if record.mask is not None else None
+    return source_digest(image_file_digest(record.path), record.label, record.boxes, record.difficult, raw_mask)
 
 
 class RecordDataset(Dataset[Sample]):
@@ -511,6 +546,11 @@ class RecordDataset(Dataset[Sample]):
     def sample_id(self, index: int) -> str:
         """The id of sample ``index``, without reading its image."""
         return self.records[index].id
+
+    def sample_digest(self, index: int) -> str:
+        """The :attr:`~xaibench.data.Sample.digest` of sample ``index``, without decoding its image
+        (:func:`record_digest`): how a resumed run checks that an image it scored has not changed."""
+        return record_digest(self.records[index])
 
     def __getitem__(self, index: int) -> Sample:
         """The sample at ``index``, read from disk by :func:`to_sample`.
