@@ -294,11 +294,11 @@ def _first_difference(field: str, before: Any, now: Any) -> tuple[str, Any, Any]
 
 
 def read_config(folder: str | Path) -> dict:
-    """The ``config.json`` of the run in ``folder``.
+    """The ``config.json`` of the run in ``folder``, checked against :data:`CONFIG_SCHEMA`.
 
     Raises:
-        XaibenchError: the folder holds no run, or its ``config.json`` is damaged (not a JSON object, or
-            a ``seed`` or ``definitions`` that is not an integer).
+        XaibenchError: the folder holds no run, or its ``config.json`` is damaged: not UTF-8 JSON, not an
+            object, nested too deep, or a field of the wrong type (the message names the field).
     """
     path = Path(folder) / CONFIG
     data = read_own_bytes(path) if Path(folder).is_dir() else None
@@ -309,17 +309,90 @@ def read_config(folder: str | Path) -> dict:
         problem = None if isinstance(config, dict) else f"it holds a JSON {type(config).__name__}, not an object"
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         problem = f"{type(error).__name__}: {error}"
+    except RecursionError:
+        problem = "it is nested too deep to be a run's configuration"
     if problem is None:
-        problem = next(
-            (f"its {key} is {config[key]!r}, not an integer" for key in ("seed", DEFINITIONS_FIELD)
-             if not isinstance(config.get(key, 0), int) or isinstance(config.get(key, 0), bool)),
-            None,
-        )
+        problem = config_problem(config)
     if problem is not None:
         raise XaibenchError(
             f"{path} is damaged ({problem}); restore it, or start the run again with --overwrite"
         )
     return config
+
+
+def _text(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _optional_text(value: Any) -> bool:
+    return value is None or isinstance(value, str)
+
+
+def _integer(low: int | None = None) -> Callable[[Any], bool]:
+    return lambda value: isinstance(value, int) and not isinstance(value, bool) and (low is None or value >= low)
+
+
+def _optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda value: value is None or check(value)
+
+
+def _list_of(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda value: isinstance(value, list) and all(check(v) for v in value)
+
+
+def _options(value: Any) -> bool:
+    return isinstance(value, dict) and all(isinstance(v, dict) or v is None for v in value.values())
+
+
+def _model(value: Any) -> bool:
+    return (
+        isinstance(value, dict)
+        and _text(value.get("name"))
+        and all(_optional_text(value.get(key)) for key in ("weights", "weights_sha256", "target_layer", "classifier"))
+        and _optional(lambda size: isinstance(size, list) and len(size) == 2 and all(_integer(1)(v) for v in size))(
+            value.get("image_size"))
+    )
+
+
+#: What each field of ``config.json`` that xaibench reads back must be (absent is allowed: a run of an
+#: earlier version may lack it). A field of another type makes the file damaged.
+CONFIG_SCHEMA: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "models": (_list_of(_model), "a list of models (name, weights, weights_sha256, target_layer, image_size)"),
+    "model": (_text, "a text"),
+    "dataset": (_text, "a text"),
+    IDS_FIELD: (_optional_text, "a text or null"),
+    DEFINITIONS_FIELD: (_integer(1), "an integer"),
+    "n": (_optional(_integer(1)), "a positive integer or null"),
+    "image_resize": (_text, "a text"),
+    "map_postprocessing": (_text, "a text"),
+    "constant_map_rtol": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number"),
+    "maxboxacc_thresholds": (_text, "a text"),
+    "methods": (_list_of(_text), "a list of names"),
+    "method_options": (_options, "an object of option objects"),
+    "metrics": (_list_of(_text), "a list of names"),
+    "metric_options": (_options, "an object of option objects"),
+    "batch_size": (_integer(1), "a positive integer"),
+    "target": (_text, "a text"),
+    "seed": (_integer(), "an integer"),
+    "max_image_pixels": (_optional(_integer(1)), "a positive integer or null"),
+    "device": (_optional_text, "a text"),
+    "torch": (_optional_text, "a text"),
+    "xaibench": (_optional_text, "a text"),
+}
+
+
+def config_problem(config: Mapping[str, Any]) -> str | None:
+    """What is wrong with a run's configuration read back (None: nothing): the first field of
+    :data:`CONFIG_SCHEMA` whose value has the wrong type or range."""
+    for key, (check, expected) in CONFIG_SCHEMA.items():
+        if key in config and not check(config[key]):
+            return f"its {key} is {_shown(config[key])}, not {expected}"
+    return None
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(value, default=str) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def remove_partial_files(folder: str | os.PathLike) -> None:
