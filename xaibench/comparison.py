@@ -29,7 +29,7 @@ import pandas as pd
 
 from xaibench import significance
 from xaibench.errors import XaibenchError
-from xaibench.harness import read_per_image, read_skipped, read_thumbnails, read_timings
+from xaibench.harness import DIGEST, read_per_image, read_skipped, read_thumbnails, read_timings
 from xaibench.metric import FAMILIES, Metric
 from xaibench.report import run_metrics, seconds_per_image, summarize
 from xaibench.run_folder import IDS_FIELD, SKIPPED, definitions, read_config
@@ -138,6 +138,7 @@ def check_comparable(runs: list[Run]) -> None:
         for key in DATA_FIELDS:
             if a.config.get(key) != b.config.get(key):
                 raise _differ(f"on {a.dataset}, ", a, b, key, a.config.get(key), b.config.get(key))
+        _check_same_images(a, b)
         for name in sorted(set(_models(a)) & set(_models(b))):
             for key in MODEL_FIELDS:
                 va, vb = _models(a)[name].get(key), _models(b)[name].get(key)
@@ -149,6 +150,37 @@ def check_comparable(runs: list[Run]) -> None:
                 f"{a.folder} and {b.folder} both hold {', '.join(f'{m} ({model})' for model, m in twice)} on "
                 f"{a.dataset}; report one of them"
             )
+
+
+def _image_digests(run: Run) -> pd.Series:
+    """(model, index) -> the digest of the image the run scored there (none for a run of xaibench 0.2)."""
+    rows = run.per_image
+    if DIGEST not in rows:
+        return pd.Series(dtype=object)
+    rows = rows[rows[DIGEST].notna()].drop_duplicates(["model", "index"])
+    return pd.Series(rows[DIGEST].to_numpy(), index=pd.MultiIndex.from_arrays([rows["model"], rows["index"].astype(int)]))
+
+
+def _check_same_images(a: Run, b: Run) -> None:
+    """Refuse two runs that name one data set alike but scored other images under the same indices: their
+    rows would be paired image by image. Images are told apart by the digest of their bytes and
+    annotations (:data:`~xaibench.harness.DIGEST`), never by their names.
+
+    Raises:
+        XaibenchError: naming the runs, how many shared images differ, and one of them.
+    """
+    da, db = _image_digests(a), _image_digests(b)
+    shared = da.index.intersection(db.index)
+    differ = [key for key in shared if da[key] != db[key]]
+    if differ:
+        model, index = differ[0]
+        ids = a.per_image[(a.per_image.model == model) & (a.per_image["index"] == index)].image_id
+        name = f"'{ids.iloc[0]}'" if len(ids) else f"index {index}"
+        raise XaibenchError(
+            f"cannot compare {a.folder} and {b.folder}: both name the data set {a.dataset!r}, but {len(differ)} of the "
+            f"{len(shared)} images they share differ in their bytes or annotations (e.g. image {name}); they are "
+            "different data sets: report them separately, or run both on the same files"
+        )
 
 
 @dataclass
