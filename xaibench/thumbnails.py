@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from xaibench.errors import XaibenchError
+
 #: The longer side of a thumbnail, in pixels (smaller images are kept at their size).
 THUMBNAIL_SIDE = 96
 #: JPEG quality of the image thumbnails.
@@ -63,8 +65,37 @@ def decode_jpeg(data: np.ndarray) -> np.ndarray:
     pixel limit a run sets on PIL for the data set's files does not apply to the run's own thumbnails.)"""
     import cv2
 
-    bgr = cv2.imdecode(np.asarray(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    data = np.asarray(data, dtype=np.uint8)
+    size = jpeg_size(data.tobytes())  # first: a crafted thumbnail must not make the decoder allocate gigabytes
+    if size is None or max(size) > THUMBNAIL_SIDE:
+        shown = "not a JPEG" if size is None else f"a JPEG of {size[1]} x {size[0]} pixels"
+        raise XaibenchError(f"a thumbnail of the run is {shown}, where a JPEG of at most {THUMBNAIL_SIDE} pixels a "
+                            "side belongs; the run's images.csv is damaged: delete that line or run again with --overwrite")
+    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise XaibenchError("a thumbnail of the run cannot be decoded; the run's images.csv is damaged: delete that "
+                            "line or run again with --overwrite")
     return np.ascontiguousarray(bgr[..., ::-1], dtype=np.float32) / 255.0
+
+
+def jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """(height, width) from a JPEG's frame header (its first SOF marker), without decoding it; None when
+    ``data`` is not a JPEG with one."""
+    if data[:2] != b"\xff\xd8":
+        return None
+    k = 2
+    while k + 4 <= len(data):
+        if data[k] != 0xFF:
+            return None
+        marker, length = data[k + 1], int.from_bytes(data[k + 2:k + 4], "big")
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # start of frame: P, Y, X
+            if k + 9 > len(data):
+                return None
+            return int.from_bytes(data[k + 5:k + 7], "big"), int.from_bytes(data[k + 7:k + 9], "big")
+        if length < 2:
+            return None
+        k += 2 + length
+    return None
 
 
 def image_rows(
