@@ -700,6 +700,9 @@ def _summarize(args: argparse.Namespace) -> int:
     per_image = harness.read_per_image(folder, report.run_metrics(config))
     _print_summary(summary, folder)
     state = "complete" if report.run_is_complete(config, per_image) else "partial"
+    skipped = per_image.attrs.get("skipped", [])
+    if state == "complete" and skipped:
+        state += f" (but for {len(skipped)} unreadable image(s), listed in skipped.csv: --resume reads them again)"
     print(f"xaibench: summarised the {state} run in {folder} ({len(per_image)} rows)")
     return 0
 

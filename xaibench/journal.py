@@ -154,7 +154,8 @@ class Journal:
         """Append ``frame``'s rows (its :attr:`columns`, in order) in one write, flushed to disk."""
         if frame.empty:
             return
-        frame = frame[self.columns].copy()
+        frame = frame.reindex(columns=self.columns) if set(self.optional_columns) - set(frame) else frame[self.columns]
+        frame = frame.copy()
         for column in self.array_columns:
             frame[column] = [encode_array(a) for a in frame[column]]
         descriptor = open_own(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)  # never through a link

@@ -312,7 +312,7 @@ def summary_markdown(
     skipped = len(per_image.attrs.get("skipped", []))
     status = f"{images} images scored"
     if skipped:
-        status += f", {skipped} unreadable images skipped (skipped.csv)"
+        status += f", {skipped} unreadable images skipped (skipped.csv; --resume reads them again)"
     if not run_is_complete(config, per_image):
         status += f"; **partial run** of {config.get('n')} images: continue it with --resume"
     seconds = seconds_per_image(timings) if timings is not None else None
