@@ -137,14 +137,25 @@ def read_per_image(folder: str | Path, metrics: Sequence[Metric] | None = None) 
 
 def latest_rows(rows: pd.DataFrame) -> pd.DataFrame:
     """Per-image rows with one row per :data:`ROW_KEYS`, the last written (a resumed run writes an image's
-    rows again when the image changed since it was scored), in the order they were first written."""
+    rows again when the image changed since it was scored).
+
+    Rows keep the order they were written in while each (model, method)'s images come in increasing
+    index, as in an uninterrupted run; rows of an image scored later than the ones after it (one
+    skipped, then restored; one that changed) are put back in that order: models and methods as they
+    first appear, each image's rows together, images by index. The summary's bootstrap draws images
+    in this order, so it gives the same numbers as an uninterrupted run.
+    """
     if rows.empty:
         return rows
-    last = rows.drop_duplicates(subset=ROW_KEYS, keep="last")
-    if len(last) == len(rows):
-        return rows
-    first = rows.drop_duplicates(subset=ROW_KEYS, keep="first").set_index(ROW_KEYS).index
-    return last.set_index(ROW_KEYS).loc[first].reset_index()[rows.columns].reset_index(drop=True)
+    if rows.duplicated(subset=ROW_KEYS).any():
+        rows = rows.drop_duplicates(subset=ROW_KEYS, keep="last")
+    index = rows["index"].astype(int)
+    if index.groupby([rows["model"], rows["method"]], sort=False).apply(lambda i: i.is_monotonic_increasing).all():
+        return rows.reset_index(drop=True)
+    model_rank = rows["model"].map({m: k for k, m in enumerate(dict.fromkeys(rows["model"]))})
+    method_rank = rows["method"].map({m: k for k, m in enumerate(dict.fromkeys(rows["method"]))})
+    order = np.lexsort((method_rank.to_numpy(), index.to_numpy(), model_rank.to_numpy()))
+    return rows.iloc[order].reset_index(drop=True)
 
 
 def _with_skipped(rows: pd.DataFrame, skipped: pd.DataFrame) -> pd.DataFrame:
