@@ -211,9 +211,10 @@ def rank(summary: pd.DataFrame, metrics: dict[str, Metric], pairs: pd.DataFrame)
 
     where "better" is the sign of the paired mean difference read by the metric's direction (higher
     or lower is better), and ``p_holm`` is the Holm-corrected p-value of the pair in ``pairs``
-    (McNemar's exact test for hits, the sign-flip test otherwise). This is the "rank (UB)" of the
-    Chatbot Arena leaderboard (Chiang et al., ICML 2024): "one + the number of models that are
-    statistically better than the target model". Why this rule:
+    (McNemar's exact test for hits, the sign-flip test otherwise). This is the rule of the Chatbot
+    Arena leaderboard's "rank (UB)" (Chiang et al., ICML 2024): "one + the number of models that are
+    statistically better than the target model", where "statistically better" is a paired test here
+    and two 95% intervals that do not overlap there. Why this rule:
 
     * methods that no test separates share a rank: two methods tied in every test both rank 1, and
       with every pair significant the ranks are the plain order ``1, 2, ..., k``;
