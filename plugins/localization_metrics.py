@@ -271,8 +271,16 @@ class Pointing(Metric):
     whose boxes are all ``difficult`` is not scored (NaN), and one whose object has no pixel in the
     frame (an empty mask, a box cropped away) is a miss.
 
-    Options: ``tolerance`` (15 px); ``resolution``: ``"file"`` (TorchRay's) or ``"input"``, the
-    resolution the network is fed, where 15 px is a larger part of a photo fed smaller than it is stored.
+    Options: ``tolerance`` (15 px; any finite number >= 0, e.g. ``pointing(tolerance=7.5)``);
+    ``resolution``: ``"file"`` (TorchRay's) or ``"input"``, the resolution the network is fed, where
+    15 px is a larger part of a photo fed smaller than it is stored.
+
+    A fractional tolerance: TorchRay's ``PointingGame`` (``torchray/benchmark/pointing_game.py``)
+    asserts an integer one, but its test, ``(v + u) < tolerance**2`` on squared pixel offsets, is
+    the same for any real tolerance, and that test is applied here. Squared distances between pixels
+    are integers, so with 7.5 (56.25) a pixel 7.28 px away (53) is a hit and one 7.62 px away (58) a
+    miss; a pixel exactly at the tolerance (5 px from ``tolerance=5.0``) is a miss, as at 15. The
+    default stays the integer 15, which ``config.json`` records as ``15``.
     """
 
     title = "Pointing"

@@ -64,11 +64,22 @@ def test_the_combined_summary_is_each_runs_summary_with_ranks(runs, report_folde
         assert len(merged) == len(own)
         for column in ("value", "ci_low", "ci_high", "n"):
             np.testing.assert_array_equal(merged[column], merged[f"{column}_report"])
-    # rank 1 is the best value by the metric's direction
-    for metric, rows in combined.dropna(subset=["rank"]).groupby("metric"):
-        higher = get_metric(metric).higher_is_better
-        best = rows.value.max() if higher else rows.value.min()
-        assert set(rows[rows["rank"] == 1].value) == {best}
+    # a rank is 1 + the number of methods significantly better (pairwise.csv, by the metric's direction);
+    # the best value ranks 1; only the metrics the paired tests cover are ranked
+    pairs = pd.read_csv(report_folder / "pairwise.csv")
+    ranked = combined.dropna(subset=["rank"])
+    assert set(ranked.metric) == set(pairs.metric) - {"top1_cls"} and "pxap" not in set(ranked.metric)
+    for row in ranked.itertuples():
+        higher = get_metric(row.metric).higher_is_better
+        won = pairs[(pairs.metric == row.metric) & pairs.significant]
+        better = ((won.method_b == row.method) & ((won.difference > 0) == higher)).sum() + (
+            (won.method_a == row.method) & ((won.difference < 0) == higher)).sum()
+        assert row.rank == 1 + better, (row.metric, row.method)
+    for metric, rows in ranked.groupby("metric"):
+        best = rows.value.max() if get_metric(metric).higher_is_better else rows.value.min()
+        assert set(rows[rows.value == best]["rank"]) == {1}
+    assert comparison_report.RANKING_CAPTION in (report_folder / "summary.md").read_text()
+    assert html.escape(comparison_report.RANKING_CAPTION) in (report_folder / "report.html").read_text()
 
 
 def test_pairwise_tests_pair_the_same_images_and_are_holm_corrected(runs, report_folder):

@@ -31,7 +31,7 @@ import xaibench.data
 from xaibench.data.coco import load_coco
 from xaibench.data.csvfile import load_csv, read_masks
 from xaibench.data.imagenet import load_imagenet
-from xaibench.data.transforms import load_image
+from xaibench.data.transforms import clip_boxes, load_image
 from xaibench.data.voc import load_voc, read_xml_annotation
 from xaibench.errors import DatasetError, UnknownNameError, UnreadableImageError
 
@@ -639,7 +639,46 @@ def test_csv_unnamed_empty_columns_are_fine(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------- boxes outside the image
 
 
-def test_boxes_partly_outside_are_clipped_with_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize(
+    ("box", "clipped"),
+    [
+        ((0, 0, 9, 4), (0, 0, 9, 4)),  # the whole 10 x 5 image: its last pixel is (9, 4)
+        ((2, 1, 9, 3), (2, 1, 9, 3)),  # ends at width - 1, on the last column: kept
+        ((2, 1, 10, 3), (2, 1, 9, 3)),  # ends at the width, one column past the image
+        ((2, 1, 14, 5), (2, 1, 9, 4)),  # past the width and the height
+        ((-3, -1, 4, 2), (0, 0, 4, 2)),  # a negative origin
+        ((-1, -1, 10, 5), (0, 0, 9, 4)),  # the whole image with one pixel more on every side
+        ((0.5, 0, 9.5, 4), (0.5, 0, 9, 4)),  # a fractional far corner past the last pixel
+    ],
+    ids=["whole", "at-width-1", "at-width", "past", "negative-origin", "around", "fractional"],
+)
+def test_clip_boxes_keeps_the_images_pixels(box, clipped, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="xaibench.data.transforms"):
+        out = clip_boxes([box], (10, 5), "sample a")
+    assert out.tolist() == [list(map(float, clipped))]
+    shown = "(" + ", ".join(f"{float(v):g}" for v in box) + ")"
+    expected = [] if box == clipped else [f"sample a: box 0 {shown} extends outside the 10 x 5 image (pixels 0..9, 0..4); "
+                                          "clipped to (" + ", ".join(f"{float(v):g}" for v in clipped) + ")"]
+    assert [r.getMessage() for r in caplog.records] == expected
+
+
+def test_a_box_ending_at_the_width_scores_as_the_whole_image(tmp_path: Path) -> None:
+    """A box annotated one pixel past a 10 x 10 image is the whole image: a map covering the image gets IoU 1
+    (with the far corner kept at x1 = 10, it was 100 / 121 = 0.8264), by the CAM box and by wsolevaluation's."""
+    from xaibench import localization
+
+    write_image(tmp_path / "a.png", 10, 10)
+    (tmp_path / "b.csv").write_text("image,label,x0,y0,x1,y1\na.png,cat,0,0,10,10\n")
+    sample = load_csv(str(tmp_path / "b.csv"), image_size=(10, 10))[0]
+    assert sample.boxes.tolist() == [[0, 0, 9, 9]] and sample.original.boxes.tolist() == [[0, 0, 9, 9]]
+    flat = np.ones((1, 10, 10))
+    assert localization.cam_box_iou(flat, [sample.boxes]).tolist() == [1.0]
+    v1, v2 = localization.box_iou_curves(flat[0], sample.boxes)
+    assert v1.tolist() == v2.tolist() == [1.0] * len(localization.CAM_THRESHOLDS)
+    assert localization.box_iou((0, 0, 9, 9), np.array([[0, 0, 10, 10]])).tolist() == [pytest.approx(100 / 121)]
+
+
+def test_csv_boxes_partly_outside_are_clipped_with_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     write_image(tmp_path / "a.png", 100, 50)
     (tmp_path / "b.csv").write_text(
         "image,label,x0,y0,x1,y1\na.png,cat,-5,-3,120,40\na.png,cat,0,0,99,49\na.png,cat,0,0,100,50\n"
@@ -647,11 +686,12 @@ def test_boxes_partly_outside_are_clipped_with_a_warning(tmp_path: Path, caplog:
     ds = load_csv(str(tmp_path / "b.csv"), image_size=(100, 200))
     with caplog.at_level(logging.WARNING, logger="xaibench.data.transforms"):
         sample = ds[0]
-    # (-5, -3, 120, 40) -> (0, 0, 100, 40) in the 100 x 50 file -> x * 2, y * 2. A far corner on the
-    # border (x1 = width, as ILSVRC's 1-based boxes of objects touching it) is kept as wsolevaluation keeps it.
-    assert sample.boxes.tolist() == [[0, 0, 200, 80], [0, 0, 198, 98], [0, 0, 200, 100]]
+    # In the 100 x 50 file: (-5, -3, 120, 40) -> (0, 0, 99, 40); (0, 0, 99, 49) is the whole image, kept;
+    # (0, 0, 100, 50) ends one pixel past it -> (0, 0, 99, 49). Then x * 200 / 100, y * 100 / 50, int().
+    assert sample.original.boxes.tolist() == [[0, 0, 99, 40], [0, 0, 99, 49], [0, 0, 99, 49]]
+    assert sample.boxes.tolist() == [[0, 0, 198, 80], [0, 0, 198, 98], [0, 0, 198, 98]]
     assert "sample a.png" in caplog.text and "box 0 (-5, -3, 120, 40) extends outside the 100 x 50 image" in caplog.text
-    assert "box 1" not in caplog.text and "box 2" not in caplog.text
+    assert "box 1" not in caplog.text and "box 2 (0, 0, 100, 50) extends outside" in caplog.text
 
 
 @pytest.mark.parametrize("box", ["100,0,110,10", "0,50,10,60", "-20,0,-1,10", "0,-9,10,-2"])
@@ -668,7 +708,71 @@ def test_voc_box_past_the_border_is_clipped(tmp_path: Path) -> None:
     root = voc_folder(tmp_path / "VOC2007")
     voc_xml(root / "Annotations" / "2007_000032.xml", (40, 40), [("diningtable", 1, 1, 43, 40)])  # 1-based x 43
     ds = load_voc(str(root), image_size=(40, 40))
-    assert ds[2].boxes.tolist() == [[0, 0, 40, 39]]
+    assert ds[2].boxes.tolist() == [[0, 0, 39, 39]]
+
+
+def test_voc_one_based_corners_at_and_past_the_border(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """VOC's 1-based xmax = width is the last column (0-based width - 1), kept; xmax = width + 1 is one past, clipped
+    to it, as TorchRay's voc_as_mask keeps the pixels inside the image."""
+    root = voc_folder(tmp_path / "VOC2007")
+    voc_xml(root / "Annotations" / "2007_000032.xml", (40, 40), [("diningtable", 1, 1, 40, 40), ("diningtable", 5, 2, 41, 41)])
+    ds = load_voc(str(root), image_size=(40, 40))
+    with caplog.at_level(logging.WARNING, logger="xaibench.data.transforms"):
+        sample = ds[2]
+    assert sample.boxes.tolist() == [[0, 0, 39, 39], [4, 1, 39, 39]]
+    assert "box 0" not in caplog.text and "box 1 (4, 1, 40, 40) extends outside the 40 x 40 image" in caplog.text
+
+
+def test_coco_boxes_at_and_past_the_border(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """COCO's [x, y, w, h] with x + w = width ends on the last column (x + w - 1), kept; one that runs past the
+    image is clipped to its last pixel."""
+    def edit(data: dict) -> None:
+        data["annotations"][0]["bbox"] = [4, 1, 4, 5]  # x + w = 8 = width, y + h = 6 = height: touching
+        data["annotations"][1]["bbox"] = [3, 2, 9.5, 7]  # ends at x 11.5, y 8: past both
+    path, _ = coco_json(tmp_path, edit)
+    ds = load_coco(str(path), image_size=(6, 8))
+    with caplog.at_level(logging.WARNING, logger="xaibench.data.transforms"):
+        sample = ds[0]
+    assert sample.id == "000000000001/person"
+    assert sample.boxes.tolist() == [[4, 1, 7, 5], [3, 2, 7, 5]]
+    assert "box 0" not in caplog.text and "box 1 (3, 2, 11.5, 8) extends outside the 8 x 6 image" in caplog.text
+
+
+@pytest.mark.parametrize("layout", ["ilsvrc", "kaggle"])
+def test_imagenet_boxes_at_and_past_the_border(tmp_path: Path, layout: str, caplog: pytest.LogCaptureFixture) -> None:
+    """ILSVRC's corners are 0-based: a box ending at width - 1 touches the border and is kept; one ending at the
+    width is one pixel past the image, clipped to it; a negative origin is clipped to 0. Both layouts alike."""
+    boxes = [(60, 30, 99, 49), (0, 0, 100, 50), (-2, 10, 40, 20)]
+    if layout == "ilsvrc":
+        root = tmp_path / "inet"
+        (root / "images").mkdir(parents=True)
+        (root / "LOC_synset_mapping.txt").write_text("\n".join(SYNSETS) + "\n")
+        write_image(root / "images" / "ILSVRC2012_val_00000001.JPEG", 100, 50)
+        voc_xml(root / "bbox" / "ILSVRC2012_val_00000001.xml", (100, 50), [("n02085782", *b) for b in boxes])
+    else:
+        root = kaggle_folder(tmp_path / "kaggle", "ImageId,PredictionString\nILSVRC2012_val_00000001,"
+                             + "".join(f"n02085782 {' '.join(map(str, b))} " for b in boxes) + "\n")
+    ds = load_imagenet(str(root), image_size=(50, 100))
+    with caplog.at_level(logging.WARNING, logger="xaibench.data.transforms"):
+        sample = ds[0]
+    assert sample.boxes.tolist() == [[60, 30, 99, 49], [0, 0, 99, 49], [0, 10, 40, 20]]
+    assert "box 0" not in caplog.text
+    assert "box 1 (0, 0, 100, 50) extends outside" in caplog.text and "box 2 (-2, 10, 40, 20) extends outside" in caplog.text
+
+
+def test_no_box_of_the_shared_photos_reaches_past_them() -> None:
+    """The 452 boxes of the 300 shared ImageNet photos (227 x 227) all lie within pixels 0..226, so the clipping
+    rule changes none of their numbers: 75 boxes end on the last column, 92 on the last row, none past."""
+    from conftest import SHARED_IMAGENET
+
+    if not SHARED_IMAGENET.is_dir():
+        pytest.skip(f"shared ImageNet photos not found at {SHARED_IMAGENET}")
+    ds = load_imagenet(str(SHARED_IMAGENET), image_size=(224, 224))
+    assert {r.annotated_wh for r in ds.records} == {(227, 227)}
+    boxes = np.concatenate([r.boxes for r in ds.records])
+    assert len(boxes) == 452 and boxes.min() >= 0 and boxes.max() <= 226
+    assert (boxes[:, 2] == 226).sum() == 75 and (boxes[:, 3] == 226).sum() == 92
+    assert (clip_boxes(boxes, (227, 227), "shared") == boxes).all()
 
 
 # ----------------------------------------------------------------------------- empty data sets

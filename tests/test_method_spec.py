@@ -60,6 +60,34 @@ def test_options_are_checked_against_the_constructor() -> None:
     assert effective_options(_WithOptions, {"steps": 8}) == {"steps": 8, "sigma": 0.25, "relu": True, "mode": "a"}
 
 
+class _FloatWithIntegerDefault(xaibench.Explainer):
+    def __init__(self, model, *, tolerance: float = 15, steps: int = 50) -> None:
+        super().__init__(model)
+
+    def attribute(self, images, targets):
+        return images.mean(1)
+
+
+def test_a_float_option_with_an_integer_default_takes_any_number() -> None:
+    """An option annotated float takes 7.5 though its default is the integer 15; the default stays 15, an
+    integer, so config.json writes it as before ("tolerance": 15) and existing runs keep the same options."""
+    import json
+
+    from xaibench.metric import create_metric
+
+    check_options("m", _FloatWithIntegerDefault, {"tolerance": 7.5})
+    check_options("m", _FloatWithIntegerDefault, {"tolerance": 7})
+    with pytest.raises(XaibenchError, match=r"option tolerance of method 'm' must be a number, got True; its options: tolerance=15"):
+        check_options("m", _FloatWithIntegerDefault, {"tolerance": True})
+    with pytest.raises(XaibenchError, match="option steps of method 'm' must be an integer, got 8.5"):
+        check_options("m", _FloatWithIntegerDefault, {"steps": 8.5})  # an int annotation stays an integer
+    assert json.dumps(create_metric("pointing").options) == '{"tolerance": 15, "resolution": "file"}'
+    assert json.dumps(create_metric("pointing", tolerance=7.5).options) == '{"tolerance": 7.5, "resolution": "file"}'
+    for bad in (-1, float("nan"), float("inf")):
+        with pytest.raises(XaibenchError, match=rf"metric 'pointing': option tolerance must be a finite number >= 0.0, got {bad}"):
+            create_metric("pointing", tolerance=bad)
+
+
 def test_create_explainer_refuses_unknown_options(model) -> None:
     with pytest.raises(XaibenchError, match="method 'center' has no option 'width'; its options: sigma=0.25"):
         xaibench.create_explainer("center", model, width=3)

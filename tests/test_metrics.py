@@ -198,6 +198,34 @@ def test_pointing_measures_its_tolerance_in_the_image_files_pixels(x0, hit) -> N
     assert create_metric("pointing", resolution="input").score(with_file)["pointing"].tolist() == [1.0]
 
 
+@pytest.mark.parametrize(
+    ("tolerance", "dy", "dx", "hit"),
+    [
+        (7.5, 2, 7, True),  # sqrt(53) = 7.28 px < 7.5
+        (7.5, 3, 7, False),  # sqrt(58) = 7.62 px
+        (7.5, 0, 7, True),
+        (7.5, 0, 8, False),
+        (5.0, 3, 4, False),  # exactly 5 px: TorchRay's (v + u) < tolerance**2 is strict, for a float too
+        (5.01, 3, 4, True),
+        (0.5, 0, 0, True),  # only the peak's own pixel
+        (0.5, 0, 1, False),
+    ],
+)
+def test_pointing_takes_a_float_tolerance(tolerance, dy, dx, hit) -> None:
+    """``pointing(tolerance=7.5)`` as written on the command line: the peak at (10, 10), the object one pixel
+    at (10 + dy, 10 + dx); a hit when their distance is strictly below the tolerance."""
+    from xaibench.method_spec import parse_methods
+
+    (spec,) = parse_methods(f"pointing(tolerance={tolerance})")
+    metric = create_metric(spec.name, **spec.options)
+    assert metric.tolerance == tolerance and metric.options["tolerance"] == tolerance
+    saliency = np.zeros((30, 30))
+    saliency[10, 10] = 1.0
+    box = np.array([[10.0 + dx, 10.0 + dy, 10.0 + dx, 10.0 + dy]])
+    assert metric.score(_pointing_input([saliency], [box], [None]))["pointing"].tolist() == [float(hit)]
+    assert metrics.pointing_hit(saliency, metrics.boxes_to_mask(box, (30, 30)), tolerance) is hit
+
+
 def test_pointing_uses_the_files_mask_when_there_is_one() -> None:
     saliency = np.zeros((50, 50))
     saliency[10, 10] = 1.0

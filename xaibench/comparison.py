@@ -14,7 +14,8 @@ Runs are refused (:func:`check_comparable`) when their numbers would not mean th
 Paired tests (:mod:`xaibench.significance`) compare every two methods of a ``(dataset, model)`` on the
 images both scored: hits and misses (0/1 per image: localization accuracy, pointing) by McNemar's exact
 test, other scores by the paired sign-flip permutation test; the difference's interval is a paired
-bootstrap; p-values are Holm-corrected within each ``(dataset, model, metric)``.
+bootstrap; p-values are Holm-corrected within each ``(dataset, model, metric)``. The ranks
+(:func:`rank`) follow the tests: a method's rank is 1 + the number of methods significantly better.
 """
 
 from __future__ import annotations
@@ -185,7 +186,8 @@ def _check_same_images(a: Run, b: Run) -> None:
 
 @dataclass
 class Comparison:
-    """The combined runs: per-image rows and thumbnails with a ``dataset`` column, and the metrics."""
+    """The combined runs: per-image rows and thumbnails with a ``dataset`` column, and the metrics. Its
+    ``summary`` has no ``rank``: ranks follow the paired tests (:func:`rank`, done by the report)."""
 
     runs: list[Run]
     per_image: pd.DataFrame
@@ -221,21 +223,74 @@ def combine(runs: list[Run]) -> Comparison:
         stacked("maps"),
     )
     comparison.groups = list(dict.fromkeys(zip(comparison.summary.dataset, comparison.summary.model)))
-    comparison.summary = rank(comparison.summary, metrics)
     return comparison
 
 
-def rank(summary: pd.DataFrame, metrics: dict[str, Metric]) -> pd.DataFrame:
-    """``summary`` with a ``rank`` column: 1 for the best value within each (dataset, model, metric),
-    by the metric's direction (ties share the best rank; no rank for a metric with no direction, nor for
-    classification, which is the model's and the same for every method)."""
-    ranks = pd.Series(np.nan, index=summary.index)
-    for (_, _, name), rows in summary.groupby(["dataset", "model", "metric"], sort=False):
+#: What a rank means, for the report's captions (:func:`rank`).
+RANK_RULE = (f"A method's rank is 1 + the number of methods significantly better than it (paired test, Holm, "
+             f"alpha {ALPHA}), so methods whose paired difference is not significant share a rank; their ranks can "
+             "differ only where a third method is significantly better than one of them and not the other. Metrics "
+             "without a paired test (PxAP, the per-class pointing game, counts) are not ranked")
+
+
+def rank(summary: pd.DataFrame, metrics: dict[str, Metric], pairs: pd.DataFrame) -> pd.DataFrame:
+    """``summary`` with a ``rank`` column that claims no more than the paired tests (:func:`pairwise`).
+
+    Within each (dataset, model, metric), a method's rank is one plus the number of methods
+    *significantly better* than it::
+
+        rank(m) = 1 + |{m' : p_holm(m, m') < ALPHA and m' better than m}|
+
+    where "better" is the sign of the paired mean difference read by the metric's direction (higher
+    or lower is better), and ``p_holm`` is the Holm-corrected p-value of the pair in ``pairs``
+    (McNemar's exact test for hits, the sign-flip test otherwise). This is the rule of the Chatbot
+    Arena leaderboard's "rank (UB)" (Chiang et al., ICML 2024): "one + the number of models that are
+    statistically better than the target model", where "statistically better" is a paired test here
+    and two 95% intervals that do not overlap there. Why this rule:
+
+    * methods that no test separates share a rank: two methods tied in every test both rank 1, and
+      with every pair significant the ranks are the plain order ``1, 2, ..., k``;
+    * a rank is a claim the tests make about each method: rank r says r - 1 methods were shown
+      better than it, with the family-wise error of the metric's tests controlled by Holm;
+    * the method with the best mean ranks 1: a method with a worse mean is never "better".
+
+    Significance is not transitive: A significantly above C, with neither A nor C separated from B,
+    gives A 1, B 1, C 2. B and C are not separated yet do not share a rank; no single number per
+    method can make every unseparated pair share one there (A and C would have to tie), so the rule
+    keeps what is shown for each method, not for each pair (``pairwise.csv`` has every pair).
+
+    No rank (NA) for a metric with no direction, for classification (the model's, the same for every
+    method), for a metric the paired tests do not cover (no per-image values: PxAP pools pixels,
+    the per-class pointing game averages classes, counts of maps), and for a method that has no
+    tested pair on the metric.
+
+    Args:
+        summary: The runs' summary rows (:attr:`Comparison.summary`).
+        metrics: The metrics by name.
+        pairs: :func:`pairwise` of the same comparison.
+
+    Returns:
+        ``summary`` with ``rank`` (nullable integer), in :data:`SUMMARY_COLUMNS` order.
+    """
+    ranks = pd.Series(pd.NA, index=summary.index, dtype="Int64")
+    keys = ["dataset", "model", "metric"]
+    groups = {key: rows for key, rows in pairs.groupby(keys, sort=False)} if len(pairs) else {}
+    for key, rows in summary.groupby(keys, sort=False):
+        name = key[2]
         better = metrics[name].higher_is_better if name in metrics else None
-        if better is None or metrics[name].family == "classification":  # the model's, the same for every method
+        if better is None or metrics[name].family == "classification" or key not in groups:
             continue
-        ranks[rows.index] = rows.value.rank(ascending=not better, method="min")
-    return summary.assign(rank=ranks.astype("Int64"))[SUMMARY_COLUMNS]
+        family = groups[key]
+        beaten: dict[str, int] = {m: 0 for m in pd.concat([family.method_a, family.method_b])}
+        for a, b, difference, significant in zip(family.method_a, family.method_b, family.difference,
+                                                 family.significant):
+            if significant and difference != 0:
+                a_better = (difference > 0) == bool(better)
+                beaten[b if a_better else a] += 1
+        for index, method in zip(rows.index, rows.method):
+            if method in beaten:
+                ranks[index] = 1 + beaten[method]
+    return summary.assign(rank=ranks)[SUMMARY_COLUMNS]
 
 
 def per_image_scores(rows: pd.DataFrame, metric: Metric) -> pd.Series | None:

@@ -12,6 +12,7 @@ Files of a report folder (this module owns them):
 ==============================  ============================================================
 ``report.html``                 the page: tables, tests, plots, galleries
 ``summary.csv`` / ``.md``       each (dataset, model, method, metric): value, 95% interval, n, rank
+                                (1 + the methods significantly better; :func:`~xaibench.comparison.rank`)
 ``pairwise.csv``                every two methods on the same images: difference, interval, p-values
 ``per_class.csv``               per true class: each method's mean per-image value of each metric
 ``box_accuracy_curves.csv``     box accuracy against the map threshold
@@ -31,7 +32,7 @@ import pandas as pd
 
 from xaibench import comparison_plots as plots
 from xaibench import localization
-from xaibench.comparison import ALPHA, Comparison, families, pairwise, per_class
+from xaibench.comparison import ALPHA, RANK_RULE, Comparison, families, pairwise, per_class, rank
 from xaibench.metric import Metric
 from xaibench.errors import XaibenchError
 from xaibench.report import (
@@ -98,7 +99,8 @@ def build_report(
     ) if not comparison.per_image.empty else pd.DataFrame()
     if not curves.empty and "threshold" not in curves:
         curves = pd.DataFrame()
-    report = Report(comparison, comparison.summary, pairwise(comparison), per_class(comparison), curves)
+    pairs = pairwise(comparison)
+    report = Report(comparison, rank(comparison.summary, comparison.metrics, pairs), pairs, per_class(comparison), curves)
     metrics = comparison.metrics
     # the CAM box's threshold of the run's IoU column (the metric that writes it, with its options)
     iou_metric = next((m for m in metrics.values() if plots.IOU_COLUMN in m.columns), None)
@@ -170,8 +172,13 @@ def _group_tables(report: Report) -> list[tuple[str, str, list[tuple[str, list[s
     return out
 
 
+#: The ranking's caption on the page and in ``summary.md``.
+RANKING_CAPTION = f"{RANK_RULE}; the mean rank is over the ranked metrics."
+
+
 def ranking(report: Report, dataset: str, model: str) -> pd.DataFrame:
-    """Methods x metrics of their rank (1 = best), with the mean rank, best first."""
+    """Methods x metrics of their rank (:func:`xaibench.comparison.rank`: 1 + the number of methods
+    significantly better), with the mean rank over the ranked metrics, best first."""
     part = report.summary[(report.summary.dataset == dataset) & (report.summary.model == model)].dropna(subset=["rank"])
     if part.empty:
         return pd.DataFrame()
@@ -210,7 +217,7 @@ def summary_markdown(report: Report) -> str:
             parts.append(f"### {family.capitalize()}\n\n{to_markdown(table)}\n{legend}\n")
         ranks = ranking(report, dataset, model)
         if not ranks.empty:
-            parts.append(f"### Ranking (1 = best)\n\n{to_markdown(ranks)}")
+            parts.append(f"### Ranking (1 = best)\n\n{RANKING_CAPTION}\n\n{to_markdown(ranks)}")
         pairs = report.pairwise[(report.pairwise.dataset == dataset) & (report.pairwise.model == model)
                                 & report.pairwise.significant]
         parts.append(f"### Significant differences (Holm-corrected p < {ALPHA})\n\n"
@@ -339,7 +346,7 @@ def write_html(report: Report, path: str | Path, *, title: str = "xaibench repor
                                           for n, t in _legend(names, report.comparison)) + "</dl>")
         ranks = ranking(report, dataset, model)
         if not ranks.empty:
-            parts.append(f"<h3>Ranking (1 = best)</h3>{_table(ranks)}")
+            parts.append(f"<h3>Ranking (1 = best)</h3><p class=note>{html.escape(RANKING_CAPTION)}</p>{_table(ranks)}")
         pairs = report.pairwise[(report.pairwise.dataset == dataset) & (report.pairwise.model == model)]
         if len(pairs):
             shown = pairs if len(pairs) <= PAGE_PAIRS else pairs[pairs.significant]

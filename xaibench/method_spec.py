@@ -123,6 +123,10 @@ def method_options(cls: type) -> dict[str, object] | None:
 def check_options(name: str, cls: type, options: dict[str, object], kind: str = "method") -> None:
     """Refuse options the constructor does not take, and values whose type differs from the default's.
 
+    The kind is the default's, except that a parameter annotated ``float`` takes any real number even
+    when its default is an integer (the pointing game's ``tolerance: float = 15`` takes 7.5; its
+    default stays the integer 15, as ``config.json`` records it).
+
     Raises:
         XaibenchError: naming the option and listing the valid ones with their defaults (``kind``,
             ``method`` or ``metric``, names what has the options).
@@ -131,14 +135,26 @@ def check_options(name: str, cls: type, options: dict[str, object], kind: str = 
     if valid is None:
         return
     listing = ", ".join(_describe(k, v) for k, v in valid.items()) or "none"
+    floats = _float_options(cls)
     for key, value in options.items():
         if key not in valid:
             raise XaibenchError(f"{kind} '{name}' has no option '{key}'; its options: {listing}")
         default = valid[key]
+        if key in floats and isinstance(default, int) and not isinstance(default, bool):
+            default = float(default)
         if not _same_kind(value, default):
             raise XaibenchError(
                 f"option {key} of {kind} '{name}' must be {_kind(default)}, got {value!r}; its options: {listing}"
             )
+
+
+def _float_options(cls: type) -> set[str]:
+    """The constructor's parameters annotated ``float`` (the type, or the string that postponed
+    annotations leave)."""
+    if cls.__init__ is object.__init__:
+        return set()
+    parameters = inspect.signature(cls.__init__).parameters.values()
+    return {p.name for p in parameters if p.annotation is float or p.annotation == "float"}
 
 
 def effective_options(cls: type, options: dict[str, object]) -> dict[str, object]:

@@ -9,7 +9,8 @@ Conventions:
 
 * COCO boxes are ``[x, y, w, h]`` in (float) pixels; they become inclusive corners
   ``x0 = x, y0 = y, x1 = x + w - 1, y1 = y + h - 1`` (``x1`` and ``y1`` no smaller than ``x0`` and
-  ``y0``), then are clipped to the image file where they extend past it (warning) and rescaled by
+  ``y0``), then are clipped to the image file's pixels where they extend past them (``x1 <= width - 1``;
+  warning; :func:`xaibench.data.transforms.clip_boxes`) and rescaled by
   the wsolevaluation rule (:func:`xaibench.data.transforms.resize_boxes`).
 * Checks: ids of ``images``, ``categories`` and ``annotations`` are integers, unique within their
   list (a repeated id would silently replace the first entry); ``width`` and ``height`` are positive

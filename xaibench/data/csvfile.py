@@ -29,7 +29,8 @@ Checks: a missing column and a column name the header repeats are :class:`Datase
 the file and the column; a row with more non-empty fields than the header has columns, an empty image or
 label, a coordinate that is not a finite number and an inverted box (``x1 < x0`` or ``y1 < y0``)
 are :class:`DatasetError` s naming the file and the line; a box extending past the image is clipped
-to it when the image is read (warning); a file with no rows is refused.
+to its pixels, ``[0, w - 1] x [0, h - 1]``, when the image is read (warning;
+:func:`xaibench.data.transforms.clip_boxes`); a file with no rows is refused.
 
 Rows of the same image and class form one sample, in order of first appearance. Its id is the
 ``image`` field as written, or ``"<image>/<class name>"`` when the image has rows of several classes

@@ -16,8 +16,9 @@ Kaggle layout (the "ImageNet Object Localization Challenge" download)::
 
 Both text files are UTF-8, with or without a byte-order mark. Boxes are used as written (0-based
 pixels of the image, inclusive corners, as wsolevaluation uses them), after the checks of
-:func:`xaibench.data.transforms.check_box` (finite, not inverted), clipped to the image file
-where they extend past it, and rescaled from the file's size by the wsolevaluation rule
+:func:`xaibench.data.transforms.check_box` (finite, not inverted), clipped to the image file's
+pixels where they extend past them (:func:`xaibench.data.transforms.clip_boxes`; no box of the
+ILSVRC2012 validation set does), and rescaled from the file's size by the wsolevaluation rule
 (:func:`xaibench.data.transforms.resize_boxes`); where the XML states a ``<size>`` that differs from
 the file's, a warning is logged.
 

@@ -1,7 +1,11 @@
 """The record every data set yields, and how a list of them becomes a batch.
 
 Boxes follow the ILSVRC and wsolevaluation convention: ``(x0, y0, x1, y1)`` in pixels of the image
-as it is handed to the model, with *inclusive* corners, so a box covers ``x1 - x0 + 1`` columns.
+as it is handed to the model, with 0-based *inclusive* corners, so a box covers ``x1 - x0 + 1``
+columns, and a box inside a W x H image has ``0 <= x0 <= x1 <= W - 1`` and ``0 <= y0 <= y1 <= H - 1``.
+The loaders clip a box that reaches past the image to its pixels (a box ending at ``x1 = W`` ends on
+``W - 1``), as TorchRay's masks do; :func:`xaibench.data.transforms.clip_boxes` gives the rule and
+the references.
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ class Original:
     Attributes:
         size: (H, W) of the image file.
         boxes: (K, 4) float32 boxes ``x0, y0, x1, y1`` in the file's pixels (inclusive corners, clipped
-            to the image), the same boxes as the sample's, in the same order.
+            to the image's pixels ``[0, W - 1] x [0, H - 1]``), the same boxes as the sample's, in the
+            same order.
         mask: (H, W) bool object mask at the file's resolution, or None when the data set has none.
     """
 
@@ -40,7 +45,8 @@ class Sample:
         id: A name for the image, unique within its data set.
         image: (3, H, W) float32 RGB in [0, 1], at the resolution the model is fed.
         label: The class index of the object(s).
-        boxes: (K, 4) float32 ground-truth boxes ``x0, y0, x1, y1`` (inclusive pixel corners), K >= 1.
+        boxes: (K, 4) float32 ground-truth boxes ``x0, y0, x1, y1`` (inclusive pixel corners, inside the
+            image), K >= 1.
         mask: (H, W) bool pixel-exact object mask, or None when the data set has none.
         difficult: (K,) bool, True for boxes marked ``difficult`` (Pascal VOC); None means all False.
         original: The ground truth at the file's resolution, or None when the image was made at the

@@ -32,7 +32,8 @@ annotation raises :class:`DatasetError`, which stops the run.
 
 Boxes: loaders refuse non-finite and inverted boxes when they parse them (:func:`check_box`), as
 wsolevaluation's ``check_box_convention`` does; :func:`to_sample`, which knows the file's size,
-clips a box that extends outside the image (with a logged warning) and refuses one wholly outside.
+clips a box that extends outside the image to its pixels, ``[0, w - 1] x [0, h - 1]`` (with a logged
+warning; :func:`clip_boxes` gives the rule and the references), and refuses one wholly outside.
 
 :class:`ClassMap` is the one rule by which a data set's class names become labels.
 """
@@ -293,7 +294,7 @@ def _format_box(box: Sequence[float]) -> str:
 def check_box(box: Sequence[float], where: str) -> tuple[float, float, float, float]:
     """A box ``(x0, y0, x1, y1)`` as floats, refused if a coordinate is not finite or it is inverted.
 
-    The check of wsolevaluation's ``check_box_convention`` (``wsol/util.py``), at the door: an
+    The check of wsolevaluation's ``check_box_convention`` (``util.py``), at the door: an
     inverted or NaN box would otherwise be scored (its IoU is meaningless) instead of reported.
 
     Args:
@@ -318,15 +319,41 @@ def check_box(box: Sequence[float], where: str) -> tuple[float, float, float, fl
 
 
 def clip_boxes(boxes: np.ndarray | Sequence[Sequence[float]], orig_wh: tuple[int, int], where: str) -> np.ndarray:
-    """Clip boxes to the image, ``[0, w] x [0, h]``, with a logged warning for each box clipped.
+    """Clip boxes to the image's pixels, ``[0, w - 1] x [0, h - 1]``, with a logged warning for each box clipped.
 
-    The far corner may equal the width or height: ILSVRC's boxes of objects touching the right or
-    bottom border end there (their corners count from 1), and wsolevaluation uses them unchanged, so
-    clipping them to ``w - 1`` would change published numbers. Boxes within these bounds are returned
-    unchanged, so valid data keeps its numbers.
+    The rule: boxes have 0-based inclusive corners, so the image's pixels are ``0 .. w - 1`` and
+    ``0 .. h - 1``, and a box keeps the pixels of the image it covers::
+
+        x0' = max(x0, 0),  y0' = max(y0, 0),  x1' = min(x1, w - 1),  y1' = min(y1, h - 1)
+
+    A box that ends *at* the width (``x1 = w``) is one pixel past the image and ends on its last pixel
+    after clipping, so a box annotated around the whole image scores as ``(0, 0, w - 1, h - 1)``, the
+    box every map that covers the image gets. Boxes inside the image are returned unchanged.
+
+    Why, from the references:
+
+    * TorchRay's pointing game (``torchray/benchmark/datasets.py``, ``voc_as_mask``) fills
+      ``mask[ymin:ymax + 1, xmin:xmax + 1]`` of an (H, W) tensor, so a box past the image keeps the
+      pixels inside it: it ends on pixel ``W - 1``. ``coco_as_mask`` rasterises each instance at the
+      image's size (``annToMask``), which also keeps only the image's pixels.
+    * wsolevaluation cuts its estimated boxes at the last pixel, ``x1 = min(x1, width - 1)``
+      (``evaluation.py``, ``compute_bboxes_from_scoremaps``), and scores boxes with the ``+ 1``
+      (inclusive) areas of ``calculate_multiple_iou`` (``evaluation.py``). It never clips its
+      ground-truth boxes (``get_bounding_boxes`` in ``data_loaders.py``, ``resize_bbox`` in
+      ``evaluation.py``), and does not need to: none reaches past the last pixel. In its metadata
+      (``metadata/*/localization.txt`` against ``image_sizes.txt``; ``ILSVRC2012_val_00000001`` has the
+      official XML's corners, 111 108 441 193, unchanged) no box of the 80,477 of ILSVRC2012's
+      validation set (``ILSVRC/test``), the 18,532 of ImageNetV2 (``ILSVRC/val``) or the 5,794 of
+      CUB's test set ends at or past the width or height, while 11,197 ILSVRC boxes end on the last
+      pixel (``w - 1`` or ``h - 1``) and 11,159 start at 0: ILSVRC's corners are 0-based. Its boxes
+      are never clipped here, so its numbers stay where wsolevaluation puts them.
+
+    A negative origin is clipped to 0 (TorchRay's slice would wrap a negative start to the image's far
+    side; wsolevaluation's ``check_box_convention`` refuses it). A box with no pixel in the image is
+    refused.
 
     Args:
-        boxes: (K, 4) ``x0, y0, x1, y1`` in pixels of the original image.
+        boxes: (K, 4) ``x0, y0, x1, y1`` in pixels of the original image, 0-based inclusive corners.
         orig_wh: (width, height) of the image file.
         where: The sample, for messages.
 
@@ -339,8 +366,8 @@ def clip_boxes(boxes: np.ndarray | Sequence[Sequence[float]], orig_wh: tuple[int
     width, height = orig_wh
     rows = np.array(boxes, dtype=np.float64).reshape(-1, 4)
     clipped = rows.copy()
-    clipped[:, 0::2] = np.clip(rows[:, 0::2], 0.0, float(width))
-    clipped[:, 1::2] = np.clip(rows[:, 1::2], 0.0, float(height))
+    clipped[:, 0::2] = np.clip(rows[:, 0::2], 0.0, float(width - 1))
+    clipped[:, 1::2] = np.clip(rows[:, 1::2], 0.0, float(height - 1))
     for k, (box, inside) in enumerate(zip(rows, clipped)):
         x0, y0, x1, y1 = box
         if not np.isfinite(box).all():
@@ -352,8 +379,8 @@ def clip_boxes(boxes: np.ndarray | Sequence[Sequence[float]], orig_wh: tuple[int
             )
         if not np.array_equal(box, inside):
             logger.warning(
-                "%s: box %d %s extends outside the %d x %d image; clipped to %s",
-                where, k, _format_box(box), width, height, _format_box(inside),
+                "%s: box %d %s extends outside the %d x %d image (pixels 0..%d, 0..%d); clipped to %s",
+                where, k, _format_box(box), width, height, width - 1, height - 1, _format_box(inside),
             )
     return clipped
 
@@ -363,10 +390,12 @@ def resize_boxes(
     orig_wh: tuple[int, int],
     new_wh: tuple[int, int],
 ) -> Tensor:
-    """Rescale boxes exactly like wsolevaluation's ``resize_bbox`` (``wsol/util.py``).
+    """Rescale boxes exactly like wsolevaluation's ``resize_bbox`` (``evaluation.py``).
 
     ``x' = int(x * new_w / orig_w)`` and ``y' = int(y * new_h / orig_h)`` for all four corners: the
-    product and quotient in float64, then Python ``int()`` (truncation towards zero).
+    product and quotient in float64, then Python ``int()`` (truncation towards zero). A box inside the
+    original image (``x1 <= orig_w - 1``, as :func:`clip_boxes` leaves it) stays inside the resized
+    one: ``x1 * new_w / orig_w < new_w``, so ``x1' <= new_w - 1``.
 
     Args:
         boxes: (K, 4) ``x0, y0, x1, y1`` in pixels of the original image, inclusive corners.
@@ -433,8 +462,8 @@ class ImageRecord:
 def to_sample(record: ImageRecord, image_size: tuple[int, int]) -> Sample:
     """Read a record's image and apply the protocol to it and its ground truth.
 
-    Boxes are clipped to the file's size first (:func:`clip_boxes`), then rescaled by
-    :func:`resize_boxes`.
+    Boxes are clipped to the file's pixels first (:func:`clip_boxes`: ``[0, w - 1] x [0, h - 1]``),
+    then rescaled by :func:`resize_boxes`.
 
     Raises:
         UnreadableImageError: the image (or its mask file) cannot be read.

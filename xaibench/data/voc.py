@@ -15,7 +15,8 @@ rescaled by the wsolevaluation rule (:func:`xaibench.data.transforms.resize_boxe
 flags are kept in ``Sample.difficult``: ``1`` is difficult; ``0``, an empty or a missing
 ``<difficult>`` is not. A NaN, infinite or inverted box, or a ``<difficult>`` other than ``0`` or ``1``, is a
 :class:`DatasetError` naming the XML file and the object; a box extending past the image is clipped
-to it (warning).
+to its pixels (warning): a 1-based ``xmax`` of ``width + 1`` or more ends on the last column,
+``width - 1`` 0-based, as TorchRay's ``voc_as_mask`` keeps it (:func:`xaibench.data.transforms.clip_boxes`).
 
 An image showing several classes yields one sample per class, holding that class's boxes only, with
 the id ``"<image id>/<class>"`` (e.g. ``2007_000027/person``); the pointing game (Zhang et al.,
