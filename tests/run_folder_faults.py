@@ -58,3 +58,21 @@ def plant_bad_index(folder: Path, value: str) -> None:
 def text_files(folder: Path) -> list[Path]:
     """The files of the run that a spreadsheet might open and save again."""
     return sorted(p for p in folder.iterdir() if p.suffix == ".csv")
+
+
+def as_written_by_0_2(folder: Path) -> None:
+    """The per-image rows as xaibench 0.2 wrote them: without the images' digests."""
+    import pandas as pd
+
+    path = folder / PER_IMAGE
+    rows = pd.read_csv(path, dtype=str, keep_default_na=False)
+    path.write_text(rows.drop(columns=["image_sha256"]).to_csv(index=False, lineterminator="\n"), encoding="utf-8")
+
+
+def plant_array_of_shape(folder: Path, shape: tuple[int, ...]) -> None:
+    """An array cell of valid numbers but another shape than the column's other rows."""
+    import numpy as np
+
+    from xaibench.journal import encode_array
+
+    _replace_first_array_cell(folder, encode_array(np.zeros(shape)))

@@ -231,6 +231,15 @@ def test_report_refuses_two_data_sets_named_alike_and_pairs_copies(tmp_path, mon
     assert set(zip(pairs.method_a, pairs.method_b)) == {("cam", "saliency")} and (pairs.n == 4).all()
 
 
+def test_a_run_of_0_2_is_read_but_not_resumed(finished, tmp_path, capsys) -> None:
+    run = _copy(finished, tmp_path)
+    faults.as_written_by_0_2(run)
+    assert _main(["summarize", run], capsys)[0] == 0
+    assert pd.read_csv(run / SUMMARY_CSV).equals(pd.read_csv(finished / SUMMARY_CSV))
+    status, err = _main([*RUN, "--out", run, "--resume"], capsys)
+    assert status == 2 and "written by an earlier version of xaibench" in err
+
+
 # Damage -----------------------------------------------------------------------------------------------
 
 
@@ -302,6 +311,8 @@ def test_a_decompression_bomb_is_refused_within_bounded_memory(finished, tmp_pat
     lambda run: faults.plant_array_of_dtype(run, "<U8"),
     lambda run: faults.plant_array_of_dtype(run, "|V64"),
     lambda run: faults.plant_array_of_dtype(run, "[('a','<f8')]"),
+    lambda run: faults.plant_array_of_shape(run, (7,)),
+    lambda run: faults.plant_array_of_shape(run, (3, 100)),
     lambda run: faults.plant_bad_index(run, "-3"),
     lambda run: faults.plant_bad_index(run, "1.5"),
 ])

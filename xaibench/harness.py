@@ -70,8 +70,10 @@ def build_metrics(metrics: Sequence[str | Metric] | None) -> list[Metric]:
     return with_requirements([m if isinstance(m, Metric) else create_metric(m) for m in names])
 
 
-#: What the thumbnail journals' array cells may hold: boxes (K, 4) float32; a JPEG's bytes; a map's
-#: 8-bit grey levels (at most 4096 x 4096, the full-size maps of the first images included).
+#: What the journals' array cells may hold: a metric's per-image curve, of one shape in every row; boxes
+#: (K, 4) float32; a JPEG's bytes; a map's 8-bit grey levels (at most 4096 x 4096, the full-size maps of
+#: the first images included).
+_CURVE_CELL = ArrayCell(uniform=True)
 _BOXES_CELL = ArrayCell("f", (2,), 4 * 65536)
 _JPEG_CELL = ArrayCell("u", (1,), 1 << 20)
 _MAP_CELL = ArrayCell("u", (2,), 1 << 24)
@@ -92,7 +94,7 @@ class Journals:
         """The journals of ``folder`` (``per_image.csv`` with the columns of ``metrics``), as they are."""
         folder = Path(folder)
         columns = metric_columns(metrics)
-        arrays = [c for c, kind in columns.items() if kind == "array"]
+        arrays = {c: _CURVE_CELL for c, kind in columns.items() if kind == "array"}
         return cls(
             Journal(folder / PER_IMAGE, COLUMNS + list(columns), array_columns=arrays,
                     text_columns=["model", "image_id", DIGEST, "method", "status"],
@@ -355,22 +357,12 @@ def _done(journals: Journals | None, model: str, total: int) -> dict[int, dict[s
     if journals is None:
         return {}
     done: dict[int, dict[str, str | None]] = {}
-    rows = journals.per_image.keys(["model", "index", "method", DIGEST] if _has_digests(journals) else
-                                   ["model", "index", "method"])
+    rows = journals.per_image.keys(["model", "index", "method", DIGEST])
     rows = rows[rows.model == model]
-    digests = rows[DIGEST] if DIGEST in rows else [None] * len(rows)
-    for index, method, digest in zip(rows["index"].astype(int), rows["method"], digests):
+    for index, method, digest in zip(rows["index"].astype(int), rows["method"], rows[DIGEST]):
         if index < total:
             done.setdefault(int(index), {})[method] = digest if isinstance(digest, str) else None
     return done
-
-
-def _has_digests(journals: Journals) -> bool:
-    try:
-        journals.per_image.keys([DIGEST])
-    except XaibenchError:
-        return False
-    return True
 
 
 def _unchanged(

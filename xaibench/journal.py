@@ -45,11 +45,13 @@ _BOM = "\ufeff"
 class ArrayCell:
     """What one array column may hold: numeric dtypes of at most 8 bytes (of the kinds in ``kinds``,
     numpy's letters: ``b`` bool, ``i``/``u`` integers, ``f`` floats), ``ndim`` in ``dims``, and at most
-    ``max_elements`` elements (so at most ``8 * max_elements`` bytes once decompressed)."""
+    ``max_elements`` elements (so at most ``8 * max_elements`` bytes once decompressed); ``uniform``:
+    every row's array has the same shape (a per-image curve at fixed thresholds or steps)."""
 
     kinds: str = "biuf"
     dims: tuple[int, ...] = (0, 1, 2)
     max_elements: int = 1 << 20
+    uniform: bool = False
 
 
 #: The default for an array column that does not say.
@@ -229,11 +231,24 @@ class Journal:
             frame = frame[where(frame)].copy()
         for column in self.array_columns:
             frame[column] = [self._decode(cell, column, row) for row, cell in zip(frame.index, frame[column])]
+            if self.array_cells[column].uniform:
+                self._check_uniform(frame, column)
         return frame.reset_index(drop=True)
+
+    def _check_uniform(self, frame: pd.DataFrame, column: str) -> None:
+        """Every array of ``column`` has one shape (that of most rows): a row of another is damaged."""
+        shapes = pd.Series([a.shape if a is not None else None for a in frame[column]], index=frame.index, dtype=object)
+        known = shapes.dropna()
+        if known.empty or known.nunique() == 1:
+            return
+        usual = known.value_counts().index[0]
+        row = known.index[known != usual][0]
+        raise self._damaged(f"line {row + 2}: its {column} has the shape {known[row]}, where the other rows have {usual}")
 
     def keys(self, columns: Sequence[str]) -> pd.DataFrame:
         """Only ``columns`` of the complete rows (text and integer columns: no array is read), e.g. to
-        know which rows exist; the other columns of the file are not checked.
+        know which rows exist; the other columns of the file are not checked. An optional column that the
+        file lacks is all missing values.
 
         Raises:
             XaibenchError: the file lacks one of ``columns``, or one of their cells is damaged.
@@ -242,16 +257,17 @@ class Journal:
         if not text:
             return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
         header = self._header(text)
-        missing = [c for c in columns if c not in header]
+        missing = [c for c in columns if c not in header and c not in self.optional_columns]
         if missing:
             raise XaibenchError(f"{self.path} has no column {', '.join(missing)}; it is not a file of this xaibench version")
+        present = [c for c in columns if c in header]
         try:
-            frame = pd.read_csv(io.StringIO(text), usecols=list(columns), keep_default_na=False, na_values=[""],
-                                dtype={c: str for c in columns if c in self.text_columns})
+            frame = pd.read_csv(io.StringIO(text), usecols=present, keep_default_na=False, na_values=[""],
+                                dtype={c: str for c in present if c in self.text_columns})
         except (ValueError, pd.errors.ParserError) as error:
             raise self._damaged(" ".join(str(error).split())) from error
         self._check_values(frame)
-        return frame[list(columns)]
+        return frame.reindex(columns=list(columns))
 
     def _check_values(self, frame: pd.DataFrame) -> None:
         """Integer columns hold non-negative integers, choice columns one of their values, every row."""

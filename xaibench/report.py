@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from xaibench import localization
+from xaibench.errors import XaibenchError
 from xaibench.harness import COLUMNS, build_metrics, metric_columns, read_per_image, read_timings
 from xaibench.metric import DEFAULT_METRICS, FAMILIES, Metric, create_metric, get_metric
 from xaibench.run_folder import (
@@ -87,8 +88,15 @@ def summarize(
             n = metric.count(group)
             if n == 0:
                 continue
-            value = float(metric.aggregate(group, None))
-            resampled = np.asarray(metric.aggregate(group, weights), dtype=np.float64)
+            try:
+                value = float(metric.aggregate(group, None))
+                resampled = np.asarray(metric.aggregate(group, weights), dtype=np.float64)
+            except (ValueError, TypeError, IndexError, KeyError) as error:  # rows read back that do not fit
+                raise XaibenchError(
+                    f"metric '{metric.name}' cannot aggregate the rows of {method} ({model}): "
+                    f"{type(error).__name__}: {' '.join(str(error).split())[:200]}; if they were read from a run "
+                    "folder, its per-image rows are damaged"
+                ) from error
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)  # every resample NaN: a NaN interval
                 low, high = np.nanquantile(resampled, [(1 - level) / 2, (1 + level) / 2])
