@@ -294,8 +294,8 @@ def read_config(folder: str | Path) -> dict:
     """The ``config.json`` of the run in ``folder``.
 
     Raises:
-        XaibenchError: the folder holds no run, or its ``config.json`` is damaged (not a JSON object, or
-            a ``seed`` or ``definitions`` that is not an integer).
+        XaibenchError: the folder holds no run, or its ``config.json`` is damaged (not a JSON object,
+            nested too deeply to be read, or a ``seed`` or ``definitions`` that is not an integer).
     """
     path = Path(folder) / CONFIG
     if not path.is_file():
@@ -305,6 +305,8 @@ def read_config(folder: str | Path) -> dict:
         problem = None if isinstance(config, dict) else f"it holds a JSON {type(config).__name__}, not an object"
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         problem = f"{type(error).__name__}: {error}"
+    except RecursionError:  # thousands of nested brackets
+        problem = "its values nest too deeply to be read"
     if problem is None:
         problem = next(
             (f"its {key} is {config[key]!r}, not an integer" for key in ("seed", DEFINITIONS_FIELD)
