@@ -69,19 +69,19 @@ def _photos(folder: Path, names: list[str], csv_name: str = "boxes.csv", labels=
 
 @pytest.fixture
 def dollar_model(monkeypatch):
-    """The built-in network named ``built$in``, its classes named ``<name> $\\frac{$``."""
+    """The built-in network named ``built$\\frac{$``, its classes named ``<name> $\\frac{$``."""
     load = models.load_model
 
     def renamed(*args, **kwargs):
         model = load(*args, **kwargs)
-        return dataclasses.replace(model, class_names=[f"{n} $\\frac{{$" for n in model.class_names], name="built$in")
+        return dataclasses.replace(model, class_names=[f"{n} $\\frac{{$" for n in model.class_names], name="built$\\frac{$")
 
     monkeypatch.setattr(models, "load_model", renamed)
 
 
 def test_a_run_a_report_and_explain_with_dollars_in_every_name(tmp_path, capsys, dollar_model) -> None:
-    """Ids, the data set's folder and file, class names and the model's name with '$': every command
-    finishes and writes its figures."""
+    """Ids, the data set's folder and file, class names and the model's name with '$': run, report,
+    summarize and explain finish and write their figures."""
     folder = tmp_path / "d$\\frac{$"
     csv = _photos(folder, ["a$b.png", "$\\frac{$.png", "c.png", "$x$.png"], csv_name="$\\frac{$.csv")
     out, report = tmp_path / "run$", tmp_path / "report$"
@@ -93,9 +93,6 @@ def test_a_run_a_report_and_explain_with_dollars_in_every_name(tmp_path, capsys,
     figure = tmp_path / "explained.svg"
     assert main(["explain", str(folder / "$\\frac{$.png"), "--model", "builtin", "--method", "cam", "--topk", "2",
                  "--out", str(figure)]) == 0
-    assert main(["sanity", "--methods", "cam", "--dataset", f"csv:{csv}", "--n", "2", "--show", "1",
-                 "--out", str(tmp_path / "sanity$")]) == 0
-    assert (tmp_path / "sanity$" / "sanity_maps.png").is_file()
     assert "Traceback" not in capsys.readouterr().err
 
 
@@ -108,3 +105,75 @@ def test_explain_draws_the_file_and_class_names_as_written(tmp_path) -> None:
     svg = _svg_text(explain_figure(photo, model, "cam,center", topk=5))
     assert ">$\\frac{$.png<" in svg and ">$\\frac{$ (" in svg and ">c0$ (" in svg
     assert "$\\frac{$" in _svg_text(explain_figure(photo, model, "cam", class_name=4, title="$\\frac{$"))
+
+
+# ----------------------------------------------------------------- paths whose bytes are not UTF-8
+
+#: A name as Linux hands it to Python when its bytes are Latin-1, not UTF-8: 'caf\udce9'.
+NOT_UTF8 = os.fsdecode(b"caf\xe9")
+
+
+@pytest.fixture
+def not_utf8(tmp_path) -> Path:
+    """A folder named with a byte that is not UTF-8 (skipped where the file system refuses such names)."""
+    folder = tmp_path / NOT_UTF8
+    try:
+        folder.mkdir()
+    except (OSError, UnicodeError):
+        pytest.skip("this file system takes only UTF-8 file names")
+    return folder
+
+
+def _voc(root: Path, stems: list[str]) -> Path:
+    """A Pascal VOC folder: one image per stem, each with one 'disk' (ids come from the file names)."""
+    rng = np.random.default_rng(0)
+    for sub in ("JPEGImages", "Annotations"):
+        (root / sub).mkdir(parents=True)
+    for stem in stems:
+        Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(root / "JPEGImages" / f"{stem}.jpg", format="JPEG")
+        (root / "Annotations" / f"{stem}.xml").write_text(
+            "<annotation><size><width>40</width><height>40</height><depth>3</depth></size><object><name>disk</name>"
+            "<difficult>0</difficult><bndbox><xmin>3</xmin><ymin>3</ymin><xmax>30</xmax><ymax>30</ymax></bndbox></object>"
+            "</annotation>"
+        )
+    return root
+
+
+def test_a_run_whose_paths_and_ids_are_not_utf8_completes_and_reads_back(not_utf8, capsys) -> None:
+    """The data set's folder, the image files (so the ids) and --out named with Latin-1 bytes: the run
+    finishes, every text file is UTF-8 (the byte shown as \\xe9), and the folder is read back by
+    summarize, --resume and report; explain takes such a path too."""
+    import json
+
+    import pandas as pd
+
+    root = _voc(not_utf8 / "voc", [NOT_UTF8, "plain"])
+    out = not_utf8 / "run"
+    argv = ["run", "--dataset", f"voc:{root}", "--methods", "cam,center", "--out", str(out)]
+    assert main(argv) == 0
+    assert f"wrote {displayable(str(out))}" in capsys.readouterr().out.replace("\\udce9", "\\xe9")
+    texts = {name: (out / name).read_bytes().decode("utf-8") for name in
+             ("per_image.csv", "images.csv", "summary.csv", "summary.md", "report.html")}
+    assert "caf\\xe9/disk" in texts["per_image.csv"] and "caf\\xe9/disk" in texts["images.csv"]
+    assert f"voc:{displayable(str(root))}" in texts["summary.md"] and "caf\\xe9" in texts["report.html"]
+    assert json.loads((out / "config.json").read_text())["dataset"] == f"voc:{root}"  # the path itself, exactly
+    rows = pd.read_csv(out / "per_image.csv")
+    assert main(["summarize", str(out)]) == 0
+    assert main([*argv, "--resume"]) == 0  # nothing left to compute: the same rows
+    pd.testing.assert_frame_equal(pd.read_csv(out / "per_image.csv"), rows)
+    assert main(["report", str(out), "--out", str(not_utf8 / "report")]) == 0
+    assert "caf\\xe9" in (not_utf8 / "report" / "summary.md").read_text(encoding="utf-8")
+    assert main(["explain", str(root / "JPEGImages" / f"{NOT_UTF8}.jpg"), "--model", "builtin", "--topk", "2",
+                 "--out", str(not_utf8 / "explained.png")]) == 0
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err and "error" not in captured.err
+
+
+def test_sanity_with_a_dollar_model_on_paths_that_are_not_utf8(not_utf8, capsys, dollar_model) -> None:
+    """The sanity checks' figures (the model's name in a title) and files (the data set's path)."""
+    csv = _photos(not_utf8 / "d$ata", ["a$b.png", "$\\frac{$.png"], csv_name=f"{NOT_UTF8}.csv")
+    out = not_utf8 / "sanity"
+    assert main(["sanity", "--methods", "cam", "--dataset", f"csv:{csv}", "--n", "2", "--show", "1", "--out", str(out)]) == 0
+    assert (out / "sanity_maps.png").is_file() and (out / "sanity.png").is_file()
+    assert "caf\\xe9" in (out / "sanity.md").read_text(encoding="utf-8")
+    assert "Traceback" not in capsys.readouterr().err

@@ -25,6 +25,7 @@ import pandas as pd
 
 from xaibench.errors import XaibenchError
 from xaibench.run_folder import atomic_write
+from xaibench.text import csv_text
 
 #: Read floats back exactly as written: pandas 3 does by default (and deprecates the option).
 _EXACT_FLOATS = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
@@ -92,7 +93,7 @@ class Journal:
         for column in self.array_columns:
             frame[column] = [encode_array(a) for a in frame[column]]
         new = not self.path.exists() or self.path.stat().st_size == 0  # create() not called
-        text = frame.to_csv(index=False, header=new, lineterminator="\n")
+        text = csv_text(frame, header=new)
         with open(self.path, "a", encoding="utf-8", newline="") as file:
             file.write(text)
             file.flush()

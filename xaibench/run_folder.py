@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from xaibench.errors import XaibenchError
+from xaibench.text import encode
 
 logger = logging.getLogger(__name__)
 
@@ -143,8 +144,9 @@ def _umask() -> int:
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """:func:`atomic_write` of a UTF-8 text."""
-    return atomic_write(path, lambda file: file.write(text.encode("utf-8")))
+    """:func:`atomic_write` of a UTF-8 text (a path's undecodable bytes in it written ``\\xNN``,
+    :func:`xaibench.text.encode`)."""
+    return atomic_write(path, lambda file: file.write(encode(text)))
 
 
 def writable_folder(path: str | os.PathLike, option: str = "--out") -> Path:

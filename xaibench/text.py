@@ -7,15 +7,26 @@ a ``$``. Each kind of output has one function here, used by every writer of it:
 - :func:`displayable`: a path or file name whose bytes are not UTF-8 (on Linux Python gives their
   undecodable bytes as surrogate escapes, ``'caf\\udce9'``) shown with those bytes as ``\\xNN``
   (``caf\\xe9``), so that it can be written as UTF-8 and drawn; any other text unchanged.
+- :func:`encode`: the UTF-8 bytes of a text file (Markdown, HTML, JSON), :func:`displayable`.
+- :func:`csv_text`: how every CSV file is written, each text cell :func:`displayable`.
 - :func:`literal`: text for a matplotlib figure, drawn as written: ``$`` is escaped, so that
   ``a$b`` or ``$\\frac{$`` is never read as mathtext (a parse error, or a formula in a title).
+- :func:`tolerant_output`: the command line's printed lines never fail on such a path.
+
+A path itself is never changed: files are opened by the name the user gave (``os.fsencode`` gives
+back its bytes); only the text written about it is.
 """
 
 from __future__ import annotations
 
 import re
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-__all__ = ["displayable", "literal"]
+import pandas as pd
+
+__all__ = ["csv_text", "displayable", "encode", "literal", "tolerant_output"]
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -38,3 +49,39 @@ def literal(text: object) -> str:
     :func:`displayable`, and every ``$`` escaped, so that matplotlib draws the text as written instead
     of parsing it as mathtext."""
     return displayable(str(text)).replace("$", "\\$")
+
+
+def encode(text: str) -> bytes:
+    """The UTF-8 bytes of a text file's ``text``, :func:`displayable`: never a UnicodeEncodeError."""
+    return displayable(text).encode("utf-8")
+
+
+def _cell(value: object) -> object:
+    return displayable(value) if isinstance(value, str) else value
+
+
+def csv_text(frame: pd.DataFrame, *, header: bool = True) -> str:
+    """``frame`` as CSV text (no index, ``\\n`` line ends), each text cell :func:`displayable`: how
+    every CSV file of xaibench is written."""
+    cells = frame.copy(deep=False)
+    for k in range(frame.shape[1]):
+        if pd.api.types.is_object_dtype(frame.dtypes.iloc[k]) or pd.api.types.is_string_dtype(frame.dtypes.iloc[k]):
+            cells.isetitem(k, frame.iloc[:, k].map(_cell))
+    return cells.to_csv(index=False, header=header, lineterminator="\n")
+
+
+@contextmanager
+def tolerant_output() -> Iterator[None]:
+    """While the block runs, standard output and error write a character they cannot encode (the
+    surrogate escape of a path's undecodable byte) as a backslash escape instead of raising, as
+    Python's standard error always does; their setting is restored afterwards."""
+    changed = []
+    for stream in (sys.stdout, sys.stderr):
+        if getattr(stream, "errors", None) == "strict" and callable(getattr(stream, "reconfigure", None)):
+            stream.reconfigure(errors="backslashreplace")
+            changed.append(stream)
+    try:
+        yield
+    finally:
+        for stream in changed:
+            stream.reconfigure(errors="strict")
