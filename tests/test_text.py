@@ -177,3 +177,75 @@ def test_sanity_with_a_dollar_model_on_paths_that_are_not_utf8(not_utf8, capsys,
     assert (out / "sanity_maps.png").is_file() and (out / "sanity.png").is_file()
     assert "caf\\xe9" in (out / "sanity.md").read_text(encoding="utf-8")
     assert "Traceback" not in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------ CSV formula cells
+
+#: Ids that a spreadsheet would run as formulas, one that starts with the escape itself, and one
+#: that reads as a number (kept as it is).
+FORMULAS = ["=1+1", "-x", "'quoted", "@a", "+1x", "=HYPERLINK(\"http://x\",\"y\")", "-0.5"]
+
+
+def test_csv_text_escapes_formula_cells_reversibly_and_keeps_numbers() -> None:
+    import pandas as pd
+
+    from xaibench.text import csv_text, unescape_columns
+
+    frame = pd.DataFrame({"id": [*FORMULAS, "\tt", "plain", None], "value": [-0.5, 1.0, -2.0, 3.0, -1e-3, 0.0, 7.0, 8.0, 9.0, 10.0]})
+    text = csv_text(frame)
+    assert text.splitlines() == [
+        "id,value", "'=1+1,-0.5", "'-x,1.0", "''quoted,-2.0", "'@a,3.0", "'+1x,-0.001",
+        "\"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\",0.0", "-0.5,7.0", "'\tt,8.0", "plain,9.0", ",10.0",
+    ]
+    back = unescape_columns(pd.read_csv(io.StringIO(text), dtype={"id": str}), ["id"])
+    pd.testing.assert_frame_equal(back, frame)
+
+
+def _cells(path: Path) -> list[str]:
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as file:
+        return [cell for row in csv.reader(file) for cell in row]
+
+
+@pytest.fixture
+def formula_model(monkeypatch):
+    """The built-in network named ``@builtin``, its classes named ``=<name>``."""
+    load = models.load_model
+
+    def renamed(*args, **kwargs):
+        model = load(*args, **kwargs)
+        return dataclasses.replace(model, class_names=[f"={n}" for n in model.class_names], name="@builtin")
+
+    monkeypatch.setattr(models, "load_model", renamed)
+
+
+def test_formula_ids_and_names_are_escaped_in_every_csv_and_read_back(tmp_path, formula_model) -> None:
+    """A run whose ids, class names and model name start with =, -, +, @ or ': no cell of any CSV of
+    the run or its report would run as a formula, and summarize, --resume and report see the names
+    as they were."""
+    import pandas as pd
+
+    from xaibench.harness import read_per_image, read_thumbnails
+
+    names = ["=1+1.png", "-x.png", "'quoted.png", "@a.png", "+1x.png", "=SUM(A1;A2).png", "-0.5"]
+    csv = _photos(tmp_path / "data", names)
+    out, report = tmp_path / "run", tmp_path / "report"
+    argv = ["run", "--dataset", f"csv:{csv}", "--methods", "cam,center", "--out", str(out)]
+    assert main(argv) == 0
+    assert main(["report", str(out), "--out", str(report)]) == 0
+    for path in [*out.glob("*.csv"), *report.glob("*.csv")]:
+        for cell in _cells(path):
+            number = cell.lstrip("+-").replace(".", "", 1).replace("e-", "").replace("e+", "").isdigit()
+            assert not cell.startswith(("=", "+", "-", "@", "\t", "\r")) or number, (path.name, cell)
+    assert "'=1+1.png" in _cells(out / "per_image.csv") and "-0.5" in _cells(out / "per_image.csv")
+    rows = read_per_image(out)
+    assert sorted(set(rows.image_id)) == sorted(names) and set(rows.model) == {"@builtin"}
+    images, _ = read_thumbnails(out)
+    assert set(images.class_name) <= {"=disk", "=square", "=triangle", "=cross", "=ring", "=star"}
+    before = (out / "per_image.csv").read_bytes()
+    assert main([*argv, "--resume"]) == 0  # every (image, method) is found done: nothing appended
+    assert (out / "per_image.csv").read_bytes() == before
+    assert main(["summarize", str(out)]) == 0
+    summary = pd.read_csv(out / "summary.csv")
+    assert set(summary.model) == {"'@builtin"}  # as a spreadsheet shows it: @builtin, as text

@@ -25,7 +25,7 @@ import pandas as pd
 
 from xaibench.errors import XaibenchError
 from xaibench.run_folder import atomic_write
-from xaibench.text import csv_text
+from xaibench.text import csv_text, unescape_columns
 
 #: Read floats back exactly as written: pandas 3 does by default (and deprecates the option).
 _EXACT_FLOATS = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
@@ -137,6 +137,7 @@ class Journal:
             )
         except (ValueError, pd.errors.ParserError) as error:  # ParserError names the line
             raise self._damaged(" ".join(str(error).split())) from error
+        unescape_columns(frame, self.text_columns + self.array_columns)  # csv_text wrote =x as '=x
         for column in frame.columns.difference(self.text_columns + self.array_columns):
             if pd.api.types.is_numeric_dtype(frame[column]):
                 continue

@@ -2,13 +2,18 @@
 
 Paths, file names, image ids, class names, data set strings and the names of methods and metrics
 come from the user, their files and their plugins, and may hold anything: bytes that are not UTF-8,
-a ``$``. Each kind of output has one function here, used by every writer of it:
+a ``$``, a leading ``=``. Each kind of output has one function here, used by every writer of it:
 
 - :func:`displayable`: a path or file name whose bytes are not UTF-8 (on Linux Python gives their
   undecodable bytes as surrogate escapes, ``'caf\\udce9'``) shown with those bytes as ``\\xNN``
   (``caf\\xe9``), so that it can be written as UTF-8 and drawn; any other text unchanged.
 - :func:`encode`: the UTF-8 bytes of a text file (Markdown, HTML, JSON), :func:`displayable`.
-- :func:`csv_text`: how every CSV file is written, each text cell :func:`displayable`.
+- :func:`csv_text`: how every CSV file is written, each text cell :func:`displayable` and
+  :func:`escape_cell` d: a cell that a spreadsheet would run as a formula (text starting with ``=``,
+  ``+``, ``-``, ``@``, a tab or a carriage return) gets a leading ``'``, as OWASP advises against
+  CSV injection, and so does a cell starting with ``'``, so that the encoding is reversible: every
+  reader of xaibench's CSV files decodes it (:func:`unescape_columns`) and sees the text as it was.
+  Numbers, and text that reads as a number (``-0.5``), are written as they are.
 - :func:`literal`: text for a matplotlib figure, drawn as written: ``$`` is escaped, so that
   ``a$b`` or ``$\\frac{$`` is never read as mathtext (a parse error, or a formula in a title).
 - :func:`tolerant_output`: the command line's printed lines never fail on such a path.
@@ -21,14 +26,19 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import pandas as pd
 
-__all__ = ["csv_text", "displayable", "encode", "literal", "tolerant_output"]
+__all__ = ["csv_text", "displayable", "encode", "escape_cell", "literal", "tolerant_output", "unescape_cell",
+           "unescape_columns"]
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+#: The first characters that make a spreadsheet take a cell for a formula (OWASP: CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_QUOTE = "'"
+_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 
 
 def _shown(match: re.Match) -> str:
@@ -56,18 +66,41 @@ def encode(text: str) -> bytes:
     return displayable(text).encode("utf-8")
 
 
+def escape_cell(value: object) -> object:
+    """A CSV cell as xaibench writes it: a text that a spreadsheet would take for a formula (it starts
+    with one of :data:`FORMULA_STARTS`) or that starts with ``'`` gets a leading ``'``; numbers, text
+    that reads as a number (``-0.5``, ``+3``, ``-1e-3``) and other values are returned as they are."""
+    if isinstance(value, str) and value[:1] in (*FORMULA_STARTS, _QUOTE) and not _NUMBER.fullmatch(value):
+        return _QUOTE + value
+    return value
+
+
+def unescape_cell(value: object) -> object:
+    """The inverse of :func:`escape_cell`: a text's leading ``'`` removed."""
+    return value[1:] if isinstance(value, str) and value.startswith(_QUOTE) else value
+
+
 def _cell(value: object) -> object:
-    return displayable(value) if isinstance(value, str) else value
+    return escape_cell(displayable(value)) if isinstance(value, str) else value
 
 
 def csv_text(frame: pd.DataFrame, *, header: bool = True) -> str:
-    """``frame`` as CSV text (no index, ``\\n`` line ends), each text cell :func:`displayable`: how
-    every CSV file of xaibench is written."""
+    """``frame`` as CSV text (no index, ``\\n`` line ends), each text cell :func:`displayable` and
+    :func:`escape_cell` d: how every CSV file of xaibench is written."""
     cells = frame.copy(deep=False)
     for k in range(frame.shape[1]):
         if pd.api.types.is_object_dtype(frame.dtypes.iloc[k]) or pd.api.types.is_string_dtype(frame.dtypes.iloc[k]):
             cells.isetitem(k, frame.iloc[:, k].map(_cell))
     return cells.to_csv(index=False, header=header, lineterminator="\n")
+
+
+def unescape_columns(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """``frame``, read from a CSV file that :func:`csv_text` wrote, with the cells of its text
+    ``columns`` decoded (:func:`unescape_cell`), in place."""
+    for column in columns:
+        if column in frame.columns:
+            frame[column] = frame[column].map(unescape_cell)
+    return frame
 
 
 @contextmanager
