@@ -1,5 +1,7 @@
-"""Text from outside the program (paths, file names, ids, class names, method names) where xaibench
-puts it: figures draw it as written, never as mathtext."""
+"""Text from outside the program (paths, file names, ids, class names, model and method names) where
+xaibench puts it (xaibench/text.py): figures draw it as written, never as mathtext; names whose bytes
+are not UTF-8 are written and read back; CSV cells a spreadsheet would run as formulas are escaped
+and decoded back."""
 
 from __future__ import annotations
 
@@ -54,15 +56,14 @@ def test_displayable_shows_undecodable_bytes_and_keeps_other_text() -> None:
     assert literal(os.fsdecode(b"a$\xe9")) == "a\\$\\xe9"
 
 
-def _photos(folder: Path, names: list[str], csv_name: str = "boxes.csv", labels=None) -> Path:
+def _photos(folder: Path, names: list[str], csv_name: str = "boxes.csv") -> Path:
     """Small random photos named ``names`` in ``folder``, and a CSV data set of them (index labels)."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     rows = ["image,label,x0,y0,x1,y1"]
     for k, name in enumerate(names):
         Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(folder / name, format="PNG")
-        label = k % 3 if labels is None else labels[k]
-        rows.append(f'"{name}",{label},2,2,30,30')
+        rows.append(f'"{name}",{k % 3},2,2,30,30')
     (folder / csv_name).write_text("\n".join(rows) + "\n", encoding="utf-8")
     return folder / csv_name
 
