@@ -572,6 +572,48 @@ def test_csv_encodings(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None
     assert ds[0].boxes.tolist() == [[0, 0, 3, 3]]  # the image is found: 10 x 10 -> 8 x 8
 
 
+def test_a_latin1_csv_names_files_by_their_latin1_bytes(tmp_path: Path) -> None:
+    """A CSV saved as Latin-1 naming files whose names are those Latin-1 bytes (as on a Linux disk
+    written from such a system): each name is the file with the same bytes, the id and the label read
+    as Latin-1; a name whose bytes name no file falls back to the file of its Latin-1 reading."""
+    try:
+        write_image(tmp_path / os.fsdecode(b"caf\xe9.png"), 10, 10)
+    except (OSError, UnicodeError):
+        pytest.skip("this file system takes only UTF-8 file names")
+    Image.fromarray(np.pad(np.ones((4, 4), np.uint8) * 255, 3)).save(tmp_path / os.fsdecode(b"caf\xe9-mask.png"))
+    write_image(tmp_path / os.fsdecode(b"d\xe9j\xe0.png"), 12, 12, seed=1)  # these bytes win over ...
+    write_image(tmp_path / "déjà.png", 20, 20, seed=2)  # ... the UTF-8 name of the same text
+    write_image(tmp_path / "crème.png", 16, 16, seed=3)  # only the UTF-8 name exists
+    rows = ("image,label,x0,y0,x1,y1,mask\ncafé.png,crème,0,0,4,4,café-mask.png\ndéjà.png,crème,0,0,4,4,\n"
+            "crème.png,brûlée,1,1,5,5,\n")
+    (tmp_path / "latin.csv").write_bytes(rows.encode("latin-1"))
+    ds = load_csv(str(tmp_path / "latin.csv"), image_size=SIZE)
+    assert [r.id for r in ds.records] == ["café.png", "déjà.png", "crème.png"] and ds.class_names == ["brûlée", "crème"]
+    assert [os.fsencode(r.path.name) for r in ds.records] == [b"caf\xe9.png", b"d\xe9j\xe0.png", "crème.png".encode()]
+    first = ds[0]  # the image and its mask are read
+    assert first.mask is not None and first.mask.any() and tuple(first.image.shape[-2:]) == SIZE
+    assert ds.records[1].path.stat().st_size == (tmp_path / os.fsdecode(b"d\xe9j\xe0.png")).stat().st_size
+    assert tuple(ds[2].image.shape[-2:]) == SIZE
+
+
+def test_a_run_on_a_latin1_csv_of_latin1_files(tmp_path: Path) -> None:
+    from xaibench.cli import main
+
+    try:
+        for k, name in enumerate((b"caf\xe9.png", b"na\xefve.png")):
+            write_image(tmp_path / os.fsdecode(name), 40, 40, seed=k)
+    except (OSError, UnicodeError):
+        pytest.skip("this file system takes only UTF-8 file names")
+    (tmp_path / "latin.csv").write_bytes("image,label,x0,y0,x1,y1\ncafé.png,disk,4,4,30,30\nnaïve.png,ring,2,2,20,20\n"
+                                         .encode("latin-1"))
+    out = tmp_path / "run"
+    assert main(["run", "--dataset", f"csv:{tmp_path / 'latin.csv'}", "--methods", "cam", "--out", str(out)]) == 0
+    import pandas as pd
+
+    assert pd.read_csv(out / "per_image.csv").image_id.tolist() == ["café.png", "naïve.png"]
+    assert pd.read_csv(out / "skipped.csv").empty
+
+
 @pytest.mark.parametrize(
     ("row", "message"),
     [

@@ -91,3 +91,18 @@ def test_a_damaged_line_is_one_error_naming_it(tmp_path, damage, message) -> Non
     path.write_text("\n".join(lines))
     with pytest.raises(XaibenchError, match=rf"rows.csv is damaged \(.*({message}).*\); repair or delete that line \(deleting it loses its row\)"):
         journal.read()
+
+
+def test_text_a_spreadsheet_would_run_is_escaped_and_read_back(tmp_path) -> None:
+    """CSV injection: a text cell starting with =, +, -, @ (or the escape ' itself) is written with a
+    leading ', and read back as it was; a negative number is written as it is."""
+    journal = _journal(tmp_path / "rows.csv")
+    journal.create()
+    ids = ["=1+1", "-x", "'quoted", "@a", "+SUM(1)", "-0.5", "ok"]
+    journal.append(_frame(ids, start=-1.0))
+    lines = (tmp_path / "rows.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in lines[1:]] == ["'=1+1", "'-x", "''quoted", "'@a", "'+SUM(1)", "-0.5", "ok"]
+    assert lines[1].split(",")[1] == "-1.0"  # a number, not the text '-1.0
+    back = journal.read()
+    assert back.id.tolist() == ids and back.value.tolist() == _frame(ids, start=-1.0).value.tolist()
+    assert journal.read(lambda f: f.id == "=1+1").value.tolist() == [-1.0]  # decoded before the filter

@@ -92,3 +92,56 @@ def test_create_explainer_refuses_unknown_options(model) -> None:
     with pytest.raises(XaibenchError, match="method 'center' has no option 'width'; its options: sigma=0.25"):
         xaibench.create_explainer("center", model, width=3)
     assert xaibench.create_explainer("center", model, sigma=0.5).sigma == 0.5
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "[" * 4000 + "]" * 4000,  # a list in a list ... (Python's parser stops at 200 brackets)
+        "(" * 300 + "1" + ",)" * 300,  # tuples
+        "{1: " * 1500 + "1" + "}" * 1500,  # dicts
+        "[" * 21 + "]" * 21,  # just past the limit
+        "-" * 2500 + "1",  # RecursionError in the parser
+        "-" * 9000 + "1",  # MemoryError in the parser
+        "1+" * 4000 + "1",  # a chain of operators nests too
+        "not " * 2400 + "1",
+    ],
+    ids=["lists", "tuples", "dicts", "21 lists", "unary 2500", "unary 9000", "a chain", "not"],
+)
+def test_a_value_nested_too_deep_is_one_short_error(value) -> None:
+    for text in (f"center(sigma={value})", f"cam,pointing(tolerance={value})"):
+        with pytest.raises(XaibenchError) as raised:
+            parse_methods(text)
+        message = str(raised.value)
+        assert "nests deeper than 20 levels" in message and "write a flatter value" in message, message[:300]
+        assert len(message) < 300 and "\n" not in message
+
+
+def test_a_value_at_the_depth_limit_is_read() -> None:
+    expected = 1
+    for _ in range(19):
+        expected = (expected,)
+    assert parse_methods("center(sigma=" + "(" * 19 + "1" + ",)" * 19 + ")")[0].options["sigma"] == expected
+    assert parse_methods("x(a={'k': [(-1.5, 2)]})")[0].options == {"a": {"k": [(-1.5, 2)]}}
+
+
+@pytest.mark.parametrize("text", ["center(sigma=" + "-" * 100_000 + "1)", "cam," * 3000, "x(s='" + "a" * 20_000 + "')"],
+                         ids=["operators", "names", "a string"])
+def test_a_text_too_long_is_one_short_error(text) -> None:
+    with pytest.raises(XaibenchError, match=r"characters long, more than 10,000; name fewer methods, or give them "
+                                            r"shorter options$") as raised:
+        parse_methods(text)
+    assert len(str(raised.value)) < 300
+
+
+@pytest.mark.parametrize("option", ["--methods", "--metrics"])
+def test_the_command_line_refuses_a_deep_option_in_one_line(option, capsys, tmp_path) -> None:
+    from xaibench.cli import main
+
+    value = {"--methods": "center(sigma=" + "[" * 3000 + "]" * 3000 + ")",
+             "--metrics": "pointing(tolerance=" + "-" * 3000 + "1)"}[option]
+    assert main(["run", option, value, "--n", "2", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("xaibench: error: cannot read the options of") and "nests deeper than 20 levels" in err
+    assert err.count("\n") == 1 and len(err) < 300
+    assert not (tmp_path / "run").exists()

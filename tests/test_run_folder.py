@@ -203,3 +203,15 @@ def test_commands_check_their_output_folder_before_working(tmp_path, capsys, mon
 def test_unique_folder(tmp_path) -> None:
     first, second = unique_folder(tmp_path, "run"), unique_folder(tmp_path, "run")
     assert (first.name, second.name) == ("run", "run-2") and first.is_dir() and second.is_dir()
+
+
+@pytest.mark.parametrize("text", ["[" * 100_000 + "]" * 100_000, '{"seed": ' + '{"a": ' * 50_000 + "1" + "}" * 50_001],
+                         ids=["lists", "objects"])
+def test_a_config_nested_too_deep_is_the_damaged_error(tmp_path, text) -> None:
+    (tmp_path / CONFIG).write_text(text)
+    with pytest.raises(XaibenchError, match=r"config.json is damaged \(its values nest too deeply to be read\); restore "
+                                            r"it, or start the run again with --overwrite"):
+        read_config(tmp_path)
+    with pytest.raises(XaibenchError, match="config.json is damaged"):
+        with RunFolder(tmp_path, "resume") as folder:
+            folder.start({"seed": 0})

@@ -29,6 +29,7 @@ from xaibench.run_folder import (
     writable_folder,
 )
 from xaibench.seeding import MAX_SEED
+from xaibench.text import tolerant_output
 
 DEFAULT_METHODS = "cam,gradcam,saliency"
 DEFAULT_SANITY_METHODS = "cam,gradcam,saliency,guided_backprop"
@@ -228,7 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "report": _report,
     }
     try:
-        with _pixel_limit(getattr(args, "max_image_pixels", None)):  # the commands that read image files
+        with tolerant_output(), _pixel_limit(getattr(args, "max_image_pixels", None)):  # the commands that read image files
             return commands[args.command](args)
     except KeyboardInterrupt as stop:
         print("xaibench: interrupted", file=sys.stderr)

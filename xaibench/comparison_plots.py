@@ -3,7 +3,8 @@ threshold, the distribution of per-image IoU, accuracy at IoU 0.3 / 0.5 / 0.7, a
 (each method's best and worst images; a few images per class, as the CAM paper's Figure 3).
 
 Every function returns a :class:`matplotlib.figure.Figure` (no pyplot, no global state), or None when
-the runs hold nothing to draw; :func:`png` and :func:`jpeg` turn one into a file's bytes.
+the runs hold nothing to draw; :func:`png` and :func:`jpeg` turn one into a file's bytes. Names of
+methods, models, data sets and classes are drawn as written (:func:`xaibench.text.literal`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from matplotlib.patches import Rectangle
 from xaibench import localization, thumbnails
 from xaibench.comparison import Comparison
 from xaibench.metric import Metric
+from xaibench.text import literal
 from xaibench.viz import DEFAULT_ALPHA, DEFAULT_CMAP, heatmap_overlay
 
 #: The per-image column of the CAM-protocol IoU (the ``mean_iou`` metric's) and the columns of the
@@ -102,16 +104,16 @@ def metric_bars(summary: pd.DataFrame, metrics: dict[str, Metric]) -> Figure | N
             rows_g = part[(part.dataset == dataset) & (part.model == model)].set_index("method").reindex(methods)
             x = np.arange(len(methods)) + (g - (len(groups) - 1) / 2) * step
             ax.bar(x, rows_g.value.to_numpy(dtype=float), width=step, color=colours[g % len(colours)],
-                   label=_group_label(dataset, model, len({d for d, _ in groups}) > 1))
+                   label=literal(_group_label(dataset, model, len({d for d, _ in groups}) > 1)))
             # The interval as drawn lines, not yerr: a bootstrap interval need not contain the value
             # (MaxBoxAcc re-picks its threshold per resample; rounding), which yerr cannot show.
             low, high = rows_g.ci_low.to_numpy(dtype=float), rows_g.ci_high.to_numpy(dtype=float)
             ax.vlines(x, low, high, color="k", lw=0.8)
             ax.hlines(np.concatenate([low, high]), np.tile(x - step / 6, 2), np.tile(x + step / 6, 2), color="k", lw=0.8)
-        ax.set_title(f"{metric.title or name}{f' ({metric.direction})' if metric.direction else ''}", fontsize=9)
-        ax.set_ylabel(metric.unit, fontsize=8)
+        ax.set_title(literal(f"{metric.title or name}{f' ({metric.direction})' if metric.direction else ''}"), fontsize=9)
+        ax.set_ylabel(literal(metric.unit), fontsize=8)
         ax.set_xticks(range(len(methods)))
-        ax.set_xticklabels(methods, rotation=60, ha="right", fontsize=7)
+        ax.set_xticklabels([literal(m) for m in methods], rotation=60, ha="right", fontsize=7)
         ax.grid(axis="y", alpha=0.3)
     for ax in axes[len(names):]:
         ax.set_visible(False)
@@ -138,14 +140,14 @@ def box_accuracy_vs_threshold(curves: pd.DataFrame) -> Figure | None:
     for ax, (dataset, model) in zip(axes, groups):
         part = curves[(curves.dataset == dataset) & (curves.model == model)]
         for method, rows in part.groupby("method", sort=False):
-            (line,) = ax.plot(rows.threshold, rows[localization.V1_CURVE], lw=1.2, label=method)
+            (line,) = ax.plot(rows.threshold, rows[localization.V1_CURVE], lw=1.2, label=literal(method))
             best = rows[localization.V1_CURVE].to_numpy().argmax()
             ax.plot(rows.threshold.iloc[best], rows[localization.V1_CURVE].iloc[best], "o", color=line.get_color(), ms=5)
             ax.annotate(f"{rows.threshold.iloc[best]:.2f}", (rows.threshold.iloc[best], rows[localization.V1_CURVE].iloc[best]),
                         textcoords="offset points", xytext=(3, 3), fontsize=6, color=line.get_color())
         ax.axvline(localization.CAM_TAU, color="grey", ls=":", lw=0.8)
-        ax.set_title(_wrapped(f"{_group_label(dataset, model, several)}: box accuracy at IoU {localization.IOU_THRESHOLD} (dots: best "
-                              f"threshold; dotted: the CAM paper's {localization.CAM_TAU})", 6.0), fontsize=8)
+        ax.set_title(literal(_wrapped(f"{_group_label(dataset, model, several)}: box accuracy at IoU {localization.IOU_THRESHOLD} "
+                                      f"(dots: best threshold; dotted: the CAM paper's {localization.CAM_TAU})", 6.0)), fontsize=8)
         ax.set_xlabel("map threshold (on the min-max scaled map)", fontsize=8)
         ax.set_ylabel("box accuracy (%)", fontsize=8)
         ax.set_ylim(0, 100)
@@ -173,12 +175,12 @@ def accuracy_at_iou(curves: pd.DataFrame) -> Figure | None:
         for k, (column, d) in enumerate(zip(columns, localization.V2_IOU_THRESHOLDS)):
             ax.bar(x + (k - 1) * step, part[column], width=step, label=f"IoU >= {d}")
         ax.set_xticks(x)
-        ax.set_xticklabels(part.method, rotation=60, ha="right", fontsize=7)
+        ax.set_xticklabels([literal(m) for m in part.method], rotation=60, ha="right", fontsize=7)
         ax.set_ylabel("box accuracy (%)", fontsize=8)
         ax.set_ylim(0, 100)
         ious = " / ".join(f"{d:g}" for d in localization.V2_IOU_THRESHOLDS)
-        ax.set_title(_wrapped(f"{_group_label(dataset, model, several)}: accuracy at IoU {ious} (best map "
-                              "threshold, any contour)", width), fontsize=8)
+        ax.set_title(literal(_wrapped(f"{_group_label(dataset, model, several)}: accuracy at IoU {ious} (best map "
+                                      "threshold, any contour)", width)), fontsize=8)
         ax.grid(axis="y", alpha=0.3)
         ax.legend(fontsize=7)
     return fig
@@ -208,11 +210,11 @@ def iou_distribution(per_image: pd.DataFrame, *, tau: float = localization.CAM_T
             ax.plot(k + rng.uniform(-0.18, 0.18, v.size), v, ".", ms=2, alpha=0.5, color="k")
         ax.axhline(localization.IOU_THRESHOLD, color="grey", ls=":", lw=0.8)
         ax.set_xticks(range(1, len(names) + 1))
-        ax.set_xticklabels(names, rotation=60, ha="right", fontsize=7)
+        ax.set_xticklabels([literal(m) for m in names], rotation=60, ha="right", fontsize=7)
         ax.set_ylim(-0.02, 1.02)
         ax.set_ylabel("IoU", fontsize=8)
-        ax.set_title(_wrapped(f"{_group_label(dataset, model, several)}: per-image IoU of the CAM box "
-                              f"(threshold {tau:g}; dotted: {localization.IOU_THRESHOLD:g})", width), fontsize=8)
+        ax.set_title(literal(_wrapped(f"{_group_label(dataset, model, several)}: per-image IoU of the CAM box "
+                                      f"(threshold {tau:g}; dotted: {localization.IOU_THRESHOLD:g})", width)), fontsize=8)
         ax.grid(axis="y", alpha=0.3)
     return fig
 
@@ -270,7 +272,7 @@ def gallery(
         axes[r, 0].imshow(image)
         for box in row.boxes:
             _box(axes[r, 0], box, scale, "lime")
-        axes[r, 0].set_ylabel("\n".join([row.class_name, *why[:3]]), fontsize=6)
+        axes[r, 0].set_ylabel(literal("\n".join([row.class_name, *why[:3]])), fontsize=6)
         for c, method in enumerate(methods, start=1):
             ax = axes[r, c]
             if (index, method) not in maps.index:
@@ -286,13 +288,13 @@ def gallery(
             ax.text(1, 1, f"IoU {value:.2f}", color="white", fontsize=6, va="top",
                     bbox={"facecolor": "black", "alpha": 0.6, "pad": 1, "lw": 0})
     for c, title in enumerate(["image, ground truth", *methods]):
-        axes[0, c].set_title(title, fontsize=7)
+        axes[0, c].set_title(literal(title), fontsize=7)
     for ax in axes.ravel():
         ax.set_xticks([])
         ax.set_yticks([])
     _colour_bar(fig, axes, cmap)
-    fig.suptitle(textwrap.fill(f"{model} on {dataset_label(dataset)}: each method's best and worst image by IoU (green: ground "
-                               "truth; white: the method's box)", 20 * (len(methods) + 1)), fontsize=9)
+    fig.suptitle(literal(textwrap.fill(f"{model} on {dataset_label(dataset)}: each method's best and worst image by IoU "
+                                       "(green: ground truth; white: the method's box)", 20 * (len(methods) + 1))), fontsize=9)
     return fig
 
 
@@ -330,7 +332,8 @@ def class_gallery(
             image, _ = _thumbnail(row)
             saliency = thumbnails.map_image(maps.loc[row["index"], "map"], image.shape[:2])
             ax.imshow(heatmap_overlay(image, saliency, cmap=cmap, alpha=alpha))
-        axes[r, 0].set_ylabel(members.iloc[0].class_name, fontsize=8)
+        axes[r, 0].set_ylabel(literal(members.iloc[0].class_name), fontsize=8)
     _colour_bar(fig, axes, cmap)
-    fig.suptitle(textwrap.fill(f"{method} maps of the explained class, {model} on {dataset_label(dataset)}", 22 * width + 10), fontsize=9)
+    fig.suptitle(literal(textwrap.fill(f"{method} maps of the explained class, {model} on {dataset_label(dataset)}",
+                                       22 * width + 10)), fontsize=9)
     return fig

@@ -41,6 +41,7 @@ from xaibench.report import (
 from xaibench.run_folder import (
     BOX_ACCURACY_CURVES, CONFIG, REPORT_HTML, SUMMARY_CSV, SUMMARY_MD, atomic_write, atomic_write_text,
 )
+from xaibench.text import csv_text
 from xaibench.viz import DEFAULT_ALPHA, DEFAULT_CMAP, metric_curves_figure
 
 PAIRWISE_CSV = "pairwise.csv"
@@ -264,7 +265,7 @@ def write_report(report: Report, out: str | Path) -> Path:
             stale.unlink()
 
     def csv(name: str, frame: pd.DataFrame) -> None:
-        atomic_write_text(out / name, frame.to_csv(index=False, lineterminator="\n"))
+        atomic_write_text(out / name, csv_text(frame))
 
     csv(SUMMARY_CSV, report.summary)
     csv(PAIRWISE_CSV, report.pairwise)

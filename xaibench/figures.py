@@ -49,6 +49,7 @@ from xaibench.explainer import Explainer, Explanation, create_explainer
 from xaibench.method_spec import MethodSpec, parse_methods
 from xaibench.models import Model, eval_mode
 from xaibench.run_folder import atomic_write
+from xaibench.text import literal
 from xaibench.viz import DEFAULT_ALPHA, DEFAULT_CMAP, check_style
 
 if TYPE_CHECKING:
@@ -297,7 +298,8 @@ def explain_figure(
     row (titled ``title``) and is hidden in the others; its other panels are titled
     :func:`class_title` (class name and probability), and the first of them has the method's name as
     its y label. Each panel's label (``ax.get_label()``) is ``"image"``, or ``"METHOD:INDEX"`` for a
-    map; a map panel's second image (``ax.images[1].get_array()``) is the map itself.
+    map; a map panel's second image (``ax.images[1].get_array()``) is the map itself. Every text is
+    drawn as written (:func:`xaibench.text.literal`: a ``$`` in a file or class name is no mathtext).
 
     Args:
         image: An image file, a PIL image (both read with :func:`load_photo`: upright, resized to
@@ -354,7 +356,7 @@ def explain_figure(
         if row == 0:
             first.imshow(shown)
             shown_title = title if title is not None else default_title
-            first.set_title(shown_title, fontsize=_title_points([shown_title], figsize, columns))
+            first.set_title(literal(shown_title), fontsize=_title_points([shown_title], figsize, columns))
         else:
             first.set_visible(False)
         maps = explanation.maps.detach().float().cpu().numpy()
@@ -363,9 +365,9 @@ def explain_figure(
             ax.set_label(f"{method.name}:{class_index}")
             ax.imshow(shown)
             ax.imshow(maps[col - 1], cmap=cmap, alpha=alpha, vmin=0.0, vmax=1.0)
-            ax.set_title(titles[col - 1], fontsize=title_points)
+            ax.set_title(literal(titles[col - 1]), fontsize=title_points)
             if col == 1:
-                ax.set_ylabel(method.name, fontsize=10, fontweight="bold")
+                ax.set_ylabel(literal(method.name), fontsize=10, fontweight="bold")
             if not bool(explanation.finite[col - 1]):
                 _note(ax, "no map:\nNaN or inf values")
             elif bool(explanation.constant[col - 1]):
@@ -378,7 +380,7 @@ def explain_figure(
         shrink=0.9 if rows > 1 else 0.8, aspect=12 * rows, pad=0.02,
     ).set_label("map (min-max scaled)", fontsize=8)
     scope = f"class {model.class_names[classes[0][0]]}" if class_name is not None else f"top-{len(classes)} classes"
-    fig.suptitle(f"{model.name}: {scope}", fontsize=10)
+    fig.suptitle(literal(f"{model.name}: {scope}"), fontsize=10)
     return fig
 
 

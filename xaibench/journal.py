@@ -37,6 +37,7 @@ import pandas as pd
 from xaibench.errors import XaibenchError
 from xaibench.own_files import open_own, read_own_bytes
 from xaibench.run_folder import atomic_write
+from xaibench.text import csv_text, unescape_columns
 
 _BOM = "\ufeff"
 
@@ -163,7 +164,7 @@ class Journal:
         descriptor = open_own(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)  # never through a link
         with os.fdopen(descriptor, "a", encoding="utf-8", newline="") as file:
             new = os.fstat(descriptor).st_size == 0  # create() not called
-            file.write(frame.to_csv(index=False, header=new, lineterminator="\n"))
+            file.write(csv_text(frame, header=new))
             file.flush()
             os.fsync(descriptor)
 
@@ -215,6 +216,7 @@ class Journal:
             )
         except (ValueError, pd.errors.ParserError) as error:  # ParserError names the line
             raise self._damaged(" ".join(str(error).split())) from error
+        unescape_columns(frame, self.text_columns + self.array_columns)  # csv_text wrote =x as '=x
         for column in frame.columns.difference(self.text_columns + self.array_columns):
             if pd.api.types.is_numeric_dtype(frame[column]):
                 continue

@@ -8,7 +8,9 @@ Values are Python literals (numbers, strings, True/False/None, tuples); a bare w
 string. The options are the keyword parameters of the method's constructor, checked against it
 (:func:`check_options`): an unknown option or a value of the wrong type is an error that lists the
 valid options with their defaults, and :func:`effective_options` gives every option with the value a
-run uses, for ``config.json``.
+run uses, for ``config.json``. A text longer than :data:`MAX_TEXT` characters, or a value nested
+deeper than :data:`MAX_DEPTH` levels, is refused with one line (Python's parser would run out of
+stack on it).
 """
 
 from __future__ import annotations
@@ -19,6 +21,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from xaibench.errors import XaibenchError
+
+#: The longest text of methods (or metrics) with their options that is read, in characters.
+MAX_TEXT = 10_000
+#: The deepest an option's value may nest: brackets, and operators, inside one another (``1`` is one
+#: level, ``[(1, -2)]`` four).
+MAX_DEPTH = 20
+#: How much of a long text an error message quotes.
+_QUOTED = 80
 
 
 @dataclass(frozen=True)
@@ -43,50 +53,88 @@ def parse_methods(text: str) -> list[MethodSpec]:
     """Split ``"a,b(k=1, s='x'),c"`` into :class:`MethodSpec` s.
 
     Raises:
-        XaibenchError: unbalanced parentheses, an option without ``=``, or a malformed value.
+        XaibenchError: unbalanced parentheses, an option without ``=``, a malformed value, a value
+            nested deeper than :data:`MAX_DEPTH` levels, or a text longer than :data:`MAX_TEXT`.
     """
-    specs, depth, start, quote, escaped = [], 0, 0, "", False
+    if len(text) > MAX_TEXT:
+        raise XaibenchError(
+            f"cannot read the methods '{_quoted(text)}': the text is {len(text):,} characters long, more than "
+            f"{MAX_TEXT:,}; name fewer methods, or give them shorter options"
+        )
+    specs, depth, nested, start, quote, escaped = [], 0, 0, 0, "", False
     for k, char in enumerate(text + ","):
         if quote:  # inside a string value: its parentheses and commas are text
             escaped, quote = (not escaped and char == "\\"), ("" if char == quote and not escaped else quote)
-        elif char in "'\"":
+            continue
+        nested += (char in "([{") - (char in ")]}")
+        if nested > MAX_DEPTH + 1:  # the method's own parentheses and the value's brackets
+            raise _too_deep(text[start:].lstrip())
+        if char in "'\"":
             quote = char
         elif char == "(":
             depth += 1
         elif char == ")":
             depth -= 1
             if depth < 0:
-                raise XaibenchError(f"cannot read the methods '{text}': a ')' without its '('")
+                raise XaibenchError(f"cannot read the methods '{_quoted(text)}': a ')' without its '('")
         elif char == "," and depth == 0:
             part = text[start:k].strip()
             if part:
                 specs.append(_parse_one(part, text))
             start = k + 1
     if quote:
-        raise XaibenchError(f"cannot read the methods '{text}': a {quote} without its closing {quote}")
+        raise XaibenchError(f"cannot read the methods '{_quoted(text)}': a {quote} without its closing {quote}")
     if depth:
-        raise XaibenchError(f"cannot read the methods '{text}': a '(' without its ')'")
+        raise XaibenchError(f"cannot read the methods '{_quoted(text)}': a '(' without its ')'")
     return specs
+
+
+def _quoted(text: str) -> str:
+    """``text`` as a message quotes it: whole, or its start when it is long."""
+    return text if len(text) <= _QUOTED else f"{text[:_QUOTED - 3]}..."
+
+
+def _too_deep(part: str) -> XaibenchError:
+    return XaibenchError(
+        f"cannot read the options of '{_quoted(part)}': a value nests deeper than {MAX_DEPTH} levels (brackets or "
+        "operators inside one another); write a flatter value"
+    )
+
+
+def _nesting(value: ast.expr) -> int:
+    """How many levels deep the expressions of ``value`` nest (1 for a constant), without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, level = stack.pop()
+        deepest = max(deepest, level)
+        stack.extend((child, level + 1) for child in ast.iter_child_nodes(node) if isinstance(child, ast.expr))
+    return deepest
 
 
 def _parse_one(part: str, text: str) -> MethodSpec:
     name, paren, rest = part.partition("(")
     name = name.strip()
     if not name.replace("_", "").replace("-", "").isalnum():
-        raise XaibenchError(f"cannot read the method '{part}' in '{text}': write NAME or NAME(option=value, ...)")
+        raise XaibenchError(
+            f"cannot read the method '{_quoted(part)}' in '{_quoted(text)}': write NAME or NAME(option=value, ...)"
+        )
     if not paren:
         return MethodSpec(name)
     if not rest.rstrip().endswith(")"):
-        raise XaibenchError(f"cannot read the method '{part}': text after its ')'")
+        raise XaibenchError(f"cannot read the method '{_quoted(part)}': text after its ')'")
     try:
         call = ast.parse(f"f({rest.rstrip()[:-1]})", mode="eval").body
     except SyntaxError:
-        raise XaibenchError(f"cannot read the options of '{part}': write {name}(option=value, ...)") from None
+        raise XaibenchError(f"cannot read the options of '{_quoted(part)}': write {name}(option=value, ...)") from None
+    except (RecursionError, MemoryError):  # the parser's stack, e.g. thousands of '-' before a number
+        raise _too_deep(part) from None
+    if any(_nesting(keyword.value) > MAX_DEPTH for keyword in call.keywords):
+        raise _too_deep(part)
     if call.args or any(k.arg is None for k in call.keywords):
-        raise XaibenchError(f"the options of '{part}' must be named: {name}(option=value, ...)")
+        raise XaibenchError(f"the options of '{_quoted(part)}' must be named: {name}(option=value, ...)")
     twice = repeated([k.arg for k in call.keywords])
     if twice:
-        raise XaibenchError(f"'{part}' gives the option {', '.join(twice)} more than once; give each option once")
+        raise XaibenchError(f"'{_quoted(part)}' gives the option {', '.join(twice)} more than once; give each option once")
     options = {}
     for keyword in call.keywords:
         try:
@@ -96,7 +144,7 @@ def _parse_one(part: str, text: str) -> MethodSpec:
                 options[keyword.arg] = keyword.value.id
             else:
                 raise XaibenchError(
-                    f"the option {keyword.arg} of '{part}' is not a number, string, True/False/None or tuple"
+                    f"the option {keyword.arg} of '{_quoted(part)}' is not a number, string, True/False/None or tuple"
                 ) from None
     return MethodSpec(name, options)
 

@@ -19,8 +19,9 @@ from xaibench.errors import XaibenchError
 from xaibench.harness import COLUMNS, build_metrics, metric_columns, read_per_image, read_timings
 from xaibench.metric import DEFAULT_METRICS, FAMILIES, Metric, create_metric, get_metric
 from xaibench.run_folder import (
-    BOX_ACCURACY_CURVES, CURVES_CSV, CURVES_PNG, SUMMARY_CSV, SUMMARY_MD, atomic_write, atomic_write_text, read_config,
+    BOX_ACCURACY_CURVES, CURVES_CSV, CURVES_PNG, SUMMARY_CSV, SUMMARY_MD, atomic_write_text, read_config,
 )
+from xaibench.text import csv_text
 
 SUMMARY_COLUMNS = ["model", "method", "metric", "value", "ci_low", "ci_high", "n"]
 
@@ -282,14 +283,14 @@ def write_summary(folder: str | Path, *, n_boot: int = 1000, level: float = 0.95
     metrics = run_metrics(config)
     per_image = read_per_image(folder, metrics)
     summary = summarize(per_image, metrics, n_boot=n_boot, seed=int(config.get("seed", 0)), level=level)
-    atomic_write(folder / SUMMARY_CSV, lambda f: f.write(summary.to_csv(index=False, lineterminator="\n").encode()))
+    atomic_write_text(folder / SUMMARY_CSV, csv_text(summary))
     curves = box_accuracy_curves(per_image)
-    atomic_write(folder / BOX_ACCURACY_CURVES, lambda f: f.write(curves.to_csv(index=False, lineterminator="\n").encode()))
+    atomic_write_text(folder / BOX_ACCURACY_CURVES, csv_text(curves))
     metric_curves = mean_curves(per_image, metrics)
     if not metric_curves.empty:
         from xaibench import viz  # matplotlib, only when there is something to draw
 
-        atomic_write_text(folder / CURVES_CSV, metric_curves.to_csv(index=False, lineterminator="\n"))
+        atomic_write_text(folder / CURVES_CSV, csv_text(metric_curves))
         viz.metric_curves(metric_curves, {m.name: m for m in metrics}, folder / CURVES_PNG)
     atomic_write_text(folder / SUMMARY_MD, summary_markdown(summary, config, per_image, read_timings(folder), metrics))
     return summary

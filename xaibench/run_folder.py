@@ -41,6 +41,7 @@ from typing import IO, Any
 
 from xaibench.errors import XaibenchError
 from xaibench.own_files import check_own, open_own, read_own_bytes, remove_own
+from xaibench.text import encode
 
 logger = logging.getLogger(__name__)
 
@@ -150,8 +151,9 @@ def _umask() -> int:
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """:func:`atomic_write` of a UTF-8 text."""
-    return atomic_write(path, lambda file: file.write(text.encode("utf-8")))
+    """:func:`atomic_write` of a UTF-8 text (a path's undecodable bytes in it written ``\\xNN``,
+    :func:`xaibench.text.encode`)."""
+    return atomic_write(path, lambda file: file.write(encode(text)))
 
 
 def writable_folder(path: str | os.PathLike, option: str = "--out") -> Path:
@@ -309,8 +311,8 @@ def read_config(folder: str | Path) -> dict:
         problem = None if isinstance(config, dict) else f"it holds a JSON {type(config).__name__}, not an object"
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         problem = f"{type(error).__name__}: {error}"
-    except RecursionError:
-        problem = "it is nested too deep to be a run's configuration"
+    except RecursionError:  # thousands of nested brackets
+        problem = "its values nest too deeply to be read"
     if problem is None:
         problem = config_problem(config)
     if problem is not None:

@@ -41,6 +41,7 @@ from xaibench.models import Model
 from xaibench.randomization import cascading_randomization, randomization_blocks
 from xaibench.report import bootstrap_ci, to_markdown
 from xaibench.run_folder import atomic_write_text
+from xaibench.text import csv_text
 
 __all__ = [
     "SANITY_COLUMNS",
@@ -252,12 +253,12 @@ def write_sanity(
     seed = int(config.get("seed", 0))
     summary = summarize_sanity(per_image, seed=seed)
     atomic_write_text(folder / SANITY_CONFIG, json.dumps(config, indent=2) + "\n")
-    atomic_write_text(folder / SANITY_PER_IMAGE, per_image.to_csv(index=False))
-    atomic_write_text(folder / SANITY_CSV, summary.to_csv(index=False))
+    atomic_write_text(folder / SANITY_PER_IMAGE, csv_text(per_image))
+    atomic_write_text(folder / SANITY_CSV, csv_text(summary))
     data_summary = None
     if data_per_image is not None:
         data_summary = summarize_sanity(data_per_image, seed=seed)
-        atomic_write_text(folder / DATA_RANDOMIZATION_CSV, data_summary.to_csv(index=False))
+        atomic_write_text(folder / DATA_RANDOMIZATION_CSV, csv_text(data_summary))
     if not summary.empty:
         viz.sanity_curves(summary, folder / SANITY_FIGURE, title=f"Cascading randomization of {config.get('model')}")
     if shown.maps:

@@ -17,6 +17,7 @@ from xaibench import localization
 from xaibench.data.sample import Sample
 from xaibench.errors import UnknownNameError, XaibenchError
 from xaibench.run_folder import atomic_write
+from xaibench.text import literal
 
 #: The colour map and opacity of heatmaps drawn over images (the CAM paper's figures use jet).
 DEFAULT_CMAP = "jet"
@@ -78,7 +79,8 @@ def overlay_grid(
     """Save a PNG grid: one row per sample; columns image, ground truth, then one per method.
 
     The ground-truth column shades the mask (when there is one) and draws the boxes in green; each
-    method's column overlays its map (jet colour map) and draws its CAM-protocol box in white.
+    method's column overlays its map (jet colour map) and draws its CAM-protocol box in white. Names
+    (classes, methods) are drawn as written (:func:`xaibench.text.literal`), here and in every figure.
     """
     columns = ["image", "ground truth", *maps]
     fig = Figure(figsize=(2.2 * len(columns), 2.2 * len(samples)))
@@ -87,7 +89,7 @@ def overlay_grid(
         image = localization.as_numpy(sample.image).transpose(1, 2, 0).clip(0, 1)
         label = class_names[sample.label] if class_names else str(sample.label)
         axes[row, 0].imshow(image)
-        axes[row, 0].set_ylabel(label, fontsize=8)
+        axes[row, 0].set_ylabel(literal(label), fontsize=8)
         axes[row, 1].imshow(image)
         if sample.mask is not None:
             axes[row, 1].imshow(np.ma.masked_where(~localization.as_numpy(sample.mask), np.ones(image.shape[:2])),
@@ -100,7 +102,7 @@ def overlay_grid(
             axes[row, col].imshow(saliency, cmap="jet", alpha=alpha, vmin=0, vmax=1)
             axes[row, col].add_patch(_box_patch(localization.cam_box(saliency, tau), "white"))
     for col, title in enumerate(columns):
-        axes[0, col].set_title(title, fontsize=9)
+        axes[0, col].set_title(literal(title), fontsize=9)
     for ax in axes.ravel():
         ax.set_xticks([])
         ax.set_yticks([])
@@ -120,11 +122,11 @@ def sanity_curves(summary: pd.DataFrame, path: str | Path, *, title: str = "") -
         part = summary[summary["similarity"] == measure]
         for method, rows in part.groupby("method", sort=False):
             rows = rows.sort_values("depth")
-            (line,) = ax.plot(rows["depth"], rows["value"], marker="o", ms=3, label=method)
+            (line,) = ax.plot(rows["depth"], rows["value"], marker="o", ms=3, label=literal(method))
             ax.fill_between(rows["depth"], rows["ci_low"], rows["ci_high"], color=line.get_color(), alpha=0.2, lw=0)
-        ax.set_title(measure, fontsize=10)
+        ax.set_title(literal(measure), fontsize=10)
         ax.set_xticks(range(len(layers)))
-        ax.set_xticklabels(layers, rotation=90, fontsize=6)
+        ax.set_xticklabels([literal(layer) for layer in layers], rotation=90, fontsize=6)
         ax.set_ylim(-1.05 if part["value"].min() < 0 else -0.05, 1.05)
         ax.set_ylabel("similarity to the trained network's maps", fontsize=8)
         ax.axhline(0, color="grey", lw=0.5)
@@ -132,7 +134,7 @@ def sanity_curves(summary: pd.DataFrame, path: str | Path, *, title: str = "") -
     for ax in axes[len(measures):]:
         ax.set_visible(False)
     if title:
-        fig.suptitle(f"{title}: blocks randomized from the top (left: none)", fontsize=11)
+        fig.suptitle(literal(f"{title}: blocks randomized from the top (left: none)"), fontsize=11)
     fig.tight_layout()
     return atomic_write(path, lambda file: fig.savefig(file, format="png", dpi=110))
 
@@ -151,14 +153,14 @@ def maps_across_depths(
     axes = fig.subplots(len(rows), len(layers) + 1, squeeze=False)
     for r, (i, method) in enumerate(rows):
         axes[r, 0].imshow(images[i].transpose(1, 2, 0).clip(0, 1))
-        axes[r, 0].set_ylabel(method, fontsize=7)
+        axes[r, 0].set_ylabel(literal(method), fontsize=7)
         for d in range(len(layers)):
             saliency = maps[method][d, i]
             top = np.percentile(saliency, 99)
             saliency = np.clip(saliency / top, 0, 1) if top > 0 else saliency
             shown = axes[r, d + 1].imshow(saliency, cmap=cmap, vmin=0, vmax=1)
     for d, layer in enumerate(["image", *layers]):
-        axes[0, d].set_title(layer, fontsize=6, rotation=90 if d else 0)
+        axes[0, d].set_title(literal(layer), fontsize=6, rotation=90 if d else 0)
     for ax in axes.ravel():
         ax.set_xticks([])
         ax.set_yticks([])
@@ -185,10 +187,10 @@ def metric_curves_figure(curves: pd.DataFrame, metrics: Mapping[str, object]) ->
     for ax, name in zip(axes, names):
         metric = metrics[name]
         for (model, method), rows in curves[curves["metric"] == name].groupby(["model", "method"], sort=False):
-            ax.plot(rows["x"], rows["value"], label=f"{model}: {method}" if several_models else method)
-        ax.set_title(metric.title or name, fontsize=10)
-        ax.set_xlabel(metric.curve_axes[0], fontsize=8)
-        ax.set_ylabel(metric.curve_axes[1], fontsize=8)
+            ax.plot(rows["x"], rows["value"], label=literal(f"{model}: {method}" if several_models else method))
+        ax.set_title(literal(metric.title or name), fontsize=10)
+        ax.set_xlabel(literal(metric.curve_axes[0]), fontsize=8)
+        ax.set_ylabel(literal(metric.curve_axes[1]), fontsize=8)
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)

@@ -32,7 +32,8 @@ def sample_ids_digest(dataset: Sequence, n: int) -> str | None:
     name = getattr(dataset, "sample_id", None)
     if name is None:
         return None
-    return hashlib.sha256("\n".join(name(i) for i in range(n)).encode("utf-8")).hexdigest()
+    # surrogatepass: an id from a file name whose bytes are not UTF-8 holds surrogate escapes
+    return hashlib.sha256("\n".join(name(i) for i in range(n)).encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def available_datasets() -> list[str]:

@@ -23,7 +23,10 @@ Encoding: UTF-8, with or without a byte-order mark (Excel writes one). A file th
 UTF-8 is read as Latin-1 (ISO-8859-1) with a logged warning naming the file: Latin-1 decodes every
 byte, so the fallback cannot fail, and it reads the accented letters of cp1252 (what Excel writes on
 Windows) alike; only cp1252's extra characters in 0x80-0x9F (e.g. curly quotes, the euro sign) come
-out as control characters. Save the file as UTF-8 to be exact.
+out as control characters. Save the file as UTF-8 to be exact. In such a file, labels and ids are
+read as Latin-1, but a file name (``image``, ``mask``) names the file whose name has the same bytes
+(on Linux, where the CSV's Latin-1 ``café.png`` is the file ``b'caf\\xe9.png'``), or, when there is
+none, the file named by the Latin-1 reading (``café.png`` in UTF-8, as Windows and macOS store it).
 
 Checks: a missing column and a column name the header repeats are :class:`DatasetError` s naming
 the file and the column; a row with more non-empty fields than the header has columns, an empty image or
@@ -42,6 +45,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -108,30 +112,55 @@ class _Group:
     masks: list[str] = field(default_factory=list)
 
 
-def _read_text(path: Path) -> str:
-    """A CSV file's text: UTF-8 (a byte-order mark is dropped), else Latin-1 with a logged warning."""
+def _read_text(path: Path) -> tuple[str, bool]:
+    """A CSV file's text (a byte-order mark dropped), and whether it is UTF-8. A file that is not
+    (a logged warning) is decoded with ``surrogateescape``: every field keeps its bytes, for
+    :func:`_latin1` (the text of a label or an id) and :func:`_file` (the file a name means)."""
     data = path.read_bytes()
     try:
-        return data.decode("utf-8-sig")
+        return data.decode("utf-8-sig"), True
     except UnicodeDecodeError as err:
         logger.warning(
             "%s is not valid UTF-8 (byte %#04x at offset %d); read as Latin-1. Save it as UTF-8 if "
             "any name comes out wrong",
             path, data[err.start], err.start,
         )
-        return data.decode("latin-1")
+        return data.removeprefix(b"\xef\xbb\xbf").decode("utf-8", "surrogateescape"), False
 
 
-def _read_rows(csv_path: Path) -> list[_Row]:
+def _latin1(field: str) -> str:
+    """A field of a file that is not UTF-8 (:func:`_read_text`) as text: its bytes read as Latin-1."""
+    return field.encode("utf-8", "surrogateescape").decode("latin-1")
+
+
+def _file(base: Path, name: str) -> Path:
+    """The file that ``name``, a field of a CSV that is not UTF-8 (:func:`_read_text`), means
+    (relative to ``base``, or absolute): the one named with the bytes written in the CSV, or, if there
+    is none, the one named by their Latin-1 reading if that exists."""
+    written = name.encode("utf-8", "surrogateescape")
+    try:
+        path = base / os.fsdecode(written)
+    except UnicodeDecodeError:  # a file system whose names must be Unicode (Windows)
+        return base / written.decode("latin-1")
+    if written.isascii() or path.exists():
+        return path
+    latin = base / written.decode("latin-1")
+    return latin if latin.exists() else path
+
+
+def _read_rows(csv_path: Path) -> tuple[list[_Row], bool]:
+    """The rows, and whether the file is UTF-8: if not, ``image`` and ``mask`` keep the bytes as
+    written (surrogate escapes, :func:`_file`), ``label`` is read as Latin-1."""
     try:
         return _parse_rows(csv_path)
     except csv.Error as err:
         raise DatasetError(f"{csv_path} is not a readable CSV file ({err}); fix the file") from None
 
 
-def _parse_rows(csv_path: Path) -> list[_Row]:
+def _parse_rows(csv_path: Path) -> tuple[list[_Row], bool]:
     rows = []
-    reader = csv.DictReader(io.StringIO(_read_text(csv_path), newline=""))
+    text, utf8 = _read_text(csv_path)
+    reader = csv.DictReader(io.StringIO(text, newline=""))
     header = [h.strip() for h in reader.fieldnames or ()]
     reader.fieldnames = header
     repeated = next((h for k, h in enumerate(header) if h and h in header[:k]), None)
@@ -154,7 +183,7 @@ def _parse_rows(csv_path: Path) -> list[_Row]:
                 "columns of the header; remove the extra fields or name their columns in the header"
             )
         image = (raw["image"] or "").strip()
-        label = (raw["label"] or "").strip()
+        label = (raw["label"] or "").strip() if utf8 else _latin1((raw["label"] or "").strip())
         if not image or not label:
             raise DatasetError(f"{where}: the {'image' if not image else 'label'} is missing")
         box = []
@@ -163,10 +192,11 @@ def _parse_rows(csv_path: Path) -> list[_Row]:
             try:
                 box.append(float(text))
             except ValueError:
+                text = text if utf8 else _latin1(text)
                 raise DatasetError(f"{where}: {col} is missing or not a number ({text!r})") from None
         mask = (raw.get("mask") or "").strip()
         rows.append(_Row(reader.line_num, image, label, check_box(box, where), mask))
-    return rows
+    return rows, utf8
 
 
 def _classes(rows: list[_Row], class_names: Sequence[str] | None, csv_path: Path) -> tuple[list[str], list[int]]:
@@ -239,7 +269,7 @@ def load_csv(
             f"no file {csv_path}: csv:PATH needs a CSV with the header {','.join(COLUMNS)}[,mask], "
             "one row per box"
         )
-    rows = _read_rows(csv_path)
+    rows, utf8 = _read_rows(csv_path)
     if not rows:
         raise DatasetError(
             f"the data set 'csv:{path}' has no samples: {csv_path} has no row after its header; the csv "
@@ -258,14 +288,19 @@ def load_csv(
         labels_of_image[image] = labels_of_image.get(image, 0) + 1
 
     base = csv_path.parent
+
+    def file(name: str) -> Path:  # an absolute path stays as it is
+        return base / name if utf8 else _file(base, name)
+
     records = []
     for group in groups.values():
         several = labels_of_image[group.image] > 1
-        mask = partial(read_masks, tuple(base / m for m in group.masks)) if group.masks else None
+        mask = partial(read_masks, tuple(file(m) for m in group.masks)) if group.masks else None
+        image = group.image if utf8 else _latin1(group.image)
         records.append(
             ImageRecord(
-                id=f"{group.image}/{names[group.label]}" if several else group.image,
-                path=base / group.image,  # an absolute image path stays as it is
+                id=f"{image}/{names[group.label]}" if several else image,
+                path=file(group.image),
                 label=group.label,
                 boxes=np.array(group.boxes, dtype=np.float64),
                 mask=mask,
