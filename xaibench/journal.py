@@ -268,6 +268,7 @@ class Journal:
                                 dtype={c: str for c in present if c in self.text_columns})
         except (ValueError, pd.errors.ParserError) as error:
             raise self._damaged(" ".join(str(error).split())) from error
+        unescape_columns(frame, [c for c in present if c in self.text_columns])
         self._check_values(frame)
         return frame.reindex(columns=list(columns))
 
