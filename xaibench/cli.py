@@ -13,7 +13,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
@@ -24,6 +24,7 @@ import torch
 from xaibench import __version__, allocator, data, explainer, harness, metric, models, report, viz
 from xaibench.errors import XaibenchError
 from xaibench.method_spec import MethodSpec, check_options, effective_options, method_options, parse_methods, repeated
+from xaibench.output_folder import OutputFolder
 from xaibench.run_folder import (
     DEFINITIONS, DEFINITIONS_FIELD, IDS_FIELD, PER_IMAGE, REPORT_HTML, RunFolder, overlays_file, read_config, unique_folder,
     writable_folder,
@@ -578,7 +579,6 @@ def _max_image_pixels() -> int | None:
 
 def _sanity(args: argparse.Namespace) -> int:
     from xaibench import sanity
-    from xaibench.data.sample import collate
 
     specs = _check_methods(args.methods)
     _check_common(args)
@@ -587,9 +587,18 @@ def _sanity(args: argparse.Namespace) -> int:
     if args.show < 0:
         raise XaibenchError(f"--show must be at least 0, got {args.show}")
     out = Path(args.out) if args.out else unique_folder("reports", "sanity-" + _default_name(args.model, args.dataset))
-    if not args.overwrite and any((out / name).exists() for name in sanity.OUTPUTS):
-        raise XaibenchError(f"{out} holds another sanity check; pass --overwrite to replace it, or choose another --out")
-    writable_folder(out)  # before the work, not after it
+    with sanity.sanity_folder(out) as folder:  # locked, and checked before the work, not after it
+        if folder.check(sanity.OUTPUTS) and not args.overwrite:
+            raise XaibenchError(f"{out} holds another sanity check; pass --overwrite to replace it, or choose another --out")
+        return _sanity_into(folder, args, specs)
+
+
+def _sanity_into(folder: OutputFolder, args: argparse.Namespace, specs: list[MethodSpec]) -> int:
+    """The sanity check, written into ``folder`` (an open :class:`xaibench.output_folder.OutputFolder`)."""
+    from xaibench import sanity
+    from xaibench.data.sample import collate
+
+    out = folder.path
     torch.manual_seed(args.seed)
     name = _model_names(args.model)[0]
     model = models.load_model(
@@ -655,7 +664,7 @@ def _sanity(args: argparse.Namespace) -> int:
         if frames:
             per_image = pd.concat(frames, ignore_index=True)
             summary = sanity.write_sanity(
-                out, config, per_image, shown, images[: args.show].cpu(), data_per_image=data_rows, complete=complete
+                folder, config, per_image, shown, images[: args.show].cpu(), data_per_image=data_rows, complete=complete
             )
     if not complete:
         return 130
@@ -708,19 +717,24 @@ def _report(args: argparse.Namespace) -> int:
     from xaibench import comparison, comparison_report
 
     viz.check_style(args.cmap, args.alpha)
-    if args.out:
-        writable_folder(comparison_report.check_out(args.out))
-    runs = [comparison.load_run(folder) for folder in args.runs]
-    combined = comparison.combine(runs)
-    methods = [m.strip() for m in args.class_gallery.split(",")] if args.class_gallery else None
-    known = set(combined.summary.method)
-    unknown = [m for m in methods or [] if m not in known]
-    if unknown:
-        raise XaibenchError(f"--class-gallery names {', '.join(unknown)}, not in these runs; they hold {', '.join(sorted(known))}")
-    out = Path(args.out) if args.out else unique_folder("reports", f"{time.strftime('%Y%m%d-%H%M%S')}-report")
-    page = comparison_report.write_report(
-        comparison_report.build_report(combined, cmap=args.cmap, alpha=args.alpha, class_gallery_methods=methods), out
-    )
+    with ExitStack() as stack:
+        # --out is locked from here on, and a file there that a report would replace but did not write is
+        # refused before the work
+        folder = stack.enter_context(comparison_report.report_folder(args.out)) if args.out else None
+        if folder is not None:
+            folder.check(comparison_report.REPORT_FILES)
+        runs = [comparison.load_run(run) for run in args.runs]
+        combined = comparison.combine(runs)
+        methods = [m.strip() for m in args.class_gallery.split(",")] if args.class_gallery else None
+        known = set(combined.summary.method)
+        unknown = [m for m in methods or [] if m not in known]
+        if unknown:
+            raise XaibenchError(f"--class-gallery names {', '.join(unknown)}, not in these runs; they hold {', '.join(sorted(known))}")
+        built = comparison_report.build_report(combined, cmap=args.cmap, alpha=args.alpha, class_gallery_methods=methods)
+        if folder is None:
+            out = unique_folder("reports", f"{time.strftime('%Y%m%d-%H%M%S')}-report")
+            folder = stack.enter_context(comparison_report.report_folder(out))
+        page = comparison_report.write_report(built, folder)
     print(f"xaibench: wrote {page} (and the tables and figures beside it)")
     return 0
 
@@ -765,6 +779,22 @@ def _explain(args: argparse.Namespace) -> int:
     if figsize is not None and fmt in ("png", "jpg"):  # (a default size is checked when the figure is drawn)
         figures.check_raster_size(*figsize, args.dpi)
     writable_folder(out)
+    if out_file is not None:  # the file the user named: replaced if it exists
+        return _explain_images(args, specs, topk, figsize, fmt, out_file=out_file)
+    # a folder, maybe the user's own (the default is the current one): only figures that explain wrote
+    # there before, unchanged since, are replaced
+    with OutputFolder(out, "explain") as folder:
+        return _explain_images(args, specs, topk, figsize, fmt, folder=folder)
+
+
+def _explain_images(
+    args: argparse.Namespace, specs: list[MethodSpec], topk: int, figsize: tuple[float, float] | None, fmt: str, *,
+    out_file: Path | None = None, folder: OutputFolder | None = None,
+) -> int:
+    """``xaibench explain`` once its arguments are checked: one figure per image, into ``out_file`` (one
+    image) or ``folder``."""
+    from xaibench import figures
+
     failed: list[str] = []
     images = []
     for image in args.images:  # missing files fail here, before the model is loaded
@@ -787,9 +817,19 @@ def _explain(args: argparse.Namespace) -> int:
     else:
         class_label = model.class_names[figures.resolve_class(model, args.class_name)]
     explainers = [_create(spec, model, args.seed) for spec in specs]
-    out.mkdir(parents=True, exist_ok=True)
-    written: set[Path] = set()
-    for image in images:
+    methods = [e.name for e in explainers]
+    names: list[str] = []
+    for image in images:  # two images with one stem in one call: keep both figures
+        name = figures.figure_file_name(image, methods, fmt, class_label)
+        for k in range(2, 10_000):
+            if name not in names:
+                break
+            name = figures.figure_file_name(f"{Path(image).stem}-{k}", methods, fmt, class_label)
+        names.append(name)
+    if folder is not None:
+        folder.check(names)  # a figure of these names that explain did not write is refused before any work
+    written = 0
+    for image, name in zip(images, names):
         try:
             tensor, _ = figures.load_photo(image, tuple(model.input_size))
         except XaibenchError as error:
@@ -802,13 +842,11 @@ def _explain(args: argparse.Namespace) -> int:
             tensor, model, explainers, topk=topk, class_name=args.class_name, cmap=args.cmap, alpha=args.alpha,
             figsize=figsize, title=Path(image).name,
         )
-        path = out_file or out / figures.figure_file_name(image, [e.name for e in explainers], fmt, class_label)
-        for k in range(2, 10_000):  # two images with one stem in one call: keep both figures
-            if path not in written:
-                break
-            path = out / figures.figure_file_name(f"{Path(image).stem}-{k}", [e.name for e in explainers], fmt, class_label)
-        written.add(path)
-        figures.save_figure(fig, path, dpi=args.dpi)
+        if folder is None:
+            path = figures.save_figure(fig, out_file, dpi=args.dpi)
+        else:
+            path = folder.write_bytes(name, figures.figure_bytes(fig, fmt, dpi=args.dpi))
+        written += 1
         print(f"xaibench: wrote {path}")
     if not written:
         raise XaibenchError(f"none of the {len(args.images)} images could be read; nothing explained")
