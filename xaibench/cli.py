@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 
 from xaibench import __version__, allocator, data, explainer, harness, metric, models, report, viz
-from xaibench.errors import XaibenchError
+from xaibench.errors import XaibenchError, os_reason
 from xaibench.method_spec import MethodSpec, check_options, effective_options, method_options, parse_methods, repeated
 from xaibench.output_folder import OutputFolder
 from xaibench.run_folder import (
@@ -297,15 +297,28 @@ def _check_common(args: argparse.Namespace) -> None:
         raise XaibenchError(f"--image-size must lie in [{low}, {high}] pixels, got {args.image_size}")
     _check_device(args.device)
     if args.weights not in ("default", "none"):
-        weights = Path(args.weights)
-        if not weights.is_file():
-            raise XaibenchError(f"--weights {weights}: no such file; pass a state-dict file, 'default' or 'none'")
-        if not os.access(weights, os.R_OK):
-            raise XaibenchError(f"--weights {weights}: the file cannot be read (permission denied)")
+        _check_weights_file(Path(args.weights))
         if len(_model_names(args.model)) > 1:
             raise XaibenchError("--weights PATH needs a single --model; several models use their own weights")
     if args.target_layer is not None and not args.target_layer.strip():
         raise XaibenchError("--target-layer is empty; name a layer (e.g. layer4) or leave the option out")
+
+
+def _check_weights_file(weights: Path) -> None:
+    """``--weights PATH``: a regular file that can be opened for reading (the OS's reason if not)."""
+    if weights.is_dir():
+        raise XaibenchError(
+            f"--weights {weights} is a folder; pass the state-dict file in it (one saved with "
+            "torch.save(model.state_dict(), PATH)), 'default' or 'none'"
+        )
+    if not weights.exists():
+        raise XaibenchError(f"--weights {weights}: no such file; pass a state-dict file, 'default' or 'none'")
+    if not weights.is_file():
+        raise XaibenchError(f"--weights {weights} is not a regular file; pass a state-dict file, 'default' or 'none'")
+    try:
+        os.close(os.open(weights, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)))
+    except OSError as error:
+        raise XaibenchError(f"--weights {weights}: the file cannot be read ({os_reason(error)})") from None
 
 
 def _metrics(text: str, seed: int) -> list[metric.Metric]:
