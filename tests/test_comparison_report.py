@@ -344,3 +344,20 @@ def test_every_file_a_report_writes_has_a_report_files_name(runs):
     names = [*comparison_report.REPORT_FILES, "box_accuracy_curves.csv", *(f.name for f in report.figures)]
     assert all(comparison_report.is_report_file(name) for name in names)
     assert not any(comparison_report.is_report_file(n) for n in ("notes.md", "gallery-x.png", "plot.png", "gallery-1.png"))
+
+
+def test_a_run_named_as_dot_is_called_by_its_folders_name(runs, tmp_path, monkeypatch):
+    monkeypatch.chdir(runs[0])
+    assert main(["report", ".", "--out", str(tmp_path / "r")]) == 0
+    assert "Runs: a (builtin on builtin, 40 images)." in (tmp_path / "r" / "summary.md").read_text()
+    assert "<p>Runs: a (builtin on builtin" in (tmp_path / "r" / "report.html").read_text()
+
+
+def test_run_name_is_the_resolved_folders_name(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    (tmp_path / "runs" / "mine" / "inner").mkdir(parents=True)
+    (tmp_path / "latest").symlink_to(tmp_path / "runs" / "mine")
+    monkeypatch.chdir(tmp_path / "runs" / "mine" / "inner")
+    for spelling in ("..", "../", ".././", str(tmp_path / "runs" / "mine") + "/", str(tmp_path / "latest")):
+        assert comparison_report.run_name(SimpleNamespace(folder=Path(spelling))) == "mine", spelling

@@ -227,9 +227,16 @@ def _runs_text(report: Report) -> str:
     def described(run) -> str:
         images = run.per_image["index"].nunique()
         partial = "" if run_is_complete(run.config, run.per_image) else f", partial: {images} of {run.config.get('n')}"
-        return f"{run.folder.name} ({', '.join(run.model_names)} on {run.dataset}, {images} images{partial})"
+        return f"{run_name(run)} ({', '.join(run.model_names)} on {run.dataset}, {images} images{partial})"
 
     return "Runs: " + "; ".join(described(r) for r in report.comparison.runs) + "."
+
+
+def run_name(run) -> str:
+    """The name a report gives a run: its folder's name, resolved (a run named as ``.``, ``..`` or
+    ``runs/a/`` is called by the folder's own name, not ``""`` or ``..``)."""
+    folder = Path(run.folder).resolve()
+    return folder.name or str(folder)
 
 
 def check_out(out: str | Path) -> Path:
