@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from PIL import Image
 
 import xaibench
 from xaibench.cli import main
@@ -117,6 +118,18 @@ def test_an_unreadable_weights_file_gives_the_systems_reason(tmp_path, capsys, m
     monkeypatch.setattr(os, "open", failing_open)
     assert main(["run", "--weights", str(weights), "--n", "2", "--out", str(tmp_path / "run")]) == 2
     assert capsys.readouterr().err == f"xaibench: error: --weights {weights}: the file cannot be read (input/output error)\n"
+
+
+def test_n_beyond_the_data_set_is_said_in_one_line(tmp_path, capsys) -> None:
+    rng = np.random.default_rng(0)
+    for name in ("a.png", "b.png"):
+        Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(tmp_path / name)
+    (tmp_path / "boxes.csv").write_text("image,label,x0,y0,x1,y1\na.png,disk,4,4,40,30\nb.png,cross,2,2,50,50\n")
+    out = tmp_path / "run"
+    assert main(["run", "--dataset", f"csv:{tmp_path / 'boxes.csv'}", "--methods", "cam", "--n", "300", "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "xaibench: --n 300: the data set has only 2 images; the run scores those 2\n" in err
+    assert "error" not in err and json.loads((out / "config.json").read_text())["n"] == 2
 
 
 def test_an_unwritable_out_is_one_line(tmp_path, capsys) -> None:

@@ -308,9 +308,12 @@ def test_cli_sanity_reports_and_skips_an_unreadable_image(tmp_path, capsys):
     rows = ["image,label,x0,y0,x1,y1"] + [f"{n},disk,4,4,40,30" for n in ("a.png", "broken.jpg", "b.png")]
     (tmp_path / "boxes.csv").write_text("\n".join(rows) + "\n")
     out = tmp_path / "sanity"
-    argv = ["sanity", "--methods", "cam", "--dataset", f"csv:{tmp_path / 'boxes.csv'}", "--show", "0", "--out", str(out)]
+    argv = ["sanity", "--methods", "cam", "--dataset", f"csv:{tmp_path / 'boxes.csv'}", "--show", "0", "--n", "5",
+            "--out", str(out)]
     assert main(argv) == 0
-    assert "skipped unreadable image 1" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "skipped unreadable image 1" in err
+    assert "xaibench: --n 5: the data set has only 3 images; the sanity check uses those 3\n" in err
     config = json.loads((out / "sanity_config.json").read_text())
     assert config["image_ids"] == ["a.png", "b.png"] and config["skipped"][0]["index"] == 1
     assert pd.read_csv(out / "sanity.csv")["n"].max() == 2

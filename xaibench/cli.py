@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     sanity.add_argument("--target-layer", default=None, help="dotted name of the feature layer (default: found automatically)")
     sanity.add_argument("--dataset", default="builtin", help="KIND or KIND:PATH, e.g. imagenet:DIR (default: builtin)")
     sanity.add_argument("--image-size", type=int, default=None, help="side the images are resized to (default: the model's)")
-    sanity.add_argument("--n", type=int, default=DEFAULT_SANITY_IMAGES, help=f"number of images (default: {DEFAULT_SANITY_IMAGES})")
+    sanity.add_argument("--n", type=int, default=None, help=f"number of images (default: {DEFAULT_SANITY_IMAGES})")
     sanity.add_argument("--batch-size", type=int, default=16, help="images per explanation call (default: 16)")
     sanity.add_argument("--target", choices=harness.TARGETS, default="label", help="class to explain at every depth (default: label)")
     sanity.add_argument("--show", type=int, default=3, help="images whose maps sanity_maps.png shows (default: 3)")
@@ -456,6 +456,7 @@ def _run_checked(args: argparse.Namespace, specs: list[MethodSpec], metrics: lis
         )
         setups.append(_Setup(model, explainers, dataset, image_size))
     n = min(args.n, len(setups[0].dataset)) if args.n is not None else len(setups[0].dataset)
+    _note_fewer_images(args.n, len(setups[0].dataset), "the run scores")
     config = {
         "models": [
             {
@@ -548,6 +549,13 @@ def _fill_run(
     return summary
 
 
+def _note_fewer_images(requested: int | None, available: int, what: str) -> None:
+    """One line on standard error when ``--n`` asks for more images than the data set holds."""
+    if requested is not None and requested > available:
+        images, those = ("1 image", "that one") if available == 1 else (f"{available} images", f"those {available}")
+        print(f"xaibench: --n {requested}: the data set has only {images}; {what} {those}", file=sys.stderr)
+
+
 def _with_seed(spec: MethodSpec, seed: int, lookup: Callable[[str], type] = explainer.get_explainer) -> MethodSpec:
     """The run's seed for a method (or, with ``lookup=metric.get_metric``, a metric) that takes one and
     was not given one."""
@@ -612,6 +620,8 @@ def _sanity_into(folder: OutputFolder, args: argparse.Namespace, specs: list[Met
     from xaibench.data.sample import collate
 
     out = folder.path
+    requested = args.n
+    n = DEFAULT_SANITY_IMAGES if requested is None else requested
     torch.manual_seed(args.seed)
     name = _model_names(args.model)[0]
     model = models.load_model(
@@ -620,9 +630,10 @@ def _sanity_into(folder: OutputFolder, args: argparse.Namespace, specs: list[Met
     image_size = (args.image_size, args.image_size) if args.image_size else tuple(model.input_size)
     if image_size != tuple(model.input_size):
         models.check_target_layer(model.network, model.target_layer_name, torch.zeros(1, 3, *image_size, device=model.device))
-    dataset = data.load_dataset(args.dataset, image_size=image_size, size=args.n, seed=args.seed, class_names=model.class_names)
+    dataset = data.load_dataset(args.dataset, image_size=image_size, size=n, seed=args.seed, class_names=model.class_names)
+    _note_fewer_images(requested, len(dataset), "the sanity check uses")
     unreadable: list[tuple[int, str]] = []
-    samples = harness.first_samples(dataset, args.n, unreadable)
+    samples = harness.first_samples(dataset, n, unreadable)
     for index, reason in unreadable:
         print(f"xaibench: skipped unreadable image {index}: {reason}", file=sys.stderr)
     if not samples:
