@@ -98,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     sanity.add_argument("--show", type=int, default=3, help="images whose maps sanity_maps.png shows (default: 3)")
     sanity.add_argument("--max-image-pixels", type=int, default=None, help=MAX_IMAGE_PIXELS_HELP)
     sanity.add_argument("--out", default=None, help="output folder (default: a new reports/sanity-<time>-<model>-<dataset>)")
-    sanity.add_argument("--overwrite", action="store_true", help="replace the sanity check in --out")
+    sanity.add_argument("--overwrite", action="store_true",
+                        help="replace the sanity check in --out (its own files only; other files there are kept)")
     sanity.add_argument("--seed", type=int, default=0, help="seed of the random weights, data and bootstrap (default: 0)")
     sanity.add_argument("--device", default="cpu", help="torch device (default: cpu)")
 
@@ -132,9 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="explain this class only: a class name (any case) or index; see --list-classes")
     explain.add_argument("--list-classes", action="store_true", help="print the model's class names (index, name) and exit")
     explain.add_argument("--out", default=".",
-                         help="folder for the figures, named <image stem>-<method>[+<method>...][-<class>].<format>, "
-                              "or, for one image, the file to write (e.g. cat.png; its suffix gives the format); "
-                              "existing files are replaced (default: the current folder)")
+                         help="folder for the figures, named <image stem>-<method>[+<method>...][-<class>].<format> "
+                              "(a figure explain wrote there before is replaced, another file of that name is refused), "
+                              "or, for one image, the file to write, replaced if it exists (e.g. cat.png; its suffix "
+                              "gives the format) (default: the current folder)")
     explain.add_argument("--format", choices=FIGURE_FORMATS, default=None,
                          help="file format (default: the suffix of --out FILE, else png)")
     explain.add_argument("--cmap", default=viz.DEFAULT_CMAP, help=f"matplotlib colour map of the maps (default: {viz.DEFAULT_CMAP})")
@@ -182,7 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "per_class.csv, box_accuracy_curves.csv, the plots (PNG) and the galleries (JPEG).",
     )
     combined.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders (as xaibench run writes them)")
-    combined.add_argument("--out", default=None, help="output folder, not a run's (default: a new reports/<time>-report)")
+    combined.add_argument("--out", default=None,
+                          help="output folder, not a run's; only files an earlier report wrote there are replaced "
+                               "(default: a new reports/<time>-report)")
     combined.add_argument("--class-gallery", default=None, metavar="METHODS",
                           help="comma-separated methods whose class gallery (the CAM paper's Fig. 3) is drawn "
                                "(default: cam where a model has it, else its first method)")
