@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from PIL import Image
 
 import xaibench
 from xaibench.cli import main
@@ -59,6 +62,8 @@ def test_version(capsys) -> None:
          "--device cuda"),
         (["run", "--device", "gpu"], "--device 'gpu' is not a torch device"),
         (["run", "--weights", "/no/such.pth"], "--weights /no/such.pth: no such file"),
+        (["run", "--weights", "{tmp}"], "is a folder; pass the state-dict file in it (one saved with "
+                                        "torch.save(model.state_dict(), PATH)), 'default' or 'none'"),
         (["run", "--resume"], "--resume needs --out DIR"),
         (["run", "--methods", "cam", "--model", "nope"], "unknown model 'nope'"),
         (["run", "--methods", "cam", "--model", "efficientnet_lite0", "--dataset", "nope:x"], "unknown data set kind 'nope'"),
@@ -98,6 +103,33 @@ def test_bad_weights_files_are_one_line_errors(tmp_path, capsys) -> None:
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1 and "Traceback" not in err, err
     assert not (tmp_path / "run").exists()  # refused before the run's folder was made
+
+
+def test_an_unreadable_weights_file_gives_the_systems_reason(tmp_path, capsys, monkeypatch) -> None:
+    weights = tmp_path / "model.pt"
+    torch.save({}, weights)
+    real_open = os.open
+
+    def failing_open(path, flags, *args, **kwargs):
+        if Path(path) == weights:
+            raise OSError(errno.EIO, os.strerror(errno.EIO), str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", failing_open)
+    assert main(["run", "--weights", str(weights), "--n", "2", "--out", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err == f"xaibench: error: --weights {weights}: the file cannot be read (input/output error)\n"
+
+
+def test_n_beyond_the_data_set_is_said_in_one_line(tmp_path, capsys) -> None:
+    rng = np.random.default_rng(0)
+    for name in ("a.png", "b.png"):
+        Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(tmp_path / name)
+    (tmp_path / "boxes.csv").write_text("image,label,x0,y0,x1,y1\na.png,disk,4,4,40,30\nb.png,cross,2,2,50,50\n")
+    out = tmp_path / "run"
+    assert main(["run", "--dataset", f"csv:{tmp_path / 'boxes.csv'}", "--methods", "cam", "--n", "300", "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "xaibench: --n 300: the data set has only 2 images; the run scores those 2\n" in err
+    assert "error" not in err and json.loads((out / "config.json").read_text())["n"] == 2
 
 
 def test_an_unwritable_out_is_one_line(tmp_path, capsys) -> None:

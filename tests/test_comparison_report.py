@@ -245,3 +245,130 @@ def test_metric_bars_draw_an_interval_that_misses_its_value():
                             "value": [50.0, 66.66666666666667], "ci_low": [52.0, 60.0],
                             "ci_high": [58.0, 66.66666666666666], "n": 20})
     assert metric_bars(summary, {"maxboxacc": get_metric("maxboxacc")()}) is not None
+
+
+# ---------------------------------------------------------------------- the report folder and its files
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.startswith("xaibench: error: ") and err.count("\n") == 1, err
+    return err
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+
+
+def test_a_report_leaves_other_peoples_files_alone(runs, tmp_path, capsys):
+    """Files that match the galleries' names but that no report wrote are kept; a summary.md of
+    someone else's is refused, in one line, before anything is written."""
+    out = tmp_path / "shared"
+    out.mkdir()
+    theirs = {"gallery-7.jpg": b"a photo", "class_gallery-x.png": b"a plot", "gallery-2.png": b"another", "notes.md": b"mine"}
+    for name, data in theirs.items():
+        (out / name).write_bytes(data)
+    assert main(["report", str(runs[0]), "--out", str(out)]) == 0
+    assert all((out / name).read_bytes() == data for name, data in theirs.items())
+    (out / "elsewhere").mkdir()
+    (out / "elsewhere" / "summary.md").write_text("# my summary\n")
+    assert main(["report", str(runs[0]), "--out", str(out / "elsewhere")]) == 2
+    err = _one_line_error(capsys)
+    assert f"{out / 'elsewhere' / 'summary.md'} was not written by xaibench report" in err
+    assert "remove or rename it, or choose another --out" in err
+    assert _snapshot(out / "elsewhere") == {"summary.md": b"# my summary\n"}  # nothing written, nothing replaced
+
+
+def test_a_report_replaces_its_own_files_and_removes_the_ones_it_no_longer_has(runs, tmp_path, capsys):
+    out = tmp_path / "report"
+    assert main(["report", str(runs[0]), "--out", str(out), "--class-gallery", "cam,gradcam"]) == 0
+    assert (out / "class_gallery-1-gradcam.jpg").exists()
+    (out / "class_gallery-1-saliency.jpg").write_bytes(b"the user's")
+    before = (out / "summary.csv").stat().st_mtime_ns
+    assert main(["report", str(runs[0]), "--out", str(out)]) == 0  # cam's class gallery only, now
+    assert (out / "summary.csv").stat().st_mtime_ns != before  # replaced
+    assert not (out / "class_gallery-1-gradcam.jpg").exists() and (out / "class_gallery-1-cam.jpg").exists()
+    assert (out / "class_gallery-1-saliency.jpg").read_bytes() == b"the user's"
+    manifest = json.loads((out / ".xaibench-outputs.json").read_text())
+    assert set(manifest["files"]) == {p.name for p in out.iterdir()} - {".xaibench-outputs.json", "class_gallery-1-saliency.jpg"}
+    # a file the report wrote and someone changed since is not replaced
+    with open(out / "summary.md", "a") as file:
+        file.write("my notes\n")
+    before = _snapshot(out)
+    assert main(["report", str(runs[0]), "--out", str(out)]) == 2
+    assert f"{out / 'summary.md'} changed since xaibench report wrote it, so it is not replaced" in _one_line_error(capsys)
+    assert _snapshot(out) == before
+
+
+def test_a_report_removes_the_temporary_files_a_killed_report_left_and_no_others(runs, tmp_path):
+    import tempfile
+
+    out = tmp_path / "report"
+    out.mkdir()
+    # what a report killed while writing leaves: .<name>.<8 characters>.partial (run_folder.atomic_path)
+    stale = [tempfile.mkstemp(dir=out, prefix=f".{name}.", suffix=".partial")[1]
+             for name in ("summary.md", "gallery-4.jpg", ".xaibench-outputs.json")]
+    kept = [out / ".notes.txt.abcd1234.partial", out / ".summary.md.partial", out / "summary.partial"]
+    for path in kept:
+        path.write_text("someone else's")
+    assert main(["report", str(runs[0]), "--out", str(out)]) == 0
+    assert not any(Path(path).exists() for path in stale)
+    assert all(path.read_text() == "someone else's" for path in kept)
+
+
+def test_a_second_report_into_one_folder_is_refused_while_the_first_writes(runs, tmp_path, capsys):
+    from xaibench.run_folder import FolderLock
+
+    out = tmp_path / "report"
+    with FolderLock(out.mkdir() or out, "report"):
+        assert main(["report", str(runs[0]), "--out", str(out)]) == 2
+    err = _one_line_error(capsys)
+    assert f"another xaibench report (pid " in err and f"is writing to {out}; wait for it or choose another --out" in err
+    assert list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("manifest", "problem"),
+    [
+        ("{not json", "JSONDecodeError"),
+        ("[]", "it holds a JSON list, not an object"),
+        ('{"xaibench_outputs": 1, "files": {"../summary.md": {"command": "report", "sha256": "' + "0" * 64 + '"}}}',
+         "'files' lists '../summary.md', which is not the name of a file in the folder"),
+        ('{"xaibench_outputs": 1, "files": {"summary.md": {"command": "report", "sha256": "abc"}}}',
+         "not a command and a SHA-256 (64 hex digits)"),
+        ('{"files": {}}', "its 'xaibench_outputs' is None, not 1"),
+    ],
+)
+def test_a_damaged_manifest_is_a_one_line_error(runs, tmp_path, capsys, manifest, problem):
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / ".xaibench-outputs.json").write_text(manifest)
+    (out / "summary.md").write_text("kept")
+    assert main(["report", str(runs[0]), "--out", str(out)]) == 2
+    err = _one_line_error(capsys)
+    assert f"{out / '.xaibench-outputs.json'} is damaged (" in err and problem in err
+    assert (out / "summary.md").read_text() == "kept" and not (out / "report.html").exists()
+
+
+def test_every_file_a_report_writes_has_a_report_files_name(runs):
+    report = comparison_report.build_report(comparison.combine([comparison.load_run(r) for r in runs]))
+    names = [*comparison_report.REPORT_FILES, "box_accuracy_curves.csv", *(f.name for f in report.figures)]
+    assert all(comparison_report.is_report_file(name) for name in names)
+    assert not any(comparison_report.is_report_file(n) for n in ("notes.md", "gallery-x.png", "plot.png", "gallery-1.png"))
+
+
+def test_a_run_named_as_dot_is_called_by_its_folders_name(runs, tmp_path, monkeypatch):
+    monkeypatch.chdir(runs[0])
+    assert main(["report", ".", "--out", str(tmp_path / "r")]) == 0
+    assert "Runs: a (builtin on builtin, 40 images)." in (tmp_path / "r" / "summary.md").read_text()
+    assert "<p>Runs: a (builtin on builtin" in (tmp_path / "r" / "report.html").read_text()
+
+
+def test_run_name_is_the_resolved_folders_name(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    (tmp_path / "runs" / "mine" / "inner").mkdir(parents=True)
+    (tmp_path / "latest").symlink_to(tmp_path / "runs" / "mine")
+    monkeypatch.chdir(tmp_path / "runs" / "mine" / "inner")
+    for spelling in ("..", "../", ".././", str(tmp_path / "runs" / "mine") + "/", str(tmp_path / "latest")):
+        assert comparison_report.run_name(SimpleNamespace(folder=Path(spelling))) == "mine", spelling

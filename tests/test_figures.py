@@ -263,7 +263,30 @@ def test_out_in_an_image_format_not_written_is_refused_not_made_a_folder(photo, 
     assert "figures are not written as .gif; name a .png, .pdf, .svg or .jpg file, or a folder" in capsys.readouterr().err
     assert not (tmp_path / "cat.gif").exists()
     assert main(["explain", str(photo), "--model", "builtin", "--topk", "1", "--out", str(tmp_path / "run.v2")]) == 0
-    assert [p.suffix for p in (tmp_path / "run.v2").iterdir()] == [".png"]  # a folder with a dot in its name
+    figures_there = [p.suffix for p in (tmp_path / "run.v2").iterdir() if p.name != ".xaibench-outputs.json"]
+    assert figures_there == [".png"]  # a folder with a dot in its name
+
+
+def test_out_folder_keeps_figures_that_explain_did_not_write(photo, tmp_path, capsys) -> None:
+    """A figure of the name explain would give, but that it did not write there (or that was changed
+    since), is refused in one line before anything is drawn; its own figures are replaced."""
+    out = tmp_path / "figs"
+    out.mkdir()
+    theirs = out / f"{photo.stem}-cam.png"
+    theirs.write_bytes(b"someone's figure")
+    argv = ["explain", str(photo), "--model", "builtin", "--topk", "1", "--dpi", "40", "--out", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err == (f"xaibench: error: {theirs} was not written by xaibench explain (it is not in .xaibench-outputs.json), "
+                   "so it is not replaced; remove or rename it, or choose another --out\n")
+    assert theirs.read_bytes() == b"someone's figure" and [p.name for p in out.iterdir()] == [theirs.name]
+    theirs.unlink()
+    assert main(argv) == 0 and main(argv) == 0  # its own figure, replaced
+    capsys.readouterr()
+    with open(theirs, "ab") as file:  # changed since
+        file.write(b"notes")
+    assert main(argv) == 2
+    assert f"{theirs} changed since xaibench explain wrote it" in capsys.readouterr().err
 
 
 def test_out_names_one_file_for_one_image(photo, tmp_path, capsys) -> None:

@@ -308,10 +308,40 @@ def test_cli_sanity_reports_and_skips_an_unreadable_image(tmp_path, capsys):
     rows = ["image,label,x0,y0,x1,y1"] + [f"{n},disk,4,4,40,30" for n in ("a.png", "broken.jpg", "b.png")]
     (tmp_path / "boxes.csv").write_text("\n".join(rows) + "\n")
     out = tmp_path / "sanity"
-    argv = ["sanity", "--methods", "cam", "--dataset", f"csv:{tmp_path / 'boxes.csv'}", "--show", "0", "--out", str(out)]
+    argv = ["sanity", "--methods", "cam", "--dataset", f"csv:{tmp_path / 'boxes.csv'}", "--show", "0", "--n", "5",
+            "--out", str(out)]
     assert main(argv) == 0
-    assert "skipped unreadable image 1" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "skipped unreadable image 1" in err
+    assert "xaibench: --n 5: the data set has only 3 images; the sanity check uses those 3\n" in err
     config = json.loads((out / "sanity_config.json").read_text())
     assert config["image_ids"] == ["a.png", "b.png"] and config["skipped"][0]["index"] == 1
     assert pd.read_csv(out / "sanity.csv")["n"].max() == 2
     assert not (out / "sanity_maps.png").exists()  # --show 0: no maps to draw
+
+
+def test_cli_sanity_keeps_files_it_did_not_write_even_with_overwrite(tmp_path, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "sanity.md").write_text("my notes on sanity checks\n")
+    for extra in ([], ["--overwrite"]):
+        assert main(["sanity", "--methods", "cam", "--n", "2", "--out", str(out), *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"{out / 'sanity.md'} was not written by xaibench sanity" in err
+    assert [p.name for p in out.iterdir()] == ["sanity.md"]
+    assert (out / "sanity.md").read_text() == "my notes on sanity checks\n"
+
+
+def test_write_sanity_replaces_its_own_files_and_removes_those_it_no_longer_writes(tmp_path):
+    per_image = pd.DataFrame({"method": "cam", "depth": [0, 0, 1, 1], "layer": ["original", "original", "fc", "fc"],
+                              "image": [0, 1, 0, 1], "similarity": "spearman_abs", "value": [1.0, 1.0, 0.5, 0.25]})
+    data = per_image[per_image.depth == 1].drop(columns=["depth", "layer"])
+    config = {"model": "builtin", "seed": 0}
+    (tmp_path / "notes.txt").write_text("mine")
+    sanity.write_sanity(tmp_path, config, per_image, sanity.SanityMaps(), torch.zeros(0, 3, 8, 8), data_per_image=data)
+    assert (tmp_path / "data_randomization.csv").exists()
+    sanity.write_sanity(tmp_path, config, per_image.assign(value=0.5), sanity.SanityMaps(), torch.zeros(0, 3, 8, 8))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".xaibench-outputs.json", "notes.txt", "sanity.csv", "sanity.md",
+                                                          "sanity.png", "sanity_config.json", "sanity_per_image.csv"]
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+    assert pd.read_csv(tmp_path / "sanity_per_image.csv")["value"].eq(0.5).all()

@@ -316,6 +316,63 @@ def test_a_failure_half_way_leaves_no_output(tmp_path, model, cam, cross_video) 
     assert out.read_bytes() == b"the old file" and [p.name for p in tmp_path.iterdir()] == ["out.mp4"]
 
 
+def test_a_killed_jobs_temporary_file_is_removed_by_the_next_job_and_no_other_file(tmp_path, model, cam, cross_video) -> None:
+    import tempfile
+
+    source, _ = cross_video
+    out = tmp_path / "out.mp4"
+
+    def temporary(name: str, extension: str) -> Path:  # as run_folder.atomic_path(..., keep_extension=True) makes them
+        return Path(tempfile.mkstemp(dir=tmp_path, prefix=f".{name}.", suffix=".partial" + extension)[1])
+
+    stale = temporary("out.mp4", ".mp4")
+    kept = [temporary("other.mp4", ".mp4"), temporary("out.mp4", ".mkv"), tmp_path / ".out.mp4.partial.mp4",
+            tmp_path / "notes.txt"]
+    for path in kept[2:]:
+        path.write_text("someone else's")
+    video.explain_video(source, out, model, cam, every=10)
+    assert not stale.exists() and all(path.exists() for path in kept)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([out.name, *(p.name for p in kept)])
+
+
+@pytest.mark.parametrize(("read_only", "reason"), [(True, "read-only file system"), (False, "permission denied")])
+def test_an_unwritable_folder_is_named_by_its_reason(tmp_path, cross_video, capsys, monkeypatch, read_only, reason) -> None:
+    import os
+
+    real_access, real_statvfs = os.access, os.statvfs
+
+    def access(path, mode, *args, **kwargs):
+        return False if Path(path) == tmp_path and mode & os.W_OK else real_access(path, mode, *args, **kwargs)
+
+    class Flags:
+        f_flag = os.ST_RDONLY if read_only else 0
+
+    monkeypatch.setattr(os, "access", access)
+    monkeypatch.setattr(os, "statvfs", lambda path: Flags() if Path(path) == tmp_path else real_statvfs(path))
+    assert main(["video", str(cross_video[0]), "--out", str(tmp_path / "o.mp4"), "--model", "builtin"]) == 2
+    assert capsys.readouterr().err == (f"xaibench: error: --out {tmp_path / 'o.mp4'}: cannot write in the folder "
+                                       f"{tmp_path} ({reason})\n")
+
+
+def test_a_read_only_mount_is_named_so(tmp_path) -> None:
+    """On a real read-only bind mount, in a mount namespace of its own (needs root and unshare)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("unshare") is None or shutil.which("mount") is None:
+        pytest.skip("unshare or mount is not installed: no read-only mount to test on")
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    code = ("import sys\nfrom xaibench import video\ntry:\n    video.check_destination(sys.argv[1])\n"
+            "except Exception as error:\n    print(error)")
+    script = 'mount --bind -o ro "$1" "$1" || exit 97; exec "$2" -c "$3" "$1/o.mp4"'
+    result = subprocess.run(["unshare", "-m", "sh", "-c", script, "sh", str(folder), sys.executable, code],
+                            capture_output=True, text=True, timeout=300)
+    if result.returncode != 0:
+        pytest.skip(f"cannot make a read-only mount here ({' '.join(result.stderr.split())[:200]})")
+    assert result.stdout.strip() == f"--out {folder / 'o.mp4'}: cannot write in the folder {folder} (read-only file system)"
+
+
 def test_without_pyav_the_error_says_what_to_install(tmp_path, model, cam, monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "av", None)  # import av raises ImportError
     with pytest.raises(XaibenchError, match=r"pip install 'xaibench\[video\]'"):

@@ -13,7 +13,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
@@ -22,8 +22,9 @@ import pandas as pd
 import torch
 
 from xaibench import __version__, allocator, data, explainer, harness, metric, models, report, viz
-from xaibench.errors import XaibenchError
+from xaibench.errors import XaibenchError, os_reason
 from xaibench.method_spec import MethodSpec, check_options, effective_options, method_options, parse_methods, repeated
+from xaibench.output_folder import OutputFolder
 from xaibench.run_folder import (
     DEFINITIONS, DEFINITIONS_FIELD, IDS_FIELD, PER_IMAGE, REPORT_HTML, RunFolder, overlays_file, read_config, unique_folder,
     writable_folder,
@@ -92,13 +93,14 @@ def build_parser() -> argparse.ArgumentParser:
     sanity.add_argument("--target-layer", default=None, help="dotted name of the feature layer (default: found automatically)")
     sanity.add_argument("--dataset", default="builtin", help="KIND or KIND:PATH, e.g. imagenet:DIR (default: builtin)")
     sanity.add_argument("--image-size", type=int, default=None, help="side the images are resized to (default: the model's)")
-    sanity.add_argument("--n", type=int, default=DEFAULT_SANITY_IMAGES, help=f"number of images (default: {DEFAULT_SANITY_IMAGES})")
+    sanity.add_argument("--n", type=int, default=None, help=f"number of images (default: {DEFAULT_SANITY_IMAGES})")
     sanity.add_argument("--batch-size", type=int, default=16, help="images per explanation call (default: 16)")
     sanity.add_argument("--target", choices=harness.TARGETS, default="label", help="class to explain at every depth (default: label)")
     sanity.add_argument("--show", type=int, default=3, help="images whose maps sanity_maps.png shows (default: 3)")
     sanity.add_argument("--max-image-pixels", type=int, default=None, help=MAX_IMAGE_PIXELS_HELP)
     sanity.add_argument("--out", default=None, help="output folder (default: a new reports/sanity-<time>-<model>-<dataset>)")
-    sanity.add_argument("--overwrite", action="store_true", help="replace the sanity check in --out")
+    sanity.add_argument("--overwrite", action="store_true",
+                        help="replace the sanity check in --out (its own files only; other files there are kept)")
     sanity.add_argument("--seed", type=int, default=0, help="seed of the random weights, data and bootstrap (default: 0)")
     sanity.add_argument("--device", default="cpu", help="torch device (default: cpu)")
 
@@ -132,9 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="explain this class only: a class name (any case) or index; see --list-classes")
     explain.add_argument("--list-classes", action="store_true", help="print the model's class names (index, name) and exit")
     explain.add_argument("--out", default=".",
-                         help="folder for the figures, named <image stem>-<method>[+<method>...][-<class>].<format>, "
-                              "or, for one image, the file to write (e.g. cat.png; its suffix gives the format); "
-                              "existing files are replaced (default: the current folder)")
+                         help="folder for the figures, named <image stem>-<method>[+<method>...][-<class>].<format> "
+                              "(a figure explain wrote there before is replaced, another file of that name is refused), "
+                              "or, for one image, the file to write, replaced if it exists (e.g. cat.png; its suffix "
+                              "gives the format) (default: the current folder)")
     explain.add_argument("--format", choices=FIGURE_FORMATS, default=None,
                          help="file format (default: the suffix of --out FILE, else png)")
     explain.add_argument("--cmap", default=viz.DEFAULT_CMAP, help=f"matplotlib colour map of the maps (default: {viz.DEFAULT_CMAP})")
@@ -182,7 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "per_class.csv, box_accuracy_curves.csv, the plots (PNG) and the galleries (JPEG).",
     )
     combined.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders (as xaibench run writes them)")
-    combined.add_argument("--out", default=None, help="output folder, not a run's (default: a new reports/<time>-report)")
+    combined.add_argument("--out", default=None,
+                          help="output folder, not a run's; only files an earlier report wrote there are replaced "
+                               "(default: a new reports/<time>-report)")
     combined.add_argument("--class-gallery", default=None, metavar="METHODS",
                           help="comma-separated methods whose class gallery (the CAM paper's Fig. 3) is drawn "
                                "(default: cam where a model has it, else its first method)")
@@ -297,15 +302,28 @@ def _check_common(args: argparse.Namespace) -> None:
         raise XaibenchError(f"--image-size must lie in [{low}, {high}] pixels, got {args.image_size}")
     _check_device(args.device)
     if args.weights not in ("default", "none"):
-        weights = Path(args.weights)
-        if not weights.is_file():
-            raise XaibenchError(f"--weights {weights}: no such file; pass a state-dict file, 'default' or 'none'")
-        if not os.access(weights, os.R_OK):
-            raise XaibenchError(f"--weights {weights}: the file cannot be read (permission denied)")
+        _check_weights_file(Path(args.weights))
         if len(_model_names(args.model)) > 1:
             raise XaibenchError("--weights PATH needs a single --model; several models use their own weights")
     if args.target_layer is not None and not args.target_layer.strip():
         raise XaibenchError("--target-layer is empty; name a layer (e.g. layer4) or leave the option out")
+
+
+def _check_weights_file(weights: Path) -> None:
+    """``--weights PATH``: a regular file that can be opened for reading (the OS's reason if not)."""
+    if weights.is_dir():
+        raise XaibenchError(
+            f"--weights {weights} is a folder; pass the state-dict file in it (one saved with "
+            "torch.save(model.state_dict(), PATH)), 'default' or 'none'"
+        )
+    if not weights.exists():
+        raise XaibenchError(f"--weights {weights}: no such file; pass a state-dict file, 'default' or 'none'")
+    if not weights.is_file():
+        raise XaibenchError(f"--weights {weights} is not a regular file; pass a state-dict file, 'default' or 'none'")
+    try:
+        os.close(os.open(weights, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)))
+    except OSError as error:
+        raise XaibenchError(f"--weights {weights}: the file cannot be read ({os_reason(error)})") from None
 
 
 def _metrics(text: str, seed: int) -> list[metric.Metric]:
@@ -443,6 +461,7 @@ def _run_checked(args: argparse.Namespace, specs: list[MethodSpec], metrics: lis
         )
         setups.append(_Setup(model, explainers, dataset, image_size))
     n = min(args.n, len(setups[0].dataset)) if args.n is not None else len(setups[0].dataset)
+    _note_fewer_images(args.n, len(setups[0].dataset), "the run scores")
     config = {
         "models": [
             {
@@ -535,6 +554,13 @@ def _fill_run(
     return summary
 
 
+def _note_fewer_images(requested: int | None, available: int, what: str) -> None:
+    """One line on standard error when ``--n`` asks for more images than the data set holds."""
+    if requested is not None and requested > available:
+        images, those = ("1 image", "that one") if available == 1 else (f"{available} images", f"those {available}")
+        print(f"xaibench: --n {requested}: the data set has only {images}; {what} {those}", file=sys.stderr)
+
+
 def _with_seed(spec: MethodSpec, seed: int, lookup: Callable[[str], type] = explainer.get_explainer) -> MethodSpec:
     """The run's seed for a method (or, with ``lookup=metric.get_metric``, a metric) that takes one and
     was not given one."""
@@ -579,7 +605,6 @@ def _max_image_pixels() -> int | None:
 
 def _sanity(args: argparse.Namespace) -> int:
     from xaibench import sanity
-    from xaibench.data.sample import collate
 
     specs = _check_methods(args.methods)
     _check_common(args)
@@ -588,9 +613,20 @@ def _sanity(args: argparse.Namespace) -> int:
     if args.show < 0:
         raise XaibenchError(f"--show must be at least 0, got {args.show}")
     out = Path(args.out) if args.out else unique_folder("reports", "sanity-" + _default_name(args.model, args.dataset))
-    if not args.overwrite and any((out / name).exists() for name in sanity.OUTPUTS):
-        raise XaibenchError(f"{out} holds another sanity check; pass --overwrite to replace it, or choose another --out")
-    writable_folder(out)  # before the work, not after it
+    with sanity.sanity_folder(out) as folder:  # locked, and checked before the work, not after it
+        if folder.check(sanity.OUTPUTS) and not args.overwrite:
+            raise XaibenchError(f"{out} holds another sanity check; pass --overwrite to replace it, or choose another --out")
+        return _sanity_into(folder, args, specs)
+
+
+def _sanity_into(folder: OutputFolder, args: argparse.Namespace, specs: list[MethodSpec]) -> int:
+    """The sanity check, written into ``folder`` (an open :class:`xaibench.output_folder.OutputFolder`)."""
+    from xaibench import sanity
+    from xaibench.data.sample import collate
+
+    out = folder.path
+    requested = args.n
+    n = DEFAULT_SANITY_IMAGES if requested is None else requested
     torch.manual_seed(args.seed)
     name = _model_names(args.model)[0]
     model = models.load_model(
@@ -599,9 +635,10 @@ def _sanity(args: argparse.Namespace) -> int:
     image_size = (args.image_size, args.image_size) if args.image_size else tuple(model.input_size)
     if image_size != tuple(model.input_size):
         models.check_target_layer(model.network, model.target_layer_name, torch.zeros(1, 3, *image_size, device=model.device))
-    dataset = data.load_dataset(args.dataset, image_size=image_size, size=args.n, seed=args.seed, class_names=model.class_names)
+    dataset = data.load_dataset(args.dataset, image_size=image_size, size=n, seed=args.seed, class_names=model.class_names)
+    _note_fewer_images(requested, len(dataset), "the sanity check uses")
     unreadable: list[tuple[int, str]] = []
-    samples = harness.first_samples(dataset, args.n, unreadable)
+    samples = harness.first_samples(dataset, n, unreadable)
     for index, reason in unreadable:
         print(f"xaibench: skipped unreadable image {index}: {reason}", file=sys.stderr)
     if not samples:
@@ -656,7 +693,7 @@ def _sanity(args: argparse.Namespace) -> int:
         if frames:
             per_image = pd.concat(frames, ignore_index=True)
             summary = sanity.write_sanity(
-                out, config, per_image, shown, images[: args.show].cpu(), data_per_image=data_rows, complete=complete
+                folder, config, per_image, shown, images[: args.show].cpu(), data_per_image=data_rows, complete=complete
             )
     if not complete:
         return 130
@@ -712,19 +749,24 @@ def _report(args: argparse.Namespace) -> int:
     from xaibench import comparison, comparison_report
 
     viz.check_style(args.cmap, args.alpha)
-    if args.out:
-        writable_folder(comparison_report.check_out(args.out))
-    runs = [comparison.load_run(folder) for folder in args.runs]
-    combined = comparison.combine(runs)
-    methods = [m.strip() for m in args.class_gallery.split(",")] if args.class_gallery else None
-    known = set(combined.summary.method)
-    unknown = [m for m in methods or [] if m not in known]
-    if unknown:
-        raise XaibenchError(f"--class-gallery names {', '.join(unknown)}, not in these runs; they hold {', '.join(sorted(known))}")
-    out = Path(args.out) if args.out else unique_folder("reports", f"{time.strftime('%Y%m%d-%H%M%S')}-report")
-    page = comparison_report.write_report(
-        comparison_report.build_report(combined, cmap=args.cmap, alpha=args.alpha, class_gallery_methods=methods), out
-    )
+    with ExitStack() as stack:
+        # --out is locked from here on, and a file there that a report would replace but did not write is
+        # refused before the work
+        folder = stack.enter_context(comparison_report.report_folder(args.out)) if args.out else None
+        if folder is not None:
+            folder.check(comparison_report.REPORT_FILES)
+        runs = [comparison.load_run(run) for run in args.runs]
+        combined = comparison.combine(runs)
+        methods = [m.strip() for m in args.class_gallery.split(",")] if args.class_gallery else None
+        known = set(combined.summary.method)
+        unknown = [m for m in methods or [] if m not in known]
+        if unknown:
+            raise XaibenchError(f"--class-gallery names {', '.join(unknown)}, not in these runs; they hold {', '.join(sorted(known))}")
+        built = comparison_report.build_report(combined, cmap=args.cmap, alpha=args.alpha, class_gallery_methods=methods)
+        if folder is None:
+            out = unique_folder("reports", f"{time.strftime('%Y%m%d-%H%M%S')}-report")
+            folder = stack.enter_context(comparison_report.report_folder(out))
+        page = comparison_report.write_report(built, folder)
     print(f"xaibench: wrote {page} (and the tables and figures beside it)")
     return 0
 
@@ -769,6 +811,22 @@ def _explain(args: argparse.Namespace) -> int:
     if figsize is not None and fmt in ("png", "jpg"):  # (a default size is checked when the figure is drawn)
         figures.check_raster_size(*figsize, args.dpi)
     writable_folder(out)
+    if out_file is not None:  # the file the user named: replaced if it exists
+        return _explain_images(args, specs, topk, figsize, fmt, out_file=out_file)
+    # a folder, maybe the user's own (the default is the current one): only figures that explain wrote
+    # there before, unchanged since, are replaced
+    with OutputFolder(out, "explain") as folder:
+        return _explain_images(args, specs, topk, figsize, fmt, folder=folder)
+
+
+def _explain_images(
+    args: argparse.Namespace, specs: list[MethodSpec], topk: int, figsize: tuple[float, float] | None, fmt: str, *,
+    out_file: Path | None = None, folder: OutputFolder | None = None,
+) -> int:
+    """``xaibench explain`` once its arguments are checked: one figure per image, into ``out_file`` (one
+    image) or ``folder``."""
+    from xaibench import figures
+
     failed: list[str] = []
     images = []
     for image in args.images:  # missing files fail here, before the model is loaded
@@ -791,9 +849,19 @@ def _explain(args: argparse.Namespace) -> int:
     else:
         class_label = model.class_names[figures.resolve_class(model, args.class_name)]
     explainers = [_create(spec, model, args.seed) for spec in specs]
-    out.mkdir(parents=True, exist_ok=True)
-    written: set[Path] = set()
-    for image in images:
+    methods = [e.name for e in explainers]
+    names: list[str] = []
+    for image in images:  # two images with one stem in one call: keep both figures
+        name = figures.figure_file_name(image, methods, fmt, class_label)
+        for k in range(2, 10_000):
+            if name not in names:
+                break
+            name = figures.figure_file_name(f"{Path(image).stem}-{k}", methods, fmt, class_label)
+        names.append(name)
+    if folder is not None:
+        folder.check(names)  # a figure of these names that explain did not write is refused before any work
+    written = 0
+    for image, name in zip(images, names):
         try:
             tensor, _ = figures.load_photo(image, tuple(model.input_size))
         except XaibenchError as error:
@@ -806,13 +874,11 @@ def _explain(args: argparse.Namespace) -> int:
             tensor, model, explainers, topk=topk, class_name=args.class_name, cmap=args.cmap, alpha=args.alpha,
             figsize=figsize, title=Path(image).name,
         )
-        path = out_file or out / figures.figure_file_name(image, [e.name for e in explainers], fmt, class_label)
-        for k in range(2, 10_000):  # two images with one stem in one call: keep both figures
-            if path not in written:
-                break
-            path = out / figures.figure_file_name(f"{Path(image).stem}-{k}", [e.name for e in explainers], fmt, class_label)
-        written.add(path)
-        figures.save_figure(fig, path, dpi=args.dpi)
+        if folder is None:
+            path = figures.save_figure(fig, out_file, dpi=args.dpi)
+        else:
+            path = folder.write_bytes(name, figures.figure_bytes(fig, fmt, dpi=args.dpi))
+        written += 1
         print(f"xaibench: wrote {path}")
     if not written:
         raise XaibenchError(f"none of the {len(args.images)} images could be read; nothing explained")

@@ -17,13 +17,19 @@ Files of a report folder (this module owns them):
 ``per_class.csv``               per true class: each method's mean per-image value of each metric
 ``box_accuracy_curves.csv``     box accuracy against the map threshold
 ``*.png``, ``*.jpg``            the plots (PNG) and the galleries of photos and maps (JPEG) the page shows
+``.xaibench-outputs.json``      the files the report wrote, with their SHA-256 (:mod:`xaibench.output_folder`)
 ==============================  ============================================================
+
+A report folder may hold other files: a report replaces or removes only the files an earlier report
+wrote there and nobody changed since, and refuses, before it writes anything, a file of one of its
+names that it did not write.
 """
 
 from __future__ import annotations
 
 import base64
 import html
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,12 +41,11 @@ from xaibench import localization
 from xaibench.comparison import ALPHA, RANK_RULE, Comparison, families, pairwise, per_class, rank
 from xaibench.metric import Metric
 from xaibench.errors import XaibenchError
+from xaibench.output_folder import OutputFolder
 from xaibench.report import (
     box_accuracy_curves, format_value, mean_curves, options_text, run_is_complete, summary_table, to_markdown,
 )
-from xaibench.run_folder import (
-    BOX_ACCURACY_CURVES, CONFIG, REPORT_HTML, SUMMARY_CSV, SUMMARY_MD, atomic_write, atomic_write_text,
-)
+from xaibench.run_folder import BOX_ACCURACY_CURVES, CONFIG, REPORT_HTML, SUMMARY_CSV, SUMMARY_MD, atomic_write_text
 from xaibench.text import csv_text
 from xaibench.viz import DEFAULT_ALPHA, DEFAULT_CMAP, metric_curves_figure
 
@@ -230,9 +235,16 @@ def _runs_text(report: Report) -> str:
     def described(run) -> str:
         images = run.per_image["index"].nunique()
         partial = "" if run_is_complete(run.config, run.per_image) else f", partial: {images} of {run.config.get('n')}"
-        return f"{run.folder.name} ({', '.join(run.model_names)} on {run.dataset}, {images} images{partial})"
+        return f"{run_name(run)} ({', '.join(run.model_names)} on {run.dataset}, {images} images{partial})"
 
     return "Runs: " + "; ".join(described(r) for r in report.comparison.runs) + "."
+
+
+def run_name(run) -> str:
+    """The name a report gives a run: its folder's name, resolved (a run named as ``.``, ``..`` or
+    ``runs/a/`` is called by the folder's own name, not ``""`` or ``..``)."""
+    folder = Path(run.folder).resolve()
+    return folder.name or str(folder)
 
 
 def check_out(out: str | Path) -> Path:
@@ -247,35 +259,60 @@ def check_out(out: str | Path) -> Path:
     return out
 
 
-def write_report(report: Report, out: str | Path) -> Path:
+#: The files every report writes (beside them, some of the figures: :func:`is_report_file`).
+REPORT_FILES = (SUMMARY_CSV, PAIRWISE_CSV, PER_CLASS_CSV, SUMMARY_MD, REPORT_HTML)
+#: The plots a report may draw.
+REPORT_PLOTS = ("metric_bars.png", "box_accuracy_vs_threshold.png", "accuracy_at_iou.png", "iou_distribution.png",
+                "curves.png")
+_GALLERY = re.compile(r"gallery-\d+(-\d+)?\.jpg|class_gallery-\d+-.+\.jpg", re.DOTALL)
+
+
+def is_report_file(name: str) -> bool:
+    """Whether a report may write a file of this name (its tables, page, plots and galleries)."""
+    return name in (*REPORT_FILES, BOX_ACCURACY_CURVES, *REPORT_PLOTS) or bool(_GALLERY.fullmatch(name))
+
+
+def report_folder(out: str | Path) -> OutputFolder:
+    """The report folder ``out``, to open (``with``) before the report is built: it is locked while
+    the report writes, and a file of a report's name there that this command did not write is refused
+    before any work (:class:`xaibench.output_folder.OutputFolder`).
+
+    Raises:
+        XaibenchError: ``out`` holds a run (whose files the report must not replace).
+    """
+    return OutputFolder(check_out(out), "report", names=is_report_file)
+
+
+def write_report(report: Report, out: str | Path | OutputFolder) -> Path:
     """Write the report folder ``out`` (created if needed): the page, the tables and the figures.
 
-    Figures an earlier report left in ``out`` (galleries of groups that are no longer there) are removed.
+    The folder may hold other files: a report replaces or removes only the files an earlier report
+    wrote there, unchanged since (:mod:`xaibench.output_folder`); those of an earlier report that this
+    one does not write (galleries of groups that are no longer there) are removed.
 
     Returns:
         The path of ``report.html``.
 
     Raises:
-        XaibenchError: ``out`` holds a run (whose files the report must not replace).
+        XaibenchError: ``out`` holds a run (whose files the report must not replace), or a file of one
+            of the report's names that an earlier report did not write (nothing is written then).
     """
-    out = check_out(out)
-    out.mkdir(parents=True, exist_ok=True)
-    for stale in [*out.glob("gallery-*.*"), *out.glob("class_gallery-*.*")]:
-        if stale.suffix in (".png", ".jpg") and stale.name not in {f.name for f in report.figures}:
-            stale.unlink()
-
-    def csv(name: str, frame: pd.DataFrame) -> None:
-        atomic_write_text(out / name, csv_text(frame))
-
-    csv(SUMMARY_CSV, report.summary)
-    csv(PAIRWISE_CSV, report.pairwise)
-    csv(PER_CLASS_CSV, report.per_class)
+    if not isinstance(out, OutputFolder):
+        with report_folder(out) as folder:
+            return write_report(report, folder)
+    folder = out
+    tables = {SUMMARY_CSV: report.summary, PAIRWISE_CSV: report.pairwise, PER_CLASS_CSV: report.per_class}
     if not report.box_curves.empty:
-        csv(BOX_ACCURACY_CURVES, report.box_curves)
-    atomic_write_text(out / SUMMARY_MD, summary_markdown(report))
+        tables[BOX_ACCURACY_CURVES] = report.box_curves
+    folder.check([*tables, SUMMARY_MD, *(f.name for f in report.figures), REPORT_HTML])  # before writing any
+    for name, frame in tables.items():
+        folder.write_text(name, csv_text(frame))
+    folder.write_text(SUMMARY_MD, summary_markdown(report))
     for figure in report.figures:
-        atomic_write(out / figure.name, lambda f, data=figure.data: f.write(data))
-    return write_html(report, out / REPORT_HTML)
+        folder.write_bytes(figure.name, figure.data)
+    folder.write_text(REPORT_HTML, html_page(report))
+    folder.remove_rest()
+    return folder.file(REPORT_HTML)
 
 
 _STYLE = """
@@ -326,8 +363,13 @@ def _figure(figure: Figure) -> str:
 
 
 def write_html(report: Report, path: str | Path, *, title: str = "xaibench report") -> Path:
-    """Write the self-contained page: per (dataset, model) the tables per metric family with legends,
-    the ranking, the paired tests and the per-class table; then every figure."""
+    """Write the self-contained page (:func:`html_page`) atomically at ``path``."""
+    return atomic_write_text(path, html_page(report, title=title))
+
+
+def html_page(report: Report, *, title: str = "xaibench report") -> str:
+    """The self-contained page: per (dataset, model) the tables per metric family with legends, the
+    ranking, the paired tests and the per-class table; then every figure."""
     comparison = report.comparison
     metrics = comparison.metrics
     parts = [f"<h1>{html.escape(title)}</h1>", f"<p>{html.escape(_runs_text(report))}</p>",
@@ -382,4 +424,4 @@ def write_html(report: Report, path: str | Path, *, title: str = "xaibench repor
             '<meta name=viewport content="width=device-width, initial-scale=1">'
             f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>"
             + "\n".join(parts) + "</body></html>\n")
-    return atomic_write_text(path, page)
+    return page

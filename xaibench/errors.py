@@ -1,5 +1,10 @@
 """Errors a user can act on. The CLI prints their message as one line; the library never prints."""
 
+from __future__ import annotations
+
+import errno
+import os
+
 
 class XaibenchError(Exception):
     """Base class: something about the user's input that they can fix; the message says how."""
@@ -42,3 +47,23 @@ class DatasetError(XaibenchError):
 class OptionError(XaibenchError):
     """A method's option has a value the method cannot use; the message names the option and the
     values it accepts (:mod:`xaibench.options`)."""
+
+
+def os_reason(error: OSError) -> str:
+    """Why the operating system refused, in words for a one-line message: ``read-only file system``,
+    ``permission denied``, ``no space left on device``, ... (the OS's own reason, lower-cased)."""
+    if error.errno == errno.EROFS:
+        return "read-only file system"
+    reason = error.strerror or (os.strerror(error.errno) if error.errno else str(error))
+    return reason[:1].lower() + reason[1:]
+
+
+def unwritable_reason(folder: str | os.PathLike) -> str:
+    """Why files cannot be made in ``folder``, which ``os.access(folder, os.W_OK)`` refused:
+    ``read-only file system`` when it is on one (``os.statvfs``), else ``permission denied``."""
+    try:
+        if os.statvfs(folder).f_flag & getattr(os, "ST_RDONLY", 1):
+            return "read-only file system"
+    except (OSError, AttributeError):  # no statvfs (Windows), or the folder cannot be examined
+        pass
+    return "permission denied"

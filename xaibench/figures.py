@@ -66,6 +66,7 @@ __all__ = [
     "load_photo",
     "resolve_class",
     "save_figure",
+    "figure_bytes",
     "top_classes",
 ]
 
@@ -439,8 +440,7 @@ def check_raster_size(width_in: float, height_in: float, dpi: float) -> None:
 
 def save_figure(fig: Figure, path: str | os.PathLike, *, dpi: float = 100) -> Path:
     """Write ``fig`` atomically (:func:`xaibench.run_folder.atomic_write`) in the format its suffix
-    names (:data:`FORMATS`: png, pdf, svg, jpg) at ``dpi`` dots per inch. A PNG is written as RGB
-    (the figure is opaque), with Pillow's ``optimize``: about 12% smaller than matplotlib's RGBA.
+    names (:data:`FORMATS`: png, pdf, svg, jpg) at ``dpi`` dots per inch (see :func:`figure_bytes`).
 
     Raises:
         XaibenchError: an unknown suffix, ``dpi`` outside (0, :data:`MAX_DPI`], or a raster figure too
@@ -450,14 +450,32 @@ def save_figure(fig: Figure, path: str | os.PathLike, *, dpi: float = 100) -> Pa
     fmt = FORMATS.get(path.suffix.lower().lstrip("."))
     if fmt is None:
         raise XaibenchError(f"cannot save a figure as '{path.name}': name it .png, .pdf, .svg or .jpg")
+    data = figure_bytes(fig, fmt, dpi=dpi)
+    return atomic_write(path, lambda file: file.write(data))
+
+
+def figure_bytes(fig: Figure, fmt: str, *, dpi: float = 100) -> bytes:
+    """``fig`` as a file's bytes in the format ``fmt`` (a value of :data:`FORMATS`: png, pdf, svg, jpg)
+    at ``dpi`` dots per inch. A PNG is written as RGB (the figure is opaque), with Pillow's
+    ``optimize``: about 12% smaller than matplotlib's RGBA.
+
+    Raises:
+        XaibenchError: an unknown format, ``dpi`` outside (0, :data:`MAX_DPI`], or a raster figure too
+            large to draw (:func:`check_raster_size`).
+    """
+    if fmt not in FORMATS.values():
+        raise XaibenchError(f"cannot save a figure as {fmt}: choose png, pdf, svg or jpg")
     if fmt in ("png", "jpg"):
         check_raster_size(fig.get_figwidth(), fig.get_figheight(), dpi)
     else:
         check_dpi(dpi)
-    if fmt != "png":
-        return atomic_write(path, lambda file: fig.savefig(file, format=fmt, dpi=dpi))
     buffer = io.BytesIO()
+    if fmt != "png":
+        fig.savefig(buffer, format=fmt, dpi=dpi)
+        return buffer.getvalue()
     fig.savefig(buffer, format="png", dpi=dpi, facecolor="white")
     with Image.open(buffer) as rendered:
         rgb = rendered.convert("RGB")
-    return atomic_write(path, lambda file: rgb.save(file, format="PNG", optimize=True))
+    out = io.BytesIO()
+    rgb.save(out, format="PNG", optimize=True)
+    return out.getvalue()

@@ -449,8 +449,10 @@ class FolderLock:
             except BlockingIOError:
                 owner = " ".join(os.pread(descriptor, 200, 0).decode("utf-8", "replace").split()) or "unknown"
                 os.close(descriptor)
+                what, _, rest = owner.partition(": ")  # the holder's "<what>: pid ..., since ..."
+                what, owner = (what, rest) if rest.startswith("pid ") and what.isidentifier() else (self.what, owner)
                 raise XaibenchError(
-                    f"another xaibench {self.what} ({owner}) is writing to {self.path.parent}; wait for it or choose "
+                    f"another xaibench {what} ({owner}) is writing to {self.path.parent}; wait for it or choose "
                     "another --out"
                 ) from None
             try:
@@ -463,7 +465,7 @@ class FolderLock:
         else:  # pragma: no cover - a lock file replaced a hundred times in a row
             raise XaibenchError(f"cannot lock {self.path.parent}: its lock file keeps changing; try again")
         os.ftruncate(descriptor, 0)
-        os.pwrite(descriptor, f"pid {os.getpid()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(), 0)
+        os.pwrite(descriptor, f"{self.what}: pid {os.getpid()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(), 0)
         self._descriptor = descriptor
         return self
 

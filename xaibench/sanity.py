@@ -16,7 +16,9 @@ images (1000 resamples), written by :func:`write_sanity` as ``sanity.csv`` in lo
 ``method, depth, layer, similarity, value, ci_low, ci_high, n`` (depth 0 is the trained network,
 ``layer`` the block randomized last, ``n`` the images whose similarity is defined), beside
 ``sanity.md``, ``sanity.png`` (similarity against depth, one line per method, as their Fig. 2) and
-``sanity_maps.png`` (the maps themselves across depths for a few images).
+``sanity_maps.png`` (the maps themselves across depths for a few images). The folder may hold other
+files: only the files of an earlier check there, unchanged since, are replaced or removed
+(:mod:`xaibench.output_folder`).
 
 The ``spearman`` rows (ranks with signs) are written only for methods whose maps have signs (a
 negative value on some image of the trained network); for the others they equal ``spearman_abs``.
@@ -40,7 +42,7 @@ from xaibench.method_spec import MethodSpec
 from xaibench.models import Model
 from xaibench.randomization import cascading_randomization, randomization_blocks
 from xaibench.report import bootstrap_ci, to_markdown
-from xaibench.run_folder import atomic_write_text
+from xaibench.output_folder import OutputFolder
 from xaibench.text import csv_text
 
 __all__ = [
@@ -52,6 +54,7 @@ __all__ = [
     "data_randomization",
     "summarize_sanity",
     "write_sanity",
+    "sanity_folder",
 ]
 
 SANITY_CSV = "sanity.csv"
@@ -236,7 +239,7 @@ def summarize_sanity(per_image: pd.DataFrame, *, seed: int = 0, level: float = 0
 
 
 def write_sanity(
-    folder: str | Path,
+    folder: str | Path | OutputFolder,
     config: dict,
     per_image: pd.DataFrame,
     shown: SanityMaps,
@@ -245,28 +248,50 @@ def write_sanity(
     data_per_image: pd.DataFrame | None = None,
     complete: bool = True,
 ) -> pd.DataFrame:
-    """Write the sanity check's files to ``folder`` (see the module's docstring); returns the summary."""
+    """Write the sanity check's files to ``folder`` (see the module's docstring); returns the summary.
+
+    The folder may hold other files: only the files of an earlier sanity check there, unchanged since,
+    are replaced, and those of them this check does not write again are removed
+    (:mod:`xaibench.output_folder`). A folder given as a path is opened (and locked) for the call.
+
+    Raises:
+        XaibenchError: a file of one of the check's names that an earlier check did not write is there
+            (nothing is written then).
+    """
     from xaibench import viz
 
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    if not isinstance(folder, OutputFolder):
+        with sanity_folder(folder) as opened:
+            return write_sanity(opened, config, per_image, shown, images, data_per_image=data_per_image,
+                                complete=complete)
+    folder.check(OUTPUTS)
     seed = int(config.get("seed", 0))
     summary = summarize_sanity(per_image, seed=seed)
-    atomic_write_text(folder / SANITY_CONFIG, json.dumps(config, indent=2) + "\n")
-    atomic_write_text(folder / SANITY_PER_IMAGE, csv_text(per_image))
-    atomic_write_text(folder / SANITY_CSV, csv_text(summary))
+    folder.write_text(SANITY_CONFIG, json.dumps(config, indent=2) + "\n")
+    folder.write_text(SANITY_PER_IMAGE, csv_text(per_image))
+    folder.write_text(SANITY_CSV, csv_text(summary))
     data_summary = None
     if data_per_image is not None:
         data_summary = summarize_sanity(data_per_image, seed=seed)
-        atomic_write_text(folder / DATA_RANDOMIZATION_CSV, csv_text(data_summary))
+        folder.write_text(DATA_RANDOMIZATION_CSV, csv_text(data_summary))
     if not summary.empty:
-        viz.sanity_curves(summary, folder / SANITY_FIGURE, title=f"Cascading randomization of {config.get('model')}")
+        fig = viz.sanity_curves_figure(summary, title=f"Cascading randomization of {config.get('model')}")
+        folder.write(SANITY_FIGURE, lambda file: fig.savefig(file, format="png", dpi=110))
     if shown.maps:
         stacked = shown.stacked()  # method -> (depths, k, H, W); a partial check has fewer depths
         depths, k = next(iter(stacked.values())).shape[:2]
-        viz.maps_across_depths(images[:k], stacked, shown.layers[:depths], folder / SANITY_MAPS)
-    atomic_write_text(folder / SANITY_MD, sanity_markdown(config, summary, data_summary, complete=complete))
+        fig = viz.maps_across_depths_figure(images[:k], stacked, shown.layers[:depths])
+        folder.write(SANITY_MAPS, lambda file: fig.savefig(file, format="png", dpi=100))
+    folder.write_text(SANITY_MD, sanity_markdown(config, summary, data_summary, complete=complete))
+    folder.remove_rest()  # an earlier check's files that this one does not have (e.g. data_randomization.csv)
     return summary
+
+
+def sanity_folder(out: str | Path) -> OutputFolder:
+    """The folder of a sanity check, to open (``with``) before the check: locked while the check runs,
+    and holding no file of the check's names that an earlier check did not write
+    (:class:`xaibench.output_folder.OutputFolder`)."""
+    return OutputFolder(out, "sanity", names=OUTPUTS.__contains__)
 
 
 def _cell(row: pd.Series) -> str:

@@ -17,7 +17,8 @@ The output is H.264 (libx264, ``yuv420p``, CRF 18 by default), which needs an ev
 a video of odd size is refused with a one-line error rather than padded or cropped, so that the
 output always has the input's size. The output is written to a temporary file in the destination's
 folder and renamed over the destination only when complete, so a failure half-way leaves no
-truncated file behind.
+truncated file behind; the temporary file a job killed half-way leaves (``.<name>.*.partial.<ext>``)
+is removed by the next job that writes the same destination, and no other file.
 
 Reading and writing video needs PyAV (``pip install 'xaibench[video]'``), imported only when used.
 """
@@ -42,9 +43,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from xaibench.errors import XaibenchError
+from xaibench.errors import XaibenchError, unwritable_reason
 from xaibench.explainer import Explainer
 from xaibench.models import Model, eval_mode
+from xaibench.output_folder import hold_temporary, remove_stale_temporaries
 from xaibench.run_folder import atomic_path
 from xaibench.viz import DEFAULT_ALPHA, DEFAULT_CMAP, check_style, heatmap_overlay
 
@@ -243,7 +245,7 @@ def check_destination(destination: str | os.PathLike, source: str | os.PathLike 
             raise XaibenchError(f"--out {destination}: {blocker} is a file, not a folder; choose another --out")
         raise XaibenchError(f"--out {destination}: the folder {folder} does not exist; create it first")
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise XaibenchError(f"--out {destination}: cannot write in the folder {folder} (permission denied)")
+        raise XaibenchError(f"--out {destination}: cannot write in the folder {folder} ({unwritable_reason(folder)})")
     if source is not None and destination.exists() and Path(source).exists() and os.path.samefile(source, destination):
         raise XaibenchError(f"--out {destination} is the input video itself; choose another file name")
     try:
@@ -580,7 +582,10 @@ def explain_video(
     with _open_input(av, source) as container:
         info = _describe(source, container)
         destination = check_destination(destination, source)
-        with atomic_path(destination, keep_extension=True) as temporary:
+        # what a job killed while writing this destination left beside it; a job at work holds its own
+        remove_stale_temporaries(destination.parent, lambda name: name == destination.name)
+        with hold_temporary() as hold, atomic_path(destination, keep_extension=True) as temporary:
+            hold(temporary)
             written, explained, audio = _transcode(
                 av, container, info, source, temporary, destination, model, explainer,
                 every=every, batch_size=batch_size, cmap=cmap, alpha=alpha, crf=crf, progress=progress,

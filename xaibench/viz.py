@@ -111,7 +111,13 @@ def overlay_grid(
 
 
 def sanity_curves(summary: pd.DataFrame, path: str | Path, *, title: str = "") -> Path:
-    """Save a PNG in the style of Adebayo et al.'s Fig. 2: per similarity measure, the mean similarity
+    """Save :func:`sanity_curves_figure` as a PNG."""
+    fig = sanity_curves_figure(summary, title=title)
+    return atomic_write(path, lambda file: fig.savefig(file, format="png", dpi=110))
+
+
+def sanity_curves_figure(summary: pd.DataFrame, *, title: str = "") -> Figure:
+    """A figure in the style of Adebayo et al.'s Fig. 2: per similarity measure, the mean similarity
     to the trained network's maps against the randomization depth, one line per method with its 95%
     interval shaded; ``summary`` as :func:`xaibench.sanity.summarize_sanity` returns it."""
     measures = list(dict.fromkeys(summary["similarity"]))
@@ -136,14 +142,22 @@ def sanity_curves(summary: pd.DataFrame, path: str | Path, *, title: str = "") -
     if title:
         fig.suptitle(literal(f"{title}: blocks randomized from the top (left: none)"), fontsize=11)
     fig.tight_layout()
-    return atomic_write(path, lambda file: fig.savefig(file, format="png", dpi=110))
+    return fig
 
 
 def maps_across_depths(
     images: torch.Tensor | np.ndarray, maps: Mapping[str, np.ndarray], layers: Sequence[str], path: str | Path,
     *, cmap: str = "gray",
 ) -> Path:
-    """Save a PNG of the maps themselves across randomization depths: one row per (image, method), the
+    """Save :func:`maps_across_depths_figure` as a PNG."""
+    fig = maps_across_depths_figure(images, maps, layers, cmap=cmap)
+    return atomic_write(path, lambda file: fig.savefig(file, format="png", dpi=100))
+
+
+def maps_across_depths_figure(
+    images: torch.Tensor | np.ndarray, maps: Mapping[str, np.ndarray], layers: Sequence[str], *, cmap: str = "gray",
+) -> Figure:
+    """A figure of the maps themselves across randomization depths: one row per (image, method), the
     image first, then one column per depth (``maps[method]``: (depths, k, H, W) in [0, 1]). Each map is
     shown scaled to its 99th percentile and clipped, as Adebayo et al.'s figures (``saliency``'s
     ``VisualizeImageGrayscale``), so that a few extreme pixels do not leave a gradient map black."""
@@ -166,7 +180,7 @@ def maps_across_depths(
         ax.set_yticks([])
     if rows:
         fig.colorbar(shown, ax=axes, fraction=0.02, shrink=0.5, label="|map| / its 99th percentile")
-    return atomic_write(path, lambda file: fig.savefig(file, format="png", dpi=100))
+    return fig
 
 
 def metric_curves(curves: pd.DataFrame, metrics: Mapping[str, object], path: str | Path) -> Path:
