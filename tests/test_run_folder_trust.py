@@ -178,7 +178,7 @@ def test_resume_scores_again_the_images_that_changed_and_says_which(tmp_path, ca
     _photos(tmp_path / "photos", [20, 60, 230, 140, 180])  # image 2: other pixels, same name
     with caplog.at_level("WARNING"):
         after = _evaluate(csv, tmp_path / "run")
-    assert "1 image(s) changed since the run scored them" in caplog.text and "indices 2" in caplog.text
+    assert "1 image(s) changed since the run scored them" in caplog.text and "p2.png (index 2)" in caplog.text
     fresh = _evaluate(csv, tmp_path / "fresh")
     pd.testing.assert_frame_equal(_sorted(after), _sorted(fresh))  # as a run on the changed data from the start
     assert harness.read_per_image(tmp_path / "run").equals(after)
@@ -203,7 +203,7 @@ def test_annotations_are_part_of_an_image_s_identity(tmp_path, caplog) -> None:
     csv.write_text(csv.read_text().replace("p1.png,1,11,10,30,29", "p1.png,1,11,10,35,29"))  # a wider box
     with caplog.at_level("WARNING"):
         _evaluate(csv, tmp_path / "run", methods=["center"])
-    assert "1 image(s) changed" in caplog.text and "indices 1" in caplog.text
+    assert "1 image(s) changed" in caplog.text and "p1.png (index 1)" in caplog.text
 
 
 def _library_run(folder: Path, out: Path, method: str, monkeypatch) -> comparison.Run:
@@ -339,7 +339,8 @@ def test_every_config_field_of_the_wrong_type_is_damage_naming_it(finished, tmp_
     assert status == 2 and f"config.json is damaged (its {field} is " in err
 
 
-@pytest.mark.parametrize("text", ["[" * 100_000, '{"a":' * 50_000 + "1" + "}" * 50_000, '{"seed": 1e999}'])
+@pytest.mark.parametrize("text", ["[" * 100_000, '{"a":' * 50_000 + "1" + "}" * 50_000, '{"seed": 1e999}'],
+                         ids=["lists", "objects", "infinite-seed"])
 def test_a_config_nested_without_end_is_damage(finished, tmp_path, capsys, text) -> None:
     run = _copy(finished, tmp_path)
     (run / CONFIG).write_text(text)

@@ -404,10 +404,12 @@ def _unchanged(
             "the run, or start it again with --overwrite"
         )
     if changed:
-        names = ", ".join(str(i) for i in changed[:10]) + (f" and {len(changed) - 10} more" if len(changed) > 10 else "")
+        name = getattr(dataset, "sample_id", None)
+        shown = [f"{name(i)} (index {i})" if name is not None else f"index {i}" for i in changed[:10]]
+        more = f" and {len(changed) - 10} more" if len(changed) > 10 else ""
         logger.warning(
-            "%d image(s) changed since the run scored them (their bytes or annotations): %s; their rows are "
-            "computed again and replace the old ones", len(changed), f"indices {names}",
+            "%d image(s) changed since the run scored them (their bytes or annotations): %s%s; their rows are "
+            "computed again and replace the old ones", len(changed), ", ".join(shown), more,
         )
     return kept
 
