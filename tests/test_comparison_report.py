@@ -122,7 +122,7 @@ def _copy(run: Path, to: Path, edit) -> Path:
         (lambda c: c.update(n=30), "'n'"),
         (lambda c: c.update(seed=1), "'seed'"),
         (lambda c: (c.pop("definitions"), c.update(xaibench="0.1.0")),  # a run of xaibench 0.1
-         "different definitions of the metrics and methods (2 and 1, xaibench 0.2.0 and 0.1.0); run the older again"),
+         "different definitions of the metrics and methods (3 and 1, xaibench 0.3.0 and 0.1.0); run the older again"),
     ],
 )
 def test_runs_with_another_protocol_are_refused_naming_the_field(runs, tmp_path, capsys, edit, field):

@@ -98,10 +98,10 @@ def test_a_run_of_other_definitions_is_never_resumed(tmp_path) -> None:
     old = {"n": 40, "seed": 0, "xaibench": "0.1.0", "metric_options": {"pointing": {"tolerance": 15}}}
     with RunFolder(tmp_path, mode="new") as folder:
         folder.start(old)
-    new = {**old, "xaibench": "0.2.0", DEFINITIONS_FIELD: DEFINITIONS,
+    new = {**old, "xaibench": "0.3.0", DEFINITIONS_FIELD: DEFINITIONS,
            "metric_options": {"pointing": {"tolerance": 15, "resolution": "file"}}}
     with pytest.raises(XaibenchError, match=r"xaibench 0.1.0 computed its rows with other definitions of the metrics "
-                       r"and methods \(1, now 2\); start it again with --overwrite"):
+                       r"and methods \(1, now 3\); start it again with --overwrite"):
         with RunFolder(tmp_path, mode="resume") as folder:
             folder.start(new)
 

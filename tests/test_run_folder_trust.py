@@ -273,11 +273,11 @@ def test_every_damaged_file_is_one_line_or_read(finished, tmp_path, capsys) -> N
 
 @pytest.mark.parametrize("name", [IMAGES, MAPS, PER_IMAGE])
 def test_damaged_files_the_report_and_resume_read_are_one_line(finished, tmp_path, capsys, name) -> None:
-    for how in ("truncated", "flipped"):
-        run = _copy(finished, tmp_path / how)
-        (run / name).write_bytes(_damaged((finished / name).read_bytes(), how))
-        _main(["report", run, "--out", tmp_path / how / "report"], capsys)
-        _main([*RUN, "--out", run, "--resume"], capsys)
+    run = _copy(finished, tmp_path)
+    (run / name).write_bytes(_damaged((finished / name).read_bytes(), "flipped"))
+    argv = [*RUN, "--out", run, "--resume"] if name == PER_IMAGE else ["report", run, "--out", tmp_path / "report"]
+    status, err = _main(argv, capsys)
+    assert status == 2 and f"{name} " in err
 
 
 def test_files_a_spreadsheet_saved_again_read_the_same(finished, tmp_path, capsys) -> None:

@@ -74,8 +74,9 @@ IDS_FIELD = "dataset_ids_sha256"
 #: resumed or compared across definitions. 1: xaibench 0.1 (the field is absent). 2: ROAD imputes the
 #: [0, 1] image and breaks ties with the authors' noise; RISE masks the normalised input; the pointing
 #: game is played in the photo's pixels, and an empty object region is a miss; COCO crowds are scored.
+#: 3: a box reaching past the image is clipped to its last pixel (``x1 <= width - 1``), not to the width.
 DEFINITIONS_FIELD = "definitions"
-DEFINITIONS = 2
+DEFINITIONS = 3
 
 
 def definitions(config: Mapping[str, Any]) -> int:
