@@ -229,6 +229,12 @@ class RunFolder:
 
     def _prepare(self) -> None:
         remove_partial_files(self.path)
+        if self.mode == "overwrite" and self.holds_a_run() and not check_own(self.file(CONFIG)):
+            found = [name for name in OUTPUTS if os.path.lexists(self.file(name))]
+            raise XaibenchError(
+                f"{self.path} holds {', '.join(found)} but no run ({CONFIG}): --overwrite replaces only a run's "
+                "files; remove them or choose another --out"
+            )
         if self.mode == "overwrite":
             for name in OUTPUTS:
                 remove_own(self.file(name))
