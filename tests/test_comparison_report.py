@@ -329,6 +329,7 @@ def test_a_second_report_into_one_folder_is_refused_while_the_first_writes(runs,
         ('{"xaibench_outputs": 1, "files": {"summary.md": {"command": "report", "sha256": "abc"}}}',
          "not a command and a SHA-256 (64 hex digits)"),
         ('{"files": {}}', "its 'xaibench_outputs' is None, not 1"),
+        ('{"xaibench_outputs": 1' + "0" * 5000 + "}", "ValueError: Exceeds the limit (4300 digits)"),
     ],
 )
 def test_a_damaged_manifest_is_a_one_line_error(runs, tmp_path, capsys, manifest, problem):

@@ -324,6 +324,7 @@ def test_a_decompression_bomb_is_refused_within_bounded_memory(finished, tmp_pat
     lambda run: faults.plant_array_of_shape(run, (3, 100)),
     lambda run: faults.plant_bad_index(run, "-3"),
     lambda run: faults.plant_bad_index(run, "1.5"),
+    lambda run: faults.plant_bad_index(run, "1" + "0" * 23),
 ])
 def test_crafted_cells_are_damage_naming_file_line_and_column(finished, tmp_path, capsys, plant) -> None:
     run = _copy(finished, tmp_path)
@@ -348,8 +349,9 @@ def test_every_config_field_of_the_wrong_type_is_damage_naming_it(finished, tmp_
     assert status == 2 and f"config.json is damaged (its {field} is " in err
 
 
-@pytest.mark.parametrize("text", ["[" * 100_000, '{"a":' * 50_000 + "1" + "}" * 50_000, '{"seed": 1e999}'],
-                         ids=["lists", "objects", "infinite-seed"])
+@pytest.mark.parametrize("text", ["[" * 100_000, '{"a":' * 50_000 + "1" + "}" * 50_000, '{"seed": 1e999}',
+                                  '{"seed": 1' + "0" * 5000 + "}"],
+                         ids=["lists", "objects", "infinite-seed", "seed-of-5001-digits"])
 def test_a_config_nested_without_end_is_damage(finished, tmp_path, capsys, text) -> None:
     run = _copy(finished, tmp_path)
     (run / CONFIG).write_text(text)

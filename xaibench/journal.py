@@ -40,6 +40,8 @@ from xaibench.run_folder import atomic_write
 from xaibench.text import csv_text, unescape_columns
 
 _BOM = "\ufeff"
+#: Integer columns (indices, labels, sizes) hold values below this: exact as floats, and as C longs.
+_LARGEST_INTEGER = 2.0**53
 
 
 @dataclass(frozen=True)
@@ -278,10 +280,12 @@ class Journal:
             if column not in frame.columns:
                 continue
             values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
-            bad = ~(np.isfinite(values) & (values >= 0) & (np.floor(values) == values))
+            bad = ~(np.isfinite(values) & (values >= 0) & (values < _LARGEST_INTEGER) & (np.floor(values) == values))
             if bad.any():
                 line = int(np.flatnonzero(bad)[0]) + 2
-                raise self._damaged(f"line {line}: {column} is {frame[column].iloc[line - 2]!r}, not a non-negative integer")
+                raise self._damaged(
+                    f"line {line}: {column} is {str(frame[column].iloc[line - 2])[:40]!r}, not an integer in [0, 2**53)"
+                )
         for column, allowed in self.choices.items():
             if column not in frame.columns:
                 continue

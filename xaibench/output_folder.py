@@ -101,7 +101,7 @@ def read_manifest(folder: str | os.PathLike) -> tuple[dict[str, Entry], dict[str
     data = read_own_bytes(path) or b""
     try:
         manifest = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+    except (ValueError, RecursionError) as error:  # not UTF-8, not JSON, a number of over 4,300 digits, too deep
         raise _damaged(path, f"{type(error).__name__}: {' '.join(str(error).split())}") from None
     if not isinstance(manifest, dict):
         raise _damaged(path, f"it holds a JSON {type(manifest).__name__}, not an object")

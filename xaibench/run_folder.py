@@ -316,8 +316,8 @@ def read_config(folder: str | Path) -> dict:
     try:
         config = json.loads(data.decode("utf-8"))
         problem = None if isinstance(config, dict) else f"it holds a JSON {type(config).__name__}, not an object"
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        problem = f"{type(error).__name__}: {error}"
+    except ValueError as error:  # not UTF-8, not JSON, or a number of over 4,300 digits
+        problem = f"{type(error).__name__}: {' '.join(str(error).split())[:200]}"
     except RecursionError:  # thousands of nested brackets
         problem = "its values nest too deeply to be read"
     if problem is None:
