@@ -172,7 +172,7 @@ class Journal:
 
     def _complete_text(self) -> str:
         """The file's text up to its last newline (a half-written last line left out)."""
-        data = read_own_bytes(self.path)
+        data = read_own_bytes(self.path, linked_ok=True)  # reading a hard-linked copy changes nothing
         if data is None:
             return ""
         text = data.decode("utf-8", errors="replace")

@@ -48,13 +48,14 @@ def _kind(mode: int) -> str:
     return "not a regular file"
 
 
-def check_own(path: str | os.PathLike) -> bool:
-    """Whether ``path`` exists as xaibench's own file: True for a regular file with one link, False
+def check_own(path: str | os.PathLike, *, linked_ok: bool = False) -> bool:
+    """Whether ``path`` exists as xaibench's own file: True for a regular file with one link (or with
+    several, where ``linked_ok``: to be read, a hard-linked copy of a folder reads the same), False
     when nothing is there.
 
     Raises:
-        XaibenchError: something else is there (a link, a folder, a FIFO, a device, a regular file
-            with other hard links); one line naming it and what to do.
+        XaibenchError: something else is there (a symbolic link, a folder, a FIFO, a device, a regular
+            file with other hard links); one line naming it and what to do.
     """
     try:
         info = os.lstat(path)
@@ -62,21 +63,21 @@ def check_own(path: str | os.PathLike) -> bool:
         return False
     except OSError as error:
         raise XaibenchError(f"cannot access {os.fsdecode(path)} ({error.strerror or error}); {REMEDY}") from None
-    _refuse_unless_own(path, info)
+    _refuse_unless_own(path, info, linked_ok)
     return True
 
 
-def _refuse_unless_own(path: str | os.PathLike, info: os.stat_result) -> None:
+def _refuse_unless_own(path: str | os.PathLike, info: os.stat_result, linked_ok: bool = False) -> None:
     if not stat.S_ISREG(info.st_mode):
         raise XaibenchError(f"{os.fsdecode(path)} is {_kind(info.st_mode)}, not a file xaibench wrote; {REMEDY}")
-    if info.st_nlink > 1:
+    if info.st_nlink > 1 and not linked_ok:
         raise XaibenchError(
             f"{os.fsdecode(path)} has {info.st_nlink - 1} other hard link(s), so writing it would change a file "
             f"elsewhere; {REMEDY}"
         )
 
 
-def open_own(path: str | os.PathLike, flags: int, mode: int = 0o666) -> int:
+def open_own(path: str | os.PathLike, flags: int, mode: int = 0o666, *, linked_ok: bool = False) -> int:
     """``os.open`` for a file in one of xaibench's folders, refusing anything but its own regular file.
 
     The path's last component is never followed if it is a link, a FIFO or a device never blocks the
@@ -87,6 +88,8 @@ def open_own(path: str | os.PathLike, flags: int, mode: int = 0o666) -> int:
         path: The file.
         flags: ``os.O_*`` flags (``O_NOFOLLOW``, ``O_NONBLOCK`` and ``O_CLOEXEC`` are added).
         mode: Permissions of a file that ``O_CREAT`` creates (before the umask).
+        linked_ok: Accept a file with other hard links (to read it: writing it in place would change
+            the other names' file too).
 
     Returns:
         The open descriptor (blocking mode restored).
@@ -100,10 +103,10 @@ def open_own(path: str | os.PathLike, flags: int, mode: int = 0o666) -> int:
         descriptor = os.open(path, flags | extra, mode)
     except OSError as error:
         if error.errno in (errno.ELOOP, errno.EMLINK, errno.ENXIO, errno.EISDIR, errno.EWOULDBLOCK):
-            check_own(path)  # names what is there
+            check_own(path, linked_ok=linked_ok)  # names what is there
         raise XaibenchError(f"cannot open {os.fsdecode(path)} ({error.strerror or error}); {REMEDY}") from None
     try:
-        _refuse_unless_own(path, os.fstat(descriptor))
+        _refuse_unless_own(path, os.fstat(descriptor), linked_ok)
         if hasattr(os, "set_blocking"):
             os.set_blocking(descriptor, True)
     except BaseException:
@@ -112,15 +115,15 @@ def open_own(path: str | os.PathLike, flags: int, mode: int = 0o666) -> int:
     return descriptor
 
 
-def read_own_bytes(path: str | os.PathLike) -> bytes | None:
+def read_own_bytes(path: str | os.PathLike, *, linked_ok: bool = False) -> bytes | None:
     """The bytes of one of xaibench's own files, or None when there is none (see :func:`open_own`).
 
     Raises:
         XaibenchError: something other than xaibench's own regular file is there.
     """
-    if not check_own(path):
+    if not check_own(path, linked_ok=linked_ok):
         return None
-    descriptor = open_own(path, os.O_RDONLY)
+    descriptor = open_own(path, os.O_RDONLY, linked_ok=linked_ok)
     with os.fdopen(descriptor, "rb") as file:
         return file.read()
 

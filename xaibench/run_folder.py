@@ -229,7 +229,7 @@ class RunFolder:
 
     def _prepare(self) -> None:
         remove_partial_files(self.path)
-        if self.mode == "overwrite" and self.holds_a_run() and not check_own(self.file(CONFIG)):
+        if self.mode == "overwrite" and self.holds_a_run() and not check_own(self.file(CONFIG), linked_ok=True):
             found = [name for name in OUTPUTS if os.path.lexists(self.file(name))]
             raise XaibenchError(
                 f"{self.path} holds {', '.join(found)} but no run ({CONFIG}): --overwrite replaces only a run's "
@@ -245,7 +245,7 @@ class RunFolder:
                 f"{self.path} holds the results of another run; pass --resume to continue it, "
                 "--overwrite to replace it, or choose another --out"
             )
-        elif self.mode == "resume" and not check_own(self.file(CONFIG)):
+        elif self.mode == "resume" and not check_own(self.file(CONFIG), linked_ok=True):
             if self.holds_a_run():
                 raise XaibenchError(
                     f"{self.path} has no {CONFIG}, so the run in it cannot be resumed; pass --overwrite to "
@@ -261,7 +261,7 @@ class RunFolder:
                 numbers; the message names the field and both values.
         """
         path = self.file(CONFIG)
-        if self.mode == "resume" and check_own(path):
+        if self.mode == "resume" and check_own(path, linked_ok=True):
             previous = read_config(self.path)
             current = json.loads(json.dumps(config, default=str))  # compare as it would be written
             if definitions(previous) != definitions(current):
@@ -310,7 +310,7 @@ def read_config(folder: str | Path) -> dict:
             object, nested too deep, or a field of the wrong type (the message names the field).
     """
     path = Path(folder) / CONFIG
-    data = read_own_bytes(path) if Path(folder).is_dir() else None
+    data = read_own_bytes(path, linked_ok=True) if Path(folder).is_dir() else None
     if data is None:
         raise XaibenchError(f"{folder} holds no xaibench run (no {CONFIG}); name a run's output folder")
     try:
