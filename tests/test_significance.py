@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+import xaibench
 from xaibench import significance
 
 
@@ -72,3 +73,25 @@ def test_binary_scores_are_hits_and_misses_only():
     assert significance.is_binary(np.array([1.0, 0.0]))
     assert not significance.is_binary(np.array([0.0, 0.37]))
     assert not significance.is_binary(np.array([0.2, 0.5, 1.0]))
+
+
+def test_bootstrap_weights_in_chunks_are_the_dense_draws_and_give_the_same_summary(monkeypatch) -> None:
+    """The resamples drawn a few rows at a time are exactly those of one dense draw, and the summary's
+    values and intervals (every localization metric, curves included) do not change with the chunk size."""
+    import pandas as pd
+
+    from xaibench import report
+    from xaibench.harness import build_metrics
+
+    dense = np.random.default_rng(3).multinomial(50, np.full(50, 1 / 50), size=1000).astype(np.float64)
+    chunks = list(significance.bootstrap_weight_chunks(50, n_boot=1000, seed=3, max_values=7 * 50))
+    assert [len(c) for c in chunks] == [7] * 142 + [6] and np.array_equal(np.concatenate(chunks), dense)
+    model = xaibench.load_model("builtin")
+    data = xaibench.load_dataset("builtin", image_size=model.input_size, size=24)
+    rows = xaibench.evaluate(model, data, ["cam", "saliency"], metrics=build_metrics(None), batch_size=24)
+    whole = report.summarize(rows, seed=5)
+    monkeypatch.setattr(significance, "BOOTSTRAP_CHUNK_VALUES", 24 * 3)  # 3 resamples at a time
+    pd.testing.assert_frame_equal(report.summarize(rows, seed=5), whole, rtol=1e-12, atol=0)  # last bits of split products
+    assert report.bootstrap_ci(np.arange(24.0), seed=1) == pytest.approx(
+        np.quantile(dense_means := np.random.default_rng(1).multinomial(24, np.full(24, 1 / 24), size=1000)
+                    @ np.arange(24.0) / 24, [0.025, 0.975]).tolist(), abs=1e-12) and len(dense_means) == 1000

@@ -21,6 +21,7 @@ from xaibench.metric import DEFAULT_METRICS, FAMILIES, Metric, create_metric, ge
 from xaibench.run_folder import (
     BOX_ACCURACY_CURVES, CURVES_CSV, CURVES_PNG, SUMMARY_CSV, SUMMARY_MD, atomic_write_text, read_config,
 )
+from xaibench.significance import bootstrap_weight_chunks
 from xaibench.text import csv_text
 
 SUMMARY_COLUMNS = ["model", "method", "metric", "value", "ci_low", "ci_high", "n"]
@@ -42,9 +43,9 @@ def metrics_in(per_image: pd.DataFrame) -> list[Metric]:
 
 
 def bootstrap_weights(n: int, *, n_boot: int = 1000, seed: int = 0) -> np.ndarray:
-    """(n_boot, n) counts: how often each of n images is drawn in each resample with replacement."""
-    rng = np.random.default_rng(seed)
-    return rng.multinomial(n, np.full(n, 1 / n), size=n_boot).astype(np.float64)
+    """(n_boot, n) counts: how often each of n images is drawn in each resample with replacement (all
+    of :func:`~xaibench.significance.bootstrap_weight_chunks`, which the summary uses a chunk at a time)."""
+    return np.concatenate(list(bootstrap_weight_chunks(n, n_boot=n_boot, seed=seed)))
 
 
 def bootstrap_ci(
@@ -58,7 +59,7 @@ def bootstrap_ci(
     values = np.asarray(values, dtype=np.float64)
     if values.size == 0:
         return float("nan"), float("nan")
-    means = bootstrap_weights(values.size, n_boot=n_boot, seed=seed) @ values / values.size
+    means = np.concatenate([w @ values / values.size for w in bootstrap_weight_chunks(values.size, n_boot=n_boot, seed=seed)])
     low, high = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
     return float(low), float(high)
 
@@ -84,20 +85,26 @@ def summarize(
     rows = []
     for (model, method), group in _by_model_and_method(per_image):
         group = group.reset_index(drop=True)
-        weights = bootstrap_weights(len(group), n_boot=n_boot, seed=seed)
-        for metric in metrics:
-            n = metric.count(group)
-            if n == 0:
-                continue
-            try:
-                value = float(metric.aggregate(group, None))
-                resampled = np.asarray(metric.aggregate(group, weights), dtype=np.float64)
-            except (ValueError, TypeError, IndexError, KeyError) as error:  # rows read back that do not fit
-                raise XaibenchError(
-                    f"metric '{metric.name}' cannot aggregate the rows of {method} ({model}): "
-                    f"{type(error).__name__}: {' '.join(str(error).split())[:200]}; if they were read from a run "
-                    "folder, its per-image rows are damaged"
-                ) from error
+        scored = [(metric, metric.count(group)) for metric in metrics]
+        scored = [(metric, n) for metric, n in scored if n]
+        values: dict[str, float] = {}
+        resamples: dict[str, list[np.ndarray]] = {metric.name: [] for metric, _ in scored}
+        metric = None
+        try:
+            for metric, _ in scored:
+                values[metric.name] = float(metric.aggregate(group, None))
+            # The same resamples for every metric, a bounded chunk of them at a time.
+            for weights in bootstrap_weight_chunks(len(group), n_boot=n_boot, seed=seed):
+                for metric, _ in scored:
+                    resamples[metric.name].append(np.asarray(metric.aggregate(group, weights), dtype=np.float64))
+        except (ValueError, TypeError, IndexError, KeyError) as error:  # rows read back that do not fit
+            raise XaibenchError(
+                f"metric '{metric.name}' cannot aggregate the rows of {method} ({model}): "
+                f"{type(error).__name__}: {' '.join(str(error).split())[:200]}; if they were read from a run "
+                "folder, its per-image rows are damaged"
+            ) from error
+        for metric, n in scored:
+            value, resampled = values[metric.name], np.concatenate(resamples[metric.name])
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)  # every resample NaN: a NaN interval
                 low, high = np.nanquantile(resampled, [(1 - level) / 2, (1 + level) / 2])

@@ -16,11 +16,15 @@ sensitive than comparing two separate confidence intervals.
   ``p = min(1, 2 * P[Binomial(b + c, 1/2) <= min(b, c)])``.
 - :func:`holm`: Holm's step-down correction (Holm, Scand. J. Statist. 1979) of the p-values of one
   family of tests, controlling the family-wise error rate without assuming independence.
+- :func:`bootstrap_weight_chunks`: the resamples of every bootstrap here (and of the summary's
+  intervals), drawn a bounded number of rows at a time from one seeded generator, so that 50,000
+  images need megabytes, not a dense 1,000 x 50,000 matrix, and give the same draws.
 """
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 
 import numpy as np
 from scipy import stats
@@ -31,6 +35,32 @@ EXACT_SIGN_FLIPS_MAX = 16
 SIGN_FLIP_DRAWS = 20_000
 #: Signs drawn at once (8 bytes each): 32 MB whatever the number of images.
 SIGN_FLIP_CHUNK_VALUES = 4_000_000
+#: Bootstrap weights (resamples x images) drawn at once (8 bytes each): 32 MiB whatever the number of images.
+BOOTSTRAP_CHUNK_VALUES = 1 << 22
+
+
+def bootstrap_weight_chunks(
+    n: int, *, n_boot: int = 1000, seed: int = 0, max_values: int | None = None
+) -> Iterator[np.ndarray]:
+    """The bootstrap's resamples of ``n`` images, as float64 counts (how often each image is drawn, with
+    replacement), in consecutive chunks of at most ``max(1, max_values // n)`` resamples.
+
+    The rows come from one ``numpy.random.default_rng(seed)`` in order, so the chunks stacked are
+    exactly ``rng.multinomial(n, [1/n] * n, size=n_boot)``: the same resamples, whatever the chunk
+    size, in bounded memory (a statistic computed per resample is the same; one averaged over rows in
+    one matrix product may differ in its last bit where the chunks split a product that was one).
+    ``max_values`` (default :data:`BOOTSTRAP_CHUNK_VALUES`) bounds the weights held at once.
+
+    Example:
+        >>> whole = np.random.default_rng(0).multinomial(5, [0.2] * 5, size=7)
+        >>> np.array_equal(np.concatenate(list(bootstrap_weight_chunks(5, n_boot=7, max_values=10))), whole)
+        True
+    """
+    rng = np.random.default_rng(seed)
+    rows = max(1, (BOOTSTRAP_CHUNK_VALUES if max_values is None else max_values) // max(n, 1))
+    p = np.full(n, 1 / n) if n else np.zeros(0)
+    for start in range(0, n_boot, rows):
+        yield rng.multinomial(n, p, size=min(rows, n_boot - start)).astype(np.float64)
 
 
 def paired_bootstrap(
@@ -50,8 +80,7 @@ def paired_bootstrap(
     d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
     if d.size == 0:
         return float("nan"), float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    draws = rng.multinomial(d.size, np.full(d.size, 1 / d.size), size=n_boot) @ d / d.size
+    draws = np.concatenate([w @ d / d.size for w in bootstrap_weight_chunks(d.size, n_boot=n_boot, seed=seed)])
     low, high = np.quantile(draws, [(1 - level) / 2, (1 + level) / 2])
     return float(d.mean()), float(low), float(high)
 
