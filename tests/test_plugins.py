@@ -44,9 +44,11 @@ def builtin_batch() -> tuple[xaibench.Model, torch.Tensor, torch.Tensor]:
     return model, torch.stack([data[i].image for i in range(4)]), torch.tensor([data[i].label for i in range(4)])
 
 
-#: Fewer samples for the sampling methods whose default budget is the paper's (the contract does not
-#: depend on it; their full budgets run in test_contract on the tiny network and in their own tests).
-SMALLER_BUDGET = {"rise": {"n_masks": 500}, "sscam": {"num_samples": 8}}
+#: Fewer samples or steps for the sampling methods whose default budget is the paper's (the contract does
+#: not depend on it; their full budgets run in test_contract on the tiny network and in their own tests).
+SMALLER_BUDGET = {"rise": {"n_masks": 200}, "sscam": {"num_samples": 4}, "iscam": {"num_samples": 4},
+                  "lime": {"n_samples": 200}, "kernelshap": {"n_samples": 200}, "smoothgrad": {"n_samples": 16},
+                  "vargrad": {"n_samples": 16}, "integrated_gradients": {"n_steps": 16}}
 
 
 @pytest.mark.parametrize("name", xaibench.available_explainers())
