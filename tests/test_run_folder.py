@@ -140,7 +140,8 @@ def test_a_damaged_config_is_one_error(tmp_path, text, problem) -> None:
 
 def test_resume_of_a_folder_without_config_but_with_rows_is_refused(tmp_path) -> None:
     (tmp_path / SUMMARY_CSV).write_text("x\n")
-    with pytest.raises(XaibenchError, match="cannot be resumed; pass --overwrite"):
+    with pytest.raises(XaibenchError, match="holds summary.csv but no config.json, so there is no run to resume; "
+                                            "remove them or choose another --out"):
         with RunFolder(tmp_path, mode="resume"):
             pass
 

@@ -227,13 +227,16 @@ class RunFolder:
         """Whether any output of a run is present."""
         return any(os.path.lexists(self.file(name)) for name in OUTPUTS)
 
+    def _found(self) -> list[str]:
+        """The outputs' names that are present."""
+        return [name for name in OUTPUTS if os.path.lexists(self.file(name))]
+
     def _prepare(self) -> None:
         remove_partial_files(self.path)
         if self.mode == "overwrite" and self.holds_a_run() and not check_own(self.file(CONFIG), linked_ok=True):
-            found = [name for name in OUTPUTS if os.path.lexists(self.file(name))]
             raise XaibenchError(
-                f"{self.path} holds {', '.join(found)} but no run ({CONFIG}): --overwrite replaces only a run's "
-                "files; remove them or choose another --out"
+                f"{self.path} holds {', '.join(self._found())} but no run ({CONFIG}): --overwrite replaces only a "
+                "run's files; remove them or choose another --out"
             )
         if self.mode == "overwrite":
             for name in OUTPUTS:
@@ -248,8 +251,8 @@ class RunFolder:
         elif self.mode == "resume" and not check_own(self.file(CONFIG), linked_ok=True):
             if self.holds_a_run():
                 raise XaibenchError(
-                    f"{self.path} has no {CONFIG}, so the run in it cannot be resumed; pass --overwrite to "
-                    "replace it"
+                    f"{self.path} holds {', '.join(self._found())} but no {CONFIG}, so there is no run to resume; "
+                    "remove them or choose another --out"
                 )
             logger.warning("nothing to resume in %s: starting a new run there", self.path)
 
