@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -294,3 +296,29 @@ def test_pointing_hit_matches_the_distance_to_every_region_pixel() -> None:
         y, x = np.unravel_index(np.argmax(saliency), saliency.shape)
         expected = bool(region.any()) and bool((((ys - y) ** 2 + (xs - x) ** 2)[region]).min() < tolerance**2)
         assert metrics.pointing_hit(saliency, region, tolerance) == expected
+
+
+def test_class_mean_with_bootstrap_weights_equals_the_one_hot_formula() -> None:
+    """Per-class sums by sorting equal the one-hot matrix products they replace: exactly for hits (0/1)
+    and integer weights, to rounding for other values; a resample that draws no image of a class leaves
+    that class out, and no scored value at all is NaN."""
+    rng = np.random.default_rng(0)
+    classes = rng.integers(0, 7, 300)
+    hits = rng.integers(0, 2, 300).astype(float)
+    hits[rng.integers(0, 300, 20)] = np.nan
+    weights = rng.multinomial(300, np.full(300, 1 / 300), size=50).astype(float)
+
+    def one_hot(values, weights):
+        keep = ~np.isnan(values)
+        onehot = (classes[keep][:, None] == np.unique(classes[keep])[None, :]).astype(float)
+        w = weights[:, keep]
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return np.nanmean((w @ (onehot * values[keep][:, None])) / (w @ onehot), axis=-1)
+
+    assert np.array_equal(metrics.class_mean(hits, classes, weights), one_hot(hits, weights))
+    assert metrics.class_mean(hits, classes) == one_hot(hits, np.ones((1, 300)))[0]
+    scores = rng.random(300)
+    np.testing.assert_allclose(metrics.class_mean(scores, classes, weights), one_hot(scores, weights), rtol=1e-12)
+    assert np.isnan(metrics.class_mean(np.full(3, np.nan), np.arange(3)))
+    assert np.isnan(metrics.class_mean(np.full(3, np.nan), np.arange(3), np.ones((2, 3)))).all()

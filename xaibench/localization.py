@@ -275,13 +275,20 @@ def class_mean(values: np.ndarray, classes: np.ndarray, weights: np.ndarray | No
     values, classes = np.asarray(values, dtype=np.float64), np.asarray(classes)
     keep = ~np.isnan(values)
     values, classes = values[keep], classes[keep]
-    onehot = (classes[:, None] == np.unique(classes)[None, :]).astype(np.float64)  # (N, C)
-    w = np.ones((1, len(values))) if weights is None else weights[:, keep]
-    counts = w @ onehot
+    w = np.ones((1, len(values))) if weights is None else np.asarray(weights)[:, keep]
+    if not len(values):
+        return float("nan") if weights is None else np.full(len(w), np.nan)
+    # Per-class sums over the images sorted by class (no N x C one-hot matrix: 50,000 images of 1,000
+    # classes would take 400 MB per resample chunk).
+    present, inverse = np.unique(classes, return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    starts = np.searchsorted(inverse[order], np.arange(len(present)))
+    w = w[:, order]
+    counts = np.add.reduceat(w, starts, axis=1)
+    sums = np.add.reduceat(w * values[order], starts, axis=1)
     with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a resample that draws no scored image: NaN
-        per_class = (w @ (onehot * values[:, None])) / counts
-        result = np.nanmean(per_class, axis=-1)
+        result = np.nanmean(sums / counts, axis=-1)
     return float(result[0]) if weights is None else result
 
 
