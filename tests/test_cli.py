@@ -90,7 +90,7 @@ def test_bad_input_is_one_line_and_exit_2(argv, message, capsys, tmp_path) -> No
     assert main([a.format(tmp=tmp_path) for a in argv]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err, err
-    assert not (tmp_path / "per_image.csv").exists()
+    assert not (tmp_path / "per_image").exists()
 
 
 def test_bad_weights_files_are_one_line_errors(tmp_path, capsys) -> None:
@@ -154,7 +154,7 @@ def test_run_on_the_builtin_benchmark_writes_every_file(tmp_path, capsys) -> Non
     assert main(["run", "--methods", "cam,gradcam,saliency", "--n", "40", "--batch-size", "16", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "| cam |" in printed and f"wrote {out}" in printed and "s/img" in printed
-    per_image = pd.read_csv(out / "per_image.csv")
+    per_image = pd.read_parquet(out / "per_image")
     assert len(per_image) == 120 and set(per_image.method) == {"cam", "gradcam", "saliency"}
     summary = pd.read_csv(out / "summary.csv")
     assert list(summary.columns) == ["model", "method", "metric", "value", "ci_low", "ci_high", "n"]
@@ -163,7 +163,7 @@ def test_run_on_the_builtin_benchmark_writes_every_file(tmp_path, capsys) -> Non
     assert [m["name"] for m in config["models"]] == ["builtin"] and config["n"] == 40 and config["methods"] == ["cam", "gradcam", "saliency"]
     assert (out / "summary.md").read_text().startswith("# xaibench: builtin on builtin")
     assert (out / "overlays.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert pd.read_csv(out / "timings.csv").groupby("method").images.sum().tolist() == [40, 40, 40]
+    assert pd.read_parquet(out / "timings").groupby("method").images.sum().tolist() == [40, 40, 40]
     # The trained network looks at its objects: CAM's maximum lands on (or within 15 px of) the object.
     cam = summary[(summary.method == "cam") & (summary.metric == "pointing")].value.item()
     assert cam >= 90
@@ -171,7 +171,7 @@ def test_run_on_the_builtin_benchmark_writes_every_file(tmp_path, capsys) -> Non
     assert main(["run", "--methods", "cam", "--n", "4", "--out", str(out)]) == 2
     assert "holds the results of another run" in capsys.readouterr().err
     assert main(["run", "--methods", "cam", "--n", "4", "--out", str(out), "--overwrite"]) == 0
-    assert len(pd.read_csv(out / "per_image.csv")) == 4 and not (out / "box_accuracy_curves.csv").stat().st_size == 0
+    assert len(pd.read_parquet(out / "per_image")) == 4 and not (out / "box_accuracy_curves.csv").stat().st_size == 0
     assert json.loads((out / "config.json").read_text())["methods"] == ["cam"]
 
 
@@ -211,11 +211,11 @@ def test_unreadable_images_are_skipped_and_named_and_the_run_completes(tmp_path,
     assert main(argv) == 0
     captured = capsys.readouterr()
     assert "skipped 4 unreadable images" in captured.out
-    skipped = pd.read_csv(out / "skipped.csv")
+    skipped = pd.read_parquet(out / "skipped")
     assert skipped["index"].tolist() == [1, 2, 3, 4]
     for name, reason in zip(("corrupt.jpg", "truncated.jpg", "huge.png", "fifo.jpg"), skipped.reason):
         assert name in reason
-    assert pd.read_csv(out / "per_image.csv").image_id.tolist() == ["good.png", "good2.png"]
+    assert pd.read_parquet(out / "per_image").image_id.tolist() == ["good.png", "good2.png"]
     assert "2 images scored, 4 unreadable images skipped" in (out / "summary.md").read_text()
 
 
@@ -305,13 +305,13 @@ def test_argument_errors_are_one_line(capsys, argv, message) -> None:
 
 
 def test_a_run_whose_every_image_is_unreadable_is_an_error_that_keeps_the_list(tmp_path, capsys) -> None:
-    """Not a 'wrote' with an empty summary: exit 2, the reasons kept in skipped.csv; report says the same."""
+    """Not a 'wrote' with an empty summary: exit 2, the reasons kept in the skipped table; report says the same."""
     (tmp_path / "a.png").write_bytes(b"x")
     (tmp_path / "b.csv").write_text("image,label,x0,y0,x1,y1\na.png,disk,1,1,5,5\n")
     out = tmp_path / "run"
     assert main(["run", "--dataset", f"csv:{tmp_path / 'b.csv'}", "--methods", "cam", "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert "xaibench: error: none of the 1 images could be read" in err and "skipped.csv" in err
-    assert len(pd.read_csv(out / "skipped.csv")) == 1 and not (out / "overlays.png").exists()
+    assert "xaibench: error: none of the 1 images could be read" in err and f"{out / 'skipped'}/" in err
+    assert len(pd.read_parquet(out / "skipped")) == 1 and not (out / "overlays.png").exists()
     assert main(["report", str(out), "--out", str(tmp_path / "report")]) == 2
-    assert "whose 1 image(s) could not be read (see its skipped.csv); nothing to report" in capsys.readouterr().err
+    assert "whose 1 image(s) could not be read (see its skipped/ table); nothing to report" in capsys.readouterr().err

@@ -88,7 +88,7 @@ def test_pairwise_tests_pair_the_same_images_and_are_holm_corrected(runs, report
     methods = 4
     assert set(pairs.groupby("metric").size()) == {comb(methods, 2)}
     assert "pxap" not in set(pairs.metric) and "top1_cls" not in set(pairs.metric)  # pooled; same for all
-    both = pd.concat([pd.read_csv(r / "per_image.csv") for r in runs])
+    both = pd.concat([pd.read_parquet(r / "per_image") for r in runs])
     hits = both.pivot(index="index", columns="method", values="gt_known_loc")
     row = pairs[(pairs.metric == "gt_known_loc") & (pairs.method_a == "cam") & (pairs.method_b == "saliency")].iloc[0]
     assert row.test == "exact McNemar" and row.n == N

@@ -610,8 +610,8 @@ def test_a_run_on_a_latin1_csv_of_latin1_files(tmp_path: Path) -> None:
     assert main(["run", "--dataset", f"csv:{tmp_path / 'latin.csv'}", "--methods", "cam", "--out", str(out)]) == 0
     import pandas as pd
 
-    assert pd.read_csv(out / "per_image.csv").image_id.tolist() == ["café.png", "naïve.png"]
-    assert pd.read_csv(out / "skipped.csv").empty
+    assert pd.read_parquet(out / "per_image").image_id.tolist() == ["café.png", "naïve.png"]
+    assert pd.read_parquet(out / "skipped").empty
 
 
 @pytest.mark.parametrize(

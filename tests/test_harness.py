@@ -79,7 +79,7 @@ def test_n_limits_the_images_and_csv_matches_the_frame(model, tmp_path) -> None:
     data = [_square(i) for i in range(10)]
     df = evaluate(model, data, ["cam", "gradcam"], n=5, batch_size=2, out=tmp_path)
     assert len(df) == 10
-    on_disk = pd.read_csv(tmp_path / "per_image.csv")
+    on_disk = pd.read_parquet(tmp_path / "per_image")
     assert on_disk.image_id.tolist() == df.image_id.tolist()
     assert on_disk.iou.tolist() == df.iou.tolist()
     in_memory = evaluate(model, data, ["cam", "gradcam"], n=5, batch_size=2)
@@ -112,7 +112,7 @@ def test_a_crash_keeps_the_rows_and_running_again_computes_only_the_rest(model, 
     resumed = evaluate(model, data, [explainer, "cam"], batch_size=2, out=tmp_path)
     assert _FailsOnce.calls == 3  # batches 3, 4 and 5 only: nothing computed twice
     fresh = evaluate(model, data, [explainer, "cam"], batch_size=2, out=tmp_path / "fresh")
-    assert (tmp_path / "per_image.csv").read_bytes() == (tmp_path / "fresh" / "per_image.csv").read_bytes()
+    pd.testing.assert_frame_equal(read_per_image(tmp_path), read_per_image(tmp_path / "fresh"))
     assert resumed.image_id.tolist() == fresh.image_id.tolist()
 
 
@@ -126,8 +126,8 @@ def test_a_resumed_run_s_progress_bar_starts_at_the_images_already_done(model, t
 
 
 def test_a_method_that_fails_keeps_the_rows_of_the_methods_before_it_in_the_batch(model, tmp_path) -> None:
-    """Each method's rows are journaled as soon as they exist: an expensive method's hours are not lost
-    because the method after it fails on the same batch."""
+    """A method that fails (or is interrupted) loses only its own rows of the batch: an expensive method's
+    hours are not lost because the method after it fails on the same batch."""
     data = [_square(i) for i in range(6)]
     explainer = _FailsOnce(model)
     explainer.name = "fails"
@@ -143,18 +143,23 @@ def test_a_method_that_fails_keeps_the_rows_of_the_methods_before_it_in_the_batc
     evaluate(model, data, ["cam", explainer], batch_size=2, out=tmp_path)
     assert _FailsOnce.calls == 2  # batches 2 and 3
     evaluate(model, data, ["cam", explainer], batch_size=2, out=tmp_path / "fresh")
-    assert (tmp_path / "per_image.csv").read_bytes() == (tmp_path / "fresh" / "per_image.csv").read_bytes()
+    pd.testing.assert_frame_equal(read_per_image(tmp_path), read_per_image(tmp_path / "fresh"))
 
 
-def test_a_half_written_last_row_is_discarded_and_recomputed(model, tmp_path) -> None:
+def test_a_part_killed_mid_write_is_discarded_and_its_batch_recomputed(model, tmp_path) -> None:
+    """A kill during a part's write leaves a temporary file and no part: the batch is computed again,
+    and the rows equal an uninterrupted run's."""
     data = [_square(i) for i in range(6)]
     evaluate(model, data, ["cam", "gradcam"], batch_size=3, out=tmp_path / "whole")
     evaluate(model, data, ["cam", "gradcam"], batch_size=3, out=tmp_path / "torn")
-    torn = tmp_path / "torn" / "per_image.csv"
-    lines = torn.read_bytes().split(b"\n")
-    torn.write_bytes(b"\n".join(lines[:9]) + b"\n" + lines[9][:40])  # 8 rows, then half of the 9th
+    parts = sorted((tmp_path / "torn" / "per_image").glob("part-*.parquet"))
+    half = parts[-1].read_bytes()[:300]
+    parts[-1].unlink()
+    (parts[-1].parent / f".{parts[-1].name}.x1y2.partial").write_bytes(half)  # as atomic_write leaves it
+    assert read_per_image(tmp_path / "torn").image_id.tolist() == ["sq0", "sq1", "sq2"] * 2
     evaluate(model, data, ["cam", "gradcam"], batch_size=3, out=tmp_path / "torn")
-    assert torn.read_bytes() == (tmp_path / "whole" / "per_image.csv").read_bytes()
+    pd.testing.assert_frame_equal(read_per_image(tmp_path / "torn"), read_per_image(tmp_path / "whole"))
+    assert not list((tmp_path / "torn" / "per_image").glob(".*.partial"))
 
 
 def test_an_unreadable_image_is_skipped_not_fatal(model, caplog, tmp_path) -> None:
@@ -170,7 +175,7 @@ def test_an_unreadable_image_is_skipped_not_fatal(model, caplog, tmp_path) -> No
     assert "broken.jpg" in caplog.text
     on_disk = evaluate(model, Flaky(_square(i) for i in range(5)), ["cam"], batch_size=2, out=tmp_path)
     assert on_disk.attrs["skipped"] == ["2"]
-    assert pd.read_csv(tmp_path / "skipped.csv").reason.tolist() == ["cannot read image broken.jpg: truncated data"]
+    assert pd.read_parquet(tmp_path / "skipped").reason.tolist() == ["cannot read image broken.jpg: truncated data"]
 
 
 @pytest.mark.parametrize("error", [ValueError("bad annotation"), KeyError("x0"), OSError("disk gone")])
@@ -246,9 +251,9 @@ def test_a_run_with_non_finite_maps_is_journaled_and_summarised(tmp_path, tempor
     xaibench.register_explainer(temporary_name(METHODS, "test-nan-on-odd"))(_NaNOnOdd)
     out = tmp_path / "run"
     assert cli.main(["run", "--methods", "cam,test-nan-on-odd", "--n", "8", "--out", str(out)]) == 0
-    rows = pd.read_csv(out / "per_image.csv", keep_default_na=False)
+    rows = pd.read_parquet(out / "per_image")
     failed = rows[rows.status == "nonfinite"]
-    assert len(failed) == 4 and (failed.box_iou_curve == "").all() and (failed.pxap_hist == "").all()
+    assert len(failed) == 4 and failed.box_iou_curve.isna().all() and failed.pxap_hist.isna().all()
     summary = pd.read_csv(out / "summary.csv").set_index(["method", "metric"])
     assert summary.loc[("test-nan-on-odd", "nonfinite_maps"), "value"] == 4
     assert summary.loc[("test-nan-on-odd", "maxboxacc"), "n"] == 4

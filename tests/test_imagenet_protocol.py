@@ -62,7 +62,7 @@ def test_cli_on_imagenet_reports_every_box_metric(tmp_path, capsys) -> None:
     assert set(summary.method) == {"cam", "gradcam", "saliency", "center", "random"}
     percentages = summary[~summary.metric.isin(["nonfinite_maps", "constant_maps"])]
     assert percentages.value.between(0, 100).all() and (percentages.ci_low <= percentages.ci_high).all()
-    per_image = pd.read_csv(tmp_path / "per_image.csv")
+    per_image = pd.read_parquet(tmp_path / "per_image")
     metrics = expected - {"pointing_per_class", "maxboxacc", "maxboxacc_v2"}
     assert len(per_image) == 40 and {*metrics, "box_iou_curve", "box_iou_curve_v2"} <= set(per_image)
     table = xaibench.report.per_image_table(xaibench.harness.read_per_image(tmp_path))

@@ -98,7 +98,7 @@ def test_the_readme_plugin_installs_lists_keeps_the_contract_and_runs(tmp_path) 
     out = tmp_path / "run"
     script = textwrap.dedent(SCRIPT).format(readme_test=files["tests/test_gradxact.py"], out=str(out))
     install_and_run(tmp_path, "xaibench-gradxact", files, ["pyproject.toml", "xaibench_gradxact.py"], script)
-    rows = pd.read_csv(out / "per_image.csv")
+    rows = pd.read_parquet(out / "per_image")
     assert len(rows) == 8 and set(rows["method"]) == {"gradxact"}
 
 
@@ -124,7 +124,7 @@ def test_the_readme_metric_installs_lists_and_runs(tmp_path) -> None:
     script = textwrap.dedent(METRIC_SCRIPT).format(out=str(out))
     install_and_run(tmp_path, "xaibench-peakbox", files, ["pyproject.toml", "xaibench_peakbox.py"], script)
     summary = pd.read_csv(out / "summary.csv").set_index(["method", "metric"])
-    rows = pd.read_csv(out / "per_image.csv")
+    rows = pd.read_parquet(out / "per_image")
     # Known answer, computed here from the same maps without the plugin: is each map's first maximum
     # inside one of its image's boxes (inclusive corners)?
     model = xaibench.load_model("builtin")

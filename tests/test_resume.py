@@ -12,9 +12,12 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from xaibench.cli import main
+from xaibench.harness import read_per_image, read_skipped
+from xaibench.run_folder import PER_IMAGE, TIMINGS
 
 N, METHODS = 64, "cam,gradcam,saliency"
 FINAL_FILES = ("summary.csv", "summary.md", "box_accuracy_curves.csv", "overlays.png")
@@ -30,8 +33,9 @@ def _run(out: Path, *extra: str) -> None:
     assert done.returncode == 0, done.stderr
 
 
-def _rows(path: Path) -> int:
-    return max(path.read_bytes().count(b"\n") - 1, 0) if path.exists() else 0
+def _rows(out: Path) -> int:
+    """The per-image rows a run has written so far (its complete parts)."""
+    return sum(pq.ParquetFile(part).metadata.num_rows for part in (out / PER_IMAGE).glob("part-*.parquet"))
 
 
 def _kill_when(out: Path, ready, *extra: str, delay: float = 0.0) -> None:
@@ -60,8 +64,8 @@ def uninterrupted(tmp_path_factory) -> Path:
 
 def test_sigkill_half_way_then_resume_gives_the_uninterrupted_files(uninterrupted, tmp_path) -> None:
     out = tmp_path / "run"
-    _kill_when(out, lambda: _rows(out / "per_image.csv") > 0)
-    rows = _rows(out / "per_image.csv")
+    _kill_when(out, lambda: _rows(out) > 0)
+    rows = _rows(out)
     assert 0 < rows < 3 * N, f"the kill did not land half-way ({rows} rows)"
     assert not (out / "summary.csv").exists()
     # A partial run can be summarised as it is.
@@ -70,10 +74,12 @@ def test_sigkill_half_way_then_resume_gives_the_uninterrupted_files(uninterrupte
     partial = pd.read_csv(out / "summary.csv")
     assert set(partial.n) <= set(range(1, N)) and (partial.n >= 1).all()
     _run(out, "--resume")
-    for name in ("per_image.csv", "skipped.csv", "summary.csv", "box_accuracy_curves.csv"):
+    for name in ("summary.csv", "box_accuracy_curves.csv"):
         assert (out / name).read_bytes() == (uninterrupted / name).read_bytes(), name
+    pd.testing.assert_frame_equal(read_per_image(out), read_per_image(uninterrupted))
+    pd.testing.assert_frame_equal(read_skipped(out), read_skipped(uninterrupted))
     # Nothing was computed twice: each (batch, method) was timed at most once, over both processes.
-    timings = pd.read_csv(out / "timings.csv")
+    timings = pd.read_parquet(out / TIMINGS)
     assert not timings.duplicated(["batch", "method"]).any()
     assert (timings.groupby("method").images.sum() <= N).all()
 
@@ -138,7 +144,7 @@ def test_sigterm_stops_a_run_like_ctrl_c_saying_how_to_continue(tmp_path) -> Non
     process = subprocess.Popen(_command(out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
-        while _rows(out / "per_image.csv") == 0:
+        while _rows(out) == 0:
             assert process.poll() is None and time.monotonic() < deadline, "the run ended before it could be stopped"
             time.sleep(0.002)
         process.send_signal(signal.SIGTERM)
@@ -148,4 +154,4 @@ def test_sigterm_stops_a_run_like_ctrl_c_saying_how_to_continue(tmp_path) -> Non
             process.kill()
     assert process.returncode == 128 + signal.SIGTERM, err
     assert f"continue with --resume --out {out}" in err and "Traceback" not in err, err
-    assert 0 < _rows(out / "per_image.csv") < 3 * N
+    assert 0 < _rows(out) < 3 * N

@@ -153,15 +153,17 @@ def test_a_run_whose_paths_and_ids_are_not_utf8_completes_and_reads_back(not_utf
     argv = ["run", "--dataset", f"voc:{root}", "--methods", "cam,center", "--out", str(out)]
     assert main(argv) == 0
     assert f"wrote {displayable(str(out))}" in capsys.readouterr().out.replace("\\udce9", "\\xe9")
+    assert main(["export", str(out)]) == 0
     texts = {name: (out / name).read_bytes().decode("utf-8") for name in
-             ("per_image.csv", "images.csv", "summary.csv", "summary.md", "report.html")}
-    assert "caf\\xe9/disk" in texts["per_image.csv"] and "caf\\xe9/disk" in texts["images.csv"]
+             ("per_image_table.csv", "summary.csv", "summary.md", "report.html")}
+    assert "caf\\xe9/disk" in texts["per_image_table.csv"]
+    assert any("caf\\xe9" in i for i in pd.read_parquet(out / "images").image_id)  # UTF-8 in the store too
     assert f"voc:{displayable(str(root))}" in texts["summary.md"] and "caf\\xe9" in texts["report.html"]
     assert json.loads((out / "config.json").read_text())["dataset"] == f"voc:{root}"  # the path itself, exactly
-    rows = pd.read_csv(out / "per_image.csv")
+    rows = pd.read_parquet(out / "per_image")
     assert main(["summarize", str(out)]) == 0
     assert main([*argv, "--resume"]) == 0  # nothing left to compute: the same rows
-    pd.testing.assert_frame_equal(pd.read_csv(out / "per_image.csv"), rows)
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "per_image"), rows)
     assert main(["report", str(out), "--out", str(not_utf8 / "report")]) == 0
     assert "caf\\xe9" in (not_utf8 / "report" / "summary.md").read_text(encoding="utf-8")
     assert main(["explain", str(root / "JPEGImages" / f"{NOT_UTF8}.jpg"), "--model", "builtin", "--topk", "2",
@@ -235,18 +237,19 @@ def test_formula_ids_and_names_are_escaped_in_every_csv_and_read_back(tmp_path, 
     argv = ["run", "--dataset", f"csv:{csv}", "--methods", "cam,center", "--out", str(out)]
     assert main(argv) == 0
     assert main(["report", str(out), "--out", str(report)]) == 0
+    assert main(["export", str(out)]) == 0
     for path in [*out.glob("*.csv"), *report.glob("*.csv")]:
         for cell in _cells(path):
             number = cell.lstrip("+-").replace(".", "", 1).replace("e-", "").replace("e+", "").isdigit()
             assert not cell.startswith(("=", "+", "-", "@", "\t", "\r")) or number, (path.name, cell)
-    assert "'=1+1.png" in _cells(out / "per_image.csv") and "-0.5" in _cells(out / "per_image.csv")
+    assert "'=1+1.png" in _cells(out / "per_image_table.csv") and "-0.5" in _cells(out / "per_image_table.csv")
     rows = read_per_image(out)
     assert sorted(set(rows.image_id)) == sorted(names) and set(rows.model) == {"@builtin"}
     images, _ = read_thumbnails(out)
     assert set(images.class_name) <= {"=disk", "=square", "=triangle", "=cross", "=ring", "=star"}
-    before = (out / "per_image.csv").read_bytes()
+    before = sorted((out / "per_image").iterdir())
     assert main([*argv, "--resume"]) == 0  # every (image, method) is found done: nothing appended
-    assert (out / "per_image.csv").read_bytes() == before
+    assert sorted((out / "per_image").iterdir()) == before
     assert main(["summarize", str(out)]) == 0
     summary = pd.read_csv(out / "summary.csv")
     assert set(summary.model) == {"'@builtin"}  # as a spreadsheet shows it: @builtin, as text

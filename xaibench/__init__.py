@@ -24,7 +24,7 @@ from xaibench.data import load_dataset
 from xaibench.harness import evaluate
 from xaibench.report import summarize
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 __all__ = [
     "Explainer",

@@ -26,11 +26,11 @@ from xaibench.errors import XaibenchError, os_reason
 from xaibench.method_spec import MethodSpec, check_options, effective_options, method_options, parse_methods, repeated
 from xaibench.output_folder import OutputFolder
 from xaibench.run_folder import (
-    DEFINITIONS, DEFINITIONS_FIELD, IDS_FIELD, PER_IMAGE, REPORT_HTML, RunFolder, overlays_file, read_config, unique_folder,
+    DEFINITIONS, DEFINITIONS_FIELD, IDS_FIELD, PER_IMAGE, PER_IMAGE_CSV, REPORT_HTML, SKIPPED, RunFolder, overlays_file, read_config, unique_folder,
     writable_folder,
 )
 from xaibench.seeding import MAX_SEED
-from xaibench.text import tolerant_output
+from xaibench.text import displayable, tolerant_output
 
 DEFAULT_METHODS = "cam,gradcam,saliency"
 DEFAULT_SANITY_METHODS = "cam,gradcam,saliency,guided_backprop"
@@ -106,6 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     summarize = commands.add_parser("summarize", help="(re)write the summary of a run's folder, finished or not")
     summarize.add_argument("folder", help="the run's output folder")
+
+    export = commands.add_parser("export", help="write a run's per-image table as CSV, for spreadsheets")
+    export.add_argument("folder", help="the run's output folder")
+    export.add_argument("--out", default=None, help=f"the CSV file (default: {PER_IMAGE_CSV} in the run's folder)")
 
     train = commands.add_parser("train-builtin", help="train the built-in benchmark's network from its seed")
     train.add_argument("--seed", type=int, default=0, help="seed of the data and the training (default: 0)")
@@ -228,7 +232,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     commands = {
-        "list": _list, "run": _run, "sanity": _sanity, "summarize": _summarize, "train-builtin": _train_builtin,
+        "list": _list, "run": _run, "sanity": _sanity, "summarize": _summarize, "export": _export,
+        "train-builtin": _train_builtin,
         "explain": _explain,
         "video": _video,
         "report": _report,
@@ -506,18 +511,18 @@ def _run_checked(args: argparse.Namespace, specs: list[MethodSpec], metrics: lis
         try:
             summary = _fill_run(args, setups, metrics, n, out, names)
         except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM, at any stage: nothing computed is lost
-            print(f"xaibench: interrupted; the rows computed so far are in {out / PER_IMAGE}; "
+            print(f"xaibench: interrupted; the rows computed so far are in {out / PER_IMAGE}/; "
                   f"continue with --resume --out {out}", file=sys.stderr)
             return _stop_status(stop)
     skipped = list(dict.fromkeys(harness.read_skipped(out)["index"]))
     if summary.empty and skipped:
         raise XaibenchError(
-            f"none of the {len(skipped)} images could be read (each is listed, with why, in {out / 'skipped.csv'}); "
+            f"none of the {len(skipped)} images could be read (each is listed, with why, in {out / SKIPPED}/); "
             "nothing was scored: fix the images or --dataset, then run again with --overwrite"
         )
     _print_summary(summary, out)
     if skipped:
-        print(f"xaibench: skipped {len(skipped)} unreadable images (listed in {out / 'skipped.csv'})")
+        print(f"xaibench: skipped {len(skipped)} unreadable images (listed in {out / SKIPPED}/)")
     print(f"xaibench: wrote {out}")
     return 0
 
@@ -536,7 +541,7 @@ def _fill_run(
         except (XaibenchError, OSError) as error:
             message = str(error) if isinstance(error, XaibenchError) else f"{error.strerror or error}"
             raise XaibenchError(
-                f"{message} (the rows computed so far are in {out / PER_IMAGE}; fix the cause, then continue "
+                f"{message} (the rows computed so far are in {out / PER_IMAGE}/; fix the cause, then continue "
                 f"with --resume --out {out})"
             ) from error
     summary = report.write_summary(out)
@@ -740,8 +745,14 @@ def _summarize(args: argparse.Namespace) -> int:
     state = "complete" if report.run_is_complete(config, per_image) else "partial"
     skipped = per_image.attrs.get("skipped", [])
     if state == "complete" and skipped:
-        state += f" (but for {len(skipped)} unreadable image(s), listed in skipped.csv: --resume reads them again)"
+        state += f" (but for {len(skipped)} unreadable image(s), listed in {SKIPPED}/: --resume reads them again)"
     print(f"xaibench: summarised the {state} run in {folder} ({len(per_image)} rows)")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    path = report.export_per_image(args.folder, args.out)
+    print(f"xaibench: wrote {displayable(str(path))}")
     return 0
 
 

@@ -87,7 +87,7 @@ def load_run(folder: str | Path, *, n_boot: int = 1000) -> Run:
         skipped = len(read_skipped(folder))
         if skipped:
             raise XaibenchError(
-                f"{folder} holds a run whose {skipped} image(s) could not be read (see its {SKIPPED}); nothing to "
+                f"{folder} holds a run whose {skipped} image(s) could not be read (see its {SKIPPED}/ table); nothing to "
                 "report: fix the images or the data set, then run it again with --overwrite"
             )
         raise XaibenchError(f"{folder} holds a run with no scored image yet; run it (or --resume it) first")
@@ -330,6 +330,7 @@ def pairwise(comparison: Comparison, *, n_boot: int = 1000, seed: int = 0, level
     for dataset, model in comparison.groups:
         methods = list(dict.fromkeys(comparison.summary[(comparison.summary.dataset == dataset)
                                                         & (comparison.summary.model == model)].method))
+        families, pairs = [], []  # each metric's tests; every pair's scores (one bootstrap for them all)
         for name in dict.fromkeys(comparison.summary.metric):
             metric = comparison.metrics.get(name)
             if metric is None or metric.family == "classification":  # the same for every method
@@ -341,13 +342,18 @@ def pairwise(comparison: Comparison, *, n_boot: int = 1000, seed: int = 0, level
                 if both.empty:
                     continue
                 x, y = both[a].to_numpy(), both[b].to_numpy()
-                difference, low, high = significance.paired_bootstrap(x, y, n_boot=n_boot, seed=seed, level=level)
                 binary = significance.is_binary(np.concatenate([x, y]))
                 p = significance.exact_mcnemar(x, y) if binary else significance.sign_flip_test(x - y, seed=seed)
-                family.append([dataset, model, name, a, b, len(both), float(x.mean()), float(y.mean()), difference,
-                               low, high, "exact McNemar" if binary else "sign-flip permutation", p])
+                family.append([dataset, model, name, a, b, len(both), float(x.mean()), float(y.mean()),
+                               "exact McNemar" if binary else "sign-flip permutation", p])
+                pairs.append(np.asarray(x, dtype=np.float64) - np.asarray(y, dtype=np.float64))
+            families.append(family)
+        intervals = iter(significance.paired_bootstraps(pairs, n_boot=n_boot, seed=seed, level=level))
+        for family in families:
             adjusted = significance.holm(np.array([r[-1] for r in family])) if family else []
-            rows += [r + [float(q), bool(q < ALPHA)] for r, q in zip(family, adjusted)]
+            for r, q in zip(family, adjusted):
+                difference, low, high = next(intervals)
+                rows.append(r[:8] + [difference, low, high] + r[8:] + [float(q), bool(q < ALPHA)])
     return pd.DataFrame(rows, columns=PAIRWISE_COLUMNS)
 
 

@@ -19,6 +19,7 @@ rows come out in the same order and with the same values as those of an uninterr
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -34,11 +35,12 @@ from xaibench.data.sample import Batch, Sample, collate, sample_digest
 from xaibench.errors import UnreadableImageError, XaibenchError
 from xaibench.explainer import Explainer, create_explainer
 from xaibench.journal import ArrayCell, Journal
+from xaibench.results_store import Table, convert_journal
 from xaibench.localization import as_numpy
 from xaibench.method_spec import repeated
 from xaibench.metric import DEFAULT_METRICS, Metric, MetricInput, create_metric, with_requirements
 from xaibench.models import Model, eval_mode
-from xaibench.run_folder import IMAGES, MAPS, PER_IMAGE, SKIPPED, TIMINGS
+from xaibench.run_folder import IMAGES, LEGACY_JOURNALS, MAPS, PER_IMAGE, SKIPPED, TIMINGS
 
 logger = logging.getLogger(__name__)
 
@@ -79,51 +81,68 @@ _JPEG_CELL = ArrayCell("u", (1,), 1 << 20)
 _MAP_CELL = ArrayCell("u", (2,), 1 << 24)
 
 
+def _table_specs(metrics: Sequence[Metric]) -> dict[str, dict]:
+    """Each table's columns and checks (``per_image`` with the columns of ``metrics``)."""
+    columns = metric_columns(metrics)
+    arrays = {c: _CURVE_CELL for c, kind in columns.items() if kind == "array"}
+    return {
+        PER_IMAGE: dict(columns=COLUMNS + list(columns), array_columns=arrays,
+                        text_columns=["model", "image_id", DIGEST, "method", "status"],
+                        integer_columns=["index", "label", "prediction", "target"], choices={"status": STATUSES},
+                        optional_columns=[DIGEST], lost="nothing: --resume computes those images and methods again"),
+        SKIPPED: dict(columns=SKIPPED_COLUMNS, text_columns=["model", "reason"], integer_columns=["index"],
+                      lost="the record that those images were skipped"),
+        TIMINGS: dict(columns=TIMING_COLUMNS, text_columns=["model", "method"], integer_columns=["batch", "images"],
+                      lost="those seconds from the timings"),
+        IMAGES: dict(columns=thumbnails.IMAGE_COLUMNS, array_columns={"boxes": _BOXES_CELL, "jpeg": _JPEG_CELL},
+                     text_columns=["model", "image_id", "class_name"], integer_columns=["index", "label", "height", "width"],
+                     lost="those images from the report's galleries"),
+        MAPS: dict(columns=thumbnails.MAP_COLUMNS, array_columns={"map": _MAP_CELL},
+                   text_columns=["model", "method"], integer_columns=["index"],
+                   lost="those maps from the report's galleries"),
+    }
+
+
 @dataclass(frozen=True)
-class Journals:
-    """The files the harness appends to in a run's folder."""
+class RunTables:
+    """The tables the harness writes in a run's folder (:mod:`xaibench.results_store`); in a run of
+    xaibench 0.3 or earlier, the CSV journals that held them (:mod:`xaibench.journal`), read as they are."""
 
-    per_image: Journal
-    skipped: Journal
-    timings: Journal
-    images: Journal
-    maps: Journal
+    per_image: Table | Journal
+    skipped: Table | Journal
+    timings: Table | Journal
+    images: Table | Journal
+    maps: Table | Journal
 
     @classmethod
-    def at(cls, folder: str | Path, metrics: Sequence[Metric] = ()) -> Journals:
-        """The journals of ``folder`` (``per_image.csv`` with the columns of ``metrics``), as they are."""
+    def at(cls, folder: str | Path, metrics: Sequence[Metric] = (), *, legacy: bool = True) -> RunTables:
+        """The tables of ``folder`` (``per_image`` with the columns of ``metrics``), as they are; with
+        ``legacy``, a CSV journal where a run of xaibench 0.3 or earlier left one instead of the table."""
         folder = Path(folder)
-        columns = metric_columns(metrics)
-        arrays = {c: _CURVE_CELL for c, kind in columns.items() if kind == "array"}
-        return cls(
-            Journal(folder / PER_IMAGE, COLUMNS + list(columns), array_columns=arrays,
-                    text_columns=["model", "image_id", DIGEST, "method", "status"],
-                    integer_columns=["index", "label", "prediction", "target"], choices={"status": STATUSES},
-                    optional_columns=[DIGEST], lost="nothing: --resume computes that image and method again"),
-            Journal(folder / SKIPPED, SKIPPED_COLUMNS, text_columns=["model", "reason"], integer_columns=["index"],
-                    lost="the record that the image was skipped"),
-            Journal(folder / TIMINGS, TIMING_COLUMNS, text_columns=["model", "method"],
-                    integer_columns=["batch", "images"], lost="those seconds from the timings"),
-            Journal(folder / IMAGES, thumbnails.IMAGE_COLUMNS,
-                    array_columns={"boxes": _BOXES_CELL, "jpeg": _JPEG_CELL},
-                    text_columns=["model", "image_id", "class_name"],
-                    integer_columns=["index", "label", "height", "width"],
-                    lost="that image from the report's galleries"),
-            Journal(folder / MAPS, thumbnails.MAP_COLUMNS, array_columns={"map": _MAP_CELL},
-                    text_columns=["model", "method"], integer_columns=["index"],
-                    lost="that map from the report's galleries"),
-        )
+        tables = {}
+        for name, spec in _table_specs(metrics).items():
+            table, old = Table(folder / name, **spec), folder / LEGACY_JOURNALS[name]
+            tables[name] = Journal(old, **spec) if legacy and not table.exists() and os.path.lexists(old) else table
+        return cls(**tables)
 
     @classmethod
-    def open(cls, folder: str | Path, metrics: Sequence[Metric]) -> Journals:
-        """The journals of ``folder``, ready to append to: created with their headers if new, a
-        half-written last line removed."""
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        journals = cls.at(folder, metrics)
-        for journal in (journals.per_image, journals.skipped, journals.timings, journals.images, journals.maps):
-            journal.repair()
-            journal.create()
-        return journals
+    def open(cls, folder: str | Path, metrics: Sequence[Metric]) -> RunTables:
+        """The tables of ``folder``, ready to write to: created if new; the CSV journals of a run of
+        xaibench 0.3 converted to tables, once (with a message)."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        tables = cls.at(folder, metrics, legacy=False)
+        for name, spec in _table_specs(metrics).items():
+            if os.path.lexists(folder / LEGACY_JOURNALS[name]):
+                convert_journal(Journal(folder / LEGACY_JOURNALS[name], **spec), getattr(tables, name))
+        for table in tables.all():
+            table.repair()
+            table.create()
+        return tables
+
+    def all(self) -> tuple[Table | Journal, ...]:
+        """Every table, in the order of :data:`xaibench.run_folder.TABLES`."""
+        return (self.per_image, self.skipped, self.timings, self.images, self.maps)
 
 
 def read_per_image(folder: str | Path, metrics: Sequence[Metric] | None = None) -> pd.DataFrame:
@@ -133,7 +152,7 @@ def read_per_image(folder: str | Path, metrics: Sequence[Metric] | None = None) 
     ``attrs["skipped"]`` lists the indices of the images that could not be read (once each), and
     ``attrs["skipped_rows"]`` counts the rows of ``skipped.csv`` (one per model and image).
     """
-    journals = Journals.at(folder, build_metrics(None) if metrics is None else metrics)
+    journals = RunTables.at(folder, build_metrics(None) if metrics is None else metrics)
     return _with_skipped(latest_rows(journals.per_image.read()), journals.skipped.read())
 
 
@@ -174,7 +193,7 @@ def _with_skipped(rows: pd.DataFrame, skipped: pd.DataFrame) -> pd.DataFrame:
 def read_thumbnails(folder: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The thumbnails a run kept: ``images.csv`` (one row per (model, index)) and ``maps.csv`` (one
     row per (model, index, method)); empty frames for a run made before they were kept."""
-    journals = Journals.at(folder)
+    journals = RunTables.at(folder)
     return (thumbnails.latest(journals.images.read(), ["model", "index"]),
             thumbnails.latest(journals.maps.read(), ["model", "index", "method"]))
 
@@ -198,7 +217,7 @@ def figure_maps(
         complete = sorted(counts.index[counts == len(wanted)])[:candidates]
         return mine & frame["index"].isin(complete)
 
-    rows = thumbnails.latest(Journals.at(folder).maps.read(first_complete), ["index", "method"])
+    rows = thumbnails.latest(RunTables.at(folder).maps.read(first_complete), ["index", "method"])
     by_key = rows.set_index(["index", "method"])["map"]
     indices, samples = [], []
     for index in sorted({int(i) for i in rows["index"]}):
@@ -220,13 +239,13 @@ def figure_maps(
 
 def read_timings(folder: str | Path) -> pd.DataFrame:
     """The rows of a run's ``timings.csv``."""
-    return Journals.at(folder).timings.read()
+    return RunTables.at(folder).timings.read()
 
 
 def read_skipped(folder: str | Path) -> pd.DataFrame:
     """The rows of a run's ``skipped.csv``: the images that could not be read, per model (the last
     record of each; an image that was scored after it was restored is left out)."""
-    journals = Journals.at(folder)
+    journals = RunTables.at(folder)
     skipped = thumbnails.latest(journals.skipped.read(), ["model", "index"])
     scored = _scored_pairs(journals.per_image)
     keep = np.array([(m, int(i)) not in scored for m, i in zip(skipped["model"], skipped["index"])], dtype=bool)
@@ -297,7 +316,7 @@ def evaluate(
     if twice:
         raise XaibenchError(f"method names must be unique; named more than once: {', '.join(twice)}")
     total = len(dataset) if n is None else min(n, len(dataset))
-    journals = Journals.open(out, scorers) if out is not None else None
+    journals = RunTables.open(out, scorers) if out is not None else None
     done = _unchanged(dataset, _done(journals, model.name, total), out)
 
     # Images skipped earlier are read again: one restored since is scored now.
@@ -311,31 +330,31 @@ def evaluate(
         for span in todo:
             indices = list(span)
             samples, unreadable = _read(dataset, indices)
-            if journals is not None:
-                journals.skipped.append(
-                    pd.DataFrame([(model.name, i, why) for i, why in unreadable], columns=SKIPPED_COLUMNS)
-                )
+            skipped = pd.DataFrame([(model.name, i, why) for i, why in unreadable], columns=SKIPPED_COLUMNS)
             skipped_now += [str(i) for i, _ in unreadable]
             batch = collate([samples[i] for i in sorted(samples)]) if samples else None
             kept = sorted(samples)
             figure = sorted(set(figure) | set(kept))[: thumbnails.FIGURE_IMAGES]
+            images = None
             if journals is not None and batch is not None and any(not done.get(i) for i in kept):
                 new = [k for k, i in enumerate(kept) if not done.get(i)]
-                journals.images.append(thumbnails.image_rows(
+                images = thumbnails.image_rows(
                     model.name, [kept[k] for k in new], [batch.ids[k] for k in new], batch.images[new],
                     batch.labels[new].tolist(), [batch.boxes[k] for k in new], model.class_names,
-                ))
+                )
             digests = [sample_digest(samples[i]) for i in kept]
             methods = () if batch is None else _evaluate_batch(
                 model, batch, kept, digests, explainers, scorers, done, target, bar, set(figure)
             )
-            for frame, maps, timing in methods:  # each method's rows are kept as soon as they exist
+            computed = []
+            try:
+                for frame, maps, timing in methods:  # one method's rows, map thumbnails and time
+                    computed.append((frame, maps, timing))
+            finally:  # a method that failed or was interrupted loses only its own rows of the batch
                 if journals is not None:
-                    journals.maps.append(maps)  # before its rows, which mark the (batch, method) done
-                    journals.per_image.append(frame)
-                    journals.timings.append(pd.DataFrame([(model.name, *timing)], columns=TIMING_COLUMNS))
+                    _commit(journals, model.name, skipped, images, computed)
                 else:
-                    frames.append(frame)
+                    frames += [frame for frame, _, _ in computed]
             bar.update(len(span))
     finally:
         bar.close()
@@ -351,7 +370,27 @@ def evaluate(
     return result
 
 
-def _done(journals: Journals | None, model: str, total: int) -> dict[int, dict[str, str | None]]:
+def _commit(
+    tables: RunTables,
+    model: str,
+    skipped: pd.DataFrame,
+    images: pd.DataFrame | None,
+    computed: Sequence[tuple[pd.DataFrame, pd.DataFrame, tuple[int, str, int, float]]],
+) -> None:
+    """Write one batch's parts: its unreadable images, its image thumbnails, then its methods' map
+    thumbnails and timings, and last its per-image rows, which mark the batch's (index, method) pairs
+    done (a run killed before that computes the batch again and writes its thumbnails again, read as
+    the latest)."""
+    tables.skipped.append(skipped)
+    if images is not None:
+        tables.images.append(images)
+    if computed:
+        tables.maps.append(pd.concat([maps for _, maps, _ in computed], ignore_index=True))
+        tables.timings.append(pd.DataFrame([(model, *timing) for _, _, timing in computed], columns=TIMING_COLUMNS))
+        tables.per_image.append(pd.concat([frame for frame, _, _ in computed], ignore_index=True))
+
+
+def _done(journals: RunTables | None, model: str, total: int) -> dict[int, dict[str, str | None]]:
     """The rows the journals already hold for ``model`` among the first ``total`` images: index ->
     method -> the digest of the image the row scored (None in rows of xaibench 0.2, which kept none)."""
     if journals is None:

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import errno
 import os
+import re
+import shutil
 import stat
 from pathlib import Path
 
@@ -128,6 +130,25 @@ def read_own_bytes(path: str | os.PathLike, *, linked_ok: bool = False) -> bytes
         return file.read()
 
 
+def check_own_folder(path: str | os.PathLike) -> bool:
+    """Whether ``path`` exists as a folder of xaibench's (a real folder, not a link to one elsewhere);
+    False when nothing is there.
+
+    Raises:
+        XaibenchError: something else is there (a symbolic link, a file, a FIFO, a device).
+    """
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    except OSError as error:
+        raise XaibenchError(f"cannot access {os.fsdecode(path)} ({error.strerror or error}); {REMEDY}") from None
+    if not stat.S_ISDIR(info.st_mode):
+        kind = "a file" if stat.S_ISREG(info.st_mode) else _kind(info.st_mode)
+        raise XaibenchError(f"{os.fsdecode(path)} is {kind}, where xaibench keeps a folder of its own; {REMEDY}")
+    return True
+
+
 def remove_own(path: str | os.PathLike) -> None:
     """Remove one of xaibench's own files (a link there is removed as a link, never followed); nothing
     there is fine.
@@ -146,5 +167,34 @@ def remove_own(path: str | os.PathLike) -> None:
         path.unlink()
     except FileNotFoundError:
         pass
+    except OSError as error:
+        raise XaibenchError(f"cannot remove {os.fsdecode(path)} ({error.strerror or error}); {REMEDY}") from None
+
+
+def remove_own_folder(path: str | os.PathLike, files: re.Pattern[str]) -> None:
+    """Remove one of xaibench's folders: the files in it whose names match ``files``, the temporary
+    files and folders a killed writer left (``.*.partial``), then the folder; nothing there is fine.
+
+    Raises:
+        XaibenchError: a link or a file where the folder should be, or anything else in it (named: it is
+            not xaibench's to delete).
+    """
+    path = Path(path)
+    if not check_own_folder(path):
+        return
+    entries = list(os.scandir(path))
+    others = [e.name for e in entries if not files.fullmatch(e.name) and not e.name.endswith(".partial")]
+    if others:
+        raise XaibenchError(
+            f"{os.fsdecode(path)} holds {', '.join(sorted(others)[:3])}, which xaibench did not write there; "
+            "move it elsewhere, then try again"
+        )
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path)
+        else:
+            os.unlink(entry.path)
+    try:
+        path.rmdir()
     except OSError as error:
         raise XaibenchError(f"cannot remove {os.fsdecode(path)} ({error.strerror or error}); {REMEDY}") from None

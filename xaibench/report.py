@@ -19,7 +19,7 @@ from xaibench.errors import XaibenchError
 from xaibench.harness import COLUMNS, build_metrics, metric_columns, read_per_image, read_timings
 from xaibench.metric import DEFAULT_METRICS, FAMILIES, Metric, create_metric, get_metric
 from xaibench.run_folder import (
-    BOX_ACCURACY_CURVES, CURVES_CSV, CURVES_PNG, SUMMARY_CSV, SUMMARY_MD, atomic_write_text, read_config,
+    BOX_ACCURACY_CURVES, CURVES_CSV, CURVES_PNG, PER_IMAGE_CSV, SUMMARY_CSV, SUMMARY_MD, atomic_write_text, read_config,
 )
 from xaibench.significance import bootstrap_weight_chunks
 from xaibench.text import csv_text
@@ -301,6 +301,22 @@ def write_summary(folder: str | Path, *, n_boot: int = 1000, level: float = 0.95
         viz.metric_curves(metric_curves, {m.name: m for m in metrics}, folder / CURVES_PNG)
     atomic_write_text(folder / SUMMARY_MD, summary_markdown(summary, config, per_image, read_timings(folder), metrics))
     return summary
+
+
+def export_per_image(folder: str | Path, path: str | Path | None = None) -> Path:
+    """Write the run's per-image table for spreadsheets: :func:`per_image_table` as CSV (text cells a
+    spreadsheet would take for a formula escaped, :func:`xaibench.text.csv_text`), written atomically
+    to ``path`` (default: ``per_image_table.csv`` in the run's folder).
+
+    Example:
+        ``xaibench export RUN`` then open ``RUN/per_image_table.csv``; or read the run's
+        ``per_image/`` folder with ``pandas.read_parquet`` for the arrays too.
+    """
+    folder = Path(folder)
+    metrics = run_metrics(read_config(folder))
+    target = folder / PER_IMAGE_CSV if path is None else Path(path)
+    atomic_write_text(target, csv_text(per_image_table(read_per_image(folder, metrics), metrics)))
+    return target
 
 
 def run_is_complete(config: dict, per_image: pd.DataFrame) -> bool:

@@ -3,23 +3,27 @@
 Every output file has one owner, and its name is defined here once:
 
 ==========================  ===========================================================  ================
-file                        what it holds                                                written by
+file or folder              what it holds                                                written by
 ==========================  ===========================================================  ================
 ``config.json``             everything that determines the run's numbers                 :class:`RunFolder`
-``per_image.csv``           one row per (image, method), appended batch by batch         :mod:`~xaibench.harness`
-``skipped.csv``             the images that could not be read, and why                   :mod:`~xaibench.harness`
-``timings.csv``             seconds per (batch, method)                                  :mod:`~xaibench.harness`
-``images.csv``              thumbnails of the images, with their boxes and class names   :mod:`~xaibench.harness`
-``maps.csv``                thumbnails of every map (the first images' at full size)     :mod:`~xaibench.harness`
+``per_image/``              one row per (image, method), a Parquet part per batch        :mod:`~xaibench.harness`
+``skipped/``                the images that could not be read, and why                   :mod:`~xaibench.harness`
+``timings/``                seconds per (batch, method): the method's and its metrics'   :mod:`~xaibench.harness`
+``images/``                 thumbnails of the images, with their boxes and class names   :mod:`~xaibench.harness`
+``maps/``                   thumbnails of every map (the first images' at full size)     :mod:`~xaibench.harness`
 ``summary.csv`` / ``.md``   per-method values with bootstrap intervals                   :mod:`~xaibench.report`
 ``box_accuracy_curves.csv`` box accuracy against the map threshold                        :mod:`~xaibench.report`
+``per_image_table.csv``     the per-image table for spreadsheets (``xaibench export``)    :mod:`~xaibench.report`
 ``overlays.png``            maps over the first images (``overlays-<model>.png`` each)   :mod:`~xaibench.viz`
 ``report.html``             the run's report page: tables, plots, galleries              :mod:`~xaibench.comparison_report`
 ==========================  ===========================================================  ================
 
 Files written whole are written atomically (:func:`atomic_write`: a temporary file in the same folder,
 then a rename), so a run killed at any moment leaves each of them either as it was or complete. The
-row files are append-only journals (:mod:`xaibench.journal`) that are never rewritten in place.
+tables are folders of part files (:mod:`xaibench.results_store`), each part written whole in the same
+way and never rewritten. Runs of xaibench 0.3 and earlier kept the tables as CSV journals
+(``per_image.csv``, ...; :mod:`xaibench.journal`): they are read as they are, and converted once when
+such a run is resumed.
 
 A folder holds one run. :class:`RunFolder` refuses a folder that holds another run unless told to
 ``overwrite`` it (the old outputs are removed first) or to ``resume`` it (the configuration must be
@@ -32,6 +36,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -40,17 +46,25 @@ from pathlib import Path
 from typing import IO, Any
 
 from xaibench.errors import XaibenchError
-from xaibench.own_files import check_own, open_own, read_own_bytes, remove_own
+from xaibench.own_files import check_own, open_own, read_own_bytes, remove_own, remove_own_folder
 from xaibench.text import encode
 
 logger = logging.getLogger(__name__)
 
 CONFIG = "config.json"
-PER_IMAGE = "per_image.csv"
-SKIPPED = "skipped.csv"
-TIMINGS = "timings.csv"
-IMAGES = "images.csv"
-MAPS = "maps.csv"
+#: The run's tables: folders of Parquet part files (:mod:`xaibench.results_store`).
+PER_IMAGE = "per_image"
+SKIPPED = "skipped"
+TIMINGS = "timings"
+IMAGES = "images"
+MAPS = "maps"
+TABLES = (PER_IMAGE, SKIPPED, TIMINGS, IMAGES, MAPS)
+#: The CSV journals that held the tables up to xaibench 0.3 (read, and converted when such a run is resumed).
+LEGACY_JOURNALS = {table: f"{table}.csv" for table in TABLES}
+#: The name of a table's part file: its number, in the order the parts were written.
+PART_FILE = re.compile(r"part-(\d{8})\.parquet")
+#: The per-image table exported for spreadsheets (``xaibench export``).
+PER_IMAGE_CSV = "per_image_table.csv"
 SUMMARY_CSV = "summary.csv"
 SUMMARY_MD = "summary.md"
 BOX_ACCURACY_CURVES = "box_accuracy_curves.csv"
@@ -59,8 +73,8 @@ CURVES_CSV = "curves.csv"
 CURVES_PNG = "curves.png"
 REPORT_HTML = "report.html"
 #: Every file a run writes; ``--overwrite`` removes exactly these (and :func:`overlays_file` s).
-OUTPUTS = (CONFIG, PER_IMAGE, SKIPPED, TIMINGS, IMAGES, MAPS, SUMMARY_CSV, SUMMARY_MD, BOX_ACCURACY_CURVES, CURVES_CSV,
-           CURVES_PNG, OVERLAYS, REPORT_HTML)
+OUTPUTS = (CONFIG, *TABLES, *LEGACY_JOURNALS.values(), SUMMARY_CSV, SUMMARY_MD, BOX_ACCURACY_CURVES, CURVES_CSV,
+           CURVES_PNG, PER_IMAGE_CSV, OVERLAYS, REPORT_HTML)
 LOCK = ".xaibench.lock"
 _TEMPORARY_SUFFIX = ".partial"
 
@@ -240,7 +254,10 @@ class RunFolder:
             )
         if self.mode == "overwrite":
             for name in OUTPUTS:
-                remove_own(self.file(name))
+                if name in TABLES:
+                    remove_own_folder(self.file(name), PART_FILE)
+                else:
+                    remove_own(self.file(name))
             for figure in self.path.glob(overlays_file("*")):
                 remove_own(figure)
         elif self.mode == "new" and self.holds_a_run():
@@ -409,10 +426,14 @@ def _shown(value: Any) -> str:
 
 def remove_partial_files(folder: str | os.PathLike) -> None:
     """Remove the temporary files that a process killed mid-write left in ``folder``
-    (``.<name>.*.partial``, see :func:`atomic_path`); a folder of that name is left alone."""
+    (``.<name>.*.partial``, see :func:`atomic_path`), and the folders a conversion of a table left
+    (``.<table>.*.partial``, holding part files only; a folder of that name holding anything else is
+    left alone)."""
     for stale in Path(folder).glob(f".*{_TEMPORARY_SUFFIX}*"):
         if not stale.is_dir() or stale.is_symlink():
             stale.unlink(missing_ok=True)
+        elif all(PART_FILE.fullmatch(e.name) or e.name.endswith(_TEMPORARY_SUFFIX) for e in os.scandir(stale)):
+            shutil.rmtree(stale)
 
 
 class FolderLock:
