@@ -146,24 +146,72 @@ def wsol_boxes(scoremap: np.ndarray, thresholds: np.ndarray = CAM_THRESHOLDS) ->
     Returns:
         Per threshold, ``(boxes, largest)``: the (k, 4) boxes of every contour and the index of the
         contour of largest ``cv2.contourArea`` (the first among equals), which MaxBoxAcc (V1) uses.
-    """
-    import cv2
 
-    height, width = scoremap.shape
-    image = np.expand_dims((np.asarray(scoremap) * 255).astype(np.uint8), 2)
-    peak = np.max(image)
-    found = []
-    for t in thresholds:
-        _, binary = cv2.threshold(image, int(t * peak), 255, cv2.THRESH_BINARY)
-        contours = cv2.findContours(binary, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[0]
-        if len(contours) == 0:
-            found.append((np.zeros((1, 4)), 0))
-            continue
-        boxes, areas = _contour_boxes_and_areas(contours)
-        boxes[:, 2] = np.minimum(boxes[:, 2], width - 1)
-        boxes[:, 3] = np.minimum(boxes[:, 3], height - 1)
-        found.append((boxes, int(np.argmax(areas))))
-    return found
+    Example:
+        >>> m = np.zeros((20, 20), np.float32); m[5:10, 5:10] = 1.0
+        >>> boxes, largest = wsol_boxes(m, np.array([0.5]))[0]
+        >>> boxes.tolist(), largest
+        ([[5.0, 5.0, 10.0, 10.0]], 0)
+    """
+    search = _ContourSearch(scoremap, thresholds)
+    return [
+        (search.boxes[search.starts[g] : search.starts[g + 1]].copy(), int(search.largest[g] - search.starts[g]))
+        for g in search.which
+    ]
+
+
+class _ContourSearch:
+    """wsolevaluation's contours of one map at many thresholds, searched once per distinct binary map.
+
+    Thresholds ``int(t * max)`` that no pixel value lies between give the same binary map, hence the
+    same contours: the search runs once for each distinct set of passing pixels (the sets are nested,
+    so their sizes tell them apart), and the boxes and areas of all the contours are computed at once.
+
+    Attributes:
+        boxes: (K, 4) float64 boxes of the contours of every distinct binary map, one map after the
+            other (``(0, 0, 0, 0)`` alone for the empty map), as :func:`wsol_boxes` gives them.
+        areas: (K,) their ``cv2.contourArea`` (exact: half an integer).
+        starts: (G + 1,) where each distinct map's rows begin, and K.
+        largest: (G,) the row of each map's contour of largest area (the first among equals).
+        which: (T,) the distinct map of each threshold.
+    """
+
+    def __init__(self, scoremap: np.ndarray, thresholds: np.ndarray) -> None:
+        import cv2
+
+        height, width = np.shape(scoremap)
+        image = (np.asarray(scoremap) * 255).astype(np.uint8)
+        # OpenCV's 8-bit THRESH_BINARY at int(t * peak): every pixel passes below 0, none from 255 up.
+        cuts = np.clip(np.trunc(np.asarray(thresholds) * np.max(image)), -1, 255).astype(np.int64).reshape(-1)
+        passing = image.size - np.cumsum(np.bincount(image.ravel(), minlength=256))  # pixels > v
+        passing = np.append(passing, image.size)  # index -1: cut below 0
+        sizes, first, self.which = np.unique(passing[cuts], return_index=True, return_inverse=True)
+        self.which = self.which.reshape(-1)
+        lows = (cuts[first[sizes > 0]] + 1).astype(np.uint8)  # pixel >= low <=> pixel > cut
+        binaries = (image[None] >= lows[:, None, None]).view(np.uint8)
+        found = [cv2.findContours(b, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[0] for b in binaries]
+        counts = [len(contours) for contours in found]
+        empty = len(found) < len(sizes)  # the map where no pixel passes: no contour, the box (0, 0, 0, 0)
+        contours = [c for group in found for c in group]
+        boxes, areas = _contour_boxes_and_areas(contours) if contours else (np.zeros((0, 4)), np.zeros(0))
+        np.minimum(boxes[:, 2], width - 1, out=boxes[:, 2])
+        np.minimum(boxes[:, 3], height - 1, out=boxes[:, 3])
+        if empty:
+            boxes, areas, counts = np.concatenate([np.zeros((1, 4)), boxes]), np.append(0.0, areas), [1, *counts]
+        self.boxes, self.areas = boxes, areas
+        self.starts = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)])
+        self.largest = _first_argmax(areas, self.starts)
+
+
+def _first_argmax(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Per segment ``values[starts[g]:starts[g + 1]]`` (none empty), the index of its first maximum."""
+    if len(starts) < 2:
+        return np.zeros(0, dtype=np.int64)
+    counts = np.diff(starts)
+    peaks = np.repeat(np.maximum.reduceat(values, starts[:-1]), counts)
+    rows = np.flatnonzero(values == peaks)
+    segment = np.repeat(np.arange(len(counts)), counts)[rows]
+    return rows[np.searchsorted(segment, np.arange(len(counts)))]
 
 
 def _contour_boxes_and_areas(contours: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -174,15 +222,17 @@ def _contour_boxes_and_areas(contours: Sequence[np.ndarray]) -> tuple[np.ndarray
     polygon. Vectorised over all contours with ``np.*.reduceat``, since maps such as gradients can
     have thousands of contours per threshold.
     """
-    lengths = np.fromiter((len(c) for c in contours), dtype=np.int64, count=len(contours))
+    lengths = np.fromiter(map(len, contours), dtype=np.int64, count=len(contours))
     points = np.concatenate(contours).reshape(-1, 2).astype(np.float64)
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
     x, y = points[:, 0], points[:, 1]
-    boxes = np.stack([
-        np.minimum.reduceat(x, starts), np.minimum.reduceat(y, starts),
-        np.maximum.reduceat(x, starts) + 1, np.maximum.reduceat(y, starts) + 1,
-    ], axis=1)
-    following = np.arange(len(points)) + 1
+    boxes = np.empty((len(contours), 4))
+    np.minimum.reduceat(x, starts, out=boxes[:, 0])
+    np.minimum.reduceat(y, starts, out=boxes[:, 1])
+    np.maximum.reduceat(x, starts, out=boxes[:, 2])
+    np.maximum.reduceat(y, starts, out=boxes[:, 3])
+    boxes[:, 2:] += 1
+    following = np.arange(1, len(points) + 1)
     following[starts + lengths - 1] = starts  # each polygon closes on its first point
     cross = x * y[following] - x[following] * y
     areas = np.abs(np.add.reduceat(cross, starts)) / 2
@@ -191,14 +241,21 @@ def _contour_boxes_and_areas(contours: Sequence[np.ndarray]) -> tuple[np.ndarray
 
 def box_iou_curves(scoremap: np.ndarray, gt_boxes: object) -> tuple[np.ndarray, np.ndarray]:
     """Per map threshold, the best IoU with the ground-truth boxes: of the largest contour's box (V1)
-    and of any contour's box (V2). Two arrays of shape (len(CAM_THRESHOLDS),)."""
+    and of any contour's box (V2). Two arrays of shape (len(CAM_THRESHOLDS),).
+
+    ``v1[t] = max_k IoU(box_largest(t), B_k)``, ``v2[t] = max_{c, k} IoU(box_c(t), B_k)`` over the
+    contours c of :func:`wsol_boxes` at threshold t; each distinct binary map is searched once.
+
+    Example:
+        >>> m = np.zeros((10, 10), np.float32); m[2:6, 2:6] = 1.0
+        >>> v1, v2 = box_iou_curves(m, np.array([[2, 2, 6, 6]]))
+        >>> float(v1[0]), float(v2[50])
+        (1.0, 1.0)
+    """
     gt = as_numpy(gt_boxes).astype(np.float64).reshape(-1, 4)
-    v1, v2 = [], []
-    for boxes, largest in wsol_boxes(scoremap):
-        ious = box_ious(boxes, gt).max(1)
-        v1.append(ious[largest])
-        v2.append(ious.max())
-    return np.array(v1), np.array(v2)
+    search = _ContourSearch(scoremap, CAM_THRESHOLDS)
+    best = box_ious(search.boxes, gt).max(1)
+    return best[search.largest][search.which], np.maximum.reduceat(best, search.starts[:-1])[search.which]
 
 
 def _weighted_mean(values: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
