@@ -13,6 +13,7 @@ import torch
 import localization_reference as reference
 from xaibench import localization
 from xaibench.data.sample import Original
+from xaibench.errors import XaibenchError
 from xaibench.explainer import normalize_maps, upsample_maps
 from xaibench.metric import DEFAULT_METRICS, MetricInput, create_metric
 
@@ -145,6 +146,27 @@ def test_cam_box_iou_equals_the_reference(tau) -> None:
         assert same(localization.cam_box_iou(torch.from_numpy(maps), as_tensors, tau), reference.cam_box_iou(maps, boxes, tau))
         for m, b in zip(maps, boxes):
             assert same(localization.cam_box(m, tau), reference.cam_box(m, tau))
+
+
+def test_largest_component_box_equals_the_reference_on_random_regions() -> None:
+    """Sparse regions have many components of equal size: ties go to the first in row-major order."""
+    rng = np.random.default_rng(7)
+    for _ in range(300):
+        h, w = rng.integers(1, 25, 2)
+        region = rng.random((h, w)) < rng.choice([0.0, 0.05, 0.2, 0.5, 0.9])
+        assert same(localization.largest_component_box(region), reference.largest_component_box(region))
+
+
+def test_cam_box_iou_says_what_is_missing() -> None:
+    maps = np.zeros((2, 4, 4), np.float32)
+    boxes = [np.array([[0, 0, 1, 1]]), np.array([[1, 1, 2, 2]])]
+    with pytest.raises(XaibenchError, match="cam_box_iou got 2 maps and ground truth for 1 images"):
+        localization.cam_box_iou(maps, boxes[:1])
+    with pytest.raises(XaibenchError, match="image 1 has no ground-truth box"):
+        localization.cam_box_iou(maps, [boxes[0], np.zeros((0, 4))])
+    with pytest.raises(XaibenchError, match="map 0 keeps no pixel at tau=1.5"):
+        localization.cam_box_iou(maps, boxes, tau=1.5)
+    assert localization.cam_box_iou(maps[:0], []).shape == (0,)
 
 
 def test_pxap_histograms_equal_the_reference() -> None:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
-_EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
+from xaibench.errors import XaibenchError
 
 #: The CAM paper's box threshold (Zhou et al. 2016, Sec. 3.1: "above 20% of the max value"), applied
 #: to the min-max scaled map: pixels >= 0.2 (:func:`cam_box`).
@@ -35,6 +35,11 @@ def box_ious(boxes: np.ndarray, gt_boxes: np.ndarray) -> np.ndarray:
     """(k, m) IoUs of ``boxes`` (k, 4) with ``gt_boxes`` (m, 4); inclusive corners, as :func:`box_iou`."""
     a = np.asarray(boxes, dtype=np.float64).reshape(-1, 1, 4)
     b = np.asarray(gt_boxes, dtype=np.float64).reshape(1, -1, 4)
+    return _iou(a, b)
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoUs of float64 boxes ``a`` and ``b`` (..., 4), broadcast against each other (inclusive corners)."""
     iw = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]) + 1, 0, None)
     ih = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]) + 1, 0, None)
     inter = iw * ih
@@ -56,13 +61,57 @@ def largest_component_box(region: np.ndarray) -> tuple[int, int, int, int] | Non
     """Tight box (inclusive corners) around the largest 8-connected component of a boolean map.
 
     Ties in size go to the component met first in row-major order. None for an empty region.
+
+    Example:
+        >>> largest_component_box(np.array([[1, 0, 0], [0, 0, 1], [0, 1, 1]], dtype=bool))
+        (1, 1, 2, 2)
     """
-    labels, count = ndimage.label(region, structure=_EIGHT_CONNECTED)
-    if count == 0:
-        return None
+    boxes, found = _largest_component_boxes(np.asarray(region, dtype=bool)[None])
+    return tuple(int(v) for v in boxes[0]) if found[0] else None
+
+
+#: 8-connectivity within each map of a stack, none across maps: labels each (H, W) map of an
+#: (N, H, W) stack as it would be labelled alone, numbered on from the maps before it.
+_EIGHT_CONNECTED_PER_MAP = np.zeros((3, 3, 3), dtype=bool)
+_EIGHT_CONNECTED_PER_MAP[1] = True
+
+
+def _largest_component_boxes(regions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`largest_component_box` of each (H, W) boolean map of ``regions`` (N, H, W), all at once.
+
+    Returns:
+        (N, 4) int64 boxes ``x0, y0, x1, y1`` (zeros where the map is empty) and (N,) whether the map
+        has a component.
+    """
+    n, height, width = regions.shape
+    labels, _ = ndimage.label(regions, structure=_EIGHT_CONNECTED_PER_MAP)
+    last = np.maximum.accumulate(labels.reshape(n, -1).max(1, initial=0))  # map k's labels: first[k]+1 .. last[k]
+    first = np.concatenate([[0], last[:-1]])
+    found = last > first
     sizes = np.bincount(labels.ravel())[1:]
-    ys, xs = np.nonzero(labels == (int(np.argmax(sizes)) + 1))
-    return int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())
+    chosen = np.full(n, -1, dtype=np.int64)
+    # ndimage numbers components in row-major order of their first pixel: the first largest is the tie's winner.
+    chosen[found] = _first_argmax(sizes, np.append(first[found], last[-1] if n else 0)) + 1
+    chosen_pixels = labels == chosen[:, None, None]
+    rows, cols = chosen_pixels.any(2), chosen_pixels.any(1)
+    boxes = np.stack(
+        [cols.argmax(1), rows.argmax(1), width - 1 - cols[:, ::-1].argmax(1), height - 1 - rows[:, ::-1].argmax(1)],
+        axis=1,
+    ).astype(np.int64)
+    boxes[~found] = 0
+    return boxes, found
+
+
+def _cam_regions(maps: np.ndarray, tau: float) -> np.ndarray:
+    """The pixels the CAM box keeps, per map of ``maps`` (N, H, W): min-max scaled, ``>= tau``."""
+    m = np.array(as_numpy(maps), dtype=np.float64)  # a copy, scaled in place
+    low, high = m.min(axis=(-2, -1), keepdims=True), m.max(axis=(-2, -1), keepdims=True)
+    varied = high > low
+    m -= low
+    m /= np.where(varied, high - low, 1.0)
+    regions = m >= tau
+    regions[~varied[..., 0, 0]] = np.float64(1.0) >= tau  # a flat map scales to ones
+    return regions
 
 
 def cam_box(saliency: np.ndarray, tau: float = CAM_TAU) -> tuple[int, int, int, int]:
@@ -71,22 +120,42 @@ def cam_box(saliency: np.ndarray, tau: float = CAM_TAU) -> tuple[int, int, int, 
     Min-max normalise the map to [0, 1], keep the pixels ``>= tau`` (0.2 by default: the paper's "20% of
     the max value", on the scaled map), and box the largest connected component. A flat map keeps every
     pixel, so its box is the image.
+
+    Example:
+        >>> m = np.zeros((6, 8)); m[1:3, 2:5] = 1.0
+        >>> cam_box(m)
+        (2, 1, 4, 2)
     """
-    m = as_numpy(saliency).astype(np.float64)
-    low, high = m.min(), m.max()
-    m = (m - low) / (high - low) if high > low else np.ones_like(m)
-    return largest_component_box(m >= tau)
+    return largest_component_box(_cam_regions(as_numpy(saliency)[None], tau)[0])
 
 
 def cam_box_iou(maps: object, gt_boxes: Sequence[object], tau: float = CAM_TAU) -> np.ndarray:
     """Per image, the IoU of :func:`cam_box` with the best-matching ground-truth box.
 
-    ``IoU_i = max_k IoU(cam_box(M_i, tau), B_ik)``; localization is correct when it is >= 0.5.
+    ``IoU_i = max_k IoU(cam_box(M_i, tau), B_ik)``; localization is correct when it is >= 0.5. The
+    maps (N, H, W) are scaled, thresholded and labelled as one stack.
+
+    Example:
+        >>> m = np.zeros((1, 10, 10)); m[0, 2:6, 2:6] = 1.0
+        >>> cam_box_iou(m, [np.array([[2, 2, 5, 5], [0, 0, 9, 9]])]).tolist()
+        [1.0]
     """
     maps = as_numpy(maps)
-    return np.array(
-        [box_iou(cam_box(m, tau), as_numpy(b)).max() for m, b in zip(maps, gt_boxes, strict=True)]
-    )
+    if len(maps) != len(gt_boxes):
+        raise XaibenchError(f"cam_box_iou got {len(maps)} maps and ground truth for {len(gt_boxes)} images; give one per map")
+    if not len(maps):
+        return np.zeros(0)
+    boxes, found = _largest_component_boxes(_cam_regions(maps, tau))
+    if not found.all():
+        raise XaibenchError(
+            f"map {int(np.argmin(found))} keeps no pixel at tau={tau}: the CAM box needs a finite map and tau <= 1"
+        )
+    gts = [as_numpy(b).astype(np.float64).reshape(-1, 4) for b in gt_boxes]
+    counts = np.array([len(g) for g in gts])
+    if not counts.all():
+        raise XaibenchError(f"image {int(np.argmin(counts))} has no ground-truth box: the CAM box's IoU needs one")
+    ious = _iou(boxes.astype(np.float64)[np.repeat(np.arange(len(maps)), counts)], np.concatenate(gts))
+    return np.maximum.reduceat(ious, np.concatenate([[0], np.cumsum(counts)[:-1]]))
 
 
 def boxes_to_mask(boxes: object, shape: tuple[int, int]) -> np.ndarray:
