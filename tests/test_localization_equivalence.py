@@ -170,11 +170,22 @@ def test_cam_box_iou_says_what_is_missing() -> None:
 
 
 def test_pxap_histograms_equal_the_reference() -> None:
+    """One map and a stack of them, in [0, 1] (float32 and float64: values on and next to the edges)
+    and outside it (values below 0, from 1 to 3, past 3, NaN: np.histogram's rules)."""
     rng = np.random.default_rng(4)
+    edges = localization.PXAP_EDGES
+    on_edges = np.concatenate([edges, np.nextafter(edges, -1), np.nextafter(edges, 4)])
     for h, w in SIZES:
-        for m in maps_of_every_kind(rng, h, w):
-            mask = rng.random((h, w)) < rng.choice([0.0, 0.1, 0.5, 1.0])
+        maps = maps_of_every_kind(rng, h, w)
+        maps += [rng.choice(on_edges[on_edges <= 1], (h, w)).astype(dtype) for dtype in (np.float32, np.float64)]
+        maps += [rng.choice(on_edges, (h, w)), maps[0] * 5 - 1, np.where(rng.random((h, w)) < 0.2, np.nan, maps[0])]
+        masks = [rng.random((h, w)) < rng.choice([0.0, 0.1, 0.5, 1.0]) for _ in maps]
+        for m, mask in zip(maps, masks):
             assert same(localization.pxap_histograms(m, mask), reference.pxap_histograms(m, mask))
+        stack = np.stack([m.astype(np.float32) for m in maps])
+        expected = np.stack([reference.pxap_histograms(m, mask) for m, mask in zip(stack, masks)])
+        assert same(localization.pxap_histograms(stack, np.stack(masks)), expected)
+        assert same(localization.pxap_histograms(stack, torch.from_numpy(np.stack(masks))), expected)
 
 
 def test_energy_pointing_and_pointing_hit_equal_the_reference() -> None:
