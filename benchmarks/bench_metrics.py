@@ -8,9 +8,10 @@ that metrics sharing work (the CAM box, the contour search of MaxBoxAcc and MaxB
 regions) pay for it once, in the first metric that asks ("in a run", whose shares add up to the
 total); and each metric on a batch of its own ("alone", what it costs when it is the only one asked
 for). Each round times every size once, the sizes' order rotating; the figures are medians over
-``--rounds``, with ``--threads`` torch threads.
+``--rounds``, with ``--threads`` torch threads. ``--clock cpu`` counts the process's CPU time instead of
+the wall clock: the same on a quiet machine for this single-threaded work, steadier on a busy one.
 
-    python benchmarks/bench_metrics.py [--sizes 64 224] [--batch 64] [--rounds 7] [--threads 2]
+    python benchmarks/bench_metrics.py [--sizes 64 224] [--batch 64] [--rounds 7] [--threads 2] [--clock wall]
 """
 
 from __future__ import annotations
@@ -54,18 +55,21 @@ def fresh(batch: MetricInput) -> MetricInput:
     return MetricInput(**{**batch.__dict__, "cache": {}})
 
 
-def time_metrics(batch: MetricInput, metrics: list) -> dict[str, tuple[float, float]]:
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def time_metrics(batch: MetricInput, metrics: list, clock=time.perf_counter) -> dict[str, tuple[float, float]]:
     """Seconds of each metric's ``score``: in a run (one batch for all, in order) and alone."""
     shared, in_run, alone = fresh(batch), {}, {}
     for metric in metrics:
-        start = time.perf_counter()
+        start = clock()
         metric.score(shared)
-        in_run[metric.name] = time.perf_counter() - start
+        in_run[metric.name] = clock() - start
     for metric in metrics:
         own = fresh(batch)
-        start = time.perf_counter()
+        start = clock()
         metric.score(own)
-        alone[metric.name] = time.perf_counter() - start
+        alone[metric.name] = clock() - start
     return {name: (in_run[name], alone[name]) for name in in_run}
 
 
@@ -75,7 +79,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64, help="maps per batch")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall", help="wall clock or the process's CPU time")
     args = parser.parse_args()
+    clock = CLOCKS[args.clock]
     torch.set_num_threads(args.threads)
     metrics = [create_metric(name) for name in DEFAULT_METRICS]
     batches = {size: builtin_batch(size, args.batch) for size in args.sizes}
@@ -85,9 +91,9 @@ def main() -> None:
     for r in range(args.rounds):
         order = args.sizes[r % len(args.sizes):] + args.sizes[: r % len(args.sizes)]
         for size in order:
-            samples[size].append(time_metrics(batches[size], metrics))
-    print(f"cpu, {args.threads} threads, batches of {args.batch} maps; seconds per 1,000 maps, "
-          f"median of {args.rounds} rounds; share of the default metrics' total")
+            samples[size].append(time_metrics(batches[size], metrics, clock))
+    print(f"cpu, {args.threads} threads, batches of {args.batch} maps; seconds ({args.clock} clock) per 1,000 maps, "
+          f"median of {args.rounds} rounds; share of the default metrics' total in a run")
     per_1000 = 1000 / args.batch
     for size in args.sizes:
         print(f"\n{size} x {size}\n\n| metric | in a run: s / 1,000 maps | share | alone: s / 1,000 maps |\n|---|---|---|---|")
