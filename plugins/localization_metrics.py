@@ -217,12 +217,13 @@ class PxAP(_Curves):
     columns = {"pxap_hist": "array"}
 
     def score(self, batch: MetricInput) -> dict[str, Sequence]:
-        return {
-            "pxap_hist": [
-                localization.pxap_histograms(m, mask) if mask is not None else None
-                for m, mask in zip(batch.maps, batch.masks)
-            ]
-        }
+        masked = [k for k, mask in enumerate(batch.masks) if mask is not None]
+        hists: list[np.ndarray | None] = [None] * len(batch)
+        if masked:  # the images with a mask, binned in one pass
+            masks = np.stack([localization.as_numpy(batch.masks[k]) for k in masked])
+            for k, hist in zip(masked, localization.pxap_histograms(batch.maps[masked], masks)):
+                hists[k] = hist
+        return {"pxap_hist": hists}
 
     def statistic(self, arrays: np.ndarray, weights: np.ndarray | None) -> float | np.ndarray:
         return localization.pxap(arrays, weights=weights)

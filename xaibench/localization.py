@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
-_EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
+from xaibench.errors import XaibenchError
 
 #: The CAM paper's box threshold (Zhou et al. 2016, Sec. 3.1: "above 20% of the max value"), applied
 #: to the min-max scaled map: pixels >= 0.2 (:func:`cam_box`).
@@ -35,6 +35,11 @@ def box_ious(boxes: np.ndarray, gt_boxes: np.ndarray) -> np.ndarray:
     """(k, m) IoUs of ``boxes`` (k, 4) with ``gt_boxes`` (m, 4); inclusive corners, as :func:`box_iou`."""
     a = np.asarray(boxes, dtype=np.float64).reshape(-1, 1, 4)
     b = np.asarray(gt_boxes, dtype=np.float64).reshape(1, -1, 4)
+    return _iou(a, b)
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoUs of float64 boxes ``a`` and ``b`` (..., 4), broadcast against each other (inclusive corners)."""
     iw = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]) + 1, 0, None)
     ih = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]) + 1, 0, None)
     inter = iw * ih
@@ -56,13 +61,57 @@ def largest_component_box(region: np.ndarray) -> tuple[int, int, int, int] | Non
     """Tight box (inclusive corners) around the largest 8-connected component of a boolean map.
 
     Ties in size go to the component met first in row-major order. None for an empty region.
+
+    Example:
+        >>> largest_component_box(np.array([[1, 0, 0], [0, 0, 1], [0, 1, 1]], dtype=bool))
+        (1, 1, 2, 2)
     """
-    labels, count = ndimage.label(region, structure=_EIGHT_CONNECTED)
-    if count == 0:
-        return None
+    boxes, found = _largest_component_boxes(np.asarray(region, dtype=bool)[None])
+    return tuple(int(v) for v in boxes[0]) if found[0] else None
+
+
+#: 8-connectivity within each map of a stack, none across maps: labels each (H, W) map of an
+#: (N, H, W) stack as it would be labelled alone, numbered on from the maps before it.
+_EIGHT_CONNECTED_PER_MAP = np.zeros((3, 3, 3), dtype=bool)
+_EIGHT_CONNECTED_PER_MAP[1] = True
+
+
+def _largest_component_boxes(regions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`largest_component_box` of each (H, W) boolean map of ``regions`` (N, H, W), all at once.
+
+    Returns:
+        (N, 4) int64 boxes ``x0, y0, x1, y1`` (zeros where the map is empty) and (N,) whether the map
+        has a component.
+    """
+    n, height, width = regions.shape
+    labels, _ = ndimage.label(regions, structure=_EIGHT_CONNECTED_PER_MAP)
+    last = np.maximum.accumulate(labels.reshape(n, -1).max(1, initial=0))  # map k's labels: first[k]+1 .. last[k]
+    first = np.concatenate([[0], last[:-1]])
+    found = last > first
     sizes = np.bincount(labels.ravel())[1:]
-    ys, xs = np.nonzero(labels == (int(np.argmax(sizes)) + 1))
-    return int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())
+    chosen = np.full(n, -1, dtype=np.int64)
+    # ndimage numbers components in row-major order of their first pixel: the first largest is the tie's winner.
+    chosen[found] = _first_argmax(sizes, np.append(first[found], last[-1] if n else 0)) + 1
+    chosen_pixels = labels == chosen[:, None, None]
+    rows, cols = chosen_pixels.any(2), chosen_pixels.any(1)
+    boxes = np.stack(
+        [cols.argmax(1), rows.argmax(1), width - 1 - cols[:, ::-1].argmax(1), height - 1 - rows[:, ::-1].argmax(1)],
+        axis=1,
+    ).astype(np.int64)
+    boxes[~found] = 0
+    return boxes, found
+
+
+def _cam_regions(maps: np.ndarray, tau: float) -> np.ndarray:
+    """The pixels the CAM box keeps, per map of ``maps`` (N, H, W): min-max scaled, ``>= tau``."""
+    m = np.array(as_numpy(maps), dtype=np.float64)  # a copy, scaled in place
+    low, high = m.min(axis=(-2, -1), keepdims=True), m.max(axis=(-2, -1), keepdims=True)
+    varied = high > low
+    m -= low
+    m /= np.where(varied, high - low, 1.0)
+    regions = m >= tau
+    regions[~varied[..., 0, 0]] = np.float64(1.0) >= tau  # a flat map scales to ones
+    return regions
 
 
 def cam_box(saliency: np.ndarray, tau: float = CAM_TAU) -> tuple[int, int, int, int]:
@@ -71,22 +120,42 @@ def cam_box(saliency: np.ndarray, tau: float = CAM_TAU) -> tuple[int, int, int, 
     Min-max normalise the map to [0, 1], keep the pixels ``>= tau`` (0.2 by default: the paper's "20% of
     the max value", on the scaled map), and box the largest connected component. A flat map keeps every
     pixel, so its box is the image.
+
+    Example:
+        >>> m = np.zeros((6, 8)); m[1:3, 2:5] = 1.0
+        >>> cam_box(m)
+        (2, 1, 4, 2)
     """
-    m = as_numpy(saliency).astype(np.float64)
-    low, high = m.min(), m.max()
-    m = (m - low) / (high - low) if high > low else np.ones_like(m)
-    return largest_component_box(m >= tau)
+    return largest_component_box(_cam_regions(as_numpy(saliency)[None], tau)[0])
 
 
 def cam_box_iou(maps: object, gt_boxes: Sequence[object], tau: float = CAM_TAU) -> np.ndarray:
     """Per image, the IoU of :func:`cam_box` with the best-matching ground-truth box.
 
-    ``IoU_i = max_k IoU(cam_box(M_i, tau), B_ik)``; localization is correct when it is >= 0.5.
+    ``IoU_i = max_k IoU(cam_box(M_i, tau), B_ik)``; localization is correct when it is >= 0.5. The
+    maps (N, H, W) are scaled, thresholded and labelled as one stack.
+
+    Example:
+        >>> m = np.zeros((1, 10, 10)); m[0, 2:6, 2:6] = 1.0
+        >>> cam_box_iou(m, [np.array([[2, 2, 5, 5], [0, 0, 9, 9]])]).tolist()
+        [1.0]
     """
     maps = as_numpy(maps)
-    return np.array(
-        [box_iou(cam_box(m, tau), as_numpy(b)).max() for m, b in zip(maps, gt_boxes, strict=True)]
-    )
+    if len(maps) != len(gt_boxes):
+        raise XaibenchError(f"cam_box_iou got {len(maps)} maps and ground truth for {len(gt_boxes)} images; give one per map")
+    if not len(maps):
+        return np.zeros(0)
+    boxes, found = _largest_component_boxes(_cam_regions(maps, tau))
+    if not found.all():
+        raise XaibenchError(
+            f"map {int(np.argmin(found))} keeps no pixel at tau={tau}: the CAM box needs a finite map and tau <= 1"
+        )
+    gts = [as_numpy(b).astype(np.float64).reshape(-1, 4) for b in gt_boxes]
+    counts = np.array([len(g) for g in gts])
+    if not counts.all():
+        raise XaibenchError(f"image {int(np.argmin(counts))} has no ground-truth box: the CAM box's IoU needs one")
+    ious = _iou(boxes.astype(np.float64)[np.repeat(np.arange(len(maps)), counts)], np.concatenate(gts))
+    return np.maximum.reduceat(ious, np.concatenate([[0], np.cumsum(counts)[:-1]]))
 
 
 def boxes_to_mask(boxes: object, shape: tuple[int, int]) -> np.ndarray:
@@ -146,24 +215,72 @@ def wsol_boxes(scoremap: np.ndarray, thresholds: np.ndarray = CAM_THRESHOLDS) ->
     Returns:
         Per threshold, ``(boxes, largest)``: the (k, 4) boxes of every contour and the index of the
         contour of largest ``cv2.contourArea`` (the first among equals), which MaxBoxAcc (V1) uses.
-    """
-    import cv2
 
-    height, width = scoremap.shape
-    image = np.expand_dims((np.asarray(scoremap) * 255).astype(np.uint8), 2)
-    peak = np.max(image)
-    found = []
-    for t in thresholds:
-        _, binary = cv2.threshold(image, int(t * peak), 255, cv2.THRESH_BINARY)
-        contours = cv2.findContours(binary, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[0]
-        if len(contours) == 0:
-            found.append((np.zeros((1, 4)), 0))
-            continue
-        boxes, areas = _contour_boxes_and_areas(contours)
-        boxes[:, 2] = np.minimum(boxes[:, 2], width - 1)
-        boxes[:, 3] = np.minimum(boxes[:, 3], height - 1)
-        found.append((boxes, int(np.argmax(areas))))
-    return found
+    Example:
+        >>> m = np.zeros((20, 20), np.float32); m[5:10, 5:10] = 1.0
+        >>> boxes, largest = wsol_boxes(m, np.array([0.5]))[0]
+        >>> boxes.tolist(), largest
+        ([[5.0, 5.0, 10.0, 10.0]], 0)
+    """
+    search = _ContourSearch(scoremap, thresholds)
+    return [
+        (search.boxes[search.starts[g] : search.starts[g + 1]].copy(), int(search.largest[g] - search.starts[g]))
+        for g in search.which
+    ]
+
+
+class _ContourSearch:
+    """wsolevaluation's contours of one map at many thresholds, searched once per distinct binary map.
+
+    Thresholds ``int(t * max)`` that no pixel value lies between give the same binary map, hence the
+    same contours: the search runs once for each distinct set of passing pixels (the sets are nested,
+    so their sizes tell them apart), and the boxes and areas of all the contours are computed at once.
+
+    Attributes:
+        boxes: (K, 4) float64 boxes of the contours of every distinct binary map, one map after the
+            other (``(0, 0, 0, 0)`` alone for the empty map), as :func:`wsol_boxes` gives them.
+        areas: (K,) their ``cv2.contourArea`` (exact: half an integer).
+        starts: (G + 1,) where each distinct map's rows begin, and K.
+        largest: (G,) the row of each map's contour of largest area (the first among equals).
+        which: (T,) the distinct map of each threshold.
+    """
+
+    def __init__(self, scoremap: np.ndarray, thresholds: np.ndarray) -> None:
+        import cv2
+
+        height, width = np.shape(scoremap)
+        image = (np.asarray(scoremap) * 255).astype(np.uint8)
+        # OpenCV's 8-bit THRESH_BINARY at int(t * peak): every pixel passes below 0, none from 255 up.
+        cuts = np.clip(np.trunc(np.asarray(thresholds) * np.max(image)), -1, 255).astype(np.int64).reshape(-1)
+        passing = image.size - np.cumsum(np.bincount(image.ravel(), minlength=256))  # pixels > v
+        passing = np.append(passing, image.size)  # index -1: cut below 0
+        sizes, first, self.which = np.unique(passing[cuts], return_index=True, return_inverse=True)
+        self.which = self.which.reshape(-1)
+        lows = (cuts[first[sizes > 0]] + 1).astype(np.uint8)  # pixel >= low <=> pixel > cut
+        binaries = (image[None] >= lows[:, None, None]).view(np.uint8)
+        found = [cv2.findContours(b, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[0] for b in binaries]
+        counts = [len(contours) for contours in found]
+        empty = len(found) < len(sizes)  # the map where no pixel passes: no contour, the box (0, 0, 0, 0)
+        contours = [c for group in found for c in group]
+        boxes, areas = _contour_boxes_and_areas(contours) if contours else (np.zeros((0, 4)), np.zeros(0))
+        np.minimum(boxes[:, 2], width - 1, out=boxes[:, 2])
+        np.minimum(boxes[:, 3], height - 1, out=boxes[:, 3])
+        if empty:
+            boxes, areas, counts = np.concatenate([np.zeros((1, 4)), boxes]), np.append(0.0, areas), [1, *counts]
+        self.boxes, self.areas = boxes, areas
+        self.starts = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)])
+        self.largest = _first_argmax(areas, self.starts)
+
+
+def _first_argmax(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Per segment ``values[starts[g]:starts[g + 1]]`` (none empty), the index of its first maximum."""
+    if len(starts) < 2:
+        return np.zeros(0, dtype=np.int64)
+    counts = np.diff(starts)
+    peaks = np.repeat(np.maximum.reduceat(values, starts[:-1]), counts)
+    rows = np.flatnonzero(values == peaks)
+    segment = np.repeat(np.arange(len(counts)), counts)[rows]
+    return rows[np.searchsorted(segment, np.arange(len(counts)))]
 
 
 def _contour_boxes_and_areas(contours: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -174,15 +291,17 @@ def _contour_boxes_and_areas(contours: Sequence[np.ndarray]) -> tuple[np.ndarray
     polygon. Vectorised over all contours with ``np.*.reduceat``, since maps such as gradients can
     have thousands of contours per threshold.
     """
-    lengths = np.fromiter((len(c) for c in contours), dtype=np.int64, count=len(contours))
+    lengths = np.fromiter(map(len, contours), dtype=np.int64, count=len(contours))
     points = np.concatenate(contours).reshape(-1, 2).astype(np.float64)
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
     x, y = points[:, 0], points[:, 1]
-    boxes = np.stack([
-        np.minimum.reduceat(x, starts), np.minimum.reduceat(y, starts),
-        np.maximum.reduceat(x, starts) + 1, np.maximum.reduceat(y, starts) + 1,
-    ], axis=1)
-    following = np.arange(len(points)) + 1
+    boxes = np.empty((len(contours), 4))
+    np.minimum.reduceat(x, starts, out=boxes[:, 0])
+    np.minimum.reduceat(y, starts, out=boxes[:, 1])
+    np.maximum.reduceat(x, starts, out=boxes[:, 2])
+    np.maximum.reduceat(y, starts, out=boxes[:, 3])
+    boxes[:, 2:] += 1
+    following = np.arange(1, len(points) + 1)
     following[starts + lengths - 1] = starts  # each polygon closes on its first point
     cross = x * y[following] - x[following] * y
     areas = np.abs(np.add.reduceat(cross, starts)) / 2
@@ -191,14 +310,21 @@ def _contour_boxes_and_areas(contours: Sequence[np.ndarray]) -> tuple[np.ndarray
 
 def box_iou_curves(scoremap: np.ndarray, gt_boxes: object) -> tuple[np.ndarray, np.ndarray]:
     """Per map threshold, the best IoU with the ground-truth boxes: of the largest contour's box (V1)
-    and of any contour's box (V2). Two arrays of shape (len(CAM_THRESHOLDS),)."""
+    and of any contour's box (V2). Two arrays of shape (len(CAM_THRESHOLDS),).
+
+    ``v1[t] = max_k IoU(box_largest(t), B_k)``, ``v2[t] = max_{c, k} IoU(box_c(t), B_k)`` over the
+    contours c of :func:`wsol_boxes` at threshold t; each distinct binary map is searched once.
+
+    Example:
+        >>> m = np.zeros((10, 10), np.float32); m[2:6, 2:6] = 1.0
+        >>> v1, v2 = box_iou_curves(m, np.array([[2, 2, 6, 6]]))
+        >>> float(v1[0]), float(v2[50])
+        (1.0, 1.0)
+    """
     gt = as_numpy(gt_boxes).astype(np.float64).reshape(-1, 4)
-    v1, v2 = [], []
-    for boxes, largest in wsol_boxes(scoremap):
-        ious = box_ious(boxes, gt).max(1)
-        v1.append(ious[largest])
-        v2.append(ious.max())
-    return np.array(v1), np.array(v2)
+    search = _ContourSearch(scoremap, CAM_THRESHOLDS)
+    best = box_ious(search.boxes, gt).max(1)
+    return best[search.largest][search.which], np.maximum.reduceat(best, search.starts[:-1])[search.which]
 
 
 def _weighted_mean(values: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
@@ -237,12 +363,65 @@ PXAP_EDGES = np.append(CAM_THRESHOLDS, [1.0, 2.0, 3.0])
 
 def pxap_histograms(scoremap: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """(2, 102) counts of the map's values on object pixels (row 0) and background pixels (row 1),
-    in wsolevaluation's bins (:data:`PXAP_EDGES`); summed over images they give :func:`pxap`."""
+    in wsolevaluation's bins (:data:`PXAP_EDGES`); summed over images they give :func:`pxap`.
+
+    As ``np.histogram(values, bins=PXAP_EDGES)`` of each set of pixels: bin i holds
+    ``PXAP_EDGES[i] <= v < PXAP_EDGES[i + 1]``, the last bin ``2 <= v <= 3``; other values (and NaN)
+    are not counted. Maps (N, H, W) with masks (N, H, W) give (N, 2, 102), counted in one pass.
+
+    Example:
+        >>> m = np.array([[0.0, 0.5], [0.505, 1.0]]); mask = np.array([[False, True], [True, True]])
+        >>> h = pxap_histograms(m, mask); h[0, 50], h[0, 100], h[1, 0]
+        (np.int64(2), np.int64(1), np.int64(1))
+    """
     scoremap, mask = np.asarray(scoremap), as_numpy(mask).astype(bool)
-    return np.stack([
-        np.histogram(scoremap[mask], bins=PXAP_EDGES)[0],
-        np.histogram(scoremap[~mask], bins=PXAP_EDGES)[0],
-    ])
+    if scoremap.shape != mask.shape or scoremap.ndim not in (2, 3):
+        raise XaibenchError(f"pxap_histograms needs maps and masks of one shape, (H, W) or (N, H, W); got {scoremap.shape} and {mask.shape}")
+    n, bins = (len(scoremap) if scoremap.ndim == 3 else 1), len(PXAP_EDGES) - 1
+    values, background = scoremap.reshape(n, -1), ~mask.reshape(n, -1)
+    stride = 3 * bins + 1  # per map: object bins, background bins, values not counted (2 * bins and up)
+    counts = np.empty((n, stride), dtype=np.intp)
+    step = max(1, _PXAP_CHUNK // max(values.shape[1], 1))  # maps per pass, so that the pass stays in cache
+    for start in range(0, n, step):
+        cells = _pxap_bins(values[start : start + step])
+        cells += background[start : start + step].view(np.uint8) * np.uint8(bins)
+        cells += np.arange(0, len(cells) * stride, stride)[:, None]
+        counts[start : start + step] = np.bincount(cells.ravel(), minlength=len(cells) * stride).reshape(len(cells), stride)
+    counts = counts[:, : 2 * bins].reshape(n, 2, bins)
+    return counts if scoremap.ndim == 3 else counts[0]
+
+
+#: Pixels binned per pass of :func:`pxap_histograms`.
+_PXAP_CHUNK = 1 << 17
+
+
+def _pxap_bins(values: np.ndarray) -> np.ndarray:
+    """Each value's :data:`PXAP_EDGES` bin as ``np.histogram`` assigns it, and ``2 * bins`` (past
+    every cell of :func:`pxap_histograms`) for a value it does not count."""
+    bins = len(PXAP_EDGES) - 1
+    edges = _PXAP_EDGES_AS.get(values.dtype)
+    if edges is None or not values.size or not (values.min() >= 0 and values.max() <= 1):
+        found = np.searchsorted(PXAP_EDGES, values, side="right") - 1
+        found[values == PXAP_EDGES[-1]] = bins - 1  # the last bin is closed
+        found[(found < 0) | (found >= bins)] = 2 * bins
+        return found
+    # In [0, 1] the bin is floor(100 v) give or take one (the edges are i * 0.01 to rounding): one
+    # comparison with each neighbouring edge settles it exactly.
+    found = (values * 100).astype(np.intp)
+    found -= values < edges[found]
+    found += values >= edges[found + 1]
+    return found
+
+
+def _edges_for_float32(edges: np.ndarray) -> np.ndarray:
+    """The least float32 >= each float64 edge: for a float32 v, ``v >= e`` exactly when ``v >= e32``."""
+    rounded = edges.astype(np.float32)
+    return np.where(rounded < edges, np.nextafter(rounded, np.float32(np.inf)), rounded).astype(np.float32)
+
+
+#: :data:`PXAP_EDGES` in the dtypes whose comparisons with them are exact (float32 compares with
+#: float32 stand-ins, without converting every pixel).
+_PXAP_EDGES_AS = {np.dtype(np.float64): PXAP_EDGES, np.dtype(np.float32): _edges_for_float32(PXAP_EDGES)}
 
 
 def pxap(histograms: np.ndarray, weights: np.ndarray | None = None) -> float | np.ndarray:
