@@ -1,10 +1,12 @@
 """Cost of a whole benchmark run against the network work it cannot avoid.
 
 The run: ``xaibench run --model efficientnet_lite0 --dataset imagenet:PATH
---methods cam,gradcam,saliency,center,random`` on the 300 shared ImageNet photos, i.e. reading the
-images, the classification pass, every method, every metric, appending the rows to the run's
-``per_image.csv`` (flushed to disk batch by batch), and the summary with its bootstrap, read back
-from the folder and written atomically.
+--methods cam,gradcam,saliency,center,random --no-report`` on the 300 shared ImageNet photos, called
+as the command calls it (``xaibench.run(RunSpec(...))``), i.e. loading the model, recording the
+configuration, reading the images, the classification pass, every method, every metric, appending
+the rows to the run's ``per_image.csv`` (flushed to disk batch by batch), and the summary with its
+bootstrap, read back from the folder and written atomically. The overlay figures and report.html are
+left out: they cost the same whatever the methods' speed.
 
 The floor, on the same images and batches: the bare classification forward passes (no gradients)
 plus each method's own forward/backward work, as in ``bench_methods.py`` (CAM: a forward pass;
@@ -28,10 +30,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import xaibench  # noqa: E402
 from bench_methods import FLOORS, forward_floor  # noqa: E402
-from xaibench import report  # noqa: E402
 from xaibench.allocator import keep_freed_memory  # noqa: E402
 from xaibench.data import collate  # noqa: E402
-from xaibench.run_folder import RunFolder  # noqa: E402
 
 METHODS = ["cam", "gradcam", "saliency", "center", "random"]
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet-val-300"
@@ -49,11 +49,11 @@ def main() -> None:
     dataset = xaibench.load_dataset(f"imagenet:{args.data}", image_size=model.input_size, class_names=model.class_names)
     n = len(dataset) if args.n is None else min(args.n, len(dataset))
 
-    with tempfile.TemporaryDirectory() as out, RunFolder(out) as folder:
+    with tempfile.TemporaryDirectory() as out:
+        spec = xaibench.RunSpec(models="efficientnet_lite0", dataset=f"imagenet:{args.data}", methods=METHODS, n=n,
+                                batch_size=args.batch_size, out=out, report=False)
         start = time.perf_counter()
-        folder.start({"n": n, "methods": METHODS, "batch_size": args.batch_size, "seed": 0})
-        xaibench.evaluate(model, dataset, METHODS, batch_size=args.batch_size, n=n, out=out)
-        summary = report.write_summary(out)
+        summary = xaibench.run(spec).summary
         run_s = time.perf_counter() - start
 
     batches = [collate([dataset[i] for i in range(lo, min(lo + args.batch_size, n))])
@@ -71,7 +71,7 @@ def main() -> None:
     for name, seconds in floor_s.items():
         print(f"  floor {name:<15}{seconds:8.1f} s")
     print(f"  floor total          {total_floor:8.1f} s")
-    print(f"  run (evaluate + write_summary) {run_s:8.1f} s")
+    print(f"  run (xaibench.run, no report) {run_s:8.1f} s")
     print(f"  ratio run / floor    {run_s / total_floor:8.2f}   (target <= 2)")
     maxbox = summary[summary.metric == "maxboxacc_v2"].set_index("method").value.round(1).to_dict()
     print(f"  MaxBoxAccV2: {maxbox}")

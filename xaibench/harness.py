@@ -266,6 +266,7 @@ def evaluate(
     metrics: Sequence[str | Metric] | None = None,
     batch_size: int = 32,
     n: int | None = None,
+    indices: Sequence[int] | None = None,
     target: str = "label",
     out: str | Path | None = None,
     progress: bool = False,
@@ -280,8 +281,11 @@ def evaluate(
             :data:`~xaibench.metric.DEFAULT_METRICS`, the localization set); the metrics they require
             are added.
         batch_size: Images per forward/backward pass; batches are the index ranges
-            ``[k * batch_size, (k + 1) * batch_size)``.
+            ``[k * batch_size, (k + 1) * batch_size)`` (of ``indices``, when given).
         n: Score only the first ``n`` images.
+        indices: Score only these images (data-set indices among the first ``n``, e.g. from
+            :func:`xaibench.data.selection.select_indices`); batches are then consecutive runs of
+            ``batch_size`` of them, in increasing index.
         target: ``"label"`` (explain the true class) or ``"prediction"`` (the top-1 class).
         out: A folder; each method's rows of each batch are appended to ``out/per_image.csv`` as soon
             as they are computed (and unreadable images to ``skipped.csv``, times to ``timings.csv``).
@@ -316,20 +320,22 @@ def evaluate(
     if twice:
         raise XaibenchError(f"method names must be unique; named more than once: {', '.join(twice)}")
     total = len(dataset) if n is None else min(n, len(dataset))
+    chosen = list(range(total)) if indices is None else sorted({int(i) for i in indices})
+    if chosen and not 0 <= chosen[0] <= chosen[-1] < total:
+        raise XaibenchError(f"indices must lie in [0, {total}) (the first n images of the data set); got {chosen[-1]}")
     journals = RunTables.open(out, scorers) if out is not None else None
-    done = _unchanged(dataset, _done(journals, model.name, total), out)
+    done = _unchanged(dataset, _done(journals, model.name, set(chosen)), out)
 
     # Images skipped earlier are read again: one restored since is scored now.
-    spans = [range(start, min(start + batch_size, total)) for start in range(0, total, batch_size)]
+    spans = [chosen[start:start + batch_size] for start in range(0, len(chosen), batch_size)]
     todo = [span for span in spans if not all(set(names) <= done.get(i, set()) for i in span)]
     frames, skipped_now = [], []
     figure = sorted(done)[: thumbnails.FIGURE_IMAGES]  # the first readable images: maps kept at full size
     # A resumed run's bar starts at the images already done, so its rate and ETA are those of this run.
-    bar = tqdm(total=total, initial=total - sum(map(len, todo)), unit="img", disable=not progress, desc="evaluating")
+    bar = tqdm(total=len(chosen), initial=len(chosen) - sum(map(len, todo)), unit="img", disable=not progress, desc="evaluating")
     try:
         for span in todo:
-            indices = list(span)
-            samples, unreadable = _read(dataset, indices)
+            samples, unreadable = _read(dataset, span)
             skipped = pd.DataFrame([(model.name, i, why) for i, why in unreadable], columns=SKIPPED_COLUMNS)
             skipped_now += [str(i) for i, _ in unreadable]
             batch = collate([samples[i] for i in sorted(samples)]) if samples else None
@@ -390,8 +396,8 @@ def _commit(
         tables.per_image.append(pd.concat([frame for frame, _, _ in computed], ignore_index=True))
 
 
-def _done(journals: RunTables | None, model: str, total: int) -> dict[int, dict[str, str | None]]:
-    """The rows the journals already hold for ``model`` among the first ``total`` images: index ->
+def _done(journals: RunTables | None, model: str, wanted: set[int]) -> dict[int, dict[str, str | None]]:
+    """The rows the journals already hold for ``model`` among the ``wanted`` images: index ->
     method -> the digest of the image the row scored (None in rows of xaibench 0.2, which kept none)."""
     if journals is None:
         return {}
@@ -399,7 +405,7 @@ def _done(journals: RunTables | None, model: str, total: int) -> dict[int, dict[
     rows = journals.per_image.keys(["model", "index", "method", DIGEST])
     rows = rows[rows.model == model]
     for index, method, digest in zip(rows["index"].astype(int), rows["method"], rows[DIGEST]):
-        if index < total:
+        if index in wanted:
             done.setdefault(int(index), {})[method] = digest if isinstance(digest, str) else None
     return done
 

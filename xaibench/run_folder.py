@@ -383,6 +383,20 @@ def _model(value: Any) -> bool:
     )
 
 
+def _selection(value: Any) -> bool:
+    """``selection`` (:func:`xaibench.data.selection.describe`): null (the first n images), or the classes,
+    ids and sample size asked for and the sorted indices chosen."""
+    if value is None:
+        return True
+    return (
+        isinstance(value, dict)
+        and _optional(_list_of(lambda c: _text(c) or _integer(0)(c)))(value.get("classes"))
+        and _optional(_list_of(_text))(value.get("ids"))
+        and _optional(_integer(1))(value.get("sample"))
+        and _list_of(_integer(0))(value.get("indices"))
+    )
+
+
 #: What each field of ``config.json`` that xaibench reads back must be (absent is allowed: a run of an
 #: earlier version may lack it). A field of another type makes the file damaged.
 CONFIG_SCHEMA: dict[str, tuple[Callable[[Any], bool], str]] = {
@@ -392,6 +406,7 @@ CONFIG_SCHEMA: dict[str, tuple[Callable[[Any], bool], str]] = {
     IDS_FIELD: (_optional_text, "a text or null"),
     DEFINITIONS_FIELD: (_integer(1), "an integer"),
     "n": (_optional(_integer(1)), "a positive integer or null"),
+    "selection": (_selection, "null or an object of classes, ids, sample and indices (a list of integers)"),
     "image_resize": (_text, "a text"),
     "map_postprocessing": (_text, "a text"),
     "constant_map_rtol": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number"),

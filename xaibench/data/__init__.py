@@ -25,15 +25,17 @@ ENTRY_POINT_GROUP = "xaibench.datasets"
 __all__ = ["Batch", "Sample", "collate", "load_dataset", "available_datasets"]
 
 
-def sample_ids_digest(dataset: Sequence, n: int) -> str | None:
-    """SHA-256 of the ids of the first ``n`` samples, in order, when the data set can name them without
-    reading images (``dataset.sample_id(i)``); None otherwise. A resumed run compares it, so rows are
-    never mixed with those of a data set that changed on disk in between."""
+def sample_ids_digest(dataset: Sequence, n: int, indices: Sequence[int] | None = None) -> str | None:
+    """SHA-256 of the ids of the first ``n`` samples (or of the samples at ``indices``), in order, when
+    the data set can name them without reading images (``dataset.sample_id(i)``); None otherwise. A
+    resumed run compares it, so rows are never mixed with those of a data set that changed on disk in
+    between."""
     name = getattr(dataset, "sample_id", None)
     if name is None:
         return None
+    chosen = range(n) if indices is None else indices
     # surrogatepass: an id from a file name whose bytes are not UTF-8 holds surrogate escapes
-    return hashlib.sha256("\n".join(name(i) for i in range(n)).encode("utf-8", "surrogatepass")).hexdigest()
+    return hashlib.sha256("\n".join(name(i) for i in chosen).encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def available_datasets() -> list[str]:

@@ -576,6 +576,10 @@ class RecordDataset(Dataset[Sample]):
         """The id of sample ``index``, without reading its image."""
         return self.records[index].id
 
+    def sample_label(self, index: int) -> int:
+        """The label of sample ``index``, without reading its image (how images are chosen by class)."""
+        return self.records[index].label
+
     def sample_digest(self, index: int) -> str:
         """The :attr:`~xaibench.data.Sample.digest` of sample ``index``, without decoding its image
         (:func:`record_digest`): how a resumed run checks that an image it scored has not changed."""
