@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import xaibench
+
 from browser import fits_phone_width, open_page
 from xaibench import comparison, comparison_report, significance
 from xaibench.cli import main
@@ -123,7 +125,8 @@ def _copy(run: Path, to: Path, edit) -> Path:
         (lambda c: c.update(n=30), "'n'"),
         (lambda c: c.update(seed=1), "'seed'"),
         (lambda c: (c.pop("definitions"), c.update(xaibench="0.1.0")),  # a run of xaibench 0.1
-         "different definitions of the metrics and methods (3 and 1, xaibench 0.3.0 and 0.1.0); run the older again"),
+         f"different definitions of the metrics and methods (3 and 1, xaibench {xaibench.__version__} and 0.1.0); run the "
+         "older again"),
     ],
 )
 def test_runs_with_another_protocol_are_refused_naming_the_field(runs, tmp_path, capsys, edit, field):
