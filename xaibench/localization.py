@@ -229,6 +229,11 @@ def wsol_boxes(scoremap: np.ndarray, thresholds: np.ndarray = CAM_THRESHOLDS) ->
     ]
 
 
+#: Bytes of the binary maps :class:`_ContourSearch` makes at once (all 100 of a 64 x 64 map; a
+#: 4096 x 4096 map's one by one).
+_BINARY_MAP_BYTES = 1 << 22
+
+
 class _ContourSearch:
     """wsolevaluation's contours of one map at many thresholds, searched once per distinct binary map.
 
@@ -257,8 +262,11 @@ class _ContourSearch:
         sizes, first, self.which = np.unique(passing[cuts], return_index=True, return_inverse=True)
         self.which = self.which.reshape(-1)
         lows = (cuts[first[sizes > 0]] + 1).astype(np.uint8)  # pixel >= low <=> pixel > cut
-        binaries = (image[None] >= lows[:, None, None]).view(np.uint8)
-        found = [cv2.findContours(b, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[0] for b in binaries]
+        found = []
+        step = max(1, _BINARY_MAP_BYTES // max(image.size, 1))  # binary maps made per numpy op
+        for start in range(0, len(lows), step):
+            binaries = (image[None] >= lows[start : start + step, None, None]).view(np.uint8)
+            found += [cv2.findContours(b, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[0] for b in binaries]
         counts = [len(contours) for contours in found]
         empty = len(found) < len(sizes)  # the map where no pixel passes: no contour, the box (0, 0, 0, 0)
         contours = [c for group in found for c in group]
