@@ -207,6 +207,19 @@ def test_energy_pointing_and_pointing_hit_equal_the_reference() -> None:
                 assert same(localization.pointing_hit(m, region, tolerance), reference.pointing_hit(m, region, tolerance))
 
 
+@pytest.mark.parametrize("lookups", [1 << 20, 1], ids=["one-pass", "a-map-a-pass"])
+def test_pointing_hits_equal_the_reference(lookups, monkeypatch) -> None:
+    """Maps with tied maxima, regions from empty to full, tolerances 0, fractional, 15 and past the image."""
+    monkeypatch.setattr(localization, "_POINTING_LOOKUPS", lookups)
+    rng = np.random.default_rng(9)
+    for h, w in SIZES:
+        maps = np.stack([m.astype(np.float32) for m in maps_of_every_kind(rng, h, w)])
+        regions = rng.random(maps.shape) < rng.choice([0.0, 0.002, 0.05, 0.5, 1.0], (len(maps), 1, 1))
+        for tolerance in (0.0, 0.5, 1.0, 7.5, 15, 15.5, 200):
+            expected = np.array([reference.pointing_hit(m, r, tolerance) for m, r in zip(maps, regions)])
+            assert same(localization.pointing_hits(maps, regions, tolerance), expected), (h, w, tolerance)
+
+
 def batches(seed: int):
     """Batches as the harness builds them (tensors for boxes and masks), one per size, with masks for
     some images, all-difficult boxes for some, and the image file's ground truth for some."""

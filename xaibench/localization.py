@@ -193,6 +193,43 @@ def pointing_hit(saliency: np.ndarray, region: np.ndarray, tolerance: float = PO
     return bool(ys.size) and bool(((ys + top - y) ** 2 + (xs + left - x) ** 2).min() < tolerance**2)
 
 
+def pointing_hits(maps: object, regions: object, tolerance: float = POINTING_TOLERANCE) -> np.ndarray:
+    """:func:`pointing_hit` of each map of ``maps`` (N, H, W) with its region of ``regions`` (N, H, W).
+
+    The same test, ``min_{p in region} ||argmax M - p||^2 < tolerance^2``, played for all maps at
+    once: each map's region is looked up at the offsets ``(dy, dx)`` from its maximum with
+    ``dy^2 + dx^2 < tolerance^2`` (those within the image). An empty region is a miss.
+
+    Example:
+        >>> m = np.zeros((2, 30, 30)); m[:, 10, 10] = 1.0
+        >>> r = np.zeros((2, 30, 30), dtype=bool); r[0, 10, 25] = True; r[1, 10, 24] = True
+        >>> pointing_hits(m, r).tolist()
+        [False, True]
+    """
+    maps, regions = as_numpy(maps), as_numpy(regions)
+    regions = regions if regions.dtype == bool else regions.astype(bool)
+    if maps.shape != regions.shape or maps.ndim != 3:
+        raise XaibenchError(f"pointing_hits needs (N, H, W) maps and regions of one shape; got {maps.shape} and {regions.shape}")
+    n, height, width = maps.shape
+    ys, xs = np.divmod(maps.reshape(n, -1).argmax(1), width)  # the first maximum in row-major order
+    reach = min(int(np.ceil(tolerance)), max(height, width))  # farther, no pixel is in the image
+    dy, dx = np.mgrid[-reach : reach + 1, -reach : reach + 1]
+    near = dy**2 + dx**2 < tolerance**2
+    dy, dx = dy[near], dx[near]
+    hits = np.zeros(n, dtype=bool)
+    step = max(1, _POINTING_LOOKUPS // max(len(dy), 1))  # maps per pass
+    for start in range(0, n, step):
+        y, x = ys[start : start + step, None] + dy, xs[start : start + step, None] + dx
+        inside = (y >= 0) & (y < height) & (x >= 0) & (x < width)
+        which = np.arange(start, start + len(y))[:, None]
+        hits[start : start + step] = (regions[which, y.clip(0, height - 1), x.clip(0, width - 1)] & inside).any(1)
+    return hits
+
+
+#: Region lookups per pass of :func:`pointing_hits`.
+_POINTING_LOOKUPS = 1 << 20
+
+
 # ------------------------------------------------------------------ wsolevaluation (Choe et al. 2020)
 
 #: wsolevaluation's map thresholds, ``np.arange(0, 1, cam_curve_interval)`` with interval 0.01.
