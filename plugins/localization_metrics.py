@@ -252,14 +252,19 @@ def _pointing_frame(batch: MetricInput, k: int, resolution: str) -> tuple[np.nda
     size (bilinear, ``align_corners=False``: TorchRay's ``resize=image_size``) and the region from the
     file's boxes or mask; at the input's resolution for ``"input"`` and for an image without
     :class:`~xaibench.data.sample.Original` ground truth (e.g. generated data, made at that size)."""
-    original = batch.originals[k] if batch.originals is not None else None
-    if original is None or resolution == "input":
+    if _at_input_resolution(batch, k, resolution):
         return batch.maps[k], _regions(batch)[0][k]
+    original = batch.originals[k]
     own = batch.native_maps[k] if batch.native_maps is not None else batch.maps[k]
     saliency = upsample_maps(torch.from_numpy(np.ascontiguousarray(own, dtype=np.float32)[None]), original.size)[0].numpy()
     if original.mask is not None:
         return saliency, localization.as_numpy(original.mask)
     return saliency, localization.boxes_to_mask(original.boxes, original.size)
+
+
+def _at_input_resolution(batch: MetricInput, k: int, resolution: str) -> bool:
+    """Whether image ``k``'s pointing game is played at the input's resolution (:func:`_pointing_frame`)."""
+    return resolution == "input" or batch.originals is None or batch.originals[k] is None
 
 
 @register_metric("pointing")
@@ -295,9 +300,13 @@ class Pointing(Metric):
 
     def score(self, batch: MetricInput) -> dict[str, Sequence]:
         hits = np.full(len(batch), np.nan)
-        for k, difficult in enumerate(batch.difficult):
-            if bool(np.asarray(difficult).all()):
-                continue
+        scored = [k for k, difficult in enumerate(batch.difficult) if not bool(np.asarray(difficult).all())]
+        at_input = [k for k in scored if _at_input_resolution(batch, k, self.resolution)]
+        if at_input:  # played on the maps as they are: all at once
+            regions = np.stack([localization.as_numpy(_regions(batch)[0][k]) for k in at_input])
+            maps = batch.maps if len(at_input) == len(batch) else batch.maps[at_input]
+            hits[at_input] = localization.pointing_hits(maps, regions, self.tolerance)
+        for k in sorted(set(scored) - set(at_input)):
             saliency, region = _pointing_frame(batch, k, self.resolution)
             hits[k] = localization.pointing_hit(saliency, region, self.tolerance)
         return {"pointing": hits}

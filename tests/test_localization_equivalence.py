@@ -119,6 +119,12 @@ def test_wsol_boxes_equal_the_reference_at_every_threshold() -> None:
         assert same(localization.wsol_boxes(m), reference.wsol_boxes(m)), m.shape
 
 
+def test_wsol_boxes_equal_the_reference_with_binary_maps_made_a_few_at_a_time(monkeypatch) -> None:
+    for m, _ in list(cases(8))[:: len(SIZES)]:
+        monkeypatch.setattr(localization, "_BINARY_MAP_BYTES", 3 * m.size)
+        assert same(localization.wsol_boxes(m), reference.wsol_boxes(m)), m.shape
+
+
 def test_wsol_boxes_equal_the_reference_at_thresholds_out_of_order_and_out_of_range() -> None:
     rng = np.random.default_rng(1)
     thresholds = np.array([0.5, 0.0, 0.99, 0.49, 0.5, -0.3, 1.0, 1.7, 0.2])
@@ -169,7 +175,7 @@ def test_cam_box_iou_says_what_is_missing() -> None:
     assert localization.cam_box_iou(maps[:0], []).shape == (0,)
 
 
-def test_pxap_histograms_equal_the_reference() -> None:
+def test_pxap_histograms_equal_the_reference(monkeypatch) -> None:
     """One map and a stack of them, in [0, 1] (float32 and float64: values on and next to the edges)
     and outside it (values below 0, from 1 to 3, past 3, NaN: np.histogram's rules)."""
     rng = np.random.default_rng(4)
@@ -186,6 +192,9 @@ def test_pxap_histograms_equal_the_reference() -> None:
         expected = np.stack([reference.pxap_histograms(m, mask) for m, mask in zip(stack, masks)])
         assert same(localization.pxap_histograms(stack, np.stack(masks)), expected)
         assert same(localization.pxap_histograms(stack, torch.from_numpy(np.stack(masks))), expected)
+        with monkeypatch.context() as patch:
+            patch.setattr(localization, "_PXAP_CHUNK", 2 * h * w)  # two maps per pass
+            assert same(localization.pxap_histograms(stack, np.stack(masks)), expected)
 
 
 def test_energy_pointing_and_pointing_hit_equal_the_reference() -> None:
@@ -196,6 +205,19 @@ def test_energy_pointing_and_pointing_hit_equal_the_reference() -> None:
             assert same(localization.energy_pointing(m, region), reference.energy_pointing(m, region))
             for tolerance in (0.0, 1.5, 15):
                 assert same(localization.pointing_hit(m, region, tolerance), reference.pointing_hit(m, region, tolerance))
+
+
+@pytest.mark.parametrize("lookups", [1 << 20, 1], ids=["one-pass", "a-map-a-pass"])
+def test_pointing_hits_equal_the_reference(lookups, monkeypatch) -> None:
+    """Maps with tied maxima, regions from empty to full, tolerances 0, fractional, 15 and past the image."""
+    monkeypatch.setattr(localization, "_POINTING_LOOKUPS", lookups)
+    rng = np.random.default_rng(9)
+    for h, w in SIZES:
+        maps = np.stack([m.astype(np.float32) for m in maps_of_every_kind(rng, h, w)])
+        regions = rng.random(maps.shape) < rng.choice([0.0, 0.002, 0.05, 0.5, 1.0], (len(maps), 1, 1))
+        for tolerance in (0.0, 0.5, 1.0, 7.5, 15, 15.5, 200):
+            expected = np.array([reference.pointing_hit(m, r, tolerance) for m, r in zip(maps, regions)])
+            assert same(localization.pointing_hits(maps, regions, tolerance), expected), (h, w, tolerance)
 
 
 def batches(seed: int):
