@@ -180,6 +180,8 @@ def _check(spec: RunSpec) -> _Checked:
             "replace it, or choose another --out"
         )
     if spec.selection is not None:
+        if not isinstance(spec.selection, Selection):
+            raise XaibenchError(f"selection must be a xaibench.Selection or None, got {type(spec.selection).__name__}")
         spec.selection.check()
         if "indices" not in inspect.signature(harness.evaluate).parameters:
             raise XaibenchError(
