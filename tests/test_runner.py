@@ -81,6 +81,7 @@ def test_the_command_line_and_the_python_api_write_the_same_folder(tmp_path) -> 
         (RunSpec(max_image_pixels=0), "--max-image-pixels must be at least 1, got 0"),
         (RunSpec(models=["builtin", "builtin"]), "--model names builtin more than once"),
         (RunSpec(selection=Selection(sample=0)), "--sample must be at least 1, got 0"),
+        (RunSpec(selection={"sample": 3}), "selection must be a xaibench.Selection or None, got dict"),
     ],
 )
 def test_a_bad_spec_is_the_command_line_s_one_line_error(spec, message) -> None:

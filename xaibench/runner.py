@@ -179,6 +179,8 @@ def _check(spec: RunSpec) -> _Checked:
             "replace it, or choose another --out"
         )
     if spec.selection is not None:
+        if not isinstance(spec.selection, Selection):
+            raise XaibenchError(f"selection must be a xaibench.Selection or None, got {type(spec.selection).__name__}")
         spec.selection.check()
     return _Checked(specs, expand_metrics(spec.metrics, spec.seed), names_all(parse_specs(spec.methods)))
 
