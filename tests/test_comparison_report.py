@@ -46,10 +46,17 @@ def test_the_runs_keep_thumbnails_of_every_image_and_map(runs):
     run = comparison.load_run(runs[0])
     assert len(run.images) == N and sorted(run.images["index"]) == list(range(N))
     assert len(run.maps) == 2 * N
-    image = decode_jpeg(run.images.jpeg[0])
+    assert "jpeg" not in run.images and "map" not in run.maps  # the report reads the pictures it shows
+    both = comparison.combine([run])
+    keys = pd.DataFrame({"index": range(N)})
+    pictures = comparison.thumbnails_of(both, run.dataset, "builtin", "images", keys)
+    image = decode_jpeg(pictures.jpeg.iloc[0])
     assert image.shape == (64, 64, 3) and 64 <= THUMBNAIL_SIDE  # the built-in images are small: kept at size
     assert set(run.images.class_name) <= set(__import__("xaibench.shapes_net", fromlist=["x"]).SHAPE_CLASSES)
-    assert all(m.shape == (64, 64) and m.dtype == np.uint8 for m in run.maps["map"])
+    maps = comparison.thumbnails_of(both, run.dataset, "builtin", "maps", run.maps[["index", "method"]])
+    assert len(maps) == 2 * N and all(m.shape == (64, 64) and m.dtype == np.uint8 for m in maps["map"])
+    chosen = comparison.thumbnails_of(both, run.dataset, "builtin", "maps", pd.DataFrame({"index": [3], "method": ["cam"]}))
+    assert chosen[["index", "method"]].values.tolist() == [[3, "cam"]]
 
 
 def test_the_report_folder_holds_every_file(report_folder):

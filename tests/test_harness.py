@@ -82,6 +82,8 @@ def test_n_limits_the_images_and_csv_matches_the_frame(model, tmp_path) -> None:
     on_disk = pd.read_parquet(tmp_path / "per_image")
     assert on_disk.image_id.tolist() == df.image_id.tolist()
     assert on_disk.iou.tolist() == df.iou.tolist()
+    assert evaluate(model, data, ["cam", "gradcam"], n=5, batch_size=2, out=tmp_path / "quiet", read_back=False) is None
+    pd.testing.assert_frame_equal(read_per_image(tmp_path / "quiet"), read_per_image(tmp_path))
     in_memory = evaluate(model, data, ["cam", "gradcam"], n=5, batch_size=2)
     assert in_memory.iou.tolist() == df.iou.tolist()
     for a, b in zip(in_memory.box_iou_curve_v2, df.box_iou_curve_v2):

@@ -105,10 +105,10 @@ def test_box_accuracy_curves() -> None:
 
 
 def test_written_files(tmp_path) -> None:
-    from xaibench.harness import Journals, build_metrics
+    from xaibench.harness import RunTables, build_metrics
 
     per_image = _per_image()
-    Journals.open(tmp_path, build_metrics(None)).per_image.append(per_image)
+    RunTables.open(tmp_path, build_metrics(None)).per_image.append(per_image)
     (tmp_path / "config.json").write_text(json.dumps({"model": "m", "dataset": "d", "seed": 0, "n": 4,
                                                       "methods": ["cam", "saliency"]}))
     summary = write_summary(tmp_path)
@@ -121,9 +121,9 @@ def test_written_files(tmp_path) -> None:
 
 
 def test_a_partial_run_is_summarised_and_says_so(tmp_path) -> None:
-    from xaibench.harness import Journals, build_metrics
+    from xaibench.harness import RunTables, build_metrics
 
-    Journals.open(tmp_path, build_metrics(None)).per_image.append(_per_image().iloc[:6])
+    RunTables.open(tmp_path, build_metrics(None)).per_image.append(_per_image().iloc[:6])
     (tmp_path / "config.json").write_text(json.dumps({"seed": 0, "n": 4, "methods": ["cam", "saliency"]}))
     summary = write_summary(tmp_path)
     assert summary[(summary.method == "saliency") & (summary.metric == "top1_cls")].n.item() == 2

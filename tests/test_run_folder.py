@@ -69,7 +69,8 @@ def test_atomic_write_killed_mid_write_leaves_the_old_file(tmp_path) -> None:
 def test_a_folder_holding_another_run_is_refused_unless_told(tmp_path) -> None:
     with RunFolder(tmp_path / "run") as folder:
         folder.start({"model": "a", "n": 10})
-        (folder.file(PER_IMAGE)).write_text("rows\n")
+        folder.file(PER_IMAGE).mkdir()
+        (folder.file(PER_IMAGE) / "part-00000001.parquet").write_text("rows\n")
     with pytest.raises(XaibenchError, match="holds the results of another run; pass --resume .* --overwrite"):
         with RunFolder(tmp_path / "run", mode="new"):
             pass

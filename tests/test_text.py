@@ -157,13 +157,15 @@ def test_a_run_whose_paths_and_ids_are_not_utf8_completes_and_reads_back(not_utf
     texts = {name: (out / name).read_bytes().decode("utf-8") for name in
              ("per_image_table.csv", "summary.csv", "summary.md", "report.html")}
     assert "caf\\xe9/disk" in texts["per_image_table.csv"]
-    assert any("caf\\xe9" in i for i in pd.read_parquet(out / "images").image_id)  # UTF-8 in the store too
+    from xaibench.harness import read_per_image, read_thumbnails
+
+    assert any("caf\\xe9" in i for i in read_thumbnails(out)[0].image_id)  # UTF-8 in the store too
     assert f"voc:{displayable(str(root))}" in texts["summary.md"] and "caf\\xe9" in texts["report.html"]
     assert json.loads((out / "config.json").read_text())["dataset"] == f"voc:{root}"  # the path itself, exactly
-    rows = pd.read_parquet(out / "per_image")
+    rows = read_per_image(out)
     assert main(["summarize", str(out)]) == 0
     assert main([*argv, "--resume"]) == 0  # nothing left to compute: the same rows
-    pd.testing.assert_frame_equal(pd.read_parquet(out / "per_image"), rows)
+    pd.testing.assert_frame_equal(read_per_image(out), rows)
     assert main(["report", str(out), "--out", str(not_utf8 / "report")]) == 0
     assert "caf\\xe9" in (not_utf8 / "report" / "summary.md").read_text(encoding="utf-8")
     assert main(["explain", str(root / "JPEGImages" / f"{NOT_UTF8}.jpg"), "--model", "builtin", "--topk", "2",

@@ -372,7 +372,7 @@ def _summarize(args: argparse.Namespace) -> int:
     folder = Path(args.folder)
     summary = report.write_summary(folder)
     config = read_config(folder)
-    per_image = harness.read_per_image(folder, report.run_metrics(config))
+    per_image = harness.read_per_image_keys(folder)
     _print_summary(summary, folder)
     state = "complete" if report.run_is_complete(config, per_image) else "partial"
     skipped = per_image.attrs.get("skipped", [])

@@ -30,10 +30,13 @@ import pandas as pd
 
 from xaibench import significance
 from xaibench.errors import XaibenchError
-from xaibench.harness import DIGEST, read_per_image, read_skipped, read_thumbnails, read_timings
+from xaibench.harness import (
+    DIGEST, THUMBNAIL_ARRAYS, per_image_groups, read_skipped, read_thumbnails, read_timings, thumbnail_arrays,
+)
 from xaibench.metric import FAMILIES, Metric
-from xaibench.report import run_metrics, seconds_per_image, summarize
+from xaibench.report import box_accuracy_curves, mean_curves, run_metrics, seconds_per_image, summarize
 from xaibench.run_folder import IDS_FIELD, SKIPPED, definitions, read_config
+from xaibench.text import displayable
 
 #: config.json fields that every combined run must share: they change what a number means.
 PROTOCOL_FIELDS = ("image_resize", "map_postprocessing", "constant_map_rtol", "maxboxacc_thresholds", "target")
@@ -53,7 +56,10 @@ PER_CLASS_COLUMNS = ["dataset", "model", "method", "class_name", "label", "metri
 
 @dataclass
 class Run:
-    """One run's folder, read: its configuration, metrics, rows, summary and thumbnails."""
+    """One run's folder, read: its configuration, metrics, summary, thumbnails (without their pictures:
+    :func:`thumbnails_of` reads those shown), and per-image rows without their arrays, which are read a
+    method at a time into what the report needs of them: each data-set-level metric's per-image values
+    (:func:`per_image_scores`), the box-accuracy curves and the metrics' mean curves."""
 
     folder: Path
     config: dict
@@ -63,10 +69,14 @@ class Run:
     seconds: pd.Series
     images: pd.DataFrame
     maps: pd.DataFrame
+    box_curves: pd.DataFrame = field(default_factory=pd.DataFrame)
+    metric_curves: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def dataset(self) -> str:
-        return str(self.config.get("dataset", ""))
+        """The data set as ``config.json`` names it, a path's undecodable bytes written ``\\xNN`` (a
+        table's text)."""
+        return displayable(str(self.config.get("dataset", "")))
 
     @property
     def model_names(self) -> list[str]:
@@ -82,7 +92,14 @@ def load_run(folder: str | Path, *, n_boot: int = 1000) -> Run:
     folder = Path(folder)
     config = read_config(folder)
     metrics = run_metrics(config)
-    per_image = read_per_image(folder, metrics)
+    seed = int(config.get("seed", 0))
+    rows, summaries, box_curves, metric_curves = [], [], [], []
+    for group in per_image_groups(folder, metrics):  # a method's arrays at a time
+        summaries.append(summarize(group, metrics, n_boot=n_boot, seed=seed))
+        box_curves.append(box_accuracy_curves(group))
+        metric_curves.append(mean_curves(group, metrics))
+        rows.append(_without_arrays(group, metrics))
+    per_image = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
     if per_image.empty:
         skipped = len(read_skipped(folder))
         if skipped:
@@ -91,9 +108,43 @@ def load_run(folder: str | Path, *, n_boot: int = 1000) -> Run:
                 "report: fix the images or the data set, then run it again with --overwrite"
             )
         raise XaibenchError(f"{folder} holds a run with no scored image yet; run it (or --resume it) first")
-    summary = summarize(per_image, metrics, n_boot=n_boot, seed=int(config.get("seed", 0)))
-    images, maps = read_thumbnails(folder)
-    return Run(folder, config, metrics, per_image, summary, seconds_per_image(read_timings(folder)), images, maps)
+    summary = pd.concat(summaries, ignore_index=True)
+    images, maps = read_thumbnails(folder, arrays=False)  # the galleries read the pictures they show
+    box = [c for c in box_curves if not c.empty]
+    return Run(folder, config, metrics, per_image, summary, seconds_per_image(read_timings(folder)), images, maps,
+               pd.concat(box, ignore_index=True) if box else pd.DataFrame(),
+               pd.concat(metric_curves, ignore_index=True))
+
+
+#: The column of a method's rows that holds a data-set-level metric's per-image values, once the
+#: arrays they come from are dropped (:func:`load_run`).
+PER_IMAGE_VALUES = "{}:per_image"
+
+
+def _without_arrays(rows: pd.DataFrame, metrics: list[Metric]) -> pd.DataFrame:
+    """One (model, method)'s rows with each metric's per-image values (:meth:`Metric.per_image_values`)
+    as a column of their own and no array column."""
+    rows = rows.copy()
+    for metric in metrics:
+        if metric.unit != "count" and set(metric.columns) <= set(rows.columns):
+            values = metric.per_image_values(rows)
+            if values is not None:
+                rows[PER_IMAGE_VALUES.format(metric.name)] = np.asarray(values, dtype=np.float64)
+    arrays = [c for metric in metrics for c, kind in metric.columns.items() if kind == "array" and c in rows]
+    return rows.drop(columns=arrays)
+
+
+def thumbnails_of(comparison: Comparison, dataset: str, model: str, table: str, keys: pd.DataFrame) -> pd.DataFrame:
+    """The thumbnails (``images`` or ``maps``, arrays included) of ``keys`` (``index``, and ``method``
+    for maps) of one (dataset, model), read from the runs that hold them (the last run wins where two do)."""
+    keys = keys.assign(model=model)
+    frames = [thumbnail_arrays(run.folder, table, keys) for run in comparison.runs
+              if run.dataset == dataset and model in run.model_names]
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return pd.DataFrame(columns=[*keys.columns, THUMBNAIL_ARRAYS[table]])
+    rows = pd.concat(frames, ignore_index=True)
+    return rows.drop_duplicates(subset=[c for c in ("model", "index", "method") if c in rows], keep="last")
 
 
 def _models(run: Run) -> dict[str, dict]:
@@ -197,6 +248,8 @@ class Comparison:
     images: pd.DataFrame
     maps: pd.DataFrame
     groups: list[tuple[str, str]] = field(default_factory=list)  # (dataset, model), in order
+    box_curves: pd.DataFrame = field(default_factory=pd.DataFrame)  # with a dataset column
+    metric_curves: pd.DataFrame = field(default_factory=pd.DataFrame)  # with a dataset column
 
 
 def combine(runs: list[Run]) -> Comparison:
@@ -217,10 +270,18 @@ def combine(runs: list[Run]) -> Comparison:
     summary = stacked("summary")
     summary = summary[["dataset"] + [c for c in summary.columns if c != "dataset"]]
     images = stacked("images")
+    datasets = {d: k for k, d in enumerate(dict.fromkeys(r.dataset for r in runs))}
+    order = {name: k for k, name in enumerate(metrics)}
+    box_curves = stacked("box_curves")
+    if len(box_curves):  # by data set, then as the runs came
+        box_curves = box_curves.iloc[np.argsort(box_curves.dataset.map(datasets).to_numpy(), kind="stable")]
+    metric_curves = stacked("metric_curves")
+    if len(metric_curves):  # by metric, then as the runs came
+        metric_curves = metric_curves.iloc[np.argsort(metric_curves.metric.map(order).to_numpy(), kind="stable")]
     comparison = Comparison(
         runs, stacked("per_image"), summary, metrics, seconds,
         images.drop_duplicates(subset=["dataset", "model", "index"], keep="last") if not images.empty else images,
-        stacked("maps"),
+        stacked("maps"), box_curves=box_curves.reset_index(drop=True), metric_curves=metric_curves.reset_index(drop=True),
     )
     comparison.groups = list(dict.fromkeys(zip(comparison.summary.dataset, comparison.summary.model)))
     return comparison
@@ -299,7 +360,8 @@ def per_image_scores(rows: pd.DataFrame, metric: Metric) -> pd.Series | None:
     PxAP, which pools pixels, or a count)."""
     if metric.unit == "count":
         return None
-    values = metric.per_image_values(rows)
+    kept = PER_IMAGE_VALUES.format(metric.name)
+    values = rows[kept].to_numpy() if kept in rows else metric.per_image_values(rows)
     if values is None:
         scalars = [c for c, kind in metric.columns.items() if kind == "scalar"]
         if len(scalars) != 1 or scalars[0] not in rows or metric.requires:

@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from xaibench import localization, thumbnails
-from xaibench.comparison import Comparison
+from xaibench.comparison import Comparison, thumbnails_of
 from xaibench.metric import Metric
 from xaibench.text import literal
 from xaibench.viz import DEFAULT_ALPHA, DEFAULT_CMAP, heatmap_overlay
@@ -263,6 +263,10 @@ def gallery(
     chosen = list(picks.items())[:rows]
     if not chosen:
         return None
+    shown = [index for index, _ in chosen]
+    images = thumbnails_of(comparison, dataset, model, "images", pd.DataFrame({"index": shown})).set_index("index")
+    maps = thumbnails_of(comparison, dataset, model, "maps", pd.DataFrame(
+        [(i, m) for i in shown for m in methods], columns=["index", "method"])).set_index(["index", "method"])
     iou = per_image.set_index(["index", "method"])[IOU_COLUMN]
     fig = Figure(figsize=(1.35 * (len(methods) + 1) + 1.2, 1.45 * len(chosen) + 0.6), layout="constrained")
     axes = fig.subplots(len(chosen), len(methods) + 1, squeeze=False)
@@ -319,6 +323,10 @@ def class_gallery(
     width = min(per_class, int(counts.iloc[0]))
     fig = Figure(figsize=(1.6 * width + 1.4, 1.6 * len(labels) + 0.6), layout="constrained")
     axes = fig.subplots(len(labels), width, squeeze=False)
+    shown = pd.concat([images[images.label == label].head(width) for label in labels])
+    pictures = thumbnails_of(comparison, dataset, model, "images", shown[["index"]]).set_index("index").jpeg
+    maps = thumbnails_of(comparison, dataset, model, "maps", shown[["index"]].assign(method=method)).set_index("index")
+    images = shown.assign(jpeg=shown["index"].map(pictures))
     for r, label in enumerate(labels):
         members = images[images.label == label].head(width)
         for c in range(width):

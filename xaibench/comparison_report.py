@@ -43,7 +43,7 @@ from xaibench.metric import Metric
 from xaibench.errors import XaibenchError
 from xaibench.output_folder import OutputFolder
 from xaibench.report import (
-    box_accuracy_curves, format_value, mean_curves, options_text, run_is_complete, summary_table, to_markdown,
+    format_value, options_text, run_is_complete, summary_table, to_markdown,
 )
 from xaibench.run_folder import BOX_ACCURACY_CURVES, CONFIG, REPORT_HTML, SUMMARY_CSV, SUMMARY_MD, atomic_write_text
 from xaibench.text import csv_text
@@ -98,11 +98,7 @@ def build_report(
         class_gallery_methods: Methods whose class gallery (Figure 3) is drawn (default:
             :data:`REFERENCE_METHOD` where a (dataset, model) has it, else its first method).
     """
-    curves = pd.concat(
-        [box_accuracy_curves(rows).assign(dataset=dataset)
-         for dataset, rows in comparison.per_image.groupby("dataset", sort=False)],
-        ignore_index=True,
-    ) if not comparison.per_image.empty else pd.DataFrame()
+    curves = comparison.box_curves
     if not curves.empty and "threshold" not in curves:
         curves = pd.DataFrame()
     pairs = pairwise(comparison)
@@ -126,9 +122,10 @@ def build_report(
     add("iou_distribution.png", f"Per-image IoU of the CAM box (threshold {tau:g}): box plot and every image.",
         plots.iou_distribution(comparison.per_image, tau=tau))
     several = comparison.per_image.dataset.nunique() > 1
-    rows = comparison.per_image.assign(model=comparison.per_image.model + " on " + comparison.per_image.dataset) \
-        if several else comparison.per_image
-    curve_rows = mean_curves(rows, list(metrics.values()))
+    curve_rows = comparison.metric_curves
+    if several and not curve_rows.empty:
+        curve_rows = curve_rows.assign(model=curve_rows.model + " on " + curve_rows.dataset)
+    curve_rows = curve_rows.drop(columns="dataset") if "dataset" in curve_rows else curve_rows
     if not curve_rows.empty:
         add("curves.png", "Mean curves of the metrics that keep one (deletion, insertion, ROAD).",
             metric_curves_figure(curve_rows, metrics))

@@ -35,12 +35,13 @@ from xaibench.data.sample import Batch, Sample, collate, sample_digest
 from xaibench.errors import UnreadableImageError, XaibenchError
 from xaibench.explainer import Explainer, create_explainer
 from xaibench.journal import ArrayCell, Journal
-from xaibench.results_store import Table, convert_journal
 from xaibench.localization import as_numpy
 from xaibench.method_spec import repeated
 from xaibench.metric import DEFAULT_METRICS, Metric, MetricInput, create_metric, with_requirements
 from xaibench.models import Model, eval_mode
+from xaibench.results_store import Table, convert_journal
 from xaibench.run_folder import IMAGES, LEGACY_JOURNALS, MAPS, PER_IMAGE, SKIPPED, TIMINGS
+from xaibench.text import displayable
 
 logger = logging.getLogger(__name__)
 
@@ -156,6 +157,22 @@ def read_per_image(folder: str | Path, metrics: Sequence[Metric] | None = None) 
     return _with_skipped(latest_rows(journals.per_image.read()), journals.skipped.read())
 
 
+def per_image_groups(folder: str | Path, metrics: Sequence[Metric] | None = None) -> Iterator[pd.DataFrame]:
+    """The rows of :func:`read_per_image`, one (model, method) at a time, in the order the pairs first
+    appear: each pair's latest rows, read alone, so memory is bounded by one method's rows, not the run's."""
+    table = RunTables.at(folder, build_metrics(None) if metrics is None else metrics).per_image
+    keys = table.keys(["model", "method"])
+    for model, method in dict.fromkeys(zip(keys["model"], keys["method"])):
+        yield latest_rows(table.read(lambda rows: (rows["model"] == model) & (rows["method"] == method)))
+
+
+def read_per_image_keys(folder: str | Path) -> pd.DataFrame:
+    """The (model, index, method) of every latest per-image row (no metric is read), with the ``attrs``
+    of :func:`read_per_image`: what a run's completeness and counts need."""
+    tables = RunTables.at(folder)
+    return _with_skipped(latest_rows(tables.per_image.keys(["model", "index", "method"])), tables.skipped.read())
+
+
 def latest_rows(rows: pd.DataFrame) -> pd.DataFrame:
     """Per-image rows with one row per :data:`ROW_KEYS`, the last written (a resumed run writes an image's
     rows again when the image changed since it was scored).
@@ -190,12 +207,35 @@ def _with_skipped(rows: pd.DataFrame, skipped: pd.DataFrame) -> pd.DataFrame:
     return rows
 
 
-def read_thumbnails(folder: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The thumbnails a run kept: ``images.csv`` (one row per (model, index)) and ``maps.csv`` (one
-    row per (model, index, method)); empty frames for a run made before they were kept."""
-    journals = RunTables.at(folder)
-    return (thumbnails.latest(journals.images.read(), ["model", "index"]),
-            thumbnails.latest(journals.maps.read(), ["model", "index", "method"]))
+#: The thumbnails' arrays, which :func:`read_thumbnails` leaves out unless asked (the galleries read
+#: those of the images they show, :func:`thumbnail_arrays`).
+THUMBNAIL_ARRAYS = {IMAGES: "jpeg", MAPS: "map"}
+_THUMBNAIL_KEYS = {IMAGES: ["model", "index"], MAPS: ["model", "index", "method"]}
+
+
+def read_thumbnails(folder: str | Path, *, arrays: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The thumbnails a run kept: the ``images`` table (one row per (model, index)) and the ``maps``
+    table (one row per (model, index, method)); empty frames for a run made before they were kept.
+    Without ``arrays``, the images come without their JPEG and the maps without their map: what a
+    report chooses its images by, in memory that does not grow with the pictures (read the chosen
+    ones with :func:`thumbnail_arrays`)."""
+    tables = RunTables.at(folder)
+    frames = []
+    for name, table in ((IMAGES, tables.images), (MAPS, tables.maps)):
+        columns = [c for c in table.columns if arrays or c != THUMBNAIL_ARRAYS[name]]
+        rows = table.read() if isinstance(table, Journal) else table.read(columns=columns)
+        frames.append(thumbnails.latest(rows[columns] if len(rows) else rows, _THUMBNAIL_KEYS[name]))
+    return frames[0], frames[1]
+
+
+def thumbnail_arrays(folder: str | Path, table: str, keys: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the thumbnail ``table`` (``images`` or ``maps``) with the given ``keys`` ((model, index)
+    or (model, index, method) columns), arrays included; only their arrays are decoded."""
+    columns = _THUMBNAIL_KEYS[table]
+    wanted = pd.MultiIndex.from_frame(keys[columns].astype({"index": int}))
+    thumbs = getattr(RunTables.at(folder), table)
+    rows = thumbs.read(lambda part: pd.MultiIndex.from_frame(part[columns].astype({"index": int})).isin(wanted))
+    return thumbnails.latest(rows, columns)
 
 
 def figure_maps(
@@ -270,7 +310,8 @@ def evaluate(
     target: str = "label",
     out: str | Path | None = None,
     progress: bool = False,
-) -> pd.DataFrame:
+    read_back: bool = True,
+) -> pd.DataFrame | None:
     """Explain and score every image of ``dataset`` with every method.
 
     Args:
@@ -287,16 +328,19 @@ def evaluate(
             :func:`xaibench.data.selection.select_indices`); batches are then consecutive runs of
             ``batch_size`` of them, in increasing index.
         target: ``"label"`` (explain the true class) or ``"prediction"`` (the top-1 class).
-        out: A folder; each method's rows of each batch are appended to ``out/per_image.csv`` as soon
-            as they are computed (and unreadable images to ``skipped.csv``, times to ``timings.csv``).
-            Rows already there are kept and not computed again, so calling again on the same folder
-            resumes an interrupted run (with the same arguments: the caller checks that, see
+        out: A folder; each batch's rows are written to ``out/per_image/`` as soon as they are computed
+            (and unreadable images to ``skipped/``, times to ``timings/``: :class:`RunTables`). Rows
+            already there are kept and not computed again, so calling again on the same folder resumes
+            an interrupted run (with the same arguments: the caller checks that, see
             :class:`xaibench.run_folder.RunFolder`).
         progress: Show a progress bar (with the method and metric at work).
+        read_back: With ``out``, read the model's rows back and return them; False returns None,
+            and the run's memory stays that of a batch (the rows are in ``out``, for
+            :func:`read_per_image` or :func:`per_image_groups`).
 
     Returns:
         One row per (image, method) with :data:`COLUMNS` and the metrics' columns (with ``out``, the
-        model's rows of ``per_image.csv`` as read back, earlier ones included; several models may
+        model's rows of ``per_image/`` as read back, earlier ones included; several models may
         write to one folder, one call each, and the ``model`` column tells them apart). ``status``
         ``nonfinite`` rows (the method returned NaN or inf) have no value for the metrics of maps.
         Images that could not be read are listed in ``result.attrs["skipped"]`` (their indices).
@@ -365,6 +409,8 @@ def evaluate(
     finally:
         bar.close()
     if journals is not None:
+        if not read_back:
+            return None
         result = latest_rows(journals.per_image.read(lambda frame: frame.model == model.name))
         skips = journals.skipped.read(lambda frame: frame.model == model.name)
         return _with_skipped(result, skips)
@@ -522,7 +568,7 @@ def _evaluate_batch(
             {
                 "model": model.name,
                 "index": indices,
-                "image_id": batch.ids,
+                "image_id": [displayable(i) for i in batch.ids],  # a file name's undecodable bytes as \\xNN
                 DIGEST: list(digests),
                 "method": explainer.name,
                 "label": batch.labels.numpy(),

@@ -16,7 +16,9 @@ import pandas as pd
 
 from xaibench import localization
 from xaibench.errors import XaibenchError
-from xaibench.harness import COLUMNS, build_metrics, metric_columns, read_per_image, read_timings
+from xaibench.harness import (
+    COLUMNS, build_metrics, metric_columns, per_image_groups, read_per_image, read_per_image_keys, read_timings,
+)
 from xaibench.metric import DEFAULT_METRICS, FAMILIES, Metric, create_metric, get_metric
 from xaibench.run_folder import (
     BOX_ACCURACY_CURVES, CURVES_CSV, CURVES_PNG, PER_IMAGE_CSV, SUMMARY_CSV, SUMMARY_MD, atomic_write_text, read_config,
@@ -275,9 +277,9 @@ def write_summary(folder: str | Path, *, n_boot: int = 1000, level: float = 0.95
     """Summarise the run in ``folder`` and write ``summary.csv``, ``summary.md``, ``box_accuracy_curves.csv``
     and, for metrics that keep curves (deletion, insertion, ROAD), ``curves.csv`` and ``curves.png``.
 
-    Reads ``config.json`` and the journals (``per_image.csv``, ``skipped.csv``, ``timings.csv``); the
-    run may be finished or not. Each file is written atomically. The bootstrap is seeded with the
-    run's seed.
+    Reads ``config.json`` and the run's tables (``per_image`` one (model, method) at a time, so memory is
+    bounded by one method's rows; ``skipped``, ``timings``); the run may be finished or not. Each file is
+    written atomically. The bootstrap is seeded with the run's seed.
 
     Returns:
         The long-format summary (as in ``summary.csv``).
@@ -288,19 +290,36 @@ def write_summary(folder: str | Path, *, n_boot: int = 1000, level: float = 0.95
     folder = Path(folder)
     config = read_config(folder)
     metrics = run_metrics(config)
-    per_image = read_per_image(folder, metrics)
-    summary = summarize(per_image, metrics, n_boot=n_boot, seed=int(config.get("seed", 0)), level=level)
+    seed = int(config.get("seed", 0))
+    summaries, box_curves, metric_curves = [], [], []
+    for rows in per_image_groups(folder, metrics):  # a method at a time: the same numbers, bounded memory
+        summaries.append(summarize(rows, metrics, n_boot=n_boot, seed=seed, level=level))
+        box_curves.append(box_accuracy_curves(rows))
+        metric_curves.append(mean_curves(rows, metrics))
+    summary = pd.concat(summaries, ignore_index=True) if summaries else pd.DataFrame(columns=SUMMARY_COLUMNS)
     atomic_write_text(folder / SUMMARY_CSV, csv_text(summary))
-    curves = box_accuracy_curves(per_image)
+    curves = pd.concat([c for c in box_curves if not c.empty], ignore_index=True) if any(
+        not c.empty for c in box_curves) else pd.DataFrame()
     atomic_write_text(folder / BOX_ACCURACY_CURVES, csv_text(curves))
-    metric_curves = mean_curves(per_image, metrics)
+    metric_curves = _by_metric([c for c in metric_curves if not c.empty], metrics)
     if not metric_curves.empty:
         from xaibench import viz  # matplotlib, only when there is something to draw
 
         atomic_write_text(folder / CURVES_CSV, csv_text(metric_curves))
         viz.metric_curves(metric_curves, {m.name: m for m in metrics}, folder / CURVES_PNG)
-    atomic_write_text(folder / SUMMARY_MD, summary_markdown(summary, config, per_image, read_timings(folder), metrics))
+    keys = read_per_image_keys(folder)
+    atomic_write_text(folder / SUMMARY_MD, summary_markdown(summary, config, keys, read_timings(folder), metrics))
     return summary
+
+
+def _by_metric(frames: list[pd.DataFrame], metrics: list[Metric]) -> pd.DataFrame:
+    """Mean curves computed a (model, method) at a time, in :func:`mean_curves`' order: by metric, then
+    (model, method) as they came."""
+    if not frames:
+        return pd.DataFrame(columns=CURVE_COLUMNS)
+    curves = pd.concat(frames, ignore_index=True)
+    order = {m.name: k for k, m in enumerate(metrics)}
+    return curves.iloc[np.argsort(curves["metric"].map(order).to_numpy(), kind="stable")].reset_index(drop=True)
 
 
 def export_per_image(folder: str | Path, path: str | Path | None = None) -> Path:

@@ -57,6 +57,8 @@ logger = logging.getLogger(__name__)
 #: each array column's own bound, before anything is decompressed).
 MAX_PART_ROWS = 1 << 20
 MAX_TEXT_BYTES = 1 << 16
+#: Field metadata of an array column whose cells are 0-dimensional arrays, stored as one-element lists.
+SCALAR_ARRAYS = b"xaibench.scalar_arrays"
 #: Integer columns (indices, labels, sizes) hold values below this: exact as floats, and as C longs.
 _LARGEST_INTEGER = 2**53
 #: Parquet compression of the parts: fast, and about 3x smaller than the JPEG-free CSV journals.
@@ -144,7 +146,13 @@ class Table:
         missing = [c for c in self.columns if c not in frame.columns and c not in self.optional_columns]
         if missing:
             raise XaibenchError(f"rows for {self.path} lack the column(s) {', '.join(missing)}")
-        table = pa.table({column: self._arrow(frame, column) for column in self.columns})
+        fields, arrays = [], []
+        for column in self.columns:
+            array = self._arrow(frame, column)
+            scalars = column in self.array_cells and _all_scalar(frame[column]) if column in frame.columns else False
+            fields.append(pa.field(column, array.type, metadata={SCALAR_ARRAYS: b"1"} if scalars else None))
+            arrays.append(array)
+        table = pa.Table.from_arrays(arrays, schema=pa.schema(fields))
         if self._next is None:
             self._next = max((number for number, _ in self.parts()), default=0) + 1
         self.create()
@@ -155,8 +163,9 @@ class Table:
         if column not in frame.columns:
             return pa.nulls(len(frame), pa.string() if column in self.text_columns else pa.float64())
         values = frame[column]
-        if column in self.array_cells:
-            return arrays_to_arrow(list(values))
+        if column in self.array_cells:  # 0-d arrays (a curve of one point) kept as one-element lists
+            return arrays_to_arrow([np.asarray(v).reshape(1) if not _missing_cell(v) and np.ndim(v) == 0 else v
+                                    for v in values])
         if column in self.text_columns:
             return pa.array([None if _missing(v) else displayable(str(v)) for v in values], type=pa.string())
         if column in self.integer_columns:
@@ -235,8 +244,11 @@ class Table:
                     if keep is not None:
                         table = table.filter(pa.array(keep))
                     for column in arrays:
-                        frame[column] = arrays_from_arrow(table.column(column), self.array_cells[column],
-                                                          lambda problem: self._damaged(path, problem), column)
+                        cells = arrays_from_arrow(table.column(column), self.array_cells[column],
+                                                  lambda problem: self._damaged(path, problem), column)
+                        if (table.schema.field(column).metadata or {}).get(SCALAR_ARRAYS) and 0 in self.array_cells[column].dims:
+                            cells = [c.reshape(()) if c is not None and c.size == 1 else c for c in cells]
+                        frame[column] = cells
             except (pa.ArrowException, OSError, ValueError, TypeError, IndexError) as error:
                 raise self._damaged(path, " ".join(f"{type(error).__name__}: {error}".split())[:300]) from None
         for column in columns:
@@ -348,6 +360,12 @@ def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+def _all_scalar(values: pd.Series) -> bool:
+    """Whether every array of a column is 0-dimensional (and there is one)."""
+    present = [v for v in values if not _missing_cell(v)]
+    return bool(present) and all(np.ndim(v) == 0 for v in present)
 
 
 def _missing(value: object) -> bool:

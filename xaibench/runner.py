@@ -334,7 +334,7 @@ def _fill_run(
         try:
             harness.evaluate(
                 setup.model, setup.dataset, setup.explainers, metrics=metrics, batch_size=spec.batch_size,
-                target=spec.target, out=out, progress=spec.progress, **chosen,
+                target=spec.target, out=out, progress=spec.progress, read_back=False, **chosen,
             )
         except (XaibenchError, OSError) as error:
             message = str(error) if isinstance(error, XaibenchError) else f"{error.strerror or error}"

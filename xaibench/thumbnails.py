@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from xaibench.errors import XaibenchError
+from xaibench.text import displayable
 
 #: The longer side of a thumbnail, in pixels (smaller images are kept at their size).
 THUMBNAIL_SIDE = 96
@@ -115,9 +116,10 @@ def image_rows(
         {
             "model": model,
             "index": list(indices),
-            "image_id": list(ids),
+            "image_id": [displayable(i) for i in ids],
             "label": [int(k) for k in labels],
-            "class_name": [class_names[int(k)] if 0 <= int(k) < len(class_names) else str(int(k)) for k in labels],
+            "class_name": [displayable(class_names[int(k)]) if 0 <= int(k) < len(class_names) else str(int(k))
+                           for k in labels],
             "height": int(height),
             "width": int(width),
             "boxes": [b.detach().cpu().numpy().astype(np.float32).reshape(-1, 4) for b in boxes],
