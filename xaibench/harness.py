@@ -5,15 +5,16 @@ explainer once per batch, hands its maps and the ground truth to every metric
 (:class:`xaibench.metric.Metric`), and collects the per-image values in a pandas DataFrame. It knows
 no method and no metric by name: a metric says which columns it writes.
 
-With ``out`` given, the harness owns five append-only journals in that folder
-(:mod:`xaibench.journal`): ``per_image.csv`` (the rows, including the compact per-image curves that
-the data-set-level metrics need, so a partial run can be summarised), ``skipped.csv``,
-``timings.csv``, and ``images.csv`` and ``maps.csv`` (thumbnails of the images and of every map, for
-the reports' galleries, the first images' maps at full size, for the run's overlay figure:
-:mod:`xaibench.thumbnails`). Each method's rows of a batch are committed as soon as they exist, so a
-run killed at any point keeps them, and running again on the same folder continues where it stopped: batches
-are fixed ranges of data-set indices, finished (index, method) rows are not computed again, and the
-rows come out in the same order and with the same values as those of an uninterrupted run.
+With ``out`` given, the harness owns five tables in that folder (:class:`RunTables`, Parquet part
+files: :mod:`xaibench.results_store`): ``per_image`` (the rows, including the per-image curves that
+the data-set-level metrics need, so a partial run can be summarised), ``skipped``, ``timings``, and
+``images`` and ``maps`` (thumbnails of the images and of every map, for the reports' galleries, the
+first images' maps at full size, for the run's overlay figure: :mod:`xaibench.thumbnails`). A batch's
+rows are committed as one part as soon as its methods are done (the finished methods' rows when a
+method fails or the run is interrupted), so a run killed at any point loses at most the batch in
+flight, and running again on the same folder continues where it stopped: batches are fixed ranges of
+data-set indices (or of the chosen ``indices``), finished (index, method) rows are not computed again,
+and the rows come out in the same order and with the same values as those of an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -147,11 +148,11 @@ class RunTables:
 
 
 def read_per_image(folder: str | Path, metrics: Sequence[Metric] | None = None) -> pd.DataFrame:
-    """The rows of a run's ``per_image.csv`` (finished or not), scored with ``metrics`` (default: the
+    """The rows of a run's ``per_image`` table (finished or not), scored with ``metrics`` (default: the
     default set; a run's own are :func:`xaibench.report.run_metrics` of its ``config.json``).
 
     ``attrs["skipped"]`` lists the indices of the images that could not be read (once each), and
-    ``attrs["skipped_rows"]`` counts the rows of ``skipped.csv`` (one per model and image).
+    ``attrs["skipped_rows"]`` counts the rows of the ``skipped`` table (one per model and image).
     """
     journals = RunTables.at(folder, build_metrics(None) if metrics is None else metrics)
     return _with_skipped(latest_rows(journals.per_image.read()), journals.skipped.read())
@@ -278,12 +279,12 @@ def figure_maps(
 
 
 def read_timings(folder: str | Path) -> pd.DataFrame:
-    """The rows of a run's ``timings.csv``."""
+    """The rows of a run's ``timings`` table."""
     return RunTables.at(folder).timings.read()
 
 
 def read_skipped(folder: str | Path) -> pd.DataFrame:
-    """The rows of a run's ``skipped.csv``: the images that could not be read, per model (the last
+    """The rows of a run's ``skipped`` table: the images that could not be read, per model (the last
     record of each; an image that was scored after it was restored is left out)."""
     journals = RunTables.at(folder)
     skipped = thumbnails.latest(journals.skipped.read(), ["model", "index"])

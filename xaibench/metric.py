@@ -1,7 +1,7 @@
 """The one interface every metric implements, and the registry that finds metrics by name.
 
 A metric scores the maps of one method on a batch (:meth:`Metric.score`: per-image values, written
-as columns of ``per_image.csv``) and says how those values aggregate over a data set
+as columns of the ``per_image`` table) and says how those values aggregate over a data set
 (:meth:`Metric.aggregate`: a mean, or a data-set-level statistic such as MaxBoxAcc's best threshold
 or PxAP's pooled pixels). The harness and the report call these two and read the metric's
 :attr:`~Metric.title`, :attr:`~Metric.unit`, :attr:`~Metric.family` and :attr:`~Metric.description`;

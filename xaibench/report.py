@@ -189,7 +189,7 @@ def _is_nan(value: object) -> bool:
 
 
 def seconds_per_image(timings: pd.DataFrame) -> pd.Series:
-    """Seconds per image of each (model, method) over a run's ``timings.csv`` rows (a resumed run: the
+    """Seconds per image of each (model, method) over a run's ``timings`` rows (a resumed run: the
     work done)."""
     if timings.empty:
         return pd.Series(dtype=float)
@@ -363,7 +363,7 @@ def summary_markdown(
     skipped = len(per_image.attrs.get("skipped", []))
     status = f"{images} images scored"
     if skipped:
-        status += f", {skipped} unreadable images skipped (skipped.csv; --resume reads them again)"
+        status += f", {skipped} unreadable images skipped (the skipped/ table; --resume reads them again)"
     if not run_is_complete(config, per_image):
         status += f"; **partial run** of {config.get('n')} images: continue it with --resume"
     seconds = seconds_per_image(timings) if timings is not None else None
