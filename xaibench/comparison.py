@@ -405,11 +405,15 @@ def pairwise(comparison: Comparison, *, n_boot: int = 1000, seed: int = 0, level
                     continue
                 x, y = both[a].to_numpy(), both[b].to_numpy()
                 binary = significance.is_binary(np.concatenate([x, y]))
-                p = significance.exact_mcnemar(x, y) if binary else significance.sign_flip_test(x - y, seed=seed)
                 family.append([dataset, model, name, a, b, len(both), float(x.mean()), float(y.mean()),
-                               "exact McNemar" if binary else "sign-flip permutation", p])
+                               "exact McNemar" if binary else "sign-flip permutation",
+                               significance.exact_mcnemar(x, y) if binary else None])
                 pairs.append(np.asarray(x, dtype=np.float64) - np.asarray(y, dtype=np.float64))
             families.append(family)
+        tests = [r for family in families for r in family]
+        flips = [k for k, r in enumerate(tests) if r[-1] is None]  # sign-flip tests, their signs drawn once
+        for k, p in zip(flips, significance.sign_flip_tests([pairs[k] for k in flips], seed=seed)):
+            tests[k][-1] = p
         intervals = iter(significance.paired_bootstraps(pairs, n_boot=n_boot, seed=seed, level=level))
         for family in families:
             adjusted = significance.holm(np.array([r[-1] for r in family])) if family else []

@@ -117,22 +117,43 @@ def sign_flip_test(differences: np.ndarray, *, draws: int = SIGN_FLIP_DRAWS, see
     n <= :data:`EXACT_SIGN_FLIPS_MAX`, else ``draws`` random ones (``(1 + hits) / (1 + draws)``).
     All-zero differences give 1.
     """
-    d = np.asarray(differences, dtype=np.float64)
-    d = d[d != 0]  # a zero difference has no sign: it is the same under every flip
-    if d.size == 0:
-        return 1.0
-    observed = abs(d.sum())
-    tolerance = 1e-9 * max(1.0, observed)
-    if d.size <= EXACT_SIGN_FLIPS_MAX:
-        signs = np.array(list(itertools.product((1.0, -1.0), repeat=d.size)))
-        return float(np.mean(np.abs(signs @ d) >= observed - tolerance))
-    rng = np.random.default_rng(seed)
-    hits = 0
-    chunk = max(1, min(2000, SIGN_FLIP_CHUNK_VALUES // d.size))  # rows of signs at once: memory bounded by n
-    for start in range(0, draws, chunk):
-        signs = rng.choice((1.0, -1.0), size=(min(chunk, draws - start), d.size))
-        hits += int(np.sum(np.abs(signs @ d) >= observed - tolerance))
-    return (1 + hits) / (1 + draws)
+    return sign_flip_tests([differences], draws=draws, seed=seed)[0]
+
+
+def sign_flip_tests(differences: list[np.ndarray], *, draws: int = SIGN_FLIP_DRAWS, seed: int = 0) -> list[float]:
+    """:func:`sign_flip_test` of several vectors of differences at once, with the same p-values as one
+    call each: vectors with as many nonzero differences share each chunk of random signs, drawn once.
+
+    Example:
+        >>> d = [np.arange(1.0, 30.0), -np.arange(1.0, 30.0), np.r_[np.arange(1.0, 30.0), 0.0]]
+        >>> sign_flip_tests(d) == [sign_flip_test(x) for x in d]
+        True
+    """
+    vectors = [np.asarray(d, dtype=np.float64) for d in differences]
+    vectors = [d[d != 0] for d in vectors]  # a zero difference has no sign: it is the same under every flip
+    results = [1.0] * len(vectors)
+    by_size: dict[int, list[int]] = {}
+    for k, d in enumerate(vectors):
+        if d.size:
+            by_size.setdefault(d.size, []).append(k)
+    for size, members in by_size.items():
+        observed = {k: abs(vectors[k].sum()) for k in members}
+        tolerance = {k: 1e-9 * max(1.0, observed[k]) for k in members}
+        if size <= EXACT_SIGN_FLIPS_MAX:
+            signs = np.array(list(itertools.product((1.0, -1.0), repeat=size)))
+            for k in members:
+                results[k] = float(np.mean(np.abs(signs @ vectors[k]) >= observed[k] - tolerance[k]))
+            continue
+        rng = np.random.default_rng(seed)
+        hits = dict.fromkeys(members, 0)
+        chunk = max(1, min(2000, SIGN_FLIP_CHUNK_VALUES // size))  # rows of signs at once: memory bounded by n
+        for start in range(0, draws, chunk):
+            signs = rng.choice((1.0, -1.0), size=(min(chunk, draws - start), size))
+            for k in members:
+                hits[k] += int(np.sum(np.abs(signs @ vectors[k]) >= observed[k] - tolerance[k]))
+        for k in members:
+            results[k] = (1 + hits[k]) / (1 + draws)
+    return results
 
 
 def exact_mcnemar(a: np.ndarray, b: np.ndarray) -> float:
