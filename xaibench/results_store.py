@@ -149,7 +149,7 @@ class Table:
         fields, arrays = [], []
         for column in self.columns:
             array = self._arrow(frame, column)
-            scalars = column in self.array_cells and _all_scalar(frame[column]) if column in frame.columns else False
+            scalars = column in self.array_cells and column in frame.columns and _all_scalar(frame[column])
             fields.append(pa.field(column, array.type, metadata={SCALAR_ARRAYS: b"1"} if scalars else None))
             arrays.append(array)
         table = pa.Table.from_arrays(arrays, schema=pa.schema(fields))
