@@ -650,6 +650,7 @@ class IntegratedGradients(Explainer):
                 internal_batch_size=self.internal_batch_size,
             )
             parts.append(attributions.detach())
+            self.report_progress((start + len(attributions)) * self.n_steps, images.shape[0] * self.n_steps)
         return torch.cat(parts)
 
     def attribute(self, images: Tensor, targets: Tensor) -> Tensor:
@@ -722,6 +723,7 @@ class _Sampled(Explainer):
             rows = torch.stack([row for row, _ in drawn]).requires_grad_(True)
             with torch.enable_grad():
                 (grads,) = torch.autograd.grad(_scores(self.model(rows), targets[index]), rows)
+            self.report_progress(start + len(index), owner.numel())
             yield index, [extra for _, extra in drawn], grads
 
 

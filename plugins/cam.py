@@ -7,6 +7,7 @@ from torch import Tensor
 
 from xaibench import Explainer, register_explainer
 from xaibench.errors import LayerError
+from xaibench.forward_pass import ForwardPass
 from xaibench.hooks import capture
 from xaibench.models import Model, eval_mode
 
@@ -21,13 +22,16 @@ class CAM(Explainer):
         M_c(x, y) = sum_k W[c, k] * A_k(x, y)
 
     (Zhou et al. 2016, Eq. 2). The bias is left out, as in the paper: it shifts every pixel alike and
-    vanishes in the min-max scaling. Costs one forward pass and no gradient.
+    vanishes in the min-max scaling. Costs one forward pass and no gradient; none in a run, whose
+    classification pass of the batch gives the feature maps and logits (:attr:`uses_forward_pass`).
 
     Raises:
         LayerError: the model has no linear classifier, or the classifier's input is not the spatial
             mean of the target layer's output. Checked when the explainer is built (on one random
             image) and again on every batch.
     """
+
+    uses_forward_pass = True
 
     def __init__(self, model: Model) -> None:
         super().__init__(model)
@@ -41,6 +45,13 @@ class CAM(Explainer):
 
     def attribute(self, images: Tensor, targets: Tensor) -> Tensor:
         features, _ = self._features_and_logits(images)
+        return self._maps(features, targets)
+
+    def attribute_from_pass(self, forward: ForwardPass, targets: Tensor) -> Tensor:
+        self._check_head(forward.features, forward.logits)
+        return self._maps(forward.features, targets)
+
+    def _maps(self, features: Tensor, targets: Tensor) -> Tensor:
         weights = self.model.classifier.weight.detach()[targets]  # (N, K)
         return torch.einsum("nk,nkhw->nhw", weights, features)
 

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from xaibench import Explainer, options, register_explainer
 from xaibench.errors import LayerError, XaibenchError
+from xaibench.forward_pass import ForwardPass
 from xaibench.hooks import capture
 from xaibench.models import Model
 from xaibench.seeding import image_generator
@@ -230,6 +231,7 @@ class SmoothGradCAMPlusPlus(Explainer):
         acts = _activations(model, images)
         inputs = model.normalize(images)
         sums = [torch.zeros_like(acts) for _ in range(3)]  # sum_m g, g^2, g^3 per image
+        done, passes = 0, images.shape[0] * self.num_samples
         for index, noisy in _noisy_batches(images, inputs, self.num_samples, self.std, self.seed, self.batch_size):
             with torch.no_grad(), capture(model.target_layer, model.target_layer_name, graph=True) as feats:
                 logits = model.network(model.layout(noisy))
@@ -238,6 +240,8 @@ class SmoothGradCAMPlusPlus(Explainer):
             squared = grads * grads
             for total, power in zip(sums, (grads, squared, squared * grads)):
                 total.index_add_(0, index, power)
+            done += len(index)
+            self.report_progress(done, passes)
         d1, d2, d3 = (total / self.num_samples for total in sums)
         return weighted_sum(_gradcampp_weights(acts, d1, d2, d3), acts)
 
@@ -378,11 +382,17 @@ class EigenCAM(Explainer):
 
     The projection comes from the top eigenvector of the (h w x h w) Gram matrix, batched (about
     6 MFLOP per image at 7 x 7 x 1280) instead of a full SVD with ``full_matrices=True`` (a 1280 x 1280
-    ``V``) per image. No options. Cost: one forward pass without gradients.
+    ``V``) per image. No options. Cost: one forward pass without gradients; none in a run, whose
+    classification pass of the batch gives the activations (:attr:`uses_forward_pass`).
     """
+
+    uses_forward_pass = True
 
     def attribute(self, images: Tensor, targets: Tensor) -> Tensor:
         return F.relu(_first_component(_activations(self.model, images)))
+
+    def attribute_from_pass(self, forward: ForwardPass, targets: Tensor) -> Tensor:
+        return F.relu(_first_component(forward.features))
 
 
 @register_explainer("eigengradcam")

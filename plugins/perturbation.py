@@ -62,15 +62,23 @@ class _Perturbation(Explainer):
         self.output = options.choice("output", output, OUTPUTS)
         self.batch_size = options.pass_batch_size("batch_size", batch_size, model.input_size)
 
-    def _scores(self, perturbed: Callable[[int, int], Tensor], count: int, target: int) -> Tensor:
+    def _scores(
+        self, perturbed: Callable[[int, int], Tensor], count: int, target: int, progress: tuple[int, int, int]
+    ) -> Tensor:
         """float64 (count,) outputs for class ``target`` of the perturbed images ``perturbed(start, stop)``.
 
-        The images are made and run ``batch_size`` at a time; only one batch exists at once.
+        The images are made and run ``batch_size`` at a time; only one batch exists at once. After each
+        batch, progress is reported as ``offset + share * stop // count`` of ``total`` for
+        ``progress = (offset, share, total)``: this image's ``share`` of the call's passes, after the
+        ``offset`` of the images before it.
         """
-        return torch.cat([
-            self._batch_scores(perturbed(start, min(start + self.batch_size, count)), target)
-            for start in range(0, count, self.batch_size)
-        ])
+        offset, share, total = progress
+        scores = []
+        for start in range(0, count, self.batch_size):
+            stop = min(start + self.batch_size, count)
+            scores.append(self._batch_scores(perturbed(start, stop), target))
+            self.report_progress(offset + share * stop // count, total)
+        return torch.cat(scores)
 
     def _batch_scores(self, batch: Tensor, target: int) -> Tensor:
         """float64 (B,) outputs for class ``target`` of one batch of perturbed images (one pass)."""
@@ -174,7 +182,7 @@ class Occlusion(_Perturbation):
         n_cols = cols.shape[0]
         count = rows.shape[0] * n_cols + 1
         maps = []
-        for image, target in zip(images, targets.tolist()):
+        for i, (image, target) in enumerate(zip(images, targets.tolist())):
 
             def occluded(start: int, stop: int, image: Tensor = image) -> Tensor:
                 k = torch.arange(start, stop, device=device)
@@ -183,7 +191,7 @@ class Occlusion(_Perturbation):
                 window = rows0[r][:, :, None] * cols0[c][:, None, :]
                 return _keep(image, 1 - window, self.baseline)
 
-            scores = self._scores(occluded, count, target)
+            scores = self._scores(occluded, count, target, (i * count, count, len(images) * count))
             maps.append((scores[0] - scores[1:]).view(rows.shape[0], n_cols))
         drops = torch.stack(maps)  # (N, P_h, P_w)
         rows, cols = rows.double(), cols.double()
@@ -245,7 +253,7 @@ class _Superpixels(_Perturbation):
 
     def attribute(self, images: Tensor, targets: Tensor) -> Tensor:
         maps = []
-        for image, target in zip(images, targets.tolist()):
+        for i, (image, target) in enumerate(zip(images, targets.tolist())):
             segments = slic_superpixels(image, self.n_segments, self.compactness)
             n_features = int(segments.max()) + 1
             coalitions = self._coalitions(n_features, image_generator(image, self.seed))
@@ -257,7 +265,9 @@ class _Superpixels(_Perturbation):
                 keep = distinct[start:stop][:, segments]  # (B, H, W)
                 return _keep(image, keep, self.baseline)
 
-            scores = self._scores(perturbed, distinct.shape[0], target)[which.to(image.device)]
+            # Progress in coalitions drawn: this image's n_samples, whatever number of them is distinct.
+            progress = (i * self.n_samples, self.n_samples, len(images) * self.n_samples)
+            scores = self._scores(perturbed, distinct.shape[0], target, progress)[which.to(image.device)]
             weights = self._fit(coalitions.double().to(image.device), scores)
             maps.append(weights[segments])
         return torch.stack(maps)
@@ -551,7 +561,7 @@ class RISE(_Perturbation):
         span_w = torch.arange(width, device=device)
         inputs = self.model.normalize(images)
         maps = []
-        for image, x, target in zip(images, inputs, targets.tolist()):
+        for i, (image, x, target) in enumerate(zip(images, inputs, targets.tolist())):
             grids, rows, cols = (t.to(device) for t in self.draw(image))
             total = torch.zeros(height * width, dtype=torch.float64, device=device)
             for start in range(0, self.n_masks, self.batch_size):
@@ -563,5 +573,6 @@ class RISE(_Perturbation):
                 logits = self.model.network(self.model.layout(x[None] * masks[:, None]))
                 probs = self._target_outputs(logits, target)
                 total += probs @ masks.flatten(1).double()
+                self.report_progress(i * self.n_masks + stop, len(images) * self.n_masks)
             maps.append(total.view(height, width) / (self.n_masks * self.p))
         return torch.stack(maps)

@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from xaibench import Explainer, options, register_explainer
 from xaibench.errors import LayerError, XaibenchError
 from xaibench.explainer import upsample_maps
+from xaibench.forward_pass import ForwardPass
 from xaibench.hooks import capture
 from xaibench.models import Model, eval_mode
 from xaibench.seeding import derived_seed, image_seed
@@ -156,6 +157,7 @@ class _MaskedInputCAM(Explainer):
             # (an image whose maps all go unrun, e.g. all zero, has no passes; split() of nothing is one
             # empty chunk)
             chunks = zip(*(u.split(self.batch_size) for u in units)) if units[0].numel() else ()
+            done, total = 0, units[0].numel()
             for image, channel, step in chunks:
                 unit_live = live[image, channel][:, None, None, None]
                 masks = self._masks(
@@ -165,6 +167,8 @@ class _MaskedInputCAM(Explainer):
                 logits = network(masked)
                 score = logits.gather(1, targets[image][:, None])[:, 0] - base[image]
                 sums.index_put_((image, channel), score.float(), accumulate=True)
+                done += image.numel()
+                self.report_progress(done, total)
         return (sums / steps).clone()
 
     @staticmethod
@@ -465,7 +469,8 @@ class AblationCAM(Explainer):
     0 ("deviating from the paper", its comment says), which gives other weights. It always re-runs
     the whole network, on 32 copies of the image per pass. torchcam has no Ablation-CAM.
 
-    Cost: one forward pass on the fast path (EfficientNet-Lite0: the cost of CAM). General path: per
+    Cost: one forward pass on the fast path (EfficientNet-Lite0: the cost of CAM; none in a run, whose
+    classification pass of the batch gives the activations and logits). General path: per
     image, one forward pass plus ceil(K'/batch_size) passes of the layers after the target layer on
     ``batch_size`` ablated copies (and of the layers before it on one image), K' the number of
     non-zero feature maps.
@@ -485,9 +490,20 @@ class AblationCAM(Explainer):
         self.closed_form = closed_form
         self._broadcast: bool | None = None  # decided by a probe at the first use of the general path
 
+    uses_forward_pass = True
+
     def attribute(self, images: Tensor, targets: Tensor) -> Tensor:
         inputs = self.model.normalize(images)
         features, logits = _features(self.model, inputs)
+        return self._map(inputs, features, logits, targets)
+
+    def attribute_from_pass(self, forward: ForwardPass, targets: Tensor) -> Tensor:
+        """The closed form needs only the classification pass; the general path runs the network on
+        the normalised images as :meth:`attribute` does."""
+        inputs = self.model.normalize(forward.images)
+        return self._map(inputs, forward.features, forward.logits, targets)
+
+    def _map(self, inputs: Tensor, features: Tensor, logits: Tensor, targets: Tensor) -> Tensor:
         y = logits.gather(1, targets[:, None])[:, 0]
         if self.closed_form and self._head_is_gap_linear(features, logits):
             drop = self.model.classifier.weight.detach()[targets] * features.mean((2, 3))  # y_c - y_c^k
@@ -515,6 +531,7 @@ class AblationCAM(Explainer):
                 self._broadcast = self._probe_broadcast(inputs[:1], features[:1])
             ablated = y[:, None].to(features.dtype).expand(n, k).clone()  # y_c^k = y_c where A_k = 0
             nonzero = features.flatten(2).ne(0).any(2)  # (N, K)
+            done, total = 0, int(nonzero.sum())
             for i in range(n):
                 x = inputs[i : i + 1]
                 for channels in nonzero[i].nonzero()[:, 0].split(self.batch_size):
@@ -522,6 +539,8 @@ class AblationCAM(Explainer):
                     batch = x if self._broadcast else x.expand(len(channels), *x.shape[1:])
                     with _replaced_output(layer, name, copies):
                         ablated[i, channels] = network(batch)[:, targets[i]]
+                    done += len(channels)
+                    self.report_progress(done, total)
         return ablated.clone()
 
     @staticmethod

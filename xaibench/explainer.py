@@ -12,6 +12,13 @@ third-party, to one contract, in this one place:
   becomes zeros and is flagged), nor is a map that is constant before upsampling (zeros, flagged);
 - the maps are upsampled to the input's size and min-max scaled to [0, 1].
 
+A method whose maps need only the batch's classification pass (CAM: the logits and the target layer's
+output) says so with :attr:`Explainer.uses_forward_pass` and implements
+:meth:`Explainer.attribute_from_pass`; given that pass (:class:`xaibench.forward_pass.ForwardPass`),
+:meth:`Explainer.explain` calls it instead of :meth:`Explainer.attribute`, and the method runs no
+network of its own. A method that runs many passes reports how far it has come
+(:meth:`Explainer.report_progress`) to the callback the caller gives :meth:`Explainer.explain`.
+
 Post-processing lives here alone, so no method scores differently because of its own resizing or
 normalisation, and no method can make a run's numbers silently wrong.
 
@@ -23,14 +30,16 @@ up one name imports only the module that provides it.
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, TypeVar, final
+from typing import TypeVar, final
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from xaibench.errors import NonFiniteMapError, OptionError, XaibenchError
+from xaibench.forward_pass import ForwardPass
 from xaibench.hooks import HookSnapshot
 from xaibench.method_spec import check_options
 from xaibench.models import Model, eval_mode
@@ -44,6 +53,10 @@ ENTRY_POINT_GROUP = "xaibench.explainers"
 #: each value by a few ulps of ``max |M|``, i.e. several percent of such a span, so min-max scaling
 #: would stretch rounding noise (stripes) to [0, 1]. A map of exact zeros is constant too.
 CONSTANT_RTOL = 1e-5
+
+#: What :meth:`Explainer.explain` calls as a method advances: ``progress(done, total)``, the passes of
+#: the network (or samples) done so far in this call and how many the call runs in all.
+Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -82,6 +95,11 @@ class Explainer(abc.ABC):
 
     #: The name the method is registered under (set by :func:`register_explainer`).
     name: str = ""
+    #: True for a method whose maps need only the batch's classification pass (its logits and the
+    #: target layer's output): :meth:`explain`, given that pass, calls :meth:`attribute_from_pass`.
+    uses_forward_pass: bool = False
+    #: The callback of the :meth:`explain` call in progress, or None (see :meth:`report_progress`).
+    _progress: Progress | None = None
 
     def __init__(self, model: Model) -> None:
         self.model = model
@@ -95,13 +113,43 @@ class Explainer(abc.ABC):
         copies. Hooks must be removed in ``finally`` (:func:`xaibench.hooks.capture` does).
         """
 
+    def attribute_from_pass(self, forward: ForwardPass, targets: Tensor) -> Tensor:
+        """Raw maps (N, h, w) from the classification pass of the images, for a method that sets
+        :attr:`uses_forward_pass`: bit for bit what :meth:`attribute` returns for ``forward.images``.
+
+        ``forward`` holds the method's own copies of the logits and of the target layer's output
+        (never None here); it runs in eval mode with gradients disabled, as :meth:`attribute`.
+        """
+        raise NotImplementedError(f"explainer '{self.name}' sets uses_forward_pass but has no attribute_from_pass()")
+
+    def report_progress(self, done: int, total: int) -> None:
+        """Tell the caller of :meth:`explain` how far the call has come: ``done`` of ``total`` passes of
+        the network (or samples), ``done`` increasing to ``total``. For methods that run many passes
+        per batch (Score-CAM, RISE, LIME, ...), so that a run shows their rate and time left; a no-op
+        when the caller gave no callback."""
+        if self._progress is not None:
+            self._progress(done, total)
+
     @final
-    def explain(self, images: Tensor, targets: Tensor) -> Explanation:
+    def explain(
+        self,
+        images: Tensor,
+        targets: Tensor,
+        *,
+        forward: ForwardPass | None = None,
+        progress: Progress | None = None,
+    ) -> Explanation:
         """Explain ``targets`` on ``images``, flagging the maps that must not be scored.
 
         Args:
             images: (N, 3, H, W) floating-point batch, on the model's device.
             targets: (N,) integer class indices, one per image: the class each map explains.
+            forward: The classification pass of ``images``
+                (:func:`xaibench.forward_pass.classification_pass`, with the target layer's output):
+                a method that :attr:`uses_forward_pass` computes its maps from it instead of running
+                the network; other methods ignore it.
+            progress: Called as ``progress(done, total)`` while a method that runs many passes
+                advances (:meth:`report_progress`), during this call only.
 
         Returns:
             The maps, (N, H, W) float32 in [0, 1], with per-image ``finite`` and ``constant`` flags;
@@ -117,7 +165,14 @@ class Explainer(abc.ABC):
             flags = torch.zeros(0, dtype=torch.bool, device=images.device)
             empty = images.new_zeros((0, *images.shape[-2:]), dtype=torch.float32)
             return Explanation(empty, flags, flags, empty, empty)
-        raw = self._attribute(images, targets)
+        reuse = self.uses_forward_pass and forward is not None and forward.features is not None
+        if reuse:
+            self._check_forward(forward, images)
+        self._progress = progress
+        try:
+            raw = self._attribute(images, targets, forward if reuse else None)
+        finally:
+            self._progress = None
         self._check_output(raw, images)
         raw = raw.detach().to(images.device)
         if not raw.is_floating_point():  # integer or boolean maps
@@ -156,9 +211,10 @@ class Explainer(abc.ABC):
             )
         return explanation.maps
 
-    def _attribute(self, images: Tensor, targets: Tensor) -> Tensor:
-        """Run ``attribute`` on copies of the inputs, in eval mode, without gradients, outside
-        inference mode; remove the hooks it leaves and restore the grad mode, whatever happens."""
+    def _attribute(self, images: Tensor, targets: Tensor, forward: ForwardPass | None = None) -> Tensor:
+        """Run ``attribute`` (or, given ``forward``, ``attribute_from_pass``) on copies of the inputs, in
+        eval mode, without gradients, outside inference mode; remove the hooks it leaves and restore the
+        grad mode, whatever happens."""
         network = self.model.network
         grad_mode = torch.is_grad_enabled()
         snapshot = HookSnapshot(network)
@@ -166,7 +222,11 @@ class Explainer(abc.ABC):
             # inference_mode(False) switches grad mode on: no_grad must come after it.
             with torch.inference_mode(False), torch.no_grad(), eval_mode(network):
                 # Clones made outside inference mode are normal tensors, even of inference tensors.
-                raw = self.attribute(images.detach().clone(), targets.detach().clone())
+                if forward is None:
+                    raw = self.attribute(images.detach().clone(), targets.detach().clone())
+                else:
+                    own = ForwardPass(*(t.detach().clone() for t in (images, forward.logits, forward.features)))
+                    raw = self.attribute_from_pass(own, targets.detach().clone())
         except RuntimeError as error:
             if "does not require grad" in str(error) and hasattr(error, "add_note"):
                 error.add_note(
@@ -183,6 +243,18 @@ class Explainer(abc.ABC):
                 "hooks must be removed in finally (use xaibench.hooks.capture)"
             )
         return raw
+
+    def _check_forward(self, forward: ForwardPass, images: Tensor) -> None:
+        """``forward`` must be the pass of ``images``: the same tensor, or one equal to it."""
+        n = images.shape[0]
+        if forward.logits.shape[0] != n or forward.features.shape[0] != n:
+            raise XaibenchError(
+                f"explainer '{self.name}' was given the forward pass of {forward.logits.shape[0]} images for {n} images"
+            )
+        if forward.images is not images and not (
+            forward.images.shape == images.shape and torch.equal(forward.images, images.to(forward.images.device))
+        ):
+            raise XaibenchError(f"explainer '{self.name}' was given the forward pass of other images")
 
     def _check_output(self, raw: object, images: Tensor) -> None:
         n = images.shape[0]

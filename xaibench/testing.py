@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from xaibench.errors import XaibenchError
 from xaibench.explainer import Explainer, Explanation
+from xaibench.forward_pass import classification_pass
 from xaibench.hooks import count_hooks
 
 __all__ = ["BATCH_ATOL", "check_explainer"]
@@ -70,6 +71,11 @@ def check_explainer(
        target layer raises), that exception reaches the caller unchanged, and the hooks, the
        train/eval flags and the grad mode are as before. Skipped for a method that never runs the
        model (a baseline).
+    7. The progress the method reports (:meth:`~xaibench.explainer.Explainer.report_progress`), if
+       any, counts up, one total throughout, and ends at the total.
+    8. A method that :attr:`~xaibench.explainer.Explainer.uses_forward_pass`, given the batch's
+       classification pass (:func:`xaibench.forward_pass.classification_pass`), returns the same raw
+       maps, bit for bit, as when it runs the network itself.
 
     Args:
         explainer: The method, bound to its model (``xaibench.create_explainer(name, model)``).
@@ -92,7 +98,8 @@ def check_explainer(
     images_before, targets_before = images.clone(), targets.clone()
 
     # 1. the maps
-    explanation = _explain(explainer, images, targets)
+    reported: list[tuple[int, int]] = []
+    explanation = _explain(explainer, images, targets, progress=lambda done, total: reported.append((done, total)))
     maps, n = explanation.maps, images.shape[0]
     _require(tuple(maps.shape) == (n, *images.shape[-2:]), f"{what}: maps of shape {tuple(maps.shape)}, expected {(n, *images.shape[-2:])}")
     _require(maps.dtype == torch.float32, f"{what}: maps of dtype {maps.dtype}, expected torch.float32")
@@ -152,12 +159,32 @@ def check_explainer(
         else:
             _require(not fired, f"{what}: swallowed an exception the model raised in its forward pass")
     state.assert_unchanged(what, "after the model raised in its forward pass")
+
+    # 7. progress counts up to its total
+    if reported:
+        done, totals = [d for d, _ in reported], {t for _, t in reported}
+        _require(len(totals) == 1, f"{what}: reported progress towards several totals {sorted(totals)[:5]}")
+        _require(
+            all(a < b for a, b in zip(done, done[1:])) and done[0] > 0,
+            f"{what}: reported progress that does not count up: {done[:10]}",
+        )
+        _require(done[-1] == totals.pop(), f"{what}: reported progress ends at {reported[-1]}, not at its total")
+
+    # 8. the classification pass serves a method that says it needs nothing else
+    if explainer.uses_forward_pass:
+        forward = classification_pass(explainer.model, images, features=True)
+        given = _explain(explainer, images, targets, " given the classification pass", forward=forward)
+        _require(
+            torch.equal(given.raw, explanation.raw) and torch.equal(given.maps, maps),
+            f"{what}: given the classification pass, other maps than its own pass gives {_diff(given.raw, explanation.raw)}",
+        )
+        state.assert_unchanged(what, "after a call given the classification pass")
     return explanation
 
 
-def _explain(explainer: Explainer, images: Tensor, targets: Tensor, context: str = "") -> Explanation:
+def _explain(explainer: Explainer, images: Tensor, targets: Tensor, context: str = "", **given: object) -> Explanation:
     try:
-        return explainer.explain(images, targets)
+        return explainer.explain(images, targets, **given)
     except XaibenchError as error:
         raise AssertionError(f"explainer '{explainer.name}'{context}: {error}") from error
 
