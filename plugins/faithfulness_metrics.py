@@ -113,13 +113,21 @@ class InsertionAUC(_Causal):
 
 
 def _confidences(batch: MetricInput) -> tuple[np.ndarray, np.ndarray]:
-    """(Y, O): the target's softmax probability on the image and on the explanation map E = L o I."""
+    """(Y, O): the target's softmax probability on the image and on the explanation map E = L o I.
+
+    Y comes from the batch's clean logits when the harness shares them (:attr:`MetricInput.logits`,
+    the classification pass: no pass of its own); else the image and E run in one pass."""
 
     def compute() -> tuple[np.ndarray, np.ndarray]:
         model = batch.model
         maps = torch.as_tensor(batch.maps, device=batch.images.device, dtype=batch.images.dtype)
         with eval_mode(model.network), torch.inference_mode():
-            both = torch.cat([batch.images, batch.images * maps[:, None]])
+            shown = batch.images * maps[:, None]
+            if batch.logits is not None:
+                y = faithfulness.softmax_of_target(batch.logits, batch.targets)
+                o = faithfulness.target_probabilities(model.network, model.normalize(shown), batch.targets)
+                return y.cpu().numpy().astype(np.float64), o.cpu().numpy().astype(np.float64)
+            both = torch.cat([batch.images, shown])
             targets = torch.cat([batch.targets, batch.targets])
             p = faithfulness.target_probabilities(model.network, model.normalize(both), targets).cpu().numpy()
         return p[: len(batch)].astype(np.float64), p[len(batch) :].astype(np.float64)
@@ -138,15 +146,17 @@ class AverageDrop(Metric):
 
     Lower is better. pytorch-grad-cam's ``DropInConfidence`` multiplies the map into the normalised
     tensor instead and returns ``max(0, Y - O)`` without dividing by Y (the same number as xaibench,
-    times Y, for a model without normalisation). Cost: 2 forward passes per image and map (shared
-    with :class:`IncreaseInConfidence`).
+    times Y, for a model without normalisation). Cost: 1 forward pass per image and map (shared
+    with :class:`IncreaseInConfidence`), on E: Y comes from the run's classification pass of the batch
+    (:attr:`~xaibench.metric.MetricInput.logits`), computed once for every method; 2 passes when no
+    logits are given.
     """
 
     title = "Average Drop"
     description = "relative loss of the target's probability when only the map's region is shown (Grad-CAM++)"
     family = "faithfulness"
     higher_is_better = False
-    passes_per_image = 2
+    passes_per_image = 1
     columns = {"average_drop": "scalar"}
 
     def score(self, batch: MetricInput) -> dict[str, Sequence]:
@@ -167,7 +177,7 @@ class IncreaseInConfidence(Metric):
     title = "Increase in Confidence"
     description = "share of images whose target probability rises when only the map's region is shown (Grad-CAM++)"
     family = "faithfulness"
-    passes_per_image = 2
+    passes_per_image = 1
     columns = {"increase_in_confidence": "scalar"}
 
     def score(self, batch: MetricInput) -> dict[str, Sequence]:

@@ -215,6 +215,30 @@ def test_average_drop_and_increase_known_answers() -> None:
     assert np.array_equal(increase.score(zeros)["increase_in_confidence"], 100.0 * (1 / 3 > y))
 
 
+def test_given_the_clean_logits_average_drop_runs_the_network_on_the_shown_images_only() -> None:
+    """The harness shares the classification pass's logits (MetricInput.logits): Y comes from them, and
+    the network sees the n images times their maps, not 2 n images."""
+    model = _linear_model(size=8)
+    images = torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(5))
+    targets = torch.tensor([2, 0, 1, 1])
+    maps = np.random.default_rng(6).random((4, 8, 8)).astype(np.float32)
+    rows = []
+    handle = model.network.register_forward_pre_hook(lambda module, inputs: rows.append(len(inputs[0])))
+    try:
+        alone = _input(model, images, maps, targets)
+        own = (create_metric("average_drop").score(alone), create_metric("increase_in_confidence").score(alone))
+        assert rows == [8]  # the images and E in one pass, shared by both metrics
+        with torch.no_grad():
+            given = dataclasses.replace(_input(model, images, maps, targets), logits=model(images))
+        rows.clear()
+        shared = (create_metric("average_drop").score(given), create_metric("increase_in_confidence").score(given))
+    finally:
+        handle.remove()
+    assert rows == [4]  # E alone
+    assert np.allclose(shared[0]["average_drop"], own[0]["average_drop"], rtol=1e-6, atol=0)
+    assert np.array_equal(shared[1]["increase_in_confidence"], own[1]["increase_in_confidence"])
+
+
 def test_average_drop_equals_pytorch_grad_cam_times_y() -> None:
     """pytorch-grad-cam's DropInConfidence is max(0, Y - O) on the (here unnormalised) input times the
     map; ours divides by Y (the Grad-CAM++ paper's definition)."""

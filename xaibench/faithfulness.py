@@ -67,7 +67,12 @@ def blur(inputs: Tensor, kernel: Tensor) -> Tensor:
 
 def target_probabilities(network: Callable[[Tensor], Tensor], inputs: Tensor, targets: Tensor) -> Tensor:
     """The softmax probability of each row's target class, (n,)."""
-    return torch.softmax(network(inputs).float(), dim=1).gather(1, targets[:, None])[:, 0]
+    return softmax_of_target(network(inputs), targets)
+
+
+def softmax_of_target(logits: Tensor, targets: Tensor) -> Tensor:
+    """``p_i = softmax(z_i)[c_i]`` (in float32) for logits (n, C) and targets (n,): (n,)."""
+    return torch.softmax(logits.float(), dim=1).gather(1, targets[:, None])[:, 0]
 
 
 def causal_curves(

@@ -66,6 +66,10 @@ class MetricInput:
             (:class:`xaibench.data.sample.Original`), or None; None: none for any image.
         native_maps: (n, h, w) the method's raw maps at its own resolution, before upsampling
             (:attr:`xaibench.explainer.Explanation.native`), or None when not given.
+        logits: (n, C) the network's output on ``images``, on the model's device, from the batch's
+            classification pass (:mod:`xaibench.forward_pass`): shared by every method's metrics, so
+            a metric that needs the clean image's probability does not run the network for it; or
+            None when not given (the metric computes it).
         cache: values shared by the metrics of one (batch, method) (see :meth:`shared`).
     """
 
@@ -81,6 +85,7 @@ class MetricInput:
     model: Model
     originals: Sequence[Original | None] | None = None
     native_maps: np.ndarray | None = None
+    logits: torch.Tensor | None = None
     cache: dict[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:
