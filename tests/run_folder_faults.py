@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 
 from xaibench.harness import RunTables
 from xaibench.journal import Journal
-from xaibench.run_folder import LEGACY_JOURNALS, PER_IMAGE, TABLES
+from xaibench.run_folder import LEGACY_JOURNALS, PER_IMAGE, TABLES, TIMINGS
 
 #: The per-image array column the faults are planted in.
 CURVE = "box_iou_curve"
@@ -24,6 +24,15 @@ CURVE = "box_iou_curve"
 def files(folder: Path) -> list[str]:
     """Every file of a run, as paths relative to its folder (the tables' parts included)."""
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+
+
+def same_tables(one: Path, other: Path, tables: tuple[str, ...] = (PER_IMAGE, "skipped", "maps", "images")) -> None:
+    """Assert that two runs wrote the same ``tables`` (every part, byte for byte; the timings differ)."""
+    for table in tables:
+        parts = [p.name for p in sorted((one / table).glob("part-*.parquet"))]
+        assert parts == [p.name for p in sorted((other / table).glob("part-*.parquet"))], table
+        for part in parts:
+            assert (one / table / part).read_bytes() == (other / table / part).read_bytes(), f"{table}/{part}"
 
 
 def first_part(folder: Path, table: str = PER_IMAGE) -> Path:
@@ -104,6 +113,8 @@ def as_written_by(folder: Path, version: str) -> None:
         rows = table.read()
         if version == "0.2" and name == PER_IMAGE:
             rows = rows.drop(columns=["image_sha256"])
+        if name == TIMINGS:  # the method's seconds only
+            rows = rows.drop(columns=["metric_seconds"])
         columns = [c for c in table.columns if c in rows.columns]
         journal = Journal(folder / LEGACY_JOURNALS[name], columns, array_columns=table.array_cells)
         journal.create()

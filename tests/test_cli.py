@@ -278,9 +278,9 @@ def test_the_run_s_overlay_figure_runs_no_method_again(tmp_path, monkeypatch) ->
     calls = []
     explain = xaibench.Explainer.explain
 
-    def counted(self, images, targets):
+    def counted(self, images, targets, **given):
         calls.append((self.name, len(images)))
-        return explain(self, images, targets)
+        return explain(self, images, targets, **given)
 
     monkeypatch.setattr(xaibench.Explainer, "explain", counted)
     assert main(["run", "--methods", "cam,saliency", "--n", "8", "--batch-size", "8", "--out", str(tmp_path / "r")]) == 0

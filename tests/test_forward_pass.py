@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
+import numpy as np
 import pytest
 import torch
 
 import xaibench
+from xaibench.data import Sample
 from xaibench.errors import XaibenchError
 from xaibench.explainer import available_explainers, get_explainer
 from xaibench.forward_pass import classification_pass
+from xaibench.harness import evaluate
 from xaibench.hooks import count_hooks
 
 from conftest import FlattenHeadNet, tiny_model
@@ -100,3 +103,38 @@ def test_a_method_cannot_change_the_pass_the_next_method_receives(model, batch) 
     kept = [t.clone() for t in (forward.logits, forward.features, images)]
     Editor(model).explain(images, targets, forward=forward)
     assert all(torch.equal(a, b) for a, b in zip(kept, (forward.logits, forward.features, images)))
+
+
+def _squares(n: int) -> list[Sample]:
+    g = torch.Generator().manual_seed(3)
+    return [Sample(f"s{i}", torch.rand(3, 16, 16, generator=g), i % 5, torch.tensor([[1.0, 2, 9, 11]])) for i in range(n)]
+
+
+def test_a_run_with_cam_and_the_baselines_runs_the_network_once_per_batch(model, tmp_path) -> None:
+    data = _squares(10)
+    methods = [xaibench.create_explainer(name, model) for name in ["cam", "eigencam", "ablationcam", "center", "random"]]
+    with _passes(model.network) as passes:
+        evaluate(model, data, methods, batch_size=4)
+    assert passes[0] == 3  # the classification pass of each of the 3 batches, nothing else
+
+
+def test_average_drop_takes_the_clean_probability_from_the_classification_pass(model) -> None:
+    """One pass per batch for the clean images, whatever the number of methods; one per method for
+    the images times their maps."""
+    data = _squares(10)
+    metrics = ["top1_cls", "average_drop", "increase_in_confidence"]
+    methods = [xaibench.create_explainer(name, model) for name in ["cam", "center", "random"]]
+    with _passes(model.network) as passes:
+        shared = evaluate(model, data, methods, metrics=metrics, batch_size=4)
+    assert passes[0] == 3 * (1 + 3)
+    # the same values as each method's own pass over the image and its map
+    for method, rows in shared.groupby("method"):
+        maps = xaibench.create_explainer(method, model).explain(
+            torch.stack([s.image for s in data]), torch.tensor([s.label for s in data])).maps
+        with torch.no_grad():
+            p = torch.softmax(model(torch.cat([torch.stack([s.image for s in data]),
+                                               torch.stack([s.image for s in data]) * maps[:, None]])), 1)
+        y, o = (p[range(10), [s.label for s in data]] for p in (p[:10], p[10:]))
+        expected = 100 * np.maximum(0, y.double().numpy() - o.double().numpy()) / y.double().numpy()
+        assert np.allclose(rows.average_drop, expected, rtol=1e-6, atol=0)  # bit-equal where the network is batch-invariant
+        assert rows.increase_in_confidence.tolist() == (100.0 * (o > y)).tolist()

@@ -461,3 +461,51 @@ def test_the_pointing_game_resizes_the_methods_own_map_straight_to_the_photo(tmp
         rows.append(f"p{k}.png,disk,{x + 14},{y},{x + 14},{y}\n")
     scored = evaluate(model, photos(rows), [method], metrics=["pointing"])
     assert scored.pointing.tolist() == [1.0] * 16
+
+
+def test_timings_hold_the_seconds_in_the_method_and_in_the_metrics_of_its_maps(model, tmp_path, monkeypatch) -> None:
+    """A clock that moves only in the method (1 s per batch) and in the metric (0.25 s per batch)."""
+    import time
+
+    clock = [0.0]
+    monkeypatch.setattr(time, "perf_counter", lambda: clock[0])
+
+    class Slow(xaibench.Explainer):
+        name = "slow"
+
+        def attribute(self, images, targets):
+            clock[0] += 1.0
+            return images.mean(1)
+
+    class SlowMetric(xaibench.Metric):
+        name, columns = "slow_metric", {"slow": "scalar"}
+
+        def score(self, batch):
+            clock[0] += 0.25
+            return {"slow": np.zeros(len(batch))}
+
+    evaluate(model, [_square(i) for i in range(6)], [Slow(model)], metrics=[SlowMetric()], batch_size=4, out=tmp_path,
+             workers=0)  # one thread: the clock moves in turn
+    timings = read_timings(tmp_path)
+    assert timings[["batch", "images", "seconds", "metric_seconds"]].values.tolist() == [[0, 4, 1.0, 0.25], [4, 2, 1.0, 0.25]]
+
+
+def test_a_run_whose_timings_have_no_metric_time_is_resumed(model, tmp_path) -> None:
+    """timings.csv as xaibench 0.3 wrote it, without metric_seconds: converted on resume, its rows kept,
+    the new rows with their metric time."""
+    import shutil
+
+    from xaibench.harness import TIMING_COLUMNS
+    from xaibench.journal import Journal
+
+    data = [_square(i) for i in range(6)]
+    evaluate(model, data, ["cam"], n=4, batch_size=2, out=tmp_path)
+    rows = read_timings(tmp_path).drop(columns="metric_seconds")
+    shutil.rmtree(tmp_path / "timings")
+    journal = Journal(tmp_path / "timings.csv", TIMING_COLUMNS[:-1])
+    journal.create()
+    journal.append(rows)
+    evaluate(model, data, ["cam"], batch_size=2, out=tmp_path)
+    timings = read_timings(tmp_path)
+    assert not (tmp_path / "timings.csv").exists()
+    assert timings.batch.tolist() == [0, 2, 4] and timings.metric_seconds.isna().tolist() == [True, True, False]

@@ -67,6 +67,24 @@ def test_a_half_written_last_line_is_ignored_then_removed(tmp_path) -> None:
     assert journal.read().id.tolist() == ["a", "b", "c"]
 
 
+def test_an_earlier_file_without_an_added_column_gets_it_empty_and_takes_new_rows(tmp_path) -> None:
+    path = tmp_path / "timings.csv"
+    path.write_text("model,method,seconds\n'=m,cam,0.1\nm,rise,2.5\nm,ri")  # and a half-written line
+    journal = Journal(path, ["model", "method", "seconds", "metric_seconds"], text_columns=["model", "method"],
+                      added_columns=["metric_seconds"])
+    assert journal.read().metric_seconds.isna().all()  # read as it is
+    journal.repair()
+    assert path.read_text() == "model,method,seconds,metric_seconds\n'=m,cam,0.1,\nm,rise,2.5,\n"
+    journal.append(pd.DataFrame({"model": ["m"], "method": ["cam"], "seconds": [0.2], "metric_seconds": [0.05]}))
+    rows = journal.read()
+    assert rows.model.tolist() == ["=m", "m", "m"] and rows.seconds.tolist() == [0.1, 2.5, 0.2]
+    assert rows.metric_seconds.tolist()[2] == 0.05 and rows.metric_seconds[:2].isna().all()
+    other = Journal(path, ["model", "method", "seconds", "metric_seconds", "x"], text_columns=["model", "method"],
+                    optional_columns=["x"])
+    with pytest.raises(XaibenchError, match="written by an earlier version of xaibench, without x"):
+        other.repair()  # an optional column it lacks that is not an added one: refused as before
+
+
 def test_a_file_with_other_columns_is_refused(tmp_path) -> None:
     path = tmp_path / "rows.csv"
     path.write_text("image,score\nx,1\n")

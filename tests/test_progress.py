@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
 import xaibench
+from xaibench.harness import evaluate
 from xaibench.progress import PassProgress, clock_text, progress_text
 
+from conftest import tiny_model
 
 #: The methods that run many passes per batch, with small budgets, and how many passes (or samples)
 #: a batch of 4 images runs: their totals by hand (Score-CAM, IS-CAM and SS-CAM skip feature maps, so
@@ -93,3 +97,14 @@ def test_pass_progress_redraws_at_most_twice_a_second_and_always_at_the_end() ->
         "rise: 10/100 passes, 50/s, 0:02 left", "rise: 40/100 passes, 50/s, 0:01 left",
         "rise: 70/100 passes, 50/s, 0:01 left", "rise: 100/100 passes, 50/s, 0:00 left",
     ]
+
+
+def test_a_run_s_bar_shows_a_long_method_s_passes_within_the_batch(tmp_path, capsys) -> None:
+    model = tiny_model()
+    g = torch.Generator().manual_seed(0)
+    data = [xaibench.data.Sample(f"s{i}", torch.rand(3, 16, 16, generator=g), i % 5, torch.tensor([[2.0, 2, 9, 9]]))
+            for i in range(4)]
+    rise = xaibench.create_explainer("rise", model, n_masks=40, batch_size=20)
+    evaluate(model, data, [rise], batch_size=4, progress=True)
+    err = capsys.readouterr().err
+    assert re.search(r"rise: 160/160 passes, [0-9.e+]+/s, 0:00 left", err), err[-500:]

@@ -148,3 +148,34 @@ def test_failed_and_constant_maps_are_counted_not_scored() -> None:
     assert summary.n["cam", "top1_cls"] == 4  # the classification does not depend on the map
     table = per_image_table(per_image)
     assert table[table.method == "cam"].maxboxacc.isna().tolist() == [True, True, False, False]
+
+
+def test_seconds_per_image_of_the_method_and_of_its_metrics() -> None:
+    from xaibench.report import seconds_per_image
+
+    timings = pd.DataFrame({
+        "model": "m", "batch": [0, 0, 32, 32, 64], "method": ["cam", "rise", "cam", "rise", "cam"],
+        "images": [32, 32, 32, 32, 16], "seconds": [4.0, 64.0, 2.4, 64.0, 1.6],
+        "metric_seconds": [1.6, 3.2, 1.6, 3.2, np.nan],  # the last row from a run of 0.3.0: no metric time
+    })
+    method = seconds_per_image(timings)
+    assert method[("m", "cam")] == pytest.approx(8.0 / 80) and method[("m", "rise")] == pytest.approx(2.0)
+    metrics = seconds_per_image(timings, "metric_seconds")
+    assert metrics[("m", "cam")] == pytest.approx(3.2 / 64) and metrics[("m", "rise")] == pytest.approx(0.1)
+    assert seconds_per_image(timings.drop(columns="metric_seconds"), "metric_seconds").empty
+
+
+def test_summary_md_shows_the_seconds_per_image_in_the_method_and_in_the_metrics(tmp_path) -> None:
+    from xaibench.harness import TIMING_COLUMNS, RunTables, build_metrics
+
+    journals = RunTables.open(tmp_path, build_metrics(None))
+    journals.per_image.append(_per_image())
+    journals.timings.append(pd.DataFrame([("m", 0, "cam", 4, 0.2, 0.06), ("m", 0, "saliency", 4, 0.8, 0.04)],
+                                         columns=TIMING_COLUMNS))
+    (tmp_path / "config.json").write_text(json.dumps({"seed": 0, "n": 4, "methods": ["cam", "saliency"]}))
+    write_summary(tmp_path)
+    lines = (tmp_path / "summary.md").read_text().splitlines()
+    header = next(line for line in lines if line.startswith("| method"))
+    assert header.endswith("| s/img | metric s/img |")
+    assert next(line for line in lines if line.startswith("| cam |")).endswith("| 0.05 | 0.015 |")
+    assert next(line for line in lines if line.startswith("| saliency |")).endswith("| 0.2 | 0.01 |")

@@ -5,6 +5,14 @@ explainer once per batch, hands its maps and the ground truth to every metric
 (:class:`xaibench.metric.Metric`), and collects the per-image values in a pandas DataFrame. It knows
 no method and no metric by name: a metric says which columns it writes.
 
+One forward pass per batch classifies the images (:mod:`xaibench.forward_pass`); the methods that need
+nothing else take their maps from it, and the metrics take the clean images' logits from it. The next
+batches are read and decoded meanwhile, in ``DataLoader`` workers where that pays
+(:mod:`xaibench.loading`), and the metrics that run no network are scored on a worker thread while
+the network runs the next method (:mod:`xaibench.metric_pool`), their rows written in the same order.
+A long method's passes within a batch show on the progress bar (:mod:`xaibench.progress`), and the
+``timings`` table holds each (batch, method)'s seconds in the method and in the metrics of its maps.
+
 With ``out`` given, the harness owns five tables in that folder (:class:`RunTables`, Parquet part
 files: :mod:`xaibench.results_store`): ``per_image`` (the rows, including the per-image curves that
 the data-set-level metrics need, so a partial run can be summarised), ``skipped``, ``timings``, and
@@ -12,7 +20,7 @@ the data-set-level metrics need, so a partial run can be summarised), ``skipped`
 first images' maps at full size, for the run's overlay figure: :mod:`xaibench.thumbnails`). A batch's
 rows are committed as one part as soon as its methods are done (the finished methods' rows when a
 method fails or the run is interrupted), so a run killed at any point loses at most the batch in
-flight, and running again on the same folder continues where it stopped: batches are fixed ranges of
+flight (and the one before it, while the worker thread still scores its last metrics), and running again on the same folder continues where it stopped: batches are fixed ranges of
 data-set indices (or of the chosen ``indices``), finished (index, method) rows are not computed again,
 and the rows come out in the same order and with the same values as those of an uninterrupted run.
 """
@@ -23,7 +31,7 @@ import logging
 import os
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -35,11 +43,15 @@ from xaibench import thumbnails
 from xaibench.data.sample import Batch, Sample, collate, sample_digest
 from xaibench.errors import UnreadableImageError, XaibenchError
 from xaibench.explainer import Explainer, create_explainer
+from xaibench.forward_pass import classification_pass
 from xaibench.journal import ArrayCell, Journal
+from xaibench.loading import span_reader
 from xaibench.localization import as_numpy
 from xaibench.method_spec import repeated
 from xaibench.metric import DEFAULT_METRICS, Metric, MetricInput, create_metric, with_requirements
+from xaibench.metric_pool import MetricPool
 from xaibench.models import Model, eval_mode
+from xaibench.progress import PassProgress
 from xaibench.results_store import Table, convert_journal
 from xaibench.run_folder import IMAGES, LEGACY_JOURNALS, MAPS, PER_IMAGE, SKIPPED, TIMINGS
 from xaibench.text import displayable
@@ -57,7 +69,9 @@ COLUMNS = ["model", "index", "image_id", DIGEST, "method", "label", "prediction"
 #: resumed run scored it) replaces the earlier one, for every reader.
 ROW_KEYS = ["model", "index", "method"]
 SKIPPED_COLUMNS = ["model", "index", "reason"]
-TIMING_COLUMNS = ["model", "batch", "method", "images", "seconds"]
+#: One row per (batch, method): ``seconds`` in the method, ``metric_seconds`` in the metrics of its maps
+#: (absent from the rows of xaibench 0.3 and earlier).
+TIMING_COLUMNS = ["model", "batch", "method", "images", "seconds", "metric_seconds"]
 TARGETS = ("label", "prediction")
 STATUSES = ("ok", "constant", "nonfinite")
 
@@ -95,7 +109,7 @@ def _table_specs(metrics: Sequence[Metric]) -> dict[str, dict]:
         SKIPPED: dict(columns=SKIPPED_COLUMNS, text_columns=["model", "reason"], integer_columns=["index"],
                       lost="the record that those images were skipped"),
         TIMINGS: dict(columns=TIMING_COLUMNS, text_columns=["model", "method"], integer_columns=["batch", "images"],
-                      lost="those seconds from the timings"),
+                      added_columns=["metric_seconds"], lost="those seconds from the timings"),
         IMAGES: dict(columns=thumbnails.IMAGE_COLUMNS, array_columns={"boxes": _BOXES_CELL, "jpeg": _JPEG_CELL},
                      text_columns=["model", "image_id", "class_name"], integer_columns=["index", "label", "height", "width"],
                      lost="those images from the report's galleries"),
@@ -312,6 +326,7 @@ def evaluate(
     out: str | Path | None = None,
     progress: bool = False,
     read_back: bool = True,
+    workers: int | None = None,
 ) -> pd.DataFrame | None:
     """Explain and score every image of ``dataset`` with every method.
 
@@ -334,10 +349,16 @@ def evaluate(
             already there are kept and not computed again, so calling again on the same folder resumes
             an interrupted run (with the same arguments: the caller checks that, see
             :class:`xaibench.run_folder.RunFolder`).
-        progress: Show a progress bar (with the method and metric at work).
+        progress: Show a progress bar (with the method and metric at work, and a long method's passes
+            within the batch: done, rate and time left).
         read_back: With ``out``, read the model's rows back and return them; False returns None,
             and the run's memory stays that of a batch (the rows are in ``out``, for
             :func:`read_per_image` or :func:`per_image_groups`).
+        workers: Processes reading and decoding the next batches while the network runs (None: one
+            per core but one, at most 4), started only when reading is slow enough to pay for them
+            (:mod:`xaibench.loading`); and a thread scoring the metrics that run no network meanwhile
+            (:mod:`xaibench.metric_pool`). 0: neither, everything in turn in the calling thread. The
+            rows are the same.
 
     Returns:
         One row per (image, method) with :data:`COLUMNS` and the metrics' columns (with ``out``, the
@@ -378,37 +399,46 @@ def evaluate(
     figure = sorted(done)[: thumbnails.FIGURE_IMAGES]  # the first readable images: maps kept at full size
     # A resumed run's bar starts at the images already done, so its rate and ETA are those of this run.
     bar = tqdm(total=len(chosen), initial=len(chosen) - sum(map(len, todo)), unit="img", disable=not progress, desc="evaluating")
+    batches: dict[int, _BatchWork] = {}  # the batches whose methods' results have not all come back
+
+    def collect(results: Iterator[_MethodResult]) -> None:
+        """Keep each method's result; a batch whose results are all back is written (or kept)."""
+        for result in results:
+            work = batches[result.batch]
+            work.computed.append(result)
+            if len(work.computed) == work.methods:
+                del batches[result.batch]
+                frames.extend(work.finish(journals))
+
+    pool: MetricPool[_MethodResult] = MetricPool(threaded=workers != 0, limit=len(explainers))
     try:
-        for span in todo:
-            samples, unreadable = _read(dataset, span)
-            skipped = pd.DataFrame([(model.name, i, why) for i, why in unreadable], columns=SKIPPED_COLUMNS)
-            skipped_now += [str(i) for i, _ in unreadable]
-            batch = collate([samples[i] for i in sorted(samples)]) if samples else None
-            kept = sorted(samples)
-            figure = sorted(set(figure) | set(kept))[: thumbnails.FIGURE_IMAGES]
-            images = None
-            if journals is not None and batch is not None and any(not done.get(i) for i in kept):
-                new = [k for k, i in enumerate(kept) if not done.get(i)]
-                images = thumbnails.image_rows(
-                    model.name, [kept[k] for k in new], [batch.ids[k] for k in new], batch.images[new],
-                    batch.labels[new].tolist(), [batch.boxes[k] for k in new], model.class_names,
-                )
-            digests = [sample_digest(samples[i]) for i in kept]
-            methods = () if batch is None else _evaluate_batch(
-                model, batch, kept, digests, explainers, scorers, done, target, bar, set(figure)
-            )
-            computed = []
+        with bar, span_reader(dataset, todo, workers) as reads, pool:  # stopped and closed, whatever happens
             try:
-                for frame, maps, timing in methods:  # one method's rows, map thumbnails and time
-                    computed.append((frame, maps, timing))
-            finally:  # a method that failed or was interrupted loses only its own rows of the batch
-                if journals is not None:
-                    _commit(journals, model.name, skipped, images, computed)
-                else:
-                    frames += [frame for frame, _, _ in computed]
-            bar.update(len(span))
-    finally:
-        bar.close()
+                for span, read in zip(todo, reads):
+                    kept, batch = read.indices, read.batch
+                    skipped_now += [str(i) for i, _ in read.unreadable]
+                    figure = sorted(set(figure) | set(kept))[: thumbnails.FIGURE_IMAGES]
+                    work = _BatchWork(model.name, span[0], read.unreadable)
+                    batches[span[0]] = work
+                    if journals is not None and batch is not None and any(not done.get(i) for i in kept):
+                        new = [k for k, i in enumerate(kept) if not done.get(i)]
+                        work.images = thumbnails.image_rows(
+                            model.name, [kept[k] for k in new], [batch.ids[k] for k in new], batch.images[new],
+                            batch.labels[new].tolist(), [batch.boxes[k] for k in new], model.class_names,
+                        )
+                    if batch is not None:
+                        _submit_batch(model, batch, kept, read.digests, explainers, scorers, done, target, bar,
+                                      set(figure), pool, work)
+                    if not work.methods:
+                        del batches[span[0]]
+                        frames.extend(work.finish(journals))
+                    collect(pool.ready())
+                    bar.update(len(span))
+            finally:  # the methods computed so far are scored and kept, whatever stopped the run
+                collect(pool.drain())
+    finally:  # a method that failed or was interrupted loses only its own rows of its batch
+        for work in batches.values():
+            frames.extend(work.finish(journals))
     if journals is not None:
         if not read_back:
             return None
@@ -423,12 +453,43 @@ def evaluate(
     return result
 
 
+@dataclass
+class _MethodResult:
+    """One method's work on a batch: its rows, its maps' thumbnails, and (batch, method, images, seconds
+    in the method, seconds in the metrics of its maps)."""
+
+    batch: int
+    rows: pd.DataFrame
+    maps: pd.DataFrame
+    timing: tuple[int, str, int, float, float]
+
+
+@dataclass
+class _BatchWork:
+    """A batch between its reading and its commit: what was read, and its methods' results as they come."""
+
+    model: str
+    key: int
+    unreadable: list[tuple[int, str]]
+    images: pd.DataFrame | None = None
+    methods: int = 0  # results to come: one per method given to the metric pool
+    computed: list[_MethodResult] = field(default_factory=list)
+
+    def finish(self, tables: RunTables | None) -> list[pd.DataFrame]:
+        """Write the batch's parts to ``tables`` (and return no rows), or, without tables, return its rows."""
+        if tables is None:
+            return [result.rows for result in self.computed]
+        skipped = pd.DataFrame([(self.model, i, why) for i, why in self.unreadable], columns=SKIPPED_COLUMNS)
+        _commit(tables, self.model, skipped, self.images, self.computed)
+        return []
+
+
 def _commit(
     tables: RunTables,
     model: str,
     skipped: pd.DataFrame,
     images: pd.DataFrame | None,
-    computed: Sequence[tuple[pd.DataFrame, pd.DataFrame, tuple[int, str, int, float]]],
+    computed: Sequence[_MethodResult],
 ) -> None:
     """Write one batch's parts: its unreadable images, its image thumbnails, then its methods' map
     thumbnails and timings, and last its per-image rows, which mark the batch's (index, method) pairs
@@ -438,9 +499,9 @@ def _commit(
     if images is not None:
         tables.images.append(images)
     if computed:
-        tables.maps.append(pd.concat([maps for _, maps, _ in computed], ignore_index=True))
-        tables.timings.append(pd.DataFrame([(model, *timing) for _, _, timing in computed], columns=TIMING_COLUMNS))
-        tables.per_image.append(pd.concat([frame for frame, _, _ in computed], ignore_index=True))
+        tables.maps.append(pd.concat([result.maps for result in computed], ignore_index=True))
+        tables.timings.append(pd.DataFrame([(model, *result.timing) for result in computed], columns=TIMING_COLUMNS))
+        tables.per_image.append(pd.concat([result.rows for result in computed], ignore_index=True))
 
 
 def _done(journals: RunTables | None, model: str, wanted: set[int]) -> dict[int, dict[str, str | None]]:
@@ -506,30 +567,7 @@ def _unchanged(
     return kept
 
 
-def _read(dataset: Sequence[Sample], indices: Sequence[int]) -> tuple[dict[int, Sample], list[tuple[int, str]]]:
-    """The readable samples of ``indices``, and (index, reason) for each unreadable one.
-
-    Only :class:`~xaibench.errors.UnreadableImageError` (a missing, undecodable, truncated or oversized
-    file) is skipped; any other error of the data set stops the run, naming the sample.
-    """
-    samples, unreadable = {}, []
-    for index in indices:
-        try:
-            samples[index] = dataset[index]
-        except UnreadableImageError as error:
-            unreadable.append((index, str(error)))
-            logger.warning("skipped image %d: %s", index, error)
-        except XaibenchError as error:
-            raise XaibenchError(f"sample {index} of the data set: {error}") from error
-        except Exception as error:
-            raise XaibenchError(
-                f"the data set failed on sample {index} ({type(error).__name__}: {error}); this is not an "
-                "unreadable image but an error in the data set's code or annotations"
-            ) from error
-    return samples, unreadable
-
-
-def _evaluate_batch(
+def _submit_batch(
     model: Model,
     batch: Batch,
     indices: Sequence[int],
@@ -540,31 +578,54 @@ def _evaluate_batch(
     target: str,
     bar: tqdm,
     full_size: set[int],
-) -> Iterator[tuple[pd.DataFrame, pd.DataFrame, tuple[int, str, int, float]]]:
-    """For each method with an (image, method) of the batch not in ``done``, as soon as it is computed
-    and scored: the rows of those images (``digests``: each image's :func:`sample_digest`), the thumbnails of their maps (full size for the indices in
-    ``full_size``), and (batch, method, images, seconds of the method)."""
+    pool: MetricPool[_MethodResult],
+    work: _BatchWork,
+) -> None:
+    """The network work of a batch, in the calling thread: its classification pass, then for each method
+    with an (image, method) not in ``done``, in order, the method and the metrics that run the network;
+    the method's other metrics, its rows (``digests``: each image's :func:`sample_digest`) and its maps'
+    thumbnails (full size for the indices in ``full_size``) are a job for ``pool``, whose result
+    (a :class:`_MethodResult`) ``work`` counts.
+
+    One forward pass classifies the batch; the methods that need nothing else
+    (:attr:`~xaibench.explainer.Explainer.uses_forward_pass`) take their maps from it, and the metrics
+    take the clean images' logits from it (:attr:`~xaibench.metric.MetricInput.logits`).
+    """
+    todo = {e.name: np.array([e.name not in done.get(i, ()) for i in indices]) for e in explainers}
     images = batch.images.to(model.device)
-    with eval_mode(model.network), torch.no_grad():
-        top5 = model(images).topk(min(5, model.num_classes), dim=1).indices.cpu()
+    forward = classification_pass(model, images, features=any(e.uses_forward_pass and todo[e.name].any() for e in explainers))
+    top5 = forward.logits.topk(min(5, model.num_classes), dim=1).indices.cpu()
     predictions = top5[:, 0]
     targets = batch.labels if target == "label" else predictions
+    where = f"images {batch.ids[0]} ... {batch.ids[-1]}" if len(batch) > 1 else f"image {batch.ids[0]}"
     for explainer in explainers:
-        todo = np.array([explainer.name not in done.get(i, ()) for i in indices])
-        if not todo.any():
+        if not todo[explainer.name].any():
             continue
         bar.set_postfix_str(explainer.name)
-        where = f"images {batch.ids[0]} ... {batch.ids[-1]}" if len(batch) > 1 else f"image {batch.ids[0]}"
         start = time.perf_counter()
         try:
-            explanation = explainer.explain(images, targets.to(images.device))
+            explanation = explainer.explain(
+                images, targets.to(images.device), forward=forward, progress=PassProgress(bar, explainer.name)
+            )
         except Exception as error:
             raise XaibenchError(f"method '{explainer.name}' failed on {where}: {type(error).__name__}: {error}") from error
-        timing = (indices[0], explainer.name, len(batch), time.perf_counter() - start)
+        seconds = time.perf_counter() - start
         maps, native = as_numpy(explanation.maps), as_numpy(explanation.native)
         finite = as_numpy(explanation.finite).astype(bool)
         constant = as_numpy(explanation.constant).astype(bool)
-        keep = np.flatnonzero(todo)
+        keep = np.flatnonzero(todo[explainer.name])
+        # Metrics of maps see the finite maps; metrics of the image alone see every row to write.
+        rows = {True: keep[finite[keep]], False: keep}
+        inputs = {
+            needs_maps: _metric_input(model, batch, images, forward.logits, maps, native, targets, top5, rows[needs_maps], target)
+            for needs_maps in {m.needs_maps for m in metrics}
+        }
+        values = {}
+        for metric in metrics:
+            if metric.passes_per_image:  # the metrics that run the network, here; they take time: say which
+                bar.set_postfix_str(f"{explainer.name}: {metric.name}")
+                values[metric.name] = _score(metric, inputs, rows, explainer.name, where)
+        network_seconds = time.perf_counter() - start - seconds
         frame = pd.DataFrame(
             {
                 "model": model.name,
@@ -578,27 +639,36 @@ def _evaluate_batch(
                 "status": np.where(~finite, "nonfinite", np.where(constant, "constant", "ok")),
             }
         )
-        # Metrics of maps see the finite maps; metrics of the image alone see every row to write.
-        rows = {True: keep[finite[keep]], False: keep}
-        inputs = {
-            needs_maps: _metric_input(model, batch, images, maps, native, targets, top5, rows[needs_maps], target)
-            for needs_maps in {m.needs_maps for m in metrics}
-        }
-        for metric in metrics:
-            if metric.passes_per_image:  # the metrics that run the network take time: say which
-                bar.set_postfix_str(f"{explainer.name}: {metric.name}")
-            scored = rows[metric.needs_maps]
-            try:
-                values = metric.score(inputs[metric.needs_maps]) if len(scored) else {}
-            except Exception as error:
-                raise XaibenchError(
-                    f"metric '{metric.name}' failed on the maps of method '{explainer.name}' for {where}: "
-                    f"{type(error).__name__}: {error}"
-                ) from error
-            for column, kind in metric.columns.items():
-                frame[column] = _column(metric, column, kind, values.get(column), scored, frame.index)
-        thumbs = thumbnails.map_rows(model.name, [indices[k] for k in keep], explainer.name, maps[keep], full_size)
-        yield frame.iloc[keep], thumbs, timing
+
+        def rest(frame=frame, maps=maps, keep=keep, values=values, method=explainer.name, seconds=seconds,
+                 network_seconds=network_seconds, inputs=inputs, rows=rows) -> _MethodResult:
+            """The metrics that run no network (on inputs of their own: a cache apart from the calling
+            thread's), the columns in the metrics' order, the thumbnails."""
+            start = time.perf_counter()
+            own = {needs_maps: replace(given, cache={}) for needs_maps, given in inputs.items()}
+            for metric in metrics:
+                if not metric.passes_per_image:
+                    values[metric.name] = _score(metric, own, rows, method, where)
+            for metric in metrics:
+                for column, kind in metric.columns.items():
+                    frame[column] = _column(metric, column, kind, values[metric.name].get(column), rows[metric.needs_maps], frame.index)
+            timing = (indices[0], method, len(batch), seconds, network_seconds + time.perf_counter() - start)
+            thumbs = thumbnails.map_rows(model.name, [indices[k] for k in keep], method, maps[keep], full_size)
+            return _MethodResult(work.key, frame.iloc[keep], thumbs, timing)
+
+        work.methods += 1
+        pool.submit(rest)
+
+
+def _score(metric: Metric, inputs: dict[bool, MetricInput], rows: dict[bool, np.ndarray], method: str, where: str) -> dict:
+    """``metric``'s values for its rows of a method's batch (none for no row)."""
+    try:
+        return metric.score(inputs[metric.needs_maps]) if len(rows[metric.needs_maps]) else {}
+    except Exception as error:
+        raise XaibenchError(
+            f"metric '{metric.name}' failed on the maps of method '{method}' for {where}: "
+            f"{type(error).__name__}: {error}"
+        ) from error
 
 
 def _column(
@@ -623,6 +693,7 @@ def _metric_input(
     model: Model,
     batch: Batch,
     images: torch.Tensor,
+    logits: torch.Tensor,
     maps: np.ndarray,
     native: np.ndarray,
     targets: torch.Tensor,
@@ -630,11 +701,13 @@ def _metric_input(
     rows: np.ndarray,
     target: str,
 ) -> MetricInput:
-    """What the metrics see of the batch's ``rows``: their maps, images, classes and ground truth."""
+    """What the metrics see of the batch's ``rows``: their maps, images, logits, classes and ground truth."""
+    on_device = torch.as_tensor(rows, dtype=torch.long, device=images.device)
     return MetricInput(
         maps=maps[rows],
         native_maps=native[rows],
-        images=images[torch.as_tensor(rows, dtype=torch.long, device=images.device)],
+        images=images[on_device],
+        logits=logits[on_device],
         targets=targets[torch.as_tensor(rows, dtype=torch.long)].to(images.device),
         labels=batch.labels.numpy()[rows],
         top5=top5.numpy()[rows],

@@ -122,7 +122,11 @@ class Journal:
         integer_columns: Columns that must hold non-negative integers (indices, labels, counts).
         choices: Text columns that must hold one of the given values.
         optional_columns: Columns that files written by an earlier version may lack (read back as
-            missing values; such a file cannot be appended to).
+            missing values; such a file cannot be appended to, unless the columns it lacks are all
+            ``added_columns``).
+        added_columns: Optional columns that a later version added after the others, whose absence
+            loses nothing a resumed run needs (a timing): :meth:`repair` gives an earlier file them,
+            empty in its rows, so that it can be appended to.
         lost: What deleting a damaged line loses, for the message that reports it.
     """
 
@@ -136,6 +140,7 @@ class Journal:
         integer_columns: Sequence[str] = (),
         choices: Mapping[str, Sequence[str]] | None = None,
         optional_columns: Sequence[str] = (),
+        added_columns: Sequence[str] = (),
         lost: str = "its row",
     ) -> None:
         self.path = Path(path)
@@ -146,7 +151,8 @@ class Journal:
         self.text_columns = list(text_columns)
         self.integer_columns = list(integer_columns)
         self.choices = dict(choices or {})
-        self.optional_columns = list(optional_columns)
+        self.optional_columns = list(optional_columns) + [c for c in added_columns if c not in optional_columns]
+        self.added_columns = list(added_columns)
         self.lost = lost
 
     def create(self) -> None:
@@ -159,16 +165,20 @@ class Journal:
         """Append ``frame``'s rows (its :attr:`columns`, in order) in one write, flushed to disk."""
         if frame.empty:
             return
+        descriptor = open_own(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)  # never through a link
+        with os.fdopen(descriptor, "a", encoding="utf-8", newline="") as file:
+            new = os.fstat(descriptor).st_size == 0  # create() not called
+            file.write(self._text(frame, header=new))
+            file.flush()
+            os.fsync(descriptor)
+
+    def _text(self, frame: pd.DataFrame, header: bool) -> str:
+        """``frame``'s rows as this journal's CSV text: its columns in order, arrays encoded."""
         frame = frame.reindex(columns=self.columns) if set(self.optional_columns) - set(frame) else frame[self.columns]
         frame = frame.copy()
         for column in self.array_columns:
             frame[column] = [encode_array(a) for a in frame[column]]
-        descriptor = open_own(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)  # never through a link
-        with os.fdopen(descriptor, "a", encoding="utf-8", newline="") as file:
-            new = os.fstat(descriptor).st_size == 0  # create() not called
-            file.write(csv_text(frame, header=new))
-            file.flush()
-            os.fsync(descriptor)
+        return csv_text(frame, header=header)
 
     def _complete_text(self) -> str:
         """The file's text up to its last newline (a half-written last line left out)."""
@@ -326,6 +336,10 @@ class Journal:
             return
         header = self._header(text)
         self._check_header(header)
+        if header != self.columns and header == self.columns[: len(header)] and set(self.columns[len(header) :]) <= set(self.added_columns):
+            rows = self.read()  # the columns it lacks, empty
+            atomic_write(self.path, lambda file: file.write(self._text(rows, header=True).encode("utf-8")))
+            return
         if header != self.columns:
             missing = ", ".join(c for c in self.columns if c not in header)
             raise XaibenchError(

@@ -84,6 +84,8 @@ class Table:
         integer_columns: Columns of non-negative integers (indices, labels, counts).
         choices: Text columns that must hold one of the given values.
         optional_columns: Columns that a frame may lack (written as missing values).
+        added_columns: Optional columns that a later version added, whose absence loses nothing a
+            resumed run needs (as :class:`~xaibench.journal.Journal` takes them): a frame may lack them.
         lost: What deleting a damaged part loses, for the message that reports it.
 
     Every other column is a number (float64; NaN where missing).
@@ -99,6 +101,7 @@ class Table:
         integer_columns: Sequence[str] = (),
         choices: Mapping[str, Sequence[str]] | None = None,
         optional_columns: Sequence[str] = (),
+        added_columns: Sequence[str] = (),
         lost: str = "its rows",
     ) -> None:
         self.path = Path(folder)
@@ -109,7 +112,7 @@ class Table:
         self.text_columns = list(text_columns)
         self.integer_columns = list(integer_columns)
         self.choices = dict(choices or {})
-        self.optional_columns = list(optional_columns)
+        self.optional_columns = list(optional_columns) + [c for c in added_columns if c not in optional_columns]
         self.lost = lost
         self._next: int | None = None
 

@@ -67,6 +67,9 @@ class RunSpec:
         report: Draw the overlay figures and ``report.html`` after the summary.
         max_image_pixels: Skip image files of more pixels (None: Pillow's limit, about 89 million).
         progress: Show a progress bar.
+        workers: Processes that read and decode the next batches while the network runs, and with
+            them a thread that scores the metrics that run no network meanwhile (None: one process per
+            core but one, at most 4; 0: none, everything in turn). The results are the same.
 
     Errors name each field by its option (``batch_size`` is ``--batch-size``).
     """
@@ -89,6 +92,7 @@ class RunSpec:
     report: bool = True
     max_image_pixels: int | None = None
     progress: bool = False
+    workers: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("models", "methods", "metrics"):  # a list given becomes a tuple: the spec stays frozen
@@ -169,6 +173,8 @@ def _check(spec: RunSpec) -> _Checked:
     check_common(spec)
     if spec.target not in harness.TARGETS:
         raise XaibenchError(f"--target must be one of {', '.join(harness.TARGETS)}, got {spec.target!r}")
+    if spec.workers is not None and (isinstance(spec.workers, bool) or not isinstance(spec.workers, int) or spec.workers < 0):
+        raise XaibenchError(f"--workers must be a whole number, 0 or more, got {spec.workers!r}")
     if spec.mode not in MODES:
         raise XaibenchError(f"mode must be one of {', '.join(MODES)}, got {spec.mode!r}")
     if spec.mode == "resume" and spec.out is None:
@@ -334,7 +340,8 @@ def _fill_run(
         try:
             harness.evaluate(
                 setup.model, setup.dataset, setup.explainers, metrics=metrics, batch_size=spec.batch_size,
-                target=spec.target, out=out, progress=spec.progress, read_back=False, **chosen,
+                target=spec.target, out=out, progress=spec.progress, read_back=False, workers=spec.workers,
+                **chosen,
             )
         except (XaibenchError, OSError) as error:
             message = str(error) if isinstance(error, XaibenchError) else f"{error.strerror or error}"
