@@ -341,7 +341,7 @@ def _sanity(args: argparse.Namespace) -> int:
         models=args.model, methods=args.methods, dataset=args.dataset, n=args.n, batch_size=args.batch_size,
         target=args.target, show=args.show, seed=args.seed, device=args.device, weights=args.weights,
         target_layer=args.target_layer, image_size=args.image_size, out=args.out, overwrite=args.overwrite,
-        max_image_pixels=args.max_image_pixels, progress=True, workers=args.workers,
+        max_image_pixels=args.max_image_pixels, progress=True,
     )
     started: list[SanityStart] = []
 
