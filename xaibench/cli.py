@@ -120,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     existing.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
     existing.add_argument("--overwrite", action="store_true", help="replace the run in --out")
     run.add_argument("--no-report", action="store_true", help="write the summary but not the overlay figures and report.html")
+    run.add_argument("--keep-maps", default=None, metavar="SIDE[:DTYPE]",
+                     help="keep every scored map in the run's kept_maps/ table, its longer side SIDE pixels (or full) "
+                          "as float16 (default), float32 or uint8, e.g. 224 or 56:uint8 (default: only the reports' thumbnails)")
     run.add_argument("--workers", type=int, default=None, metavar="N",
                      help="processes reading the next images while the network runs, with a thread scoring the "
                           "localization metrics meanwhile (default: one per core but one, at most 4; 0: none); "
@@ -301,7 +304,8 @@ def _run_spec(args: argparse.Namespace) -> RunSpec:
         selection=selection, batch_size=args.batch_size, target=args.target, seed=args.seed, device=args.device,
         weights=args.weights, target_layer=args.target_layer, image_size=args.image_size, out=args.out,
         mode="resume" if args.resume else "overwrite" if args.overwrite else "new", report=not args.no_report,
-        max_image_pixels=args.max_image_pixels, progress=True, workers=args.workers,
+        max_image_pixels=args.max_image_pixels, progress=True, keep_maps=args.keep_maps,
+        workers=args.workers,
     )
 
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -45,6 +45,7 @@ from xaibench.errors import UnreadableImageError, XaibenchError
 from xaibench.explainer import Explainer, create_explainer
 from xaibench.forward_pass import classification_pass
 from xaibench.journal import ArrayCell, Journal
+from xaibench.kept_maps import KEPT_MAP_COLUMNS, KeepMaps, kept_map_rows
 from xaibench.loading import span_reader
 from xaibench.localization import as_numpy
 from xaibench.method_spec import repeated
@@ -53,7 +54,7 @@ from xaibench.metric_pool import MetricPool
 from xaibench.models import Model, eval_mode
 from xaibench.progress import PassProgress
 from xaibench.results_store import Table, convert_journal
-from xaibench.run_folder import IMAGES, LEGACY_JOURNALS, MAPS, PER_IMAGE, SKIPPED, TIMINGS
+from xaibench.run_folder import IMAGES, KEPT_MAPS, LEGACY_JOURNALS, MAPS, PER_IMAGE, SKIPPED, TIMINGS
 from xaibench.text import displayable
 
 logger = logging.getLogger(__name__)
@@ -95,6 +96,8 @@ _CURVE_CELL = ArrayCell(uniform=True)
 _BOXES_CELL = ArrayCell("f", (2,), 4 * 65536)
 _JPEG_CELL = ArrayCell("u", (1,), 1 << 20)
 _MAP_CELL = ArrayCell("u", (2,), 1 << 24)
+#: A kept map (:mod:`xaibench.kept_maps`): 8-bit or float, at most 4096 x 4096.
+_KEPT_MAP_CELL = ArrayCell("uf", (2,), 1 << 24)
 
 
 def _table_specs(metrics: Sequence[Metric]) -> dict[str, dict]:
@@ -119,6 +122,10 @@ def _table_specs(metrics: Sequence[Metric]) -> dict[str, dict]:
     }
 
 
+_KEPT_MAPS_SPEC = dict(columns=KEPT_MAP_COLUMNS, array_columns={"map": _KEPT_MAP_CELL}, text_columns=["model", "method"],
+                       integer_columns=["index"], lost="those kept maps")
+
+
 @dataclass(frozen=True)
 class RunTables:
     """The tables the harness writes in a run's folder (:mod:`xaibench.results_store`); in a run of
@@ -129,6 +136,8 @@ class RunTables:
     timings: Table | Journal
     images: Table | Journal
     maps: Table | Journal
+    #: Every scored map, in a run told to keep them (:mod:`xaibench.kept_maps`); absent otherwise.
+    kept_maps: Table
 
     @classmethod
     def at(cls, folder: str | Path, metrics: Sequence[Metric] = (), *, legacy: bool = True) -> RunTables:
@@ -139,19 +148,19 @@ class RunTables:
         for name, spec in _table_specs(metrics).items():
             table, old = Table(folder / name, **spec), folder / LEGACY_JOURNALS[name]
             tables[name] = Journal(old, **spec) if legacy and not table.exists() and os.path.lexists(old) else table
-        return cls(**tables)
+        return cls(**tables, kept_maps=Table(folder / KEPT_MAPS, **_KEPT_MAPS_SPEC))
 
     @classmethod
-    def open(cls, folder: str | Path, metrics: Sequence[Metric]) -> RunTables:
-        """The tables of ``folder``, ready to write to: created if new; the CSV journals of a run of
-        xaibench 0.3 converted to tables, once (with a message)."""
+    def open(cls, folder: str | Path, metrics: Sequence[Metric], *, keep_maps: bool = False) -> RunTables:
+        """The tables of ``folder``, ready to write to: created if new (``kept_maps`` only with
+        ``keep_maps``); the CSV journals of a run of xaibench 0.3 converted to tables, once (with a message)."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         tables = cls.at(folder, metrics, legacy=False)
         for name, spec in _table_specs(metrics).items():
             if os.path.lexists(folder / LEGACY_JOURNALS[name]):
                 convert_journal(Journal(folder / LEGACY_JOURNALS[name], **spec), getattr(tables, name))
-        for table in tables.all():
+        for table in (*tables.all(), *([tables.kept_maps] if keep_maps else [])):
             table.repair()
             table.create()
         return tables
@@ -292,6 +301,23 @@ def figure_maps(
     }
 
 
+def read_kept_maps(folder: str | Path, where: Callable[[pd.DataFrame], Sequence[bool]] | None = None) -> pd.DataFrame:
+    """The maps a run kept (``xaibench run --keep-maps``, :mod:`xaibench.kept_maps`): one row per
+    (model, index, method) with :data:`KEPT_MAP_COLUMNS`, ``map`` a 2-d numpy array (None for a
+    non-finite map); ``where`` chooses rows from the keys before any map is decoded.
+
+    Example:
+        >>> maps = read_kept_maps("reports/run", lambda keys: keys.method == "cam")
+
+    Raises:
+        XaibenchError: the run kept no maps.
+    """
+    table = RunTables.at(folder).kept_maps
+    if not table.exists():
+        raise XaibenchError(f"{folder} keeps no maps: the run was not told to; run it with --keep-maps SIDE[:DTYPE]")
+    return thumbnails.latest(table.read(where), ["model", "index", "method"])
+
+
 def read_timings(folder: str | Path) -> pd.DataFrame:
     """The rows of a run's ``timings`` table."""
     return RunTables.at(folder).timings.read()
@@ -327,6 +353,7 @@ def evaluate(
     progress: bool = False,
     read_back: bool = True,
     workers: int | None = None,
+    keep_maps: KeepMaps | None = None,
 ) -> pd.DataFrame | None:
     """Explain and score every image of ``dataset`` with every method.
 
@@ -359,6 +386,8 @@ def evaluate(
             (:mod:`xaibench.loading`); and a thread scoring the metrics that run no network meanwhile
             (:mod:`xaibench.metric_pool`). 0: neither, everything in turn in the calling thread. The
             rows are the same.
+        keep_maps: With ``out``, keep every scored map in ``out/kept_maps/`` at this size and dtype
+            (:mod:`xaibench.kept_maps`; read them with :func:`read_kept_maps`).
 
     Returns:
         One row per (image, method) with :data:`COLUMNS` and the metrics' columns (with ``out``, the
@@ -389,7 +418,9 @@ def evaluate(
     chosen = list(range(total)) if indices is None else sorted({int(i) for i in indices})
     if chosen and not 0 <= chosen[0] <= chosen[-1] < total:
         raise XaibenchError(f"indices must lie in [0, {total}) (the first n images of the data set); got {chosen[-1]}")
-    journals = RunTables.open(out, scorers) if out is not None else None
+    if keep_maps is not None and out is None:
+        raise XaibenchError("keep_maps needs out, the folder to keep the maps in")
+    journals = RunTables.open(out, scorers, keep_maps=keep_maps is not None) if out is not None else None
     done = _unchanged(dataset, _done(journals, model.name, set(chosen)), out)
 
     # Images skipped earlier are read again: one restored since is scored now.
@@ -428,7 +459,7 @@ def evaluate(
                         )
                     if batch is not None:
                         _submit_batch(model, batch, kept, read.digests, explainers, scorers, done, target, bar,
-                                      set(figure), pool, work)
+                                      set(figure), pool, work, keep_maps)
                     if not work.methods:
                         del batches[span[0]]
                         frames.extend(work.finish(journals))
@@ -462,6 +493,7 @@ class _MethodResult:
     rows: pd.DataFrame
     maps: pd.DataFrame
     timing: tuple[int, str, int, float, float]
+    kept: pd.DataFrame | None = None  # the maps kept, with ``keep_maps``
 
 
 @dataclass
@@ -500,6 +532,9 @@ def _commit(
         tables.images.append(images)
     if computed:
         tables.maps.append(pd.concat([result.maps for result in computed], ignore_index=True))
+        kept = [result.kept for result in computed if result.kept is not None]
+        if kept:
+            tables.kept_maps.append(pd.concat(kept, ignore_index=True))
         tables.timings.append(pd.DataFrame([(model, *result.timing) for result in computed], columns=TIMING_COLUMNS))
         tables.per_image.append(pd.concat([result.rows for result in computed], ignore_index=True))
 
@@ -580,12 +615,13 @@ def _submit_batch(
     full_size: set[int],
     pool: MetricPool[_MethodResult],
     work: _BatchWork,
+    keep_maps: KeepMaps | None = None,
 ) -> None:
     """The network work of a batch, in the calling thread: its classification pass, then for each method
     with an (image, method) not in ``done``, in order, the method and the metrics that run the network;
     the method's other metrics, its rows (``digests``: each image's :func:`sample_digest`) and its maps'
-    thumbnails (full size for the indices in ``full_size``) are a job for ``pool``, whose result
-    (a :class:`_MethodResult`) ``work`` counts.
+    thumbnails (full size for the indices in ``full_size``) and, with ``keep_maps``, its maps as kept, are
+    a job for ``pool``, whose result (a :class:`_MethodResult`) ``work`` counts.
 
     One forward pass classifies the batch; the methods that need nothing else
     (:attr:`~xaibench.explainer.Explainer.uses_forward_pass`) take their maps from it, and the metrics
@@ -640,7 +676,7 @@ def _submit_batch(
             }
         )
 
-        def rest(frame=frame, maps=maps, keep=keep, values=values, method=explainer.name, seconds=seconds,
+        def rest(frame=frame, maps=maps, finite=finite, keep=keep, values=values, method=explainer.name, seconds=seconds,
                  network_seconds=network_seconds, inputs=inputs, rows=rows) -> _MethodResult:
             """The metrics that run no network (on inputs of their own: a cache apart from the calling
             thread's), the columns in the metrics' order, the thumbnails."""
@@ -653,8 +689,10 @@ def _submit_batch(
                 for column, kind in metric.columns.items():
                     frame[column] = _column(metric, column, kind, values[metric.name].get(column), rows[metric.needs_maps], frame.index)
             timing = (indices[0], method, len(batch), seconds, network_seconds + time.perf_counter() - start)
-            thumbs = thumbnails.map_rows(model.name, [indices[k] for k in keep], method, maps[keep], full_size)
-            return _MethodResult(work.key, frame.iloc[keep], thumbs, timing)
+            shown = [indices[k] for k in keep]
+            thumbs = thumbnails.map_rows(model.name, shown, method, maps[keep], full_size)
+            kept = None if keep_maps is None else kept_map_rows(model.name, shown, method, maps[keep], finite[keep], keep_maps)
+            return _MethodResult(work.key, frame.iloc[keep], thumbs, timing, kept)
 
         work.methods += 1
         pool.submit(rest)

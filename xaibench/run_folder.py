@@ -11,6 +11,7 @@ file or folder              what it holds                                       
 ``timings/``                seconds per (batch, method): the method's and its metrics'   :mod:`~xaibench.harness`
 ``images/``                 thumbnails of the images, with their boxes and class names   :mod:`~xaibench.harness`
 ``maps/``                   thumbnails of every map (the first images' at full size)     :mod:`~xaibench.harness`
+``kept_maps/``              every scored map at a stated size and dtype (``--keep-maps``) :mod:`~xaibench.harness`
 ``summary.csv`` / ``.md``   per-method values with bootstrap intervals                   :mod:`~xaibench.report`
 ``box_accuracy_curves.csv`` box accuracy against the map threshold                        :mod:`~xaibench.report`
 ``per_image_table.csv``     the per-image table for spreadsheets (``xaibench export``)    :mod:`~xaibench.report`
@@ -61,6 +62,8 @@ MAPS = "maps"
 TABLES = (PER_IMAGE, SKIPPED, TIMINGS, IMAGES, MAPS)
 #: The CSV journals that held the tables up to xaibench 0.3 (read, and converted when such a run is resumed).
 LEGACY_JOURNALS = {table: f"{table}.csv" for table in TABLES}
+#: The table of every scored map, written only by a run told to keep them (``--keep-maps``).
+KEPT_MAPS = "kept_maps"
 #: The name of a table's part file: its number, in the order the parts were written.
 PART_FILE = re.compile(r"part-(\d{8})\.parquet")
 #: The per-image table exported for spreadsheets (``xaibench export``).
@@ -73,7 +76,7 @@ CURVES_CSV = "curves.csv"
 CURVES_PNG = "curves.png"
 REPORT_HTML = "report.html"
 #: Every file a run writes; ``--overwrite`` removes exactly these (and :func:`overlays_file` s).
-OUTPUTS = (CONFIG, *TABLES, *LEGACY_JOURNALS.values(), SUMMARY_CSV, SUMMARY_MD, BOX_ACCURACY_CURVES, CURVES_CSV,
+OUTPUTS = (CONFIG, *TABLES, KEPT_MAPS, *LEGACY_JOURNALS.values(), SUMMARY_CSV, SUMMARY_MD, BOX_ACCURACY_CURVES, CURVES_CSV,
            CURVES_PNG, PER_IMAGE_CSV, OVERLAYS, REPORT_HTML)
 LOCK = ".xaibench.lock"
 _TEMPORARY_SUFFIX = ".partial"
@@ -254,7 +257,7 @@ class RunFolder:
             )
         if self.mode == "overwrite":
             for name in OUTPUTS:
-                if name in TABLES:
+                if name in (*TABLES, KEPT_MAPS):
                     remove_own_folder(self.file(name), PART_FILE)
                 else:
                     remove_own(self.file(name))
@@ -397,6 +400,13 @@ def _selection(value: Any) -> bool:
     )
 
 
+def _keep_maps(value: Any) -> bool:
+    """``keep_maps`` (:meth:`xaibench.kept_maps.KeepMaps.describe`): null, or the side and dtype."""
+    return value is None or (
+        isinstance(value, dict) and (value.get("side") == "full" or _integer(1)(value.get("side"))) and _text(value.get("dtype"))
+    )
+
+
 #: What each field of ``config.json`` that xaibench reads back must be (absent is allowed: a run of an
 #: earlier version may lack it). A field of another type makes the file damaged.
 CONFIG_SCHEMA: dict[str, tuple[Callable[[Any], bool], str]] = {
@@ -407,6 +417,7 @@ CONFIG_SCHEMA: dict[str, tuple[Callable[[Any], bool], str]] = {
     DEFINITIONS_FIELD: (_integer(1), "an integer"),
     "n": (_optional(_integer(1)), "a positive integer or null"),
     "selection": (_selection, "null or an object of classes, ids, sample and indices (a list of integers)"),
+    "keep_maps": (_keep_maps, "null or an object of side (pixels or \"full\") and dtype"),
     "image_resize": (_text, "a text"),
     "map_postprocessing": (_text, "a text"),
     "constant_map_rtol": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number"),

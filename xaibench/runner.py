@@ -33,6 +33,7 @@ from xaibench.common_options import (
 from xaibench.data.pixel_limit import check_pixel_limit, current_pixel_limit, pixel_limit
 from xaibench.data.selection import Selection, describe, select_indices
 from xaibench.errors import XaibenchError
+from xaibench.kept_maps import KeepMaps, parse_keep_maps
 from xaibench.method_spec import MethodSpec, effective_options, repeated
 from xaibench.run_folder import (
     DEFINITIONS, DEFINITIONS_FIELD, IDS_FIELD, MODES, PER_IMAGE, REPORT_HTML, SKIPPED, RunFolder, overlays_file,
@@ -67,6 +68,9 @@ class RunSpec:
         report: Draw the overlay figures and ``report.html`` after the summary.
         max_image_pixels: Skip image files of more pixels (None: Pillow's limit, about 89 million).
         progress: Show a progress bar.
+        keep_maps: Keep every scored map in the run's ``kept_maps/`` table, at ``"SIDE[:DTYPE]"`` (e.g.
+            ``"224"``, ``"56:uint8"``, ``"full:float32"``; the default dtype float16) or a
+            :class:`~xaibench.kept_maps.KeepMaps` (None: keep only the reports' thumbnails).
         workers: Processes that read and decode the next batches while the network runs, and with
             them a thread that scores the metrics that run no network meanwhile (None: one process per
             core but one, at most 4; 0: none, everything in turn). The results are the same.
@@ -92,6 +96,7 @@ class RunSpec:
     report: bool = True
     max_image_pixels: int | None = None
     progress: bool = False
+    keep_maps: str | KeepMaps | None = None
     workers: int | None = None
 
     def __post_init__(self) -> None:
@@ -175,6 +180,8 @@ def _check(spec: RunSpec) -> _Checked:
         raise XaibenchError(f"--target must be one of {', '.join(harness.TARGETS)}, got {spec.target!r}")
     if spec.workers is not None and (isinstance(spec.workers, bool) or not isinstance(spec.workers, int) or spec.workers < 0):
         raise XaibenchError(f"--workers must be a whole number, 0 or more, got {spec.workers!r}")
+    if spec.keep_maps is not None and not isinstance(spec.keep_maps, KeepMaps):
+        parse_keep_maps(spec.keep_maps)
     if spec.mode not in MODES:
         raise XaibenchError(f"mode must be one of {', '.join(MODES)}, got {spec.mode!r}")
     if spec.mode == "resume" and spec.out is None:
@@ -310,6 +317,7 @@ def _config(
         DEFINITIONS_FIELD: DEFINITIONS,
         "n": n if indices is None else len(indices),
         "selection": describe(spec.selection, indices or [], first.model.class_names),
+        "keep_maps": None if spec.keep_maps is None else _keep_maps(spec).describe(),
         "image_resize": "bilinear to image_size, no crop; boxes scaled and truncated to int (wsolevaluation)",
         "map_postprocessing": "bilinear upsampling to image_size (align_corners=False), per-map min-max to [0, 1]",
         "constant_map_rtol": explainer.CONSTANT_RTOL,
@@ -341,6 +349,7 @@ def _fill_run(
             harness.evaluate(
                 setup.model, setup.dataset, setup.explainers, metrics=metrics, batch_size=spec.batch_size,
                 target=spec.target, out=out, progress=spec.progress, read_back=False, workers=spec.workers,
+                keep_maps=None if spec.keep_maps is None else _keep_maps(spec),
                 **chosen,
             )
         except (XaibenchError, OSError) as error:
@@ -353,6 +362,11 @@ def _fill_run(
     if spec.report:
         _draw(spec, setups, out, summary)
     return summary
+
+
+def _keep_maps(spec: RunSpec) -> KeepMaps:
+    """The spec's ``keep_maps``, as a :class:`~xaibench.kept_maps.KeepMaps`."""
+    return spec.keep_maps if isinstance(spec.keep_maps, KeepMaps) else parse_keep_maps(spec.keep_maps)
 
 
 def _draw(spec: RunSpec, setups: list[_Setup], out: Path, summary: pd.DataFrame) -> None:
