@@ -38,7 +38,7 @@ def synthetic_rows(n: int, methods=("cam", "gradcam"), seed: int = 0) -> pd.Data
         frame["target"] = frame["label"]
         for column, kind in template.items():
             if kind == "scalar":
-                frame[column] = rng.integers(0, 2, n).astype(float) if column != "iou" else rng.random(n)
+                frame[column] = rng.integers(0, 2, n).astype(float) if column != "mean_iou" else rng.random(n)
             elif column.startswith("box_iou_curve"):  # the best IoU at each of the 100 map thresholds
                 frame[column] = list(rng.random((n, 100)))
             else:  # PxAP's histograms of map values inside and outside the mask

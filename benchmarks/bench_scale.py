@@ -66,7 +66,7 @@ def _write(folder: Path, n: int) -> None:
             frame = template.iloc[:k].copy()
             frame["index"], frame["method"], frame["image_id"] = indices, method, [f"i{i}" for i in indices]
             frame[DIGEST] = [f"{i:064x}" for i in indices]
-            for column in ("iou", "energy_pointing"):
+            for column in ("mean_iou", "energy_pointing"):
                 frame[column] = rng.random(k)
             frames.append(frame[columns])
             maps.append(thumbnails.map_rows("m", indices, method, rng.random((k, SIDE, SIDE), dtype=np.float32),

@@ -115,7 +115,10 @@ def as_written_by(folder: Path, version: str) -> None:
             rows = rows.drop(columns=["image_sha256"])
         if name == TIMINGS:  # the method's seconds only
             rows = rows.drop(columns=["metric_seconds"])
-        columns = [c for c in table.columns if c in rows.columns]
+        if name == PER_IMAGE:  # the CAM box's IoU, as 0.3 named its column
+            rows = rows.rename(columns={"mean_iou": "iou"})
+        columns = [{"mean_iou": "iou"}.get(c, c) if name == PER_IMAGE else c for c in table.columns]
+        columns = [c for c in columns if c in rows.columns]
         journal = Journal(folder / LEGACY_JOURNALS[name], columns, array_columns=table.array_cells)
         journal.create()
         journal.append(rows)

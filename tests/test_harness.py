@@ -48,7 +48,7 @@ def test_rows_columns_and_known_values(model) -> None:
     df = evaluate(model, data, methods, batch_size=3)
     assert list(df.columns) == COLUMNS + list(metric_columns(build_metrics(None))) and len(df) == 14
     bright = df[df.method == "brightness"]
-    assert bright.iou.tolist() == [1.0] * 7 and bright.gt_known_loc.all() and (bright.pointing == 1).all()
+    assert bright.mean_iou.tolist() == [1.0] * 7 and bright.gt_known_loc.all() and (bright.pointing == 1).all()
     assert np.allclose(bright.energy_pointing, 1.0)  # background 0.1 -> 0 after min-max: all mass on the object
     assert (bright.top1_loc == bright.top1_cls).all()
     # wsolevaluation's boxes end one pixel past the contour (x + w): a perfect 4 x 4 square scores
@@ -57,7 +57,7 @@ def test_rows_columns_and_known_values(model) -> None:
     assert bright.pxap_hist.iloc[0].shape == (2, 102)
     corner = df[df.method == "corner"].set_index("image_id")
     # The corner map is 0 except one pixel: its CAM box is that pixel (IoU 1/16 with sq0 at (0, 0)).
-    assert corner.loc["sq0", "iou"] == pytest.approx(1 / 16)
+    assert corner.loc["sq0", "mean_iou"] == pytest.approx(1 / 16)
     # The square nearest the corner pixel is its own top-left corner (x_i, y_i): a hit iff x^2 + y^2 < 15^2.
     expected = [((i * 11) % 28) ** 2 + ((i * 7) % 28) ** 2 < 225 for i in range(7)]
     assert corner.pointing.tolist() == [float(e) for e in expected] and not all(expected)
@@ -81,11 +81,11 @@ def test_n_limits_the_images_and_csv_matches_the_frame(model, tmp_path) -> None:
     assert len(df) == 10
     on_disk = pd.read_parquet(tmp_path / "per_image")
     assert on_disk.image_id.tolist() == df.image_id.tolist()
-    assert on_disk.iou.tolist() == df.iou.tolist()
+    assert on_disk.mean_iou.tolist() == df.mean_iou.tolist()
     assert evaluate(model, data, ["cam", "gradcam"], n=5, batch_size=2, out=tmp_path / "quiet", read_back=False) is None
     pd.testing.assert_frame_equal(read_per_image(tmp_path / "quiet"), read_per_image(tmp_path))
     in_memory = evaluate(model, data, ["cam", "gradcam"], n=5, batch_size=2)
-    assert in_memory.iou.tolist() == df.iou.tolist()
+    assert in_memory.mean_iou.tolist() == df.mean_iou.tolist()
     for a, b in zip(in_memory.box_iou_curve_v2, df.box_iou_curve_v2):
         assert np.array_equal(a, b)  # the curves are stored exactly
 
@@ -232,13 +232,13 @@ def test_non_finite_maps_are_failures_and_constant_maps_are_counted(model) -> No
     df = evaluate(model, [_square(i) for i in range(4)], explainers, batch_size=4)
     nan = df[df.method == "nan_on_odd"]
     assert nan.status.tolist() == ["ok", "nonfinite", "ok", "nonfinite"]
-    assert nan.iou.isna().tolist() == [False, True, False, True] and nan.iou.iloc[0] == 1.0
+    assert nan.mean_iou.isna().tolist() == [False, True, False, True] and nan.mean_iou.iloc[0] == 1.0
     assert nan.box_iou_curve.isna().tolist() == [False, True, False, True]
     assert nan.top1_cls.notna().all()  # the classification is not the map's
     constant = df[df.method == "constant"]
     assert (constant.status == "constant").all()
     # An all-zero map: the CAM box is the whole 32 x 32 image, IoU with a 4 x 4 box is 16 / 1024.
-    assert np.allclose(constant.iou, 16 / 1024)
+    assert np.allclose(constant.mean_iou, 16 / 1024)
     summary = xaibench.summarize(df).set_index(["method", "metric"]).value
     assert summary["nan_on_odd", "nonfinite_maps"] == 2 and summary["constant", "constant_maps"] == 4
 
@@ -269,8 +269,8 @@ def test_a_method_editing_its_inputs_changes_nothing_else(model) -> None:
     alone = evaluate(model, data, ["cam"])
     after = evaluate(model, data, [vandal, "cam"])
     cam = after[after.method == "cam"].reset_index(drop=True)
-    assert cam.iou.tolist() == alone.iou.tolist() and cam.label.tolist() == [s.label for s in data]
-    assert after[after.method == "vandal"].iou.tolist() == [1.0] * 4
+    assert cam.mean_iou.tolist() == alone.mean_iou.tolist() and cam.label.tolist() == [s.label for s in data]
+    assert after[after.method == "vandal"].mean_iou.tolist() == [1.0] * 4
 
 
 def test_explain_samples_matches_a_direct_call(model) -> None:
@@ -379,7 +379,7 @@ def test_masks_are_per_image_so_results_do_not_depend_on_the_batch(model) -> Non
     by_four = evaluate(model, data, ["cam"], batch_size=4)
     assert [h is None for h in by_four.pxap_hist] == [False, True, False, False]
     assert by_one.pointing.tolist() == by_four.pointing.tolist()
-    for column in ("iou", "energy_pointing"):  # batched arithmetic may differ in the last bits
+    for column in ("mean_iou", "energy_pointing"):  # batched arithmetic may differ in the last bits
         assert np.allclose(by_one[column], by_four[column])
 
 

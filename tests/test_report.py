@@ -54,7 +54,7 @@ def _per_image() -> pd.DataFrame:
         "gt_known_loc": [True, True, False, False, False, False, False, False],
         "top1_loc": [True, True, False, False, False, False, False, False],
         "top5_loc": [True, True, False, False, False, False, False, False],
-        "iou": [0.8, 0.6, 0.4, 0.2, 0.1, 0.1, 0.1, 0.1],
+        "mean_iou": [0.8, 0.6, 0.4, 0.2, 0.1, 0.1, 0.1, 0.1],
         # Class 0: 3 images, 2 hits; class 1: 1 image, a hit; one difficult pair (NaN) left out.
         "pointing": [1.0, 1.0, 0.0, 1.0, 1.0, np.nan, 0.0, 0.0],
         "energy_pointing": [0.5, 0.5, 0.25, 0.75, 0.1, 0.1, 0.1, np.nan],
@@ -134,7 +134,7 @@ def test_failed_and_constant_maps_are_counted_not_scored() -> None:
     per_image = _per_image()
     failed = per_image.index[per_image.method == "cam"][:2]
     per_image.loc[failed, "status"] = "nonfinite"
-    for column in ("gt_known_loc", "top1_loc", "top5_loc", "iou", "pointing", "energy_pointing"):
+    for column in ("gt_known_loc", "top1_loc", "top5_loc", "mean_iou", "pointing", "energy_pointing"):
         per_image[column] = per_image[column].astype(float)
         per_image.loc[failed, column] = np.nan
     for column in ("box_iou_curve", "box_iou_curve_v2"):

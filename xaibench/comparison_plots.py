@@ -30,7 +30,7 @@ from xaibench.viz import DEFAULT_ALPHA, DEFAULT_CMAP, heatmap_overlay
 
 #: The per-image column of the CAM-protocol IoU (the ``mean_iou`` metric's) and the columns of the
 #: per-image box-IoU curves (``maxboxacc``, ``maxboxacc_v2``) that the localization plots read.
-IOU_COLUMN = "iou"
+IOU_COLUMN = "mean_iou"
 #: Rows of a gallery at most (each method's best and worst image, then capped).
 GALLERY_ROWS = 16
 #: Methods of one gallery at most: more are split into galleries of about equal width, so that every

@@ -17,12 +17,14 @@ With ``out`` given, the harness owns five tables in that folder (:class:`RunTabl
 files: :mod:`xaibench.results_store`): ``per_image`` (the rows, including the per-image curves that
 the data-set-level metrics need, so a partial run can be summarised), ``skipped``, ``timings``, and
 ``images`` and ``maps`` (thumbnails of the images and of every map, for the reports' galleries, the
-first images' maps at full size, for the run's overlay figure: :mod:`xaibench.thumbnails`). A batch's
-rows are committed as one part as soon as its methods are done (the finished methods' rows when a
-method fails or the run is interrupted), so a run killed at any point loses at most the batch in
-flight (and the one before it, while the worker thread still scores its last metrics), and running again on the same folder continues where it stopped: batches are fixed ranges of
-data-set indices (or of the chosen ``indices``), finished (index, method) rows are not computed again,
-and the rows come out in the same order and with the same values as those of an uninterrupted run.
+first images' maps at full size, for the run's overlay figure: :mod:`xaibench.thumbnails`); and, told
+to keep them, ``kept_maps`` (every scored map: :mod:`xaibench.kept_maps`). A batch's rows are committed
+as one part as soon as its methods are done (the finished methods' rows when a method fails or the run
+is interrupted), so a run killed at any point loses at most the batch in flight (and the one before
+it, while the metric threads still score its last metrics), and running again on the same folder
+continues where it stopped: batches are fixed ranges of data-set indices (or of the chosen
+``indices``), finished (index, method) rows are not computed again, and the rows come out in the same
+order and with the same values as those of an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ from xaibench.loading import span_reader
 from xaibench.localization import as_numpy
 from xaibench.method_spec import repeated
 from xaibench.metric import DEFAULT_METRICS, Metric, MetricInput, create_metric, with_requirements
-from xaibench.metric_pool import MetricPool
+from xaibench.metric_pool import MetricPool, default_threads
 from xaibench.models import Model, eval_mode
 from xaibench.progress import PassProgress
 from xaibench.results_store import Table, convert_journal
@@ -100,6 +102,16 @@ _MAP_CELL = ArrayCell("u", (2,), 1 << 24)
 _KEPT_MAP_CELL = ArrayCell("uf", (2,), 1 << 24)
 
 
+#: Per-image columns that xaibench 0.3 and earlier named otherwise (then -> now): their CSV journals are
+#: read, and converted, under today's names.
+RENAMED_COLUMNS = {"iou": "mean_iou"}
+
+
+def _journal(folder: Path, name: str, spec: dict) -> Journal:
+    """The CSV journal that held table ``name`` up to xaibench 0.3."""
+    return Journal(folder / LEGACY_JOURNALS[name], **spec, renamed_columns=RENAMED_COLUMNS if name == PER_IMAGE else None)
+
+
 def _table_specs(metrics: Sequence[Metric]) -> dict[str, dict]:
     """Each table's columns and checks (``per_image`` with the columns of ``metrics``)."""
     columns = metric_columns(metrics)
@@ -147,7 +159,7 @@ class RunTables:
         tables = {}
         for name, spec in _table_specs(metrics).items():
             table, old = Table(folder / name, **spec), folder / LEGACY_JOURNALS[name]
-            tables[name] = Journal(old, **spec) if legacy and not table.exists() and os.path.lexists(old) else table
+            tables[name] = _journal(folder, name, spec) if legacy and not table.exists() and os.path.lexists(old) else table
         return cls(**tables, kept_maps=Table(folder / KEPT_MAPS, **_KEPT_MAPS_SPEC))
 
     @classmethod
@@ -159,7 +171,7 @@ class RunTables:
         tables = cls.at(folder, metrics, legacy=False)
         for name, spec in _table_specs(metrics).items():
             if os.path.lexists(folder / LEGACY_JOURNALS[name]):
-                convert_journal(Journal(folder / LEGACY_JOURNALS[name], **spec), getattr(tables, name))
+                convert_journal(_journal(folder, name, spec), getattr(tables, name))
         for table in (*tables.all(), *([tables.kept_maps] if keep_maps else [])):
             table.repair()
             table.create()
@@ -383,9 +395,9 @@ def evaluate(
             :func:`read_per_image` or :func:`per_image_groups`).
         workers: Processes reading and decoding the next batches while the network runs (None: one
             per core but one, at most 4), started only when reading is slow enough to pay for them
-            (:mod:`xaibench.loading`); and a thread scoring the metrics that run no network meanwhile
-            (:mod:`xaibench.metric_pool`). 0: neither, everything in turn in the calling thread. The
-            rows are the same.
+            (:mod:`xaibench.loading`); and threads scoring the metrics that run no network meanwhile
+            (:mod:`xaibench.metric_pool`: half the cores, at least 1). 0: neither, everything in turn in
+            the calling thread. The rows are the same.
         keep_maps: With ``out``, keep every scored map in ``out/kept_maps/`` at this size and dtype
             (:mod:`xaibench.kept_maps`; read them with :func:`read_kept_maps`).
 
@@ -430,18 +442,21 @@ def evaluate(
     figure = sorted(done)[: thumbnails.FIGURE_IMAGES]  # the first readable images: maps kept at full size
     # A resumed run's bar starts at the images already done, so its rate and ETA are those of this run.
     bar = tqdm(total=len(chosen), initial=len(chosen) - sum(map(len, todo)), unit="img", disable=not progress, desc="evaluating")
-    batches: dict[int, _BatchWork] = {}  # the batches whose methods' results have not all come back
+    batches: dict[int, _BatchWork] = {}  # the batches not written yet, in order
 
     def collect(results: Iterator[_MethodResult]) -> None:
-        """Keep each method's result; a batch whose results are all back is written (or kept)."""
+        """Keep each method's result; write (or keep) the batches whose results are all back, in order."""
         for result in results:
-            work = batches[result.batch]
-            work.computed.append(result)
-            if len(work.computed) == work.methods:
-                del batches[result.batch]
-                frames.extend(work.finish(journals))
+            batches[result.batch].computed.append(result)
+        while batches:
+            first = next(iter(batches.values()))
+            if len(first.computed) < first.methods:
+                break
+            del batches[first.key]
+            frames.extend(first.finish(journals))
 
-    pool: MetricPool[_MethodResult] = MetricPool(threaded=workers != 0, limit=len(explainers))
+    threads = 0 if workers == 0 else default_threads()
+    pool: MetricPool[_MethodResult] = MetricPool(threads=threads, limit=max(len(explainers), threads))
     try:
         with bar, span_reader(dataset, todo, workers) as reads, pool:  # stopped and closed, whatever happens
             try:
@@ -460,9 +475,6 @@ def evaluate(
                     if batch is not None:
                         _submit_batch(model, batch, kept, read.digests, explainers, scorers, done, target, bar,
                                       set(figure), pool, work, keep_maps)
-                    if not work.methods:
-                        del batches[span[0]]
-                        frames.extend(work.finish(journals))
                     collect(pool.ready())
                     bar.update(len(span))
             finally:  # the methods computed so far are scored and kept, whatever stopped the run

@@ -127,6 +127,8 @@ class Journal:
         added_columns: Optional columns that a later version added after the others, whose absence
             loses nothing a resumed run needs (a timing): :meth:`repair` gives an earlier file them,
             empty in its rows, so that it can be appended to.
+        renamed_columns: Columns that files of an earlier version name otherwise (old name -> name):
+            read under their names of today.
         lost: What deleting a damaged line loses, for the message that reports it.
     """
 
@@ -141,6 +143,7 @@ class Journal:
         choices: Mapping[str, Sequence[str]] | None = None,
         optional_columns: Sequence[str] = (),
         added_columns: Sequence[str] = (),
+        renamed_columns: Mapping[str, str] | None = None,
         lost: str = "its row",
     ) -> None:
         self.path = Path(path)
@@ -153,6 +156,7 @@ class Journal:
         self.choices = dict(choices or {})
         self.optional_columns = list(optional_columns) + [c for c in added_columns if c not in optional_columns]
         self.added_columns = list(added_columns)
+        self.renamed_columns = dict(renamed_columns or {})
         self.lost = lost
 
     def create(self) -> None:
@@ -190,7 +194,8 @@ class Journal:
 
     def _header(self, text: str) -> list[str]:
         """The columns named by ``text``'s first line (a byte-order mark and a CR ignored)."""
-        return text[: text.index("\n")].lstrip(_BOM).rstrip("\r").split(",")
+        names = text[: text.index("\n")].lstrip(_BOM).rstrip("\r").split(",")
+        return [self.renamed_columns.get(name, name) for name in names]
 
     def _check_header(self, header: list[str]) -> None:
         missing = [c for c in self.columns if c not in header]
@@ -218,16 +223,18 @@ class Journal:
             return pd.DataFrame({c: pd.Series(dtype=object) for c in self.columns})
         self._check_header(self._header(text))
         text = text.lstrip(_BOM)
+        named = {new: old for old, new in self.renamed_columns.items()}  # as the file names them
         try:
             frame = pd.read_csv(
                 io.StringIO(text),
                 **_EXACT_FLOATS,
                 keep_default_na=False,
                 na_values=[""],
-                dtype={c: str for c in self.text_columns + self.array_columns},
+                dtype={named.get(c, c): str for c in self.text_columns + self.array_columns},
             )
         except (ValueError, pd.errors.ParserError) as error:  # ParserError names the line
             raise self._damaged(" ".join(str(error).split())) from error
+        frame = frame.rename(columns=self.renamed_columns)
         unescape_columns(frame, self.text_columns + self.array_columns)  # csv_text wrote =x as '=x
         for column in frame.columns.difference(self.text_columns + self.array_columns):
             if pd.api.types.is_numeric_dtype(frame[column]):
@@ -275,11 +282,13 @@ class Journal:
         if missing:
             raise XaibenchError(f"{self.path} has no column {', '.join(missing)}; it is not a file of this xaibench version")
         present = [c for c in columns if c in header]
+        named = {new: old for old, new in self.renamed_columns.items()}  # as the file names them
         try:
-            frame = pd.read_csv(io.StringIO(text), usecols=present, keep_default_na=False, na_values=[""],
-                                dtype={c: str for c in present if c in self.text_columns})
+            frame = pd.read_csv(io.StringIO(text), usecols=[named.get(c, c) for c in present], keep_default_na=False,
+                                na_values=[""], dtype={named.get(c, c): str for c in present if c in self.text_columns})
         except (ValueError, pd.errors.ParserError) as error:
             raise self._damaged(" ".join(str(error).split())) from error
+        frame = frame.rename(columns=self.renamed_columns)
         unescape_columns(frame, [c for c in present if c in self.text_columns])
         self._check_values(frame)
         return frame.reindex(columns=list(columns))

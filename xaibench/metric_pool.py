@@ -1,11 +1,13 @@
-"""Scoring the metrics that run no network on a worker thread, while the network runs the next method.
+"""Scoring the metrics that run no network on worker threads, while the network runs the next method.
 
 A run alternates network work (the methods' passes, the faithfulness metrics' passes) with metric work
 that runs no network (the localization metrics' contour searches, pointing games and histograms, and
 the maps' thumbnails), which is single-threaded. :class:`MetricPool` takes each (batch, method)'s share
-of the latter as a job and runs it on one worker thread, so that it overlaps the network work of the
+of the latter as a job and runs it on a worker thread, so that it overlaps the network work of the
 methods and batches after it; the results come back in the order the jobs were given, so the rows are
-written in the same order, with the same values.
+written in the same order, with the same values. Most of that work is OpenCV's contour search, which
+releases the GIL, so on a machine with cores to spare (a GPU's host) several threads score several
+jobs at once (:func:`default_threads`).
 
 On two CPU cores, ``benchmarks/bench_metric_overlap.py`` measures a sequence of (network, metrics)
 units of ``efficientnet_lite0`` 1.12 to 1.21 times faster with the metrics on a thread (1.17 to 1.26 in
@@ -17,7 +19,7 @@ At most ``limit`` jobs wait at once (a batch's methods: the memory of one batch'
 for the one before it to be taken first.
 
 Example:
-    >>> with MetricPool(threaded=True, limit=5) as pool:
+    >>> with MetricPool(threads=1, limit=5) as pool:
     ...     pool.submit(lambda: score(maps))
     ...     for result in pool.ready():   # the results done so far, in order
     ...         write(result)
@@ -27,6 +29,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -34,14 +37,24 @@ from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
+#: Metric threads at most when the caller does not say.
+MAX_THREADS = 8
+
+
+def default_threads() -> int:
+    """Metric threads for this machine: half its cores (the network and the readers have the rest), at
+    least 1, at most :data:`MAX_THREADS`."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(MAX_THREADS, cores // 2))
+
 
 class MetricPool(Generic[T]):
-    """Jobs run in order on one worker thread (``threaded``) or at once in the caller's thread; their
-    results are taken in that order. A context manager: on leaving it, the job running (if any) is waited
+    """Jobs run on ``threads`` worker threads, started in order (0: each at once in the caller's thread);
+    their results are taken in that order. A context manager: on leaving it, the job running (if any) is waited
     for and the results not taken are dropped."""
 
-    def __init__(self, *, threaded: bool, limit: int) -> None:
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="xaibench-metrics") if threaded else None
+    def __init__(self, *, threads: int, limit: int) -> None:
+        self._executor = ThreadPoolExecutor(threads, thread_name_prefix="xaibench-metrics") if threads else None
         self._limit = max(1, limit)
         self._pending: deque[Future[T]] = deque()
 
