@@ -114,3 +114,22 @@ def test_a_csv_journal_is_converted_once_atomically(tmp_path) -> None:
     journal.path.write_text("left over\n")  # the removal interrupted: the table stands, the CSV goes
     convert_journal(journal, table)
     assert not journal.path.exists() and len(table.parts()) == 1
+
+
+def test_a_column_renamed_since_is_read_under_its_new_name(tmp_path) -> None:
+    """Parts (and journals) of an earlier version that named a column otherwise are read, and appended
+    to, under today's name; the values and the keys are those written."""
+    old = _table(tmp_path)
+    old.create()
+    written = _rows(0, 4)
+    old.append(written)
+    new = Table(old.path, ["model", "index", "status", "score", "curve", "map"], array_columns=old.array_cells,
+                text_columns=["model", "status"], integer_columns=["index"], choices={"status": ("ok", "nonfinite")},
+                renamed_columns={"iou": "score"})
+    new.append(_rows(4, 2).rename(columns={"iou": "score"}))
+    read = new.read()
+    np.testing.assert_array_equal(read.score.to_numpy(), pd.concat([written, _rows(4, 2)]).iou.to_numpy())
+    assert new.keys(["index", "score"]).columns.tolist() == ["index", "score"]
+    assert [a.shape for a in new.read(lambda keys: keys["index"] < 2)["map"]] == [(2, 3), (3, 3)]
+    with pytest.raises(XaibenchError, match="has the columns model,index,status,iou,curve,map, expected"):
+        Table(old.path, new.columns, array_columns=old.array_cells, text_columns=["model", "status"]).read()

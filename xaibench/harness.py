@@ -102,14 +102,9 @@ _MAP_CELL = ArrayCell("u", (2,), 1 << 24)
 _KEPT_MAP_CELL = ArrayCell("uf", (2,), 1 << 24)
 
 
-#: Per-image columns that xaibench 0.3 and earlier named otherwise (then -> now): their CSV journals are
-#: read, and converted, under today's names.
+#: Per-image columns that earlier versions named otherwise (then -> now): their rows are read, and
+#: converted, under today's names.
 RENAMED_COLUMNS = {"iou": "mean_iou"}
-
-
-def _journal(folder: Path, name: str, spec: dict) -> Journal:
-    """The CSV journal that held table ``name`` up to xaibench 0.3."""
-    return Journal(folder / LEGACY_JOURNALS[name], **spec, renamed_columns=RENAMED_COLUMNS if name == PER_IMAGE else None)
 
 
 def _table_specs(metrics: Sequence[Metric]) -> dict[str, dict]:
@@ -120,7 +115,7 @@ def _table_specs(metrics: Sequence[Metric]) -> dict[str, dict]:
         PER_IMAGE: dict(columns=COLUMNS + list(columns), array_columns=arrays,
                         text_columns=["model", "image_id", DIGEST, "method", "status"],
                         integer_columns=["index", "label", "prediction", "target"], choices={"status": STATUSES},
-                        optional_columns=[DIGEST], lost="nothing: --resume computes those images and methods again"),
+                        optional_columns=[DIGEST], renamed_columns=RENAMED_COLUMNS, lost="nothing: --resume computes those images and methods again"),
         SKIPPED: dict(columns=SKIPPED_COLUMNS, text_columns=["model", "reason"], integer_columns=["index"],
                       lost="the record that those images were skipped"),
         TIMINGS: dict(columns=TIMING_COLUMNS, text_columns=["model", "method"], integer_columns=["batch", "images"],
@@ -159,7 +154,7 @@ class RunTables:
         tables = {}
         for name, spec in _table_specs(metrics).items():
             table, old = Table(folder / name, **spec), folder / LEGACY_JOURNALS[name]
-            tables[name] = _journal(folder, name, spec) if legacy and not table.exists() and os.path.lexists(old) else table
+            tables[name] = Journal(old, **spec) if legacy and not table.exists() and os.path.lexists(old) else table
         return cls(**tables, kept_maps=Table(folder / KEPT_MAPS, **_KEPT_MAPS_SPEC))
 
     @classmethod
@@ -171,7 +166,7 @@ class RunTables:
         tables = cls.at(folder, metrics, legacy=False)
         for name, spec in _table_specs(metrics).items():
             if os.path.lexists(folder / LEGACY_JOURNALS[name]):
-                convert_journal(_journal(folder, name, spec), getattr(tables, name))
+                convert_journal(Journal(folder / LEGACY_JOURNALS[name], **spec), getattr(tables, name))
         for table in (*tables.all(), *([tables.kept_maps] if keep_maps else [])):
             table.repair()
             table.create()

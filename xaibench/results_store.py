@@ -86,6 +86,8 @@ class Table:
         optional_columns: Columns that a frame may lack (written as missing values).
         added_columns: Optional columns that a later version added, whose absence loses nothing a
             resumed run needs (as :class:`~xaibench.journal.Journal` takes them): a frame may lack them.
+        renamed_columns: Columns that parts of an earlier version name otherwise (old name -> name):
+            read under their names of today.
         lost: What deleting a damaged part loses, for the message that reports it.
 
     Every other column is a number (float64; NaN where missing).
@@ -102,6 +104,7 @@ class Table:
         choices: Mapping[str, Sequence[str]] | None = None,
         optional_columns: Sequence[str] = (),
         added_columns: Sequence[str] = (),
+        renamed_columns: Mapping[str, str] | None = None,
         lost: str = "its rows",
     ) -> None:
         self.path = Path(folder)
@@ -113,6 +116,7 @@ class Table:
         self.integer_columns = list(integer_columns)
         self.choices = dict(choices or {})
         self.optional_columns = list(optional_columns) + [c for c in added_columns if c not in optional_columns]
+        self.renamed_columns = dict(renamed_columns or {})
         self.lost = lost
         self._next: int | None = None
 
@@ -232,18 +236,20 @@ class Table:
         with os.fdopen(descriptor, "rb") as file:
             try:
                 part = pq.ParquetFile(file)
+                on_file = {self.renamed_columns.get(c, c): c for c in part.schema_arrow.names}  # name now -> in the part
                 self._check_sizes(path, part.metadata, columns)
-                names = part.schema_arrow.names
+                names = list(on_file)
                 self._check_columns(path, names, columns, whole)
                 plain = [c for c in columns if c not in self.array_cells and c in names]
                 arrays = [c for c in columns if c in self.array_cells and c in names]
-                frame = self._frame(path, part.read(columns=plain) if plain else None, plain, part.metadata.num_rows)
+                read = part.read(columns=[on_file[c] for c in plain]).rename_columns(plain) if plain else None
+                frame = self._frame(path, read, plain, part.metadata.num_rows)
                 keep = None
                 if where is not None:
                     keep = np.asarray(where(frame), dtype=bool)
                     frame = frame[keep].reset_index(drop=True)
                 if arrays and len(frame):
-                    table = part.read(columns=arrays)
+                    table = part.read(columns=[on_file[c] for c in arrays]).rename_columns(arrays)
                     if keep is not None:
                         table = table.filter(pa.array(keep))
                     for column in arrays:
@@ -272,6 +278,7 @@ class Table:
             for k in range(metadata.num_columns):
                 chunk = metadata.row_group(group).column(k)
                 name = chunk.path_in_schema.split(".")[0]
+                name = self.renamed_columns.get(name, name)
                 if name not in columns:  # not read, so not decoded
                     continue
                 cell = self.array_cells.get(name)
