@@ -303,14 +303,14 @@ class Table:
 
     def _frame(self, path: Path, table: pa.Table | None, columns: list[str], rows: int) -> pd.DataFrame:
         """The non-array columns of a part as a checked frame."""
-        frame = pd.DataFrame(index=pd.RangeIndex(rows))
+        data: dict[str, object] = {}  # the columns, made into a frame at once
         for column in columns:
             values = table.column(column)
             kind = values.type
             if column in self.text_columns:
                 if not (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_null(kind)):
                     raise self._damaged(path, f"its {column} is {kind}, not text")
-                frame[column] = values.to_pandas()
+                data[column] = values.to_pandas()
             elif column in self.integer_columns:
                 if not pa.types.is_integer(kind) or values.null_count:
                     raise self._damaged(path, f"its {column} is {kind}{' with missing values' if values.null_count else ''}, "
@@ -320,11 +320,12 @@ class Table:
                 if bad.any():
                     row = int(np.flatnonzero(bad)[0])
                     raise self._damaged(path, f"row {row}: {column} is {numbers[row]}, not an integer in [0, 2**53)")
-                frame[column] = numbers.astype(np.int64)
+                data[column] = numbers.astype(np.int64)
             else:
                 if not (pa.types.is_floating(kind) or pa.types.is_integer(kind) or pa.types.is_null(kind)):
                     raise self._damaged(path, f"its {column} is {kind}, not a number")
-                frame[column] = values.to_numpy(zero_copy_only=False).astype(np.float64) if len(values) else np.zeros(0)
+                data[column] = values.to_numpy(zero_copy_only=False).astype(np.float64) if len(values) else np.zeros(0)
+        frame = pd.DataFrame(data, index=pd.RangeIndex(rows))
         for column, allowed in self.choices.items():
             if column in frame.columns:
                 bad = ~frame[column].isin(list(allowed)).to_numpy()
