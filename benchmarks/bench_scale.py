@@ -72,7 +72,7 @@ def _write(folder: Path, n: int) -> None:
             maps.append(thumbnails.map_rows("m", indices, method, rng.random((k, SIDE, SIDE), dtype=np.float32),
                                             full_size=set(range(6))))
         tables.maps.append(pd.concat(maps, ignore_index=True))
-        tables.timings.append(pd.DataFrame([("m", start, m, k, 0.01) for m in METHODS], columns=TIMING_COLUMNS))
+        tables.timings.append(pd.DataFrame([("m", start, m, k, 0.01, 0.02) for m in METHODS], columns=TIMING_COLUMNS))
         tables.per_image.append(pd.concat(frames, ignore_index=True))
     keys = tables.per_image.keys(["model", "index", "method", DIGEST])
     assert len(keys) == n * len(METHODS)
