@@ -194,7 +194,7 @@ def columns(batch, *, tau: float = CAM_TAU, tolerance: float = POINTING_TOLERANC
         "gt_known_loc": correct.astype(np.float64) if label else np.full(len(batch), np.nan),
         "top1_loc": (top1 & correct).astype(np.float64),
         "top5_loc": (in_top5 & correct).astype(np.float64) if label else np.full(len(batch), np.nan),
-        "iou": ious,
+        "mean_iou": ious,
         "box_iou_curve": [v1 for v1, _ in curves],
         "box_iou_curve_v2": [v2 for _, v2 in curves],
         "pxap_hist": [pxap_histograms(m, mask) if mask is not None else None for m, mask in zip(batch.maps, batch.masks)],
