@@ -126,7 +126,7 @@ def test_n_beyond_the_data_set_is_said_in_one_line(tmp_path, capsys) -> None:
         Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(tmp_path / name)
     (tmp_path / "boxes.csv").write_text("image,label,x0,y0,x1,y1\na.png,disk,4,4,40,30\nb.png,cross,2,2,50,50\n")
     out = tmp_path / "run"
-    assert main(["run", "--dataset", f"csv:{tmp_path / 'boxes.csv'}", "--methods", "cam", "--n", "300", "--out", str(out)]) == 0
+    assert main(["run", "--dataset", f"csv:{tmp_path / 'boxes.csv'}", "--methods", "cam", "--n", "300", "--no-report", "--out", str(out)]) == 0
     err = capsys.readouterr().err
     assert "xaibench: --n 300: the data set has only 2 images; the run scores those 2\n" in err
     assert "error" not in err and json.loads((out / "config.json").read_text())["n"] == 2
@@ -178,13 +178,13 @@ def test_run_on_the_builtin_benchmark_writes_every_file(tmp_path, capsys) -> Non
 def test_default_folders_are_unique(tmp_path, monkeypatch, capsys) -> None:
     monkeypatch.chdir(tmp_path)
     for _ in range(2):
-        assert main(["run", "--methods", "center", "--n", "2"]) == 0
+        assert main(["run", "--methods", "center", "--n", "2", "--no-report"]) == 0
     runs = sorted(p.name for p in (tmp_path / "reports").iterdir())
     assert len(runs) == 2 and all((tmp_path / "reports" / r / "summary.csv").is_file() for r in runs)
 
 
 def test_weights_none_gives_a_random_builtin_network(tmp_path) -> None:
-    assert main(["run", "--methods", "cam", "--n", "24", "--weights", "none", "--out", str(tmp_path)]) == 0
+    assert main(["run", "--methods", "cam", "--n", "24", "--weights", "none", "--no-report", "--out", str(tmp_path)]) == 0
     summary = pd.read_csv(tmp_path / "summary.csv").set_index(["method", "metric"]).value
     assert summary["cam", "top1_cls"] < 50  # six classes, untrained: near chance (the trained one: ~99)
 
@@ -223,12 +223,12 @@ def test_the_pixel_limit_is_restored_after_a_run(tmp_path) -> None:
     from PIL import Image
 
     before = Image.MAX_IMAGE_PIXELS
-    assert main(["run", "--methods", "center", "--n", "2", "--max-image-pixels", "100", "--out", str(tmp_path)]) == 0
+    assert main(["run", "--methods", "center", "--n", "2", "--max-image-pixels", "100", "--no-report", "--out", str(tmp_path)]) == 0
     assert Image.MAX_IMAGE_PIXELS == before
 
 
 def test_method_options_and_the_run_seed_are_recorded(tmp_path) -> None:
-    argv = ["run", "--methods", "center(sigma=0.5),random", "--n", "4", "--seed", "3", "--out", str(tmp_path)]
+    argv = ["run", "--methods", "center(sigma=0.5),random", "--n", "4", "--seed", "3", "--no-report", "--out", str(tmp_path)]
     assert main(argv) == 0
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["methods"] == ["center", "random"]
@@ -266,7 +266,7 @@ def test_resume_refuses_a_data_set_that_changed_on_disk(tmp_path, capsys) -> Non
         Image.new("RGB", (40, 40), "white").save(tmp_path / name)
     csv = tmp_path / "boxes.csv"
     csv.write_text("image,label,x0,y0,x1,y1\nb.png,disk,1,1,20,20\nc.png,ring,1,1,20,20\n")
-    argv = ["run", "--methods", "center", "--dataset", f"csv:{csv}", "--out", str(tmp_path / "run")]
+    argv = ["run", "--methods", "center", "--dataset", f"csv:{csv}", "--no-report", "--out", str(tmp_path / "run")]
     assert main(argv) == 0
     csv.write_text("image,label,x0,y0,x1,y1\na.png,disk,1,1,20,20\nb.png,disk,1,1,20,20\n")
     assert main([*argv, "--resume"]) == 2

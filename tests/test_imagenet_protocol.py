@@ -51,7 +51,7 @@ def test_cli_on_imagenet_reports_every_box_metric(tmp_path, capsys) -> None:
     from xaibench.cli import main
 
     argv = ["run", "--model", "efficientnet_lite0", "--dataset", f"imagenet:{SHARED_IMAGENET}",
-            "--methods", "cam,gradcam,saliency,center,random", "--n", "8", "--out", str(tmp_path)]
+            "--methods", "cam,gradcam,saliency,center,random", "--n", "8", "--no-report", "--out", str(tmp_path)]
     assert main(argv) == 0
     summary = pd.read_csv(tmp_path / "summary.csv")
     expected = {"top1_cls", "gt_known_loc", "top1_loc", "top5_loc", "maxboxacc", "maxboxacc_v2",

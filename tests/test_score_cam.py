@@ -499,8 +499,14 @@ def test_contract_with_small_batches(name, options, model, batch) -> None:
 
 
 @pytest.fixture(scope="module")
-def lite0_photos():
-    model = xaibench.load_model("efficientnet_lite0")
+def lite0() -> xaibench.Model:
+    """EfficientNet-Lite0 with its ImageNet weights, loaded once for the module's photo tests."""
+    return xaibench.load_model("efficientnet_lite0")
+
+
+@pytest.fixture(scope="module")
+def lite0_photos(lite0):
+    model = lite0
     data = xaibench.load_dataset(f"imagenet:{SHARED_IMAGENET}", image_size=(224, 224), class_names=model.class_names)
     images = torch.stack([data[i].image for i in range(2)])
     return model, images, torch.tensor([data[i].label for i in range(2)])
@@ -546,11 +552,11 @@ def test_lite0_ablationcam_closed_form_equals_the_general_path(lite0_photos) -> 
 
 
 @pytest.fixture(scope="module")
-def lite0_photo_128():
+def lite0_photo_128(lite0):
     """EfficientNet-Lite0 with its ImageNet weights on one shared photo at 128 x 128: ``head_act`` is
     1280 x 4 x 4, and a full pass of the network about a third of one at 224 x 224, so that the peers'
     1280 passes per method fit in the test suite's time."""
-    model = xaibench.load_model("efficientnet_lite0")
+    model = lite0
     data = xaibench.load_dataset(f"imagenet:{SHARED_IMAGENET}", image_size=(128, 128), class_names=model.class_names)
     return model, data[0].image[None], torch.tensor([data[0].label])
 
