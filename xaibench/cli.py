@@ -124,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="keep every scored map in the run's kept_maps/ table, its longer side SIDE pixels (or full) "
                           "as float16 (default), float32 or uint8, e.g. 224 or 56:uint8 (default: only the reports' thumbnails)")
     run.add_argument("--workers", type=int, default=None, metavar="N",
-                     help="processes reading the next images while the network runs, with a thread scoring the "
+                     help="processes reading the next images while the network runs, with threads scoring the "
                           "localization metrics meanwhile (default: one per core but one, at most 4; 0: none); "
                           "the results are the same")
 

@@ -72,7 +72,7 @@ class RunSpec:
             ``"224"``, ``"56:uint8"``, ``"full:float32"``; the default dtype float16) or a
             :class:`~xaibench.kept_maps.KeepMaps` (None: keep only the reports' thumbnails).
         workers: Processes that read and decode the next batches while the network runs, and with
-            them a thread that scores the metrics that run no network meanwhile (None: one process per
+            them threads that score the metrics that run no network meanwhile (None: one process per
             core but one, at most 4; 0: none, everything in turn). The results are the same.
 
     Errors name each field by its option (``batch_size`` is ``--batch-size``).
