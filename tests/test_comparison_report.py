@@ -239,7 +239,7 @@ def test_a_folder_holding_a_run_is_not_a_report_folder(runs, tmp_path, capsys):
 def test_a_method_without_a_curve_gets_none_not_zeros(runs, tmp_path):
     """A run scored without MaxBoxAccV2 beside one scored with it: its V2 curves are NaN, not 0%."""
     assert main(["run", "--methods", "center", "--n", str(N), "--metrics", "maxboxacc,mean_iou",
-                 "--out", str(tmp_path / "v1")]) == 0
+                 "--no-report", "--out", str(tmp_path / "v1")]) == 0
     combined = comparison.combine([comparison.load_run(runs[0]), comparison.load_run(tmp_path / "v1")])
     report = comparison_report.build_report(combined)
     curves = report.box_curves.set_index("method")

@@ -88,7 +88,7 @@ namespace = {{}}
 exec(compile(README_TEST, "README.md: tests/test_gradxact.py", "exec"), namespace)
 namespace["test_gradxact_keeps_the_contract"]()  # the built-in network; allow_constant=False
 
-assert cli.main(["run", "--methods", "gradxact", "--n", "8", "--batch-size", "4", "--out", {out!r}]) == 0
+assert cli.main(["run", "--methods", "gradxact", "--n", "8", "--batch-size", "4", "--no-report", "--out", {out!r}]) == 0
 """
 
 
@@ -113,7 +113,7 @@ listing = listing.getvalue()
 assert re.search(r"^peak_in_box +Peak in box: the map's maximum lies inside a ground-truth box", listing, re.M), listing
 assert "from xaibench_peakbox:PeakInBox (xaibench-peakbox 0.1.0)" in listing, listing
 assert cli.main(["run", "--methods", "cam,center", "--metrics", "default,peak_in_box", "--n", "8",
-                 "--batch-size", "4", "--out", {out!r}]) == 0
+                 "--batch-size", "4", "--no-report", "--out", {out!r}]) == 0
 """
 
 

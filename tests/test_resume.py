@@ -23,14 +23,15 @@ N, METHODS = 32, "cam,gradcam,saliency"  # 8 batches of 4: room to land a kill h
 FINAL_FILES = ("summary.csv", "summary.md", "box_accuracy_curves.csv", "overlays.png")
 
 
-def _command(out: Path, *extra: str) -> list[str]:
+def _command(out: Path, *extra: str, report: bool = False) -> list[str]:
+    """The run under test; its report (no test here reads one) only where it lengthens the final writes."""
     return [sys.executable, "-m", "xaibench", "run", "--methods", METHODS, "--n", str(N), "--batch-size", "4",
-            "--out", str(out), *extra]
+            *([] if report else ["--no-report"]), "--out", str(out), *extra]
 
 
-def _run(out: Path, *extra: str) -> None:
-    done = subprocess.run(_command(out, *extra), capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
+def _finish(out: Path) -> None:
+    """Resume the run in ``out`` to its end, in this process (the killed runs are the processes under test)."""
+    assert main([*_command(out)[3:], "--resume"]) == 0
 
 
 def _rows(out: Path) -> int:
@@ -38,9 +39,9 @@ def _rows(out: Path) -> int:
     return sum(pq.ParquetFile(part).metadata.num_rows for part in (out / PER_IMAGE).glob("part-*.parquet"))
 
 
-def _kill_when(out: Path, ready, *extra: str, delay: float = 0.0) -> None:
+def _kill_when(out: Path, ready, *extra: str, delay: float = 0.0, report: bool = False) -> None:
     """Start a run and SIGKILL it as soon as ``ready()`` holds (then after ``delay`` seconds)."""
-    process = subprocess.Popen(_command(out, *extra), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(_command(out, *extra, report=report), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
         while not ready():
@@ -59,7 +60,7 @@ def _kill_when(out: Path, ready, *extra: str, delay: float = 0.0) -> None:
 def uninterrupted(tmp_path_factory) -> Path:
     """The run in this process: it is the reference, not a process under test (the kills are)."""
     out = tmp_path_factory.mktemp("uninterrupted") / "run"
-    assert main(_command(out)[3:]) == 0
+    assert main(_command(out, report=True)[3:]) == 0  # with the overlays and report, the final writes' files
     return out
 
 
@@ -74,7 +75,7 @@ def test_sigkill_half_way_then_resume_gives_the_uninterrupted_files(uninterrupte
     assert f"**partial run** of {N} images" in (out / "summary.md").read_text()
     partial = pd.read_csv(out / "summary.csv")
     assert set(partial.n) <= set(range(1, N)) and (partial.n >= 1).all()
-    _run(out, "--resume")
+    _finish(out)
     for name in ("summary.csv", "box_accuracy_curves.csv"):
         assert (out / name).read_bytes() == (uninterrupted / name).read_bytes(), name
     pd.testing.assert_frame_equal(read_per_image(out), read_per_image(uninterrupted))
@@ -119,7 +120,7 @@ def test_sigkill_during_the_final_writes_leaves_old_or_new_files_never_a_mixture
     for name, content in old.items():
         (out / name).write_bytes(content)
     # Every row is there, so the resumed run goes straight to its final writes; kill it during them.
-    _kill_when(out, lambda: any(out.glob(".*.partial")), "--resume", delay=delay)
+    _kill_when(out, lambda: any(out.glob(".*.partial")), "--resume", delay=delay, report=True)
     states = {}
     for name in FINAL_FILES:
         content = (out / name).read_bytes()
@@ -132,7 +133,7 @@ def test_sigkill_during_the_final_writes_leaves_old_or_new_files_never_a_mixture
             new_ok = content == new
         assert content == old[name] or new_ok, f"{name} is neither the old nor the new file"
         states[name] = "old" if content == old[name] else "new"
-    _run(out, "--resume")  # and the run can still be finished
+    _finish(out)  # and the run can still be finished
     assert (out / "summary.csv").read_bytes() == (uninterrupted / "summary.csv").read_bytes()
     assert not list(out.glob(".*.partial"))
 
