@@ -8,7 +8,7 @@ entry-point group ``xaibench.metrics`` like any third-party metric.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -132,16 +132,25 @@ def _box_iou_curves(batch: MetricInput) -> list[tuple[np.ndarray, np.ndarray]]:
 class _Curves(Metric):
     """A data-set-level metric of per-image arrays (one array column; rows holding None left out)."""
 
-    def statistic(self, arrays: np.ndarray, weights: np.ndarray | None) -> float | np.ndarray:
+    def prepare(self, arrays: np.ndarray) -> np.ndarray:
+        """What :meth:`statistic` reads of the stacked per-image arrays (default: all of them)."""
+        return arrays
+
+    def statistic(self, prepared: np.ndarray, weights: np.ndarray | None) -> float | np.ndarray:
         raise NotImplementedError
 
     def aggregate(self, rows: pd.DataFrame, weights: np.ndarray | None) -> float | np.ndarray:
+        return self.resampled(rows)(weights)
+
+    def resampled(self, rows: pd.DataFrame) -> Callable[[np.ndarray | None], float | np.ndarray]:
+        """The arrays stacked and prepared once, for every chunk of resamples."""
         column = next(iter(self.columns))
         keep = rows[column].notna().to_numpy()
         if not keep.any():
-            return np.nan if weights is None else np.full(len(weights), np.nan)
-        arrays = np.stack(rows[column][keep].to_list())
-        return self.statistic(arrays, None if weights is None else weights[:, keep])
+            return lambda weights: np.nan if weights is None else np.full(len(weights), np.nan)
+        prepared = self.prepare(np.stack(rows[column][keep].to_list()))
+        every = keep.all()
+        return lambda weights: self.statistic(prepared, weights if weights is None or every else weights[:, keep])
 
     def count(self, rows: pd.DataFrame) -> int:
         return int(rows[next(iter(self.columns))].notna().sum())
@@ -164,8 +173,11 @@ class MaxBoxAcc(_Curves):
     def score(self, batch: MetricInput) -> dict[str, Sequence]:
         return {"box_iou_curve": [v1 for v1, _ in _box_iou_curves(batch)]}
 
-    def statistic(self, arrays: np.ndarray, weights: np.ndarray | None) -> float | np.ndarray:
-        return localization.max_box_acc(arrays, weights=weights)
+    def prepare(self, arrays: np.ndarray) -> np.ndarray:
+        return arrays >= IOU_THRESHOLD  # (N, T) hits: all MaxBoxAcc reads of the curves
+
+    def statistic(self, prepared: np.ndarray, weights: np.ndarray | None) -> float | np.ndarray:
+        return localization.best_box_accuracy(prepared, weights)
 
     def per_image_values(self, rows: pd.DataFrame) -> np.ndarray:
         """100 where the image's box is right (IoU >= 0.5) at the method's best map threshold."""
@@ -187,8 +199,11 @@ class MaxBoxAccV2(_Curves):
     def score(self, batch: MetricInput) -> dict[str, Sequence]:
         return {"box_iou_curve_v2": [v2 for _, v2 in _box_iou_curves(batch)]}
 
-    def statistic(self, arrays: np.ndarray, weights: np.ndarray | None) -> float | np.ndarray:
-        return localization.max_box_acc_v2(arrays, weights=weights)
+    def prepare(self, arrays: np.ndarray) -> np.ndarray:
+        return np.stack([arrays >= d for d in localization.V2_IOU_THRESHOLDS])  # (3, N, T) hits
+
+    def statistic(self, prepared: np.ndarray, weights: np.ndarray | None) -> float | np.ndarray:
+        return np.mean([localization.best_box_accuracy(hits, weights) for hits in prepared], axis=0)
 
     def per_image_values(self, rows: pd.DataFrame) -> np.ndarray:
         """The mean over IoU 0.3 / 0.5 / 0.7 of 100 x [the box is right at that IoU's best threshold]."""
@@ -226,8 +241,11 @@ class PxAP(_Curves):
                 hists[k] = hist
         return {"pxap_hist": hists}
 
-    def statistic(self, arrays: np.ndarray, weights: np.ndarray | None) -> float | np.ndarray:
-        return localization.pxap(arrays, weights=weights)
+    def prepare(self, arrays: np.ndarray) -> np.ndarray:
+        return arrays.astype(np.float64)  # converted once, not per chunk of resamples
+
+    def statistic(self, prepared: np.ndarray, weights: np.ndarray | None) -> float | np.ndarray:
+        return localization.pxap(prepared, weights=weights)
 
 
 def _regions(batch: MetricInput) -> tuple[list[np.ndarray], list[np.ndarray]]:

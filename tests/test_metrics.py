@@ -147,6 +147,36 @@ def test_max_box_acc_known_values_and_bootstrap_weights() -> None:
     assert metrics.max_box_acc(ious, 0.5, weights).tolist() == pytest.approx([200 / 3, 100.0])
 
 
+@pytest.mark.parametrize("name, column", [("maxboxacc", "box_iou_curve"), ("maxboxacc_v2", "box_iou_curve_v2"),
+                                          ("pxap", "pxap_hist")])
+def test_resampled_gives_what_aggregate_gives_from_the_raw_arrays(name, column) -> None:
+    """The bootstrap's prepared arrays (hits, float64 counts) give, chunk after chunk, exactly what
+    the published statistic gives from the stored arrays, rows without an array left out."""
+    import pandas as pd
+
+    from xaibench.significance import bootstrap_weight_chunks
+
+    rng = np.random.default_rng(3)
+    n = 40
+    if column == "pxap_hist":
+        arrays = [rng.integers(0, 50, (2, 102)) for _ in range(n)]
+        direct = metrics.pxap
+    else:
+        arrays = [np.round(rng.random(100), 1) for _ in range(n)]  # values on the IoU thresholds too
+        direct = metrics.max_box_acc if name == "maxboxacc" else (lambda a, weights=None: metrics.max_box_acc_v2(a, weights))
+    cells = [None if k % 7 == 3 else a for k, a in enumerate(arrays)]
+    keep = np.array([c is not None for c in cells])
+    stacked = np.stack([c for c in cells if c is not None])
+    metric = create_metric(name)
+    rows = pd.DataFrame({column: cells})
+    statistic = metric.resampled(rows)
+    assert statistic(None) == direct(stacked) == metric.aggregate(rows, None)
+    for weights in bootstrap_weight_chunks(n, n_boot=50, seed=1, max_values=7 * n):
+        expected = direct(stacked, weights=weights[:, keep])
+        assert statistic(weights).tobytes() == np.asarray(expected).tobytes()
+        assert metric.aggregate(rows, weights).tobytes() == np.asarray(expected).tobytes()
+
+
 def test_box_acc_curve() -> None:
     ious = np.array([[0.6, 0.4], [0.2, 0.55]])
     assert metrics.box_acc_curve(ious, 0.5).tolist() == [50.0, 50.0]

@@ -388,7 +388,15 @@ def max_box_acc(ious: np.ndarray, iou_threshold: float = IOU_THRESHOLD, weights:
     ``MaxBoxAcc(delta) = max_t 100 / N * sum_i [IoU(box_i(t), B_i) >= delta]`` with ``ious`` (N, T)
     from :func:`box_iou_curves`. ``weights`` (B, N) gives one value per bootstrap resample.
     """
-    return (100 * _weighted_mean(np.asarray(ious) >= iou_threshold, weights)).max(-1)
+    return best_box_accuracy(np.asarray(ious) >= iou_threshold, weights)
+
+
+def best_box_accuracy(hits: np.ndarray, weights: np.ndarray | None = None) -> float | np.ndarray:
+    """``max_t 100 / N * sum_i hits[i, t]``: MaxBoxAcc from the (N, T) booleans ``IoU >= delta``, the
+    only thing of the IoU curves that it reads (so a bootstrap can keep them, 1 byte a value, instead
+    of the curves). ``weights`` (B, N) gives one value per resample: the weighted counts are whole
+    numbers, exact in float64 whatever the order of the sums."""
+    return (100 * _weighted_mean(hits, weights)).max(-1)
 
 
 def max_box_acc_v2(ious: np.ndarray, weights: np.ndarray | None = None) -> float | np.ndarray:
@@ -478,7 +486,9 @@ def pxap(histograms: np.ndarray, weights: np.ndarray | None = None) -> float | n
     ``histograms`` (N, 2, K) from :func:`pxap_histograms`.
     """
     totals = np.asarray(histograms, dtype=np.float64)
-    totals = totals.sum(0)[None] if weights is None else np.einsum("bn,nck->bck", weights, totals)
+    # Whole numbers (pixel counts times draws), exact in float64 whatever the order of the sums.
+    totals = totals.sum(0)[None] if weights is None else (weights @ totals.reshape(len(totals), -1)).reshape(
+        (len(weights),) + totals.shape[1:])
     tp = totals[:, 0, ::-1].cumsum(-1)
     fp = totals[:, 1, ::-1].cumsum(-1)
     fn = totals[:, 0].sum(-1, keepdims=True) - tp

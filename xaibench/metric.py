@@ -154,6 +154,18 @@ class Metric(abc.ABC):
         scalar column, NaN rows left out."""
         return mean_of(rows[self._scalar_column()], weights, self.scale)
 
+    def resampled(self, rows: pd.DataFrame) -> Callable[[np.ndarray], np.ndarray]:
+        """:meth:`aggregate` of ``rows`` as a function of bootstrap weights (B, n): what the summary's
+        bootstrap calls once per chunk of resamples, giving ``aggregate(rows, weights)``. The default
+        calls :meth:`aggregate`; a metric that prepares per-image arrays for it (stacks them, keeps only
+        what its statistic reads) prepares them once here.
+
+        Example:
+            ``statistic = metric.resampled(rows)``, then ``statistic(weights)`` for each chunk of
+            :func:`xaibench.significance.bootstrap_weight_chunks`.
+        """
+        return lambda weights: self.aggregate(rows, weights)
+
     def count(self, rows: pd.DataFrame) -> int:
         """How many of ``rows`` the aggregated value rests on (the ``n`` of ``summary.csv``)."""
         return int(rows[self._scalar_column()].notna().sum())

@@ -93,12 +93,14 @@ def summarize(
         resamples: dict[str, list[np.ndarray]] = {metric.name: [] for metric, _ in scored}
         metric = None
         try:
+            statistics = {}
             for metric, _ in scored:
-                values[metric.name] = float(metric.aggregate(group, None))
+                statistics[metric.name] = metric.resampled(group)
+                values[metric.name] = float(statistics[metric.name](None))
             # The same resamples for every metric, a bounded chunk of them at a time.
             for weights in bootstrap_weight_chunks(len(group), n_boot=n_boot, seed=seed):
                 for metric, _ in scored:
-                    resamples[metric.name].append(np.asarray(metric.aggregate(group, weights), dtype=np.float64))
+                    resamples[metric.name].append(np.asarray(statistics[metric.name](weights), dtype=np.float64))
         except (ValueError, TypeError, IndexError, KeyError) as error:  # rows read back that do not fit
             raise XaibenchError(
                 f"metric '{metric.name}' cannot aggregate the rows of {method} ({model}): "
