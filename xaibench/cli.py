@@ -24,6 +24,7 @@ import pandas as pd
 from xaibench import __version__, allocator, explainer, harness, metric, report, runner, viz
 from xaibench.common_options import DEFAULT_METHODS, DEFAULT_PHOTO_MODEL, check_seed
 from xaibench.data.selection import Selection, parse_classes, parse_ids
+from xaibench.distributed import ReportedByRankZero, current_share
 from xaibench.errors import XaibenchError
 from xaibench.run_folder import PER_IMAGE, PER_IMAGE_CSV, SKIPPED, read_config, unique_folder, writable_folder
 from xaibench.runner import RunSpec, RunStart
@@ -71,7 +72,9 @@ def _data_options(n_help: str, batch_size: int, batch_help: str, target_help: st
     options = argparse.ArgumentParser(add_help=False)
     options.add_argument("--dataset", default="builtin", help="KIND or KIND:PATH, e.g. builtin, builtin:distractor, imagenet:DIR (default: builtin)")
     options.add_argument("--image-size", type=int, default=None, help="side the images are resized to, no crop (default: the model's, 224 for ImageNet models)")
-    options.add_argument("--n", type=int, default=None, help=n_help)
+    # --num-images: the spelling that passes through torchrun, whose own parser takes --n for an
+    # abbreviation of --nnodes or --nproc-per-node and refuses it.
+    options.add_argument("--n", "--num-images", dest="n", type=int, default=None, help=n_help)
     options.add_argument("--batch-size", type=int, default=batch_size, help=f"{batch_help} (default: {batch_size})")
     options.add_argument("--target", choices=harness.TARGETS, default="label", help=f"{target_help} (default: label)")
     options.add_argument("--max-image-pixels", type=int, default=None, help=MAX_IMAGE_PIXELS_HELP)
@@ -260,15 +263,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         "video": _video,
         "report": _report,
     }
+    share = None
     try:
+        share = current_share() if args.command == "run" else None
         with tolerant_output():
             return commands[args.command](args)
     except KeyboardInterrupt as stop:
-        print("xaibench: interrupted", file=sys.stderr)
+        if share is None or share.rank == 0:  # torchrun stops every rank: one says so
+            print("xaibench: interrupted", file=sys.stderr)
         return _stop_status(stop)
+    except ReportedByRankZero:
+        return 2
     except (XaibenchError, OSError) as error:
         message = str(error) if isinstance(error, XaibenchError) or not error.strerror else _os_message(error)
-        print(f"xaibench: error: {' '.join(message.split())}", file=sys.stderr)
+        where = f"{share}: " if share is not None else ""  # which of torchrun's processes failed
+        print(f"xaibench: error: {where}{' '.join(message.split())}", file=sys.stderr)
         return 2
 
 
@@ -324,12 +333,14 @@ def _run(args: argparse.Namespace) -> int:
     try:
         result = runner.run(spec, on_start=on_start)
     except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM, at any stage: nothing computed is lost
-        if not started:
+        if not started:  # (under torchrun, only rank 0 starts the run and says this)
             raise
         out = started[0].folder
         print(f"xaibench: interrupted; the rows computed so far are in {out / PER_IMAGE}/; "
               f"continue with --resume --out {out}", file=sys.stderr)
         return _stop_status(stop)
+    if result.share is not None and result.share.rank != 0:  # rank 0 tells what the run wrote
+        return 0
     _print_summary(result.summary, result.folder)
     if result.skipped:
         print(f"xaibench: skipped {len(result.skipped)} unreadable images (listed in {result.folder / SKIPPED}/)")

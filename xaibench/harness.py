@@ -43,6 +43,7 @@ from tqdm.auto import tqdm
 
 from xaibench import thumbnails
 from xaibench.data.sample import Batch, Sample, collate, sample_digest
+from xaibench.distributed import Share
 from xaibench.errors import UnreadableImageError, XaibenchError
 from xaibench.explainer import Explainer, create_explainer
 from xaibench.forward_pass import classification_pass
@@ -158,12 +159,23 @@ class RunTables:
         return cls(**tables, kept_maps=Table(folder / KEPT_MAPS, **_KEPT_MAPS_SPEC))
 
     @classmethod
-    def open(cls, folder: str | Path, metrics: Sequence[Metric], *, keep_maps: bool = False) -> RunTables:
+    def open(
+        cls, folder: str | Path, metrics: Sequence[Metric], *, keep_maps: bool = False, shared: bool = False
+    ) -> RunTables:
         """The tables of ``folder``, ready to write to: created if new (``kept_maps`` only with
-        ``keep_maps``); the CSV journals of a run of xaibench 0.3 converted to tables, once (with a message)."""
+        ``keep_maps``); the CSV journals of a run of xaibench 0.3 converted to tables, once (with a message).
+
+        With ``shared``, other processes write to the tables at the same time (a run split by torchrun):
+        they are written so (:attr:`~xaibench.results_store.Table.shared`), and nothing is converted or
+        cleaned up, which the run's first process did, alone, before the others started.
+        """
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         tables = cls.at(folder, metrics, legacy=False)
+        if shared:
+            for table in (*tables.all(), tables.kept_maps):
+                table.shared = True
+            return tables
         for name, spec in _table_specs(metrics).items():
             if os.path.lexists(folder / LEGACY_JOURNALS[name]):
                 convert_journal(Journal(folder / LEGACY_JOURNALS[name], **spec), getattr(tables, name))
@@ -361,6 +373,7 @@ def evaluate(
     read_back: bool = True,
     workers: int | None = None,
     keep_maps: KeepMaps | None = None,
+    share: Share | None = None,
 ) -> pd.DataFrame | None:
     """Explain and score every image of ``dataset`` with every method.
 
@@ -395,6 +408,9 @@ def evaluate(
             the calling thread. The rows are the same.
         keep_maps: With ``out``, keep every scored map in ``out/kept_maps/`` at this size and dtype
             (:mod:`xaibench.kept_maps`; read them with :func:`read_kept_maps`).
+        share: Evaluate only this process's batches (:class:`xaibench.distributed.Share`: batch ``k``,
+            counted over all the batches, done or not, where ``k % world == rank``), for a run split
+            over processes that write to one ``out``; the other batches are left to the others.
 
     Returns:
         One row per (image, method) with :data:`COLUMNS` and the metrics' columns (with ``out``, the
@@ -427,16 +443,24 @@ def evaluate(
         raise XaibenchError(f"indices must lie in [0, {total}) (the first n images of the data set); got {chosen[-1]}")
     if keep_maps is not None and out is None:
         raise XaibenchError("keep_maps needs out, the folder to keep the maps in")
-    journals = RunTables.open(out, scorers, keep_maps=keep_maps is not None) if out is not None else None
+    if share is not None and out is None:
+        raise XaibenchError("share needs out, the folder the processes write to")
+    journals = None if out is None else RunTables.open(out, scorers, keep_maps=keep_maps is not None, shared=share is not None)
     done = _unchanged(dataset, _done(journals, model.name, set(chosen)), out)
 
     # Images skipped earlier are read again: one restored since is scored now.
     spans = [chosen[start:start + batch_size] for start in range(0, len(chosen), batch_size)]
+    # The first readable images: maps kept at full size. Another process's images are taken as
+    # readable (an unreadable one among the first few leaves the figure an image short).
+    others = [i for k, span in enumerate(spans) if share is not None and not share.owns(k) for i in span]
+    figure = sorted(set(done) | set(others))[: thumbnails.FIGURE_IMAGES]
+    if share is not None:
+        spans = [span for k, span in enumerate(spans) if share.owns(k)]
     todo = [span for span in spans if not all(set(names) <= done.get(i, set()) for i in span)]
     frames, skipped_now = [], []
-    figure = sorted(done)[: thumbnails.FIGURE_IMAGES]  # the first readable images: maps kept at full size
     # A resumed run's bar starts at the images already done, so its rate and ETA are those of this run.
-    bar = tqdm(total=len(chosen), initial=len(chosen) - sum(map(len, todo)), unit="img", disable=not progress, desc="evaluating")
+    mine = sum(map(len, spans))  # this process's images
+    bar = tqdm(total=mine, initial=mine - sum(map(len, todo)), unit="img", disable=not progress, desc="evaluating")
     batches: dict[int, _BatchWork] = {}  # the batches not written yet, in order
 
     def collect(results: Iterator[_MethodResult]) -> None:
@@ -546,6 +570,14 @@ def _commit(
         tables.per_image.append(pd.concat([result.rows for result in computed], ignore_index=True))
 
 
+def _clock(device: torch.device) -> float:
+    """``time.perf_counter()`` once the device's queued work is done: CUDA runs asynchronously, so a
+    method's time on a GPU is read after its kernels have run, not after they were queued."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
 def _done(journals: RunTables | None, model: str, wanted: set[int]) -> dict[int, dict[str, str | None]]:
     """The rows the journals already hold for ``model`` among the ``wanted`` images: index ->
     method -> the digest of the image the row scored (None in rows of xaibench 0.2, which kept none)."""
@@ -645,14 +677,14 @@ def _submit_batch(
         if not todo[explainer.name].any():
             continue
         bar.set_postfix_str(explainer.name)
-        start = time.perf_counter()
+        start = _clock(images.device)
         try:
             explanation = explainer.explain(
                 images, targets.to(images.device), forward=forward, progress=PassProgress(bar, explainer.name)
             )
         except Exception as error:
             raise XaibenchError(f"method '{explainer.name}' failed on {where}: {type(error).__name__}: {error}") from error
-        seconds = time.perf_counter() - start
+        seconds = _clock(images.device) - start
         maps, native = as_numpy(explanation.maps), as_numpy(explanation.native)
         finite = as_numpy(explanation.finite).astype(bool)
         constant = as_numpy(explanation.constant).astype(bool)
@@ -668,7 +700,7 @@ def _submit_batch(
             if metric.passes_per_image:  # the metrics that run the network, here; they take time: say which
                 bar.set_postfix_str(f"{explainer.name}: {metric.name}")
                 values[metric.name] = _score(metric, inputs, rows, explainer.name, where)
-        network_seconds = time.perf_counter() - start - seconds
+        network_seconds = _clock(images.device) - start - seconds
         frame = pd.DataFrame(
             {
                 "model": model.name,

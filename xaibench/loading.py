@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import os
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -37,6 +36,7 @@ from dataclasses import dataclass
 from torch.utils.data import DataLoader, Dataset
 
 from xaibench.data.sample import Batch, Sample, collate, sample_digest
+from xaibench.distributed import local_cores
 from xaibench.errors import UnreadableImageError, XaibenchError
 
 logger = logging.getLogger(__name__)
@@ -75,9 +75,9 @@ class _Failed:
 
 
 def default_workers() -> int:
-    """Workers for a machine: one core left to the main process, at most :data:`MAX_WORKERS`."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(0, min(MAX_WORKERS, cores - 1))
+    """Workers for this process: one of its cores (under torchrun, the machine's cores shared among its
+    ranks) left to it, at most :data:`MAX_WORKERS`."""
+    return max(0, min(MAX_WORKERS, local_cores() - 1))
 
 
 def read_span(dataset: Sequence[Sample], indices: Sequence[int]) -> ReadSpan:

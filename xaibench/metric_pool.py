@@ -29,11 +29,12 @@ Example:
 
 from __future__ import annotations
 
-import os
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Generic, TypeVar
+
+from xaibench.distributed import local_cores
 
 T = TypeVar("T")
 
@@ -42,10 +43,9 @@ MAX_THREADS = 8
 
 
 def default_threads() -> int:
-    """Metric threads for this machine: half its cores (the network and the readers have the rest), at
-    least 1, at most :data:`MAX_THREADS`."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(MAX_THREADS, cores // 2))
+    """Metric threads for this process: half its cores (the network and the readers have the rest; under
+    torchrun, the machine's cores shared among its ranks), at least 1, at most :data:`MAX_THREADS`."""
+    return max(1, min(MAX_THREADS, local_cores() // 2))
 
 
 class MetricPool(Generic[T]):

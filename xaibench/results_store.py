@@ -34,6 +34,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import itertools
 import logging
 import os
 import tempfile
@@ -48,7 +49,7 @@ import pyarrow.parquet as pq
 from xaibench.errors import XaibenchError
 from xaibench.journal import ANY_ARRAY, ArrayCell, Journal
 from xaibench.own_files import REMEDY, check_own_folder, open_own, remove_own
-from xaibench.run_folder import PART_FILE, atomic_write
+from xaibench.run_folder import PART_FILE, atomic_write, atomic_write_new
 from xaibench.text import displayable
 
 logger = logging.getLogger(__name__)
@@ -118,6 +119,9 @@ class Table:
         self.optional_columns = list(optional_columns) + [c for c in added_columns if c not in optional_columns]
         self.renamed_columns = dict(renamed_columns or {})
         self.lost = lost
+        #: Whether other processes append to the table at the same time (:meth:`append` then claims
+        #: each part's number with :func:`~xaibench.run_folder.atomic_write_new`).
+        self.shared = False
         self._next: int | None = None
 
     def at(self, folder: str | os.PathLike) -> Table:
@@ -136,6 +140,8 @@ class Table:
         if not self.exists():
             try:
                 self.path.mkdir()
+            except FileExistsError:  # another process of the run made it meanwhile
+                self.exists()
             except OSError as error:
                 raise XaibenchError(f"cannot create {self.path} ({error.strerror or error}); {REMEDY}") from None
 
@@ -160,10 +166,15 @@ class Table:
             fields.append(pa.field(column, array.type, metadata={SCALAR_ARRAYS: b"1"} if scalars else None))
             arrays.append(array)
         table = pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+        self.create()
+        write = lambda file: pq.write_table(table, file, compression=COMPRESSION)  # noqa: E731
+        if self.shared:  # other processes write parts too: take the first free number, never replace
+            numbers = itertools.count(max((number for number, _ in self.parts()), default=0) + 1)
+            atomic_write_new((self.path / part_name(number) for number in numbers), write)
+            return
         if self._next is None:
             self._next = max((number for number, _ in self.parts()), default=0) + 1
-        self.create()
-        atomic_write(self.path / part_name(self._next), lambda file: pq.write_table(table, file, compression=COMPRESSION))
+        atomic_write(self.path / part_name(self._next), write)
         self._next += 1
 
     def _arrow(self, frame: pd.DataFrame, column: str) -> pa.Array:

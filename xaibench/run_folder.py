@@ -34,6 +34,7 @@ share a folder.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -41,7 +42,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -160,6 +161,44 @@ def atomic_path(path: str | os.PathLike, *, keep_extension: bool = False) -> Ite
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+
+
+def atomic_write_new(paths: Iterable[Path], write: Callable[[IO[bytes]], None]) -> Path:
+    """:func:`atomic_write` under the first of ``paths`` that no file takes yet, for several processes
+    writing into one folder at once (the processes of a run split by torchrun): the complete, synced
+    file is hard-linked to each name in turn (``os.link`` never replaces a file, nor follows a link),
+    so no two writers take one name and no reader sees a part-written file. Returns the name taken.
+
+    Raises:
+        XaibenchError: the folder cannot be written, or its file system has no hard links.
+    """
+    paths = iter(paths)
+    first = next(paths)
+    try:
+        descriptor, name = tempfile.mkstemp(dir=first.parent, prefix=f".{first.name}.", suffix=_TEMPORARY_SUFFIX)
+    except OSError as error:
+        raise XaibenchError(f"cannot write in {first.parent} ({error.strerror or error})") from None
+    temporary = Path(name)
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.chmod(temporary, 0o666 & ~_umask())
+        for path in itertools.chain([first], paths):
+            try:
+                os.link(temporary, path)
+            except FileExistsError:  # another writer took it
+                continue
+            except OSError as error:
+                raise XaibenchError(
+                    f"cannot write {os.fsdecode(path)} ({error.strerror or error}); a run split over processes needs "
+                    "its folder on a file system with hard links (a local disk, NFS): choose another --out"
+                ) from None
+            return path
+        raise XaibenchError(f"no name left for a file in {first.parent}")
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def _umask() -> int:

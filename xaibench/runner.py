@@ -16,9 +16,10 @@ fills a :class:`RunSpec` from its arguments and calls :func:`run`, so both write
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from xaibench.common_options import (
 )
 from xaibench.data.pixel_limit import check_pixel_limit, current_pixel_limit, pixel_limit
 from xaibench.data.selection import Selection, describe, select_indices
+from xaibench.distributed import ProcessGroup, ReportedByRankZero, Share, current_share, rank_device
 from xaibench.errors import XaibenchError
 from xaibench.kept_maps import KeepMaps, parse_keep_maps
 from xaibench.method_spec import MethodSpec, effective_options, repeated
@@ -140,6 +142,9 @@ class RunResult:
     config: dict[str, Any]
     skipped: list[int] = field(default_factory=list)
     notes: tuple[str, ...] = ()
+    #: The process's place in a run split by torchrun (None: the run's only process). Only rank 0
+    #: writes the summary; the others' ``summary`` is empty.
+    share: Share | None = None
 
 
 @dataclass(frozen=True)
@@ -172,7 +177,7 @@ def check_run_spec(spec: RunSpec) -> tuple[list[MethodSpec], list[metric.Metric]
     return checked.methods, checked.metrics
 
 
-def _check(spec: RunSpec) -> _Checked:
+def _check(spec: RunSpec, share: Share | None = None) -> _Checked:
     check_pixel_limit(spec.max_image_pixels)
     specs = check_methods(spec.methods)
     check_common(spec)
@@ -186,7 +191,8 @@ def _check(spec: RunSpec) -> _Checked:
         raise XaibenchError(f"mode must be one of {', '.join(MODES)}, got {spec.mode!r}")
     if spec.mode == "resume" and spec.out is None:
         raise XaibenchError("--resume needs --out DIR, the folder of the run to continue")
-    if spec.out and spec.mode == "new" and RunFolder(spec.out).holds_a_run():
+    # (Under torchrun, rank 0 alone: the others may look when it has started the run there.)
+    if spec.out and spec.mode == "new" and (share is None or share.rank == 0) and RunFolder(spec.out).holds_a_run():
         raise XaibenchError(
             f"{spec.out} holds the results of another run; pass --resume to continue it, --overwrite to "
             "replace it, or choose another --out"
@@ -254,13 +260,27 @@ def run(spec: RunSpec, *, on_start: Callable[[RunStart], None] | None = None) ->
         KeyboardInterrupt: Ctrl-C (or SIGTERM where the caller raises it so): the rows computed so far
             are kept in the folder's ``per_image`` table; ``mode="resume"`` continues the run.
     """
-    with pixel_limit(spec.max_image_pixels):
-        return _run_checked(spec, _check(spec), on_start)
+    share = current_share()
+    # Under torchrun, the ranks meet first: one that stops early then never leaves the others waiting
+    # where a signal cannot reach them.
+    group = ProcessGroup(share, rank_device(spec.device, share)) if share is not None else contextlib.nullcontext()
+    with pixel_limit(spec.max_image_pixels), group:
+        try:
+            checked = _check(spec, share)
+        except XaibenchError as error:  # under torchrun, every rank finds it: rank 0 says it
+            if share is None or share.rank == 0:
+                raise
+            raise ReportedByRankZero(str(error)) from error
+        return _run_checked(spec, checked, on_start, group if share is not None else None)
 
 
-def _run_checked(spec: RunSpec, checked: _Checked, on_start: Callable[[RunStart], None] | None) -> RunResult:
+def _run_checked(
+    spec: RunSpec, checked: _Checked, on_start: Callable[[RunStart], None] | None, group: ProcessGroup | None
+) -> RunResult:
+    share = None if group is None else group.share
     torch.manual_seed(spec.seed)
-    loaded = [load(name, spec) for name in model_names(spec.models)]
+    here = replace(spec, device=rank_device(spec.device, share))  # config.json records the device as given
+    loaded = [load(name, here) for name in model_names(spec.models)]
     twice = repeated([model.name for model in loaded])
     if twice:  # two names of one model (builtin, shapes_net): its rows are told apart by model.name alone
         raise XaibenchError(f"--model names the model {', '.join(twice)} more than once (by another name); name it once")
@@ -279,19 +299,62 @@ def _run_checked(spec: RunSpec, checked: _Checked, on_start: Callable[[RunStart]
     if spec.selection is not None:
         indices = select_indices(first, spec.selection, n=spec.n, seed=spec.seed, class_names=setups[0].model.class_names)
     config = _config(spec, setups, specs, checked.metrics, n, indices)
-    out = Path(spec.out) if spec.out else unique_folder(REPORTS, default_name(spec.models, spec.dataset))
-    with RunFolder(out, mode=spec.mode) as folder:
-        folder.start(config)
-        if on_start is not None:
-            on_start(RunStart(out, config, tuple(notes)))
-        summary = _fill_run(spec, setups, checked.metrics, n, indices, out)
+    start = _Start(config, tuple(notes), on_start)
+    if share is None:
+        out = Path(spec.out) if spec.out else unique_folder(REPORTS, default_name(spec.models, spec.dataset))
+        with RunFolder(out, mode=spec.mode) as folder:
+            start.record(folder, out)
+            _evaluate(spec, setups, checked.metrics, n, indices, out)
+            summary = _finish(spec, setups, out)
+    else:
+        out, summary = _run_shared(spec, setups, checked.metrics, n, indices, start, group)
+        if share.rank != 0:
+            return RunResult(out, summary, config, [], tuple(notes), share)
     skipped = [int(i) for i in dict.fromkeys(harness.read_skipped(out)["index"])]
     if summary.empty and skipped:
         raise XaibenchError(
             f"none of the {len(skipped)} images could be read (each is listed, with why, in {out / SKIPPED}/); "
             "nothing was scored: fix the images or --dataset, then run again with --overwrite"
         )
-    return RunResult(out, summary, config, skipped, tuple(notes))
+    return RunResult(out, summary, config, skipped, tuple(notes), share)
+
+
+@dataclass
+class _Start:
+    """The configuration to record and what to tell the caller once it is."""
+
+    config: dict[str, Any]
+    notes: tuple[str, ...]
+    on_start: Callable[[RunStart], None] | None
+
+    def record(self, folder: RunFolder, out: Path) -> None:
+        folder.start(self.config)
+        if self.on_start is not None:
+            self.on_start(RunStart(out, self.config, self.notes))
+
+
+def _run_shared(
+    spec: RunSpec, setups: list[_Setup], metrics: list[metric.Metric], n: int, indices: list[int] | None,
+    start: _Start, group: ProcessGroup,
+) -> tuple[Path, pd.DataFrame]:
+    """The run as one of the processes torchrun started: rank 0 locks the folder, records the
+    configuration and prepares the tables, alone; then every rank evaluates its share of the batches
+    into the folder; when all have finished, rank 0 writes the summary and the report. The folder and
+    the summary (empty on the other ranks)."""
+    share = group.share
+    if share.rank != 0:
+        out = Path(group.broadcast(None))  # once rank 0 has recorded the run
+        _evaluate(spec, setups, metrics, n, indices, out, share)
+        group.barrier()
+        return out, pd.DataFrame(columns=report.SUMMARY_COLUMNS)
+    out = Path(spec.out) if spec.out else unique_folder(REPORTS, default_name(spec.models, spec.dataset))
+    with RunFolder(out, mode=spec.mode) as folder:
+        start.record(folder, out)
+        harness.RunTables.open(out, metrics, keep_maps=spec.keep_maps is not None)  # converted, cleaned up
+        group.broadcast(os.fspath(out))
+        _evaluate(spec, setups, metrics, n, indices, out, share)
+        group.barrier()  # every rank's parts are written
+        return out, _finish(spec, setups, out)
 
 
 def _config(
@@ -338,19 +401,19 @@ def _config(
     }
 
 
-def _fill_run(
-    spec: RunSpec, setups: list[_Setup], metrics: list[metric.Metric], n: int, indices: list[int] | None, out: Path
-) -> pd.DataFrame:
-    """Evaluate every model of the run into ``out``, then write its summary and, with ``spec.report``,
-    its overlay figures and page; the summary."""
+def _evaluate(
+    spec: RunSpec, setups: list[_Setup], metrics: list[metric.Metric], n: int, indices: list[int] | None, out: Path,
+    share: Share | None = None,
+) -> None:
+    """Evaluate every model of the run into ``out`` (this process's share of the batches)."""
     chosen: dict[str, Any] = {"n": n} if indices is None else {"indices": indices}
     for setup in setups:
         try:
             harness.evaluate(
                 setup.model, setup.dataset, setup.explainers, metrics=metrics, batch_size=spec.batch_size,
-                target=spec.target, out=out, progress=spec.progress, read_back=False, workers=spec.workers,
-                keep_maps=None if spec.keep_maps is None else _keep_maps(spec),
-                **chosen,
+                target=spec.target, out=out, progress=spec.progress and (share is None or share.rank == 0),
+                read_back=False, workers=spec.workers, keep_maps=None if spec.keep_maps is None else _keep_maps(spec),
+                share=share, **chosen,
             )
         except (XaibenchError, OSError) as error:
             message = str(error) if isinstance(error, XaibenchError) else f"{error.strerror or error}"
@@ -358,6 +421,10 @@ def _fill_run(
                 f"{message} (the rows computed so far are in {out / PER_IMAGE}/; fix the cause, then continue "
                 f"with --resume --out {out})"
             ) from error
+
+
+def _finish(spec: RunSpec, setups: list[_Setup], out: Path) -> pd.DataFrame:
+    """Write the run's summary and, with ``spec.report``, its overlay figures and page; the summary."""
     summary = report.write_summary(out)
     if spec.report:
         _draw(spec, setups, out, summary)
