@@ -46,8 +46,8 @@ def builtin_batch() -> tuple[xaibench.Model, torch.Tensor, torch.Tensor]:
 
 #: Fewer samples or steps for the sampling methods whose default budget is the paper's (the contract does
 #: not depend on it; their full budgets run in test_contract on the tiny network and in their own tests).
-SMALLER_BUDGET = {"rise": {"n_masks": 200}, "sscam": {"num_samples": 4}, "iscam": {"num_samples": 4},
-                  "lime": {"n_samples": 200}, "kernelshap": {"n_samples": 200}, "smoothgrad": {"n_samples": 16},
+SMALLER_BUDGET = {"rise": {"n_masks": 64}, "sscam": {"num_samples": 2}, "iscam": {"num_samples": 2},
+                  "lime": {"n_samples": 64}, "kernelshap": {"n_samples": 64}, "smoothgrad": {"n_samples": 16},
                   "vargrad": {"n_samples": 16}, "integrated_gradients": {"n_steps": 16}}
 
 
