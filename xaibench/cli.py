@@ -21,13 +21,14 @@ from typing import NoReturn
 
 import pandas as pd
 
-from xaibench import __version__, allocator, explainer, harness, metric, report, runner, viz
+from xaibench import __version__, allocator, explainer, harness, metric, report, runner
 from xaibench.common_options import DEFAULT_METHODS, DEFAULT_PHOTO_MODEL, check_seed
 from xaibench.data.selection import Selection, parse_classes, parse_ids
 from xaibench.distributed import ReportedByRankZero, current_share
 from xaibench.errors import XaibenchError
 from xaibench.run_folder import PER_IMAGE, PER_IMAGE_CSV, SKIPPED, read_config, unique_folder, writable_folder
 from xaibench.runner import RunSpec, RunStart
+from xaibench.style import DEFAULT_ALPHA, DEFAULT_CMAP
 from xaibench.text import displayable, tolerant_output
 
 MAX_IMAGE_PIXELS_HELP = ("skip (run, sanity) or refuse (explain) image files with more pixels than this (default: "
@@ -84,9 +85,9 @@ def _data_options(n_help: str, batch_size: int, batch_help: str, target_help: st
 def _style_options(what: str, over: str) -> argparse.ArgumentParser:
     """--cmap, --alpha (explain, video, report)."""
     options = argparse.ArgumentParser(add_help=False)
-    options.add_argument("--cmap", default=viz.DEFAULT_CMAP, help=f"matplotlib colour map of {what} (default: {viz.DEFAULT_CMAP})")
-    options.add_argument("--alpha", type=float, default=viz.DEFAULT_ALPHA,
-                         help=f"opacity of {what} over {over}, 0 to 1 (default: {viz.DEFAULT_ALPHA})")
+    options.add_argument("--cmap", default=DEFAULT_CMAP, help=f"matplotlib colour map of {what} (default: {DEFAULT_CMAP})")
+    options.add_argument("--alpha", type=float, default=DEFAULT_ALPHA,
+                         help=f"opacity of {what} over {over}, 0 to 1 (default: {DEFAULT_ALPHA})")
     return options
 
 
@@ -265,7 +266,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     share = None
     try:
-        share = current_share() if args.command == "run" else None
+        share = current_share()
+        if share is not None and args.command not in ("run", "list"):
+            if share.rank != 0:  # every rank finds it: rank 0 says it
+                return 2
+            raise XaibenchError(f"xaibench {args.command} runs in one process: start it without torchrun "
+                                "(xaibench run is the command that splits over processes)")
         with tolerant_output():
             return commands[args.command](args)
     except KeyboardInterrupt as stop:
@@ -409,6 +415,8 @@ def _export(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     from xaibench import comparison, comparison_report
+
+    from xaibench import viz  # matplotlib, for the commands that draw
 
     viz.check_style(args.cmap, args.alpha)
     with ExitStack() as stack:

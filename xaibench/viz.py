@@ -17,11 +17,9 @@ from xaibench import localization
 from xaibench.data.sample import Sample
 from xaibench.errors import UnknownNameError, XaibenchError
 from xaibench.run_folder import atomic_write
+from xaibench.style import DEFAULT_ALPHA, DEFAULT_CMAP
 from xaibench.text import literal
 
-#: The colour map and opacity of heatmaps drawn over images (the CAM paper's figures use jet).
-DEFAULT_CMAP = "jet"
-DEFAULT_ALPHA = 0.5
 
 
 def check_style(cmap: str = DEFAULT_CMAP, alpha: float = DEFAULT_ALPHA) -> None:
