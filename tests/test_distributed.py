@@ -181,6 +181,18 @@ def test_shares_evaluated_into_one_folder_give_the_rows_of_one_evaluation(tmp_pa
 # ------------------------------------------------------------------ torchrun's parser
 
 
+def test_commands_other_than_run_refuse_to_be_split(monkeypatch, capsys, tmp_path) -> None:
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    monkeypatch.setenv("RANK", "0")
+    assert main(["summarize", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == ("xaibench: error: rank 0 of 2: xaibench summarize runs in one process: start it "
+                                       "without torchrun (xaibench run is the command that splits over processes)\n")
+    monkeypatch.setenv("RANK", "1")
+    assert main(["sanity", "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == ""  # said once, by rank 0
+
+
 def test_every_option_of_xaibench_run_passes_through_torchrun() -> None:
     """torchrun's parser matches abbreviations of its own options before it hands the rest to the
     module: ``--n`` is refused there (it could be --nnodes, --nproc-per-node, ...), so ``--num-images``

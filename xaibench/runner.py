@@ -245,6 +245,11 @@ def expand_metrics(metrics: Methods, seed: int) -> list[metric.Metric]:
 def run(spec: RunSpec, *, on_start: Callable[[RunStart], None] | None = None) -> RunResult:
     """Run the benchmark ``spec`` describes into its folder, as ``xaibench run`` does.
 
+    Under torchrun with several processes (:mod:`xaibench.distributed`), every process calls it with the
+    same spec: each evaluates its share of the batches; rank 0 locks the folder, records the
+    configuration, calls ``on_start`` and writes the summary and report; the other ranks return an
+    empty summary (:attr:`RunResult.share` says which process returned).
+
     Args:
         spec: What to run.
         on_start: Called once the folder is locked and ``config.json`` recorded, before the first
