@@ -607,7 +607,7 @@ def test_a_run_on_a_latin1_csv_of_latin1_files(tmp_path: Path) -> None:
     (tmp_path / "latin.csv").write_bytes("image,label,x0,y0,x1,y1\ncafé.png,disk,4,4,30,30\nnaïve.png,ring,2,2,20,20\n"
                                          .encode("latin-1"))
     out = tmp_path / "run"
-    assert main(["run", "--dataset", f"csv:{tmp_path / 'latin.csv'}", "--methods", "cam", "--out", str(out)]) == 0
+    assert main(["run", "--dataset", f"csv:{tmp_path / 'latin.csv'}", "--methods", "cam", "--no-report", "--out", str(out)]) == 0
     import pandas as pd
 
     assert pd.read_parquet(out / "per_image").image_id.tolist() == ["café.png", "naïve.png"]

@@ -265,7 +265,7 @@ def test_the_run_records_the_digest_of_default_weights_too(tmp_path) -> None:
 
     from xaibench.cli import main
 
-    assert main(["run", "--n", "2", "--methods", "center", "--out", str(tmp_path)]) == 0
+    assert main(["run", "--n", "2", "--methods", "center", "--no-report", "--out", str(tmp_path)]) == 0
     recorded = json.loads((tmp_path / "config.json").read_text())["models"][0]
     assert recorded["weights"] == "default"
     assert recorded["weights_sha256"] == weights_digest(xaibench.load_model("builtin").network)

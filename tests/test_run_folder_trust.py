@@ -275,7 +275,7 @@ def test_a_run_of_0_3_is_read_and_converted_once_when_resumed(finished, tmp_path
     assert not (run / PER_IMAGE).exists()
     assert _main(["summarize", run], capsys)[0] == 0
     assert pd.read_csv(run / SUMMARY_CSV).equals(pd.read_csv(finished / SUMMARY_CSV))
-    assert _main([*RUN, "--out", run, "--resume"], capsys)[0] == 0
+    assert _main([*RUN, "--out", run, "--resume", "--no-report"], capsys)[0] == 0
     assert "converted" in caplog.text and (run / PER_IMAGE).is_dir() and not list(run.glob("*.csv.partial"))
     assert not [p for p in run.iterdir() if p.name in {"per_image.csv", "maps.csv", "images.csv"}]
     assert (run / SUMMARY_CSV).read_bytes() == (finished / SUMMARY_CSV).read_bytes()
@@ -330,7 +330,7 @@ def test_files_a_spreadsheet_saved_again_read_the_same(finished, tmp_path, capsy
         path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes().replace(b"\n", b"\r\n"))
     assert _main(["summarize", run], capsys)[0] == 0
     assert pd.read_csv(run / SUMMARY_CSV).equals(pd.read_csv(finished / SUMMARY_CSV))
-    status, err = _main([*RUN, "--out", run, "--resume"], capsys)
+    status, err = _main([*RUN, "--out", run, "--resume", "--no-report"], capsys)
     assert status == 0 and "--overwrite" not in err
     assert pd.read_csv(run / SUMMARY_CSV).equals(pd.read_csv(finished / SUMMARY_CSV))
 
