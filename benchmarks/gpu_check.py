@@ -9,11 +9,12 @@ photos with ``--run-methods`` on each device, and the largest difference between
 (goal: within 0.5 point). Mixed precision (bf16 against fp32) is reported as not run: ``--precision``
 is not part of xaibench yet.
 
-One call, about 8 minutes at most on one GPU with the defaults; ``--device cpu --small`` runs the same
-code on the CPU in seconds (the test suite does, so the script keeps working where there is no GPU).
+One call, about 8 minutes at most on one GPU with the defaults; ``--device cpu`` runs the same code on
+the CPU at a small size (1 photo at 96 x 96 for the maps, 4 for the run, a few cheap methods: seconds;
+the test suite runs it, so the script keeps working where there is no GPU).
 
     python3 benchmarks/gpu_check.py [--device cuda] [--data ../shared/data/imagenet-val-300] [--out gpu_check.md]
-    python3 benchmarks/gpu_check.py --device cpu --small
+    python3 benchmarks/gpu_check.py --device cpu
 """
 
 from __future__ import annotations
@@ -34,8 +35,11 @@ DEFAULT_DATA = HERE.parents[2] / "shared" / "data" / "imagenet-val-300"
 RUN_METHODS = "cam,gradcam,saliency,center,random"
 #: The goals: maps that agree, summaries within half a point.
 MIN_PEARSON, MAX_SUMMARY_DIFFERENCE = 0.999, 0.5
-#: ``--small``: what the CPU can check quickly (cheap methods, few and small photos).
-SMALL = {"photos": 1, "run_photos": 4, "image_size": 96, "methods": "cam,gradcam,gradcampp,saliency,center,random"}
+#: The defaults on a GPU and, on the CPU, what it checks quickly (cheap methods, few and small photos).
+SIZES = {
+    "gpu": {"photos": 8, "run_photos": 300, "image_size": None, "methods": "all"},
+    "cpu": {"photos": 1, "run_photos": 4, "image_size": 96, "methods": "cam,gradcam,gradcampp,saliency,center,random"},
+}
 
 
 def synchronize(device: torch.device) -> None:
@@ -107,7 +111,8 @@ def check_run(args: argparse.Namespace, device: torch.device) -> float:
 
 def table(rows: list[dict], run_difference: float, args: argparse.Namespace, device: torch.device) -> str:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    lines = [f"### {args.model} on {name}: {args.photos} photos for the maps, {args.run_photos} for the run",
+    photos = f"{args.photos} photo{'s' if args.photos != 1 else ''}"
+    lines = [f"### {args.model} on {name}: {photos} for the maps, {args.run_photos} for the run",
              "", "| method | Pearson r, min over photos | images / s | peak memory (MiB) | note |", "|---|---|---|---|---|"]
     for row in rows:
         r = row.get("pearson_min")
@@ -128,16 +133,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--data", default=str(DEFAULT_DATA))
     parser.add_argument("--model", default="efficientnet_lite0")
-    parser.add_argument("--methods", default="all", help="methods whose maps are compared (default: all)")
+    parser.add_argument("--methods", default=None, help="methods whose maps are compared (default: all; on the CPU, a few)")
     parser.add_argument("--run-methods", default=RUN_METHODS)
-    parser.add_argument("--photos", type=int, default=8)
-    parser.add_argument("--run-photos", type=int, default=300)
-    parser.add_argument("--image-size", type=int, default=None, help="side of the photos (default: the model's)")
-    parser.add_argument("--small", action="store_true", help="few, small photos and cheap methods (for the CPU)")
+    parser.add_argument("--photos", type=int, default=None, help="photos for the maps (default: 8; on the CPU, 1)")
+    parser.add_argument("--run-photos", type=int, default=None, help="photos for the run (default: 300; on the CPU, 4)")
+    parser.add_argument("--image-size", type=int, default=None, help="side of the photos (default: the model's; on the CPU, 96)")
     parser.add_argument("--out", type=Path, default=None, help="also write the table (Markdown) here")
     args = parser.parse_args(argv)
-    if args.small:
-        for key, value in SMALL.items():
+    defaults = SIZES["cpu" if torch.device(args.device).type == "cpu" else "gpu"]
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
             setattr(args, key, value)
     torch.manual_seed(0)
     device = torch.device(args.device)
