@@ -446,16 +446,16 @@ def evaluate(
     if share is not None and out is None:
         raise XaibenchError("share needs out, the folder the processes write to")
     journals = None if out is None else RunTables.open(out, scorers, keep_maps=keep_maps is not None, shared=share is not None)
-    done = _unchanged(dataset, _done(journals, model.name, set(chosen)), out)
+    spans = [chosen[start:start + batch_size] for start in range(0, len(chosen), batch_size)]
+    others = [i for k, span in enumerate(spans) if share is not None and not share.owns(k) for i in span]
+    if share is not None:  # this process's batches only: their rows done, their images identified again
+        spans = [span for k, span in enumerate(spans) if share.owns(k)]
+    done = _unchanged(dataset, _done(journals, model.name, {i for span in spans for i in span}), out)
 
     # Images skipped earlier are read again: one restored since is scored now.
-    spans = [chosen[start:start + batch_size] for start in range(0, len(chosen), batch_size)]
     # The first readable images: maps kept at full size. Another process's images are taken as
     # readable (an unreadable one among the first few leaves the figure an image short).
-    others = [i for k, span in enumerate(spans) if share is not None and not share.owns(k) for i in span]
     figure = sorted(set(done) | set(others))[: thumbnails.FIGURE_IMAGES]
-    if share is not None:
-        spans = [span for k, span in enumerate(spans) if share.owns(k)]
     todo = [span for span in spans if not all(set(names) <= done.get(i, set()) for i in span)]
     frames, skipped_now = [], []
     # A resumed run's bar starts at the images already done, so its rate and ETA are those of this run.
