@@ -44,7 +44,8 @@ def _readme_torchrun_line() -> list[str]:
 
 #: The README's run (``xaibench run ...`` as it passes through torchrun): 3 methods, 64 images in
 #: batches of 4, so 8 batches a rank: room to land a kill half-way.
-README_RUN = _readme_torchrun_line()[_readme_torchrun_line().index("xaibench") + 1:]
+_README_LINE = _readme_torchrun_line()
+README_RUN = _README_LINE[_README_LINE.index("xaibench") + 1:]
 N = int(README_RUN[README_RUN.index("--num-images") + 1])
 
 

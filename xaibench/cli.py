@@ -268,10 +268,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         share = current_share()
         if share is not None and args.command not in ("run", "list"):
-            if share.rank != 0:  # every rank finds it: rank 0 says it
-                return 2
-            raise XaibenchError(f"xaibench {args.command} runs in one process: start it without torchrun "
-                                "(xaibench run is the command that splits over processes)")
+            refusal = ReportedByRankZero if share.rank != 0 else XaibenchError  # every rank finds it: rank 0 says it
+            raise refusal(f"xaibench {args.command} runs in one process: start it without torchrun "
+                          "(xaibench run is the command that splits over processes)")
         with tolerant_output():
             return commands[args.command](args)
     except KeyboardInterrupt as stop:
@@ -414,9 +413,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from xaibench import comparison, comparison_report
-
-    from xaibench import viz  # matplotlib, for the commands that draw
+    from xaibench import comparison, comparison_report, viz  # matplotlib, for the commands that draw
 
     viz.check_style(args.cmap, args.alpha)
     with ExitStack() as stack:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.distributed as dist
 
 from xaibench.errors import XaibenchError
 
@@ -99,8 +100,6 @@ class ProcessGroup:
             raise XaibenchError(f"--device {device!r} is not a torch device (cpu, cuda, cuda:1, ...)") from None
 
     def __enter__(self) -> ProcessGroup:
-        import torch.distributed as dist
-
         if not dist.is_available():
             raise XaibenchError("this PyTorch has no torch.distributed: run xaibench without torchrun")
         backend = "nccl" if self._device.type == "cuda" else "gloo"
@@ -110,27 +109,19 @@ class ProcessGroup:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        import torch.distributed as dist
-
         dist.destroy_process_group()
 
     def barrier(self) -> None:
         """Wait until every rank is here. The wait polls, so that a signal (torchrun stopping the ranks
         because one failed, Ctrl-C) is taken at once, not after the backend's timeout."""
-        import torch.distributed as dist
-
-        if self._device.type == "cuda":
-            work = dist.barrier(async_op=True, device_ids=[self._device.index or 0])
-        else:
-            work = dist.barrier(async_op=True)
+        cuda = self._device.type == "cuda"
+        work = dist.barrier(async_op=True, **({"device_ids": [self._device.index or 0]} if cuda else {}))
         while not work.is_completed():
             time.sleep(POLL_SECONDS)
         work.wait()
 
     def broadcast(self, value: Any) -> Any:
         """Rank 0's ``value``, on every rank (a small picklable object), once rank 0 gets here."""
-        import torch.distributed as dist
-
         self.barrier()  # the others wait here, taking signals, until rank 0 has the value
         box = [value if self.share.rank == 0 else None]
         dist.broadcast_object_list(box, src=0, device=self._device if self._device.type == "cuda" else None)

@@ -447,8 +447,9 @@ def evaluate(
         raise XaibenchError("share needs out, the folder the processes write to")
     journals = None if out is None else RunTables.open(out, scorers, keep_maps=keep_maps is not None, shared=share is not None)
     spans = [chosen[start:start + batch_size] for start in range(0, len(chosen), batch_size)]
-    others = [i for k, span in enumerate(spans) if share is not None and not share.owns(k) for i in span]
+    others: list[int] = []  # the images of the other processes' batches
     if share is not None:  # this process's batches only: their rows done, their images identified again
+        others = [i for k, span in enumerate(spans) if not share.owns(k) for i in span]
         spans = [span for k, span in enumerate(spans) if share.owns(k)]
     done = _unchanged(dataset, _done(journals, model.name, {i for span in spans for i in span}), out)
 

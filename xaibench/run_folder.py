@@ -136,21 +136,9 @@ def atomic_path(path: str | os.PathLike, *, keep_extension: bool = False) -> Ite
         XaibenchError: the folder cannot be written.
     """
     path = Path(path)
-    suffix = _TEMPORARY_SUFFIX + (path.suffix if keep_extension else "")
-    try:
-        descriptor, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
-    except OSError as error:
-        raise XaibenchError(f"cannot write in {path.parent} ({error.strerror or error})") from None
-    os.close(descriptor)
-    temporary = Path(name)
-    try:
+    with _temporary_beside(path, keep_extension) as temporary:
         yield temporary
-        descriptor = os.open(temporary, os.O_RDONLY)
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
-        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
+        _seal(temporary)
         try:
             os.replace(temporary, path)  # a link at ``path`` is replaced, never followed
         except OSError as error:  # a folder in the way, a read-only or full file system, ...
@@ -158,9 +146,6 @@ def atomic_path(path: str | os.PathLike, *, keep_extension: bool = False) -> Ite
                 f"cannot write {os.fsdecode(path)} ({error.strerror or error}); remove what is in the way or "
                 "choose another folder"
             ) from None
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
 
 
 def atomic_write_new(paths: Iterable[Path], write: Callable[[IO[bytes]], None]) -> Path:
@@ -174,17 +159,10 @@ def atomic_write_new(paths: Iterable[Path], write: Callable[[IO[bytes]], None]) 
     """
     paths = iter(paths)
     first = next(paths)
-    try:
-        descriptor, name = tempfile.mkstemp(dir=first.parent, prefix=f".{first.name}.", suffix=_TEMPORARY_SUFFIX)
-    except OSError as error:
-        raise XaibenchError(f"cannot write in {first.parent} ({error.strerror or error})") from None
-    temporary = Path(name)
-    try:
-        with os.fdopen(descriptor, "wb") as file:
+    with _temporary_beside(first) as temporary:
+        with open(temporary, "wb") as file:
             write(file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(temporary, 0o666 & ~_umask())
+        _seal(temporary)
         for path in itertools.chain([first], paths):
             try:
                 os.link(temporary, path)
@@ -197,8 +175,33 @@ def atomic_write_new(paths: Iterable[Path], write: Callable[[IO[bytes]], None]) 
                 ) from None
             return path
         raise XaibenchError(f"no name left for a file in {first.parent}")
+
+
+@contextmanager
+def _temporary_beside(path: Path, keep_extension: bool = False) -> Iterator[Path]:
+    """A new empty ``.<name>.*.partial`` file in ``path``'s folder, removed when the block ends unless it
+    was renamed away (a process killed meanwhile leaves it for :class:`RunFolder` to remove)."""
+    suffix = _TEMPORARY_SUFFIX + (path.suffix if keep_extension else "")
+    try:
+        descriptor, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    except OSError as error:
+        raise XaibenchError(f"cannot write in {path.parent} ({error.strerror or error})") from None
+    os.close(descriptor)
+    temporary = Path(name)
+    try:
+        yield temporary
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def _seal(temporary: Path) -> None:
+    """Sync a written temporary file to disk and give it the usual permissions (mkstemp makes 0600 files)."""
+    descriptor = os.open(temporary, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+    os.chmod(temporary, 0o666 & ~_umask())
 
 
 def _umask() -> int:

@@ -268,15 +268,15 @@ def run(spec: RunSpec, *, on_start: Callable[[RunStart], None] | None = None) ->
     share = current_share()
     # Under torchrun, the ranks meet first: one that stops early then never leaves the others waiting
     # where a signal cannot reach them.
-    group = ProcessGroup(share, rank_device(spec.device, share)) if share is not None else contextlib.nullcontext()
-    with pixel_limit(spec.max_image_pixels), group:
+    group = ProcessGroup(share, rank_device(spec.device, share)) if share is not None else None
+    with pixel_limit(spec.max_image_pixels), group or contextlib.nullcontext():
         try:
             checked = _check(spec, share)
         except XaibenchError as error:  # under torchrun, every rank finds it: rank 0 says it
             if share is None or share.rank == 0:
                 raise
             raise ReportedByRankZero(str(error)) from error
-        return _run_checked(spec, checked, on_start, group if share is not None else None)
+        return _run_checked(spec, checked, on_start, group)
 
 
 def _run_checked(
