@@ -18,7 +18,7 @@ from xaibench import localization, options
 from xaibench.localization import CAM_TAU, IOU_THRESHOLD, POINTING_TOLERANCE
 from xaibench.errors import OptionError
 from xaibench.explainer import upsample_maps
-from xaibench.metric import Metric, MetricInput, register_metric
+from xaibench.metric import Metric, MetricInput, Prepared, register_metric
 
 __all__ = [
     "ConstantMaps", "EnergyPointing", "GtKnownLoc", "MaxBoxAcc", "MaxBoxAccV2", "MeanIoU", "NonfiniteMaps",
@@ -130,34 +130,60 @@ def _box_iou_curves(batch: MetricInput) -> list[tuple[np.ndarray, np.ndarray]]:
 
 
 class _Curves(Metric):
-    """A data-set-level metric of per-image arrays (one array column; rows holding None left out)."""
-
-    def prepare(self, arrays: np.ndarray) -> np.ndarray:
-        """What :meth:`statistic` reads of the stacked per-image arrays (default: all of them)."""
-        return arrays
+    """A data-set-level metric of per-image arrays (one array column; rows holding None left out),
+    whose statistic reads them :meth:`~xaibench.metric.Metric.prepare`\ d."""
 
     def statistic(self, prepared: np.ndarray, weights: np.ndarray | None) -> float | np.ndarray:
         raise NotImplementedError
 
+    @property
+    def prepared_column(self) -> str:
+        return next(iter(self.columns))
+
     def aggregate(self, rows: pd.DataFrame, weights: np.ndarray | None) -> float | np.ndarray:
         return self.resampled(rows)(weights)
 
-    def resampled(self, rows: pd.DataFrame) -> Callable[[np.ndarray | None], float | np.ndarray]:
-        """The arrays stacked and prepared once, for every chunk of resamples."""
-        column = next(iter(self.columns))
-        keep = rows[column].notna().to_numpy()
-        if not keep.any():
+    def resampled(self, rows: pd.DataFrame, prepared: Prepared | None = None) -> Callable[[np.ndarray | None], float | np.ndarray]:
+        """The arrays stacked and prepared once (or ``prepared``), for every chunk of resamples."""
+        prepared = self.prepared(rows) if prepared is None else prepared
+        if prepared.values is None:
             return lambda weights: np.nan if weights is None else np.full(len(weights), np.nan)
-        prepared = self.prepare(np.stack(rows[column][keep].to_list()))
-        every = keep.all()
-        return lambda weights: self.statistic(prepared, weights if weights is None or every else weights[:, keep])
+        keep, every = prepared.scored, prepared.scored.all()
+        return lambda weights: self.statistic(prepared.values, weights if weights is None or every else weights[:, keep])
 
-    def count(self, rows: pd.DataFrame) -> int:
-        return int(rows[next(iter(self.columns))].notna().sum())
+    def count(self, rows: pd.DataFrame, prepared: Prepared | None = None) -> int:
+        return (self.prepared(rows) if prepared is None else prepared).count
+
+
+class _BoxAccuracy(_Curves):
+    """MaxBoxAcc at each of :attr:`iou_thresholds`, from per-image IoU-versus-map-threshold curves,
+    prepared as the (N, len(iou_thresholds), T) hits ``IoU >= delta``
+    (:func:`xaibench.localization.box_hits`): all that MaxBoxAcc reads of the curves."""
+
+    iou_thresholds: tuple[float, ...] = ()
+
+    def prepare(self, arrays: np.ndarray) -> np.ndarray:
+        return localization.box_hits(arrays, self.iou_thresholds)
+
+    def statistic(self, prepared: np.ndarray, weights: np.ndarray | None) -> float | np.ndarray:
+        return np.mean([localization.best_box_accuracy(prepared[:, k], weights) for k in range(prepared.shape[1])], axis=0)
+
+    def per_image_values(self, rows: pd.DataFrame, prepared: Prepared | None = None) -> np.ndarray:
+        """Per row, the mean over the IoU thresholds delta of 100 x [IoU >= delta at the map threshold where
+        the method's box accuracy at delta is best] (NaN where the row has no curve)."""
+        prepared = self.prepared(rows) if prepared is None else prepared
+        values = np.full(len(prepared.scored), np.nan)
+        if prepared.values is not None:
+            hits = prepared.values
+            values[prepared.scored] = np.mean(
+                [100.0 * hits[:, k, localization.box_accuracy_curve(hits[:, k]).argmax()] for k in range(hits.shape[1])],
+                axis=0,
+            )
+        return values
 
 
 @register_metric("maxboxacc")
-class MaxBoxAcc(_Curves):
+class MaxBoxAcc(_BoxAccuracy):
     """MaxBoxAcc (Choe et al., CVPR 2020, "Evaluating Weakly Supervised Object Localization Methods
     Right", Eq. 2): the best box accuracy over wsolevaluation's 100 map thresholds, the box of the
     largest contour, IoU >= 0.5: ``max_t 100/N sum_i [IoU(box_i(t), B_i) >= 0.5]``.
@@ -169,23 +195,14 @@ class MaxBoxAcc(_Curves):
     title = "MaxBoxAcc"
     description = f"wsolevaluation: box accuracy (IoU >= {IOU_THRESHOLD:g}, largest contour) at the best map threshold"
     columns = {"box_iou_curve": "array"}
+    iou_thresholds = (IOU_THRESHOLD,)
 
     def score(self, batch: MetricInput) -> dict[str, Sequence]:
         return {"box_iou_curve": [v1 for v1, _ in _box_iou_curves(batch)]}
 
-    def prepare(self, arrays: np.ndarray) -> np.ndarray:
-        return arrays >= IOU_THRESHOLD  # (N, T) hits: all MaxBoxAcc reads of the curves
-
-    def statistic(self, prepared: np.ndarray, weights: np.ndarray | None) -> float | np.ndarray:
-        return localization.best_box_accuracy(prepared, weights)
-
-    def per_image_values(self, rows: pd.DataFrame) -> np.ndarray:
-        """100 where the image's box is right (IoU >= 0.5) at the method's best map threshold."""
-        return _at_best_threshold(rows, "box_iou_curve", (IOU_THRESHOLD,))
-
 
 @register_metric("maxboxacc_v2")
-class MaxBoxAccV2(_Curves):
+class MaxBoxAccV2(_BoxAccuracy):
     """MaxBoxAccV2 (Choe et al. 2020, Sec. 4.1): the mean over IoU thresholds 0.3, 0.5 and 0.7 of the
     best box accuracy, each at its own map threshold, with the boxes of every contour."""
 
@@ -195,32 +212,10 @@ class MaxBoxAccV2(_Curves):
         "box accuracy, any contour"
     )
     columns = {"box_iou_curve_v2": "array"}
+    iou_thresholds = localization.V2_IOU_THRESHOLDS
 
     def score(self, batch: MetricInput) -> dict[str, Sequence]:
         return {"box_iou_curve_v2": [v2 for _, v2 in _box_iou_curves(batch)]}
-
-    def prepare(self, arrays: np.ndarray) -> np.ndarray:
-        return np.stack([arrays >= d for d in localization.V2_IOU_THRESHOLDS])  # (3, N, T) hits
-
-    def statistic(self, prepared: np.ndarray, weights: np.ndarray | None) -> float | np.ndarray:
-        return np.mean([localization.best_box_accuracy(hits, weights) for hits in prepared], axis=0)
-
-    def per_image_values(self, rows: pd.DataFrame) -> np.ndarray:
-        """The mean over IoU 0.3 / 0.5 / 0.7 of 100 x [the box is right at that IoU's best threshold]."""
-        return _at_best_threshold(rows, "box_iou_curve_v2", localization.V2_IOU_THRESHOLDS)
-
-
-def _at_best_threshold(rows: pd.DataFrame, column: str, iou_thresholds: Sequence[float]) -> np.ndarray:
-    """Per row, the mean over ``iou_thresholds`` d of 100 x [IoU >= d at the map threshold where the
-    rows' box accuracy at d is best] (NaN where the row has no curve)."""
-    values = np.full(len(rows), np.nan)
-    scored = rows[column].notna().to_numpy()
-    if scored.any():
-        curves = np.stack(rows[column][scored].to_list())
-        values[scored] = np.mean(
-            [100.0 * (curves[:, localization.box_acc_curve(curves, d).argmax()] >= d) for d in iou_thresholds], axis=0
-        )
-    return values
 
 
 @register_metric("pxap")
@@ -242,7 +237,7 @@ class PxAP(_Curves):
         return {"pxap_hist": hists}
 
     def prepare(self, arrays: np.ndarray) -> np.ndarray:
-        return arrays.astype(np.float64)  # converted once, not per chunk of resamples
+        return localization.compact_counts(arrays)  # pixel counts in the fewest bytes that hold them
 
     def statistic(self, prepared: np.ndarray, weights: np.ndarray | None) -> float | np.ndarray:
         return localization.pxap(prepared, weights=weights)

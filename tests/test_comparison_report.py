@@ -325,7 +325,7 @@ def test_a_second_report_into_one_folder_is_refused_while_the_first_writes(runs,
     with FolderLock(out.mkdir() or out, "report"):
         assert main(["report", str(runs[0]), "--out", str(out)]) == 2
     err = _one_line_error(capsys)
-    assert f"another xaibench report (pid " in err and f"is writing to {out}; wait for it or choose another --out" in err
+    assert "another xaibench report (pid " in err and f"is writing to {out}; wait for it or choose another --out" in err
     assert list(out.iterdir()) == []
 
 

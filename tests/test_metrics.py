@@ -352,3 +352,19 @@ def test_class_mean_with_bootstrap_weights_equals_the_one_hot_formula() -> None:
     np.testing.assert_allclose(metrics.class_mean(scores, classes, weights), one_hot(scores, weights), rtol=1e-12)
     assert np.isnan(metrics.class_mean(np.full(3, np.nan), np.arange(3)))
     assert np.isnan(metrics.class_mean(np.full(3, np.nan), np.arange(3), np.ones((2, 3)))).all()
+
+
+def test_weighted_sums_of_whole_numbers_are_exact_whatever_their_dtype_and_chunks() -> None:
+    """The bootstrap's weighted hit and pixel counts, summed a block of rows at a time from the compact
+    dtypes the metrics keep, are the integer matrix product, exactly."""
+    from xaibench.localization import compact_counts, weighted_sums
+
+    rng = np.random.default_rng(0)
+    n = 10_000  # more rows than one block
+    hits = rng.random((n, 7)) < 0.3
+    counts = compact_counts(rng.integers(0, 60_000, (n, 2, 5)))
+    assert counts.dtype == np.uint16
+    weights = rng.multinomial(n, np.full(n, 1 / n), size=3).astype(np.float64)
+    for values in (hits, counts):
+        exact = weights.astype(np.int64) @ values.reshape(n, -1).astype(np.int64)
+        assert np.array_equal(weighted_sums(values, weights).reshape(3, -1), exact.astype(np.float64))

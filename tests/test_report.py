@@ -179,3 +179,46 @@ def test_summary_md_shows_the_seconds_per_image_in_the_method_and_in_the_metrics
     assert header.endswith("| s/img | metric s/img |")
     assert next(line for line in lines if line.startswith("| cam |")).endswith("| 0.05 | 0.015 |")
     assert next(line for line in lines if line.startswith("| saliency |")).endswith("| 0.2 | 0.01 |")
+
+
+def test_a_folder_summarised_from_prepared_parts_is_summarised_as_from_its_rows(tmp_path) -> None:
+    """write_summary reads the arrays a part at a time into the metrics' prepared rows; the summary, the
+    box-accuracy curves and the per-image values are those of the rows read whole, bit for bit, with
+    rows written over (a resumed image), rows without arrays, and parts of several sizes."""
+    from xaibench.comparison import load_run
+    from xaibench.harness import RunTables, build_metrics, prepared_groups, read_per_image
+
+    rng = np.random.default_rng(5)
+    rows = pd.concat([_per_image().assign(index=lambda f, k=k: f["index"] + 4 * k) for k in range(3)], ignore_index=True)
+    rows["image_id"] = [f"i{i}" for i in rows["index"]]
+    rows["box_iou_curve"] = [None if k % 5 == 2 else np.round(rng.random(100), 1) for k in range(len(rows))]
+    rows["box_iou_curve_v2"] = [np.round(rng.random(100), 1) for _ in range(len(rows))]
+    rows["pxap_hist"] = [None if k % 4 == 1 else rng.integers(0, 300, (2, 102)) for k in range(len(rows))]
+    metrics = build_metrics(None)
+    table = RunTables.open(tmp_path, metrics).per_image
+    for part in (rows.iloc[:5], rows.iloc[5:16], rows.iloc[16:]):
+        table.append(part.reset_index(drop=True))
+    again = rows.iloc[[1, 9]].copy()  # cam on images 1 and 5 scored again: their rows are the latest, put back in order
+    again["box_iou_curve"] = [np.full(100, 0.95), None]
+    again["pxap_hist"] = [rng.integers(0, 300, (2, 102)), None]
+    table.append(again.reset_index(drop=True))
+    (tmp_path / "config.json").write_text(json.dumps({"seed": 3, "n": 12, "methods": ["cam", "saliency"]}))
+
+    whole = read_per_image(tmp_path, metrics)
+    expected = summarize(whole, metrics, seed=3)
+    assert expected.equals(write_summary(tmp_path))
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "summary.csv"), expected.astype({"n": int}), check_exact=True)
+    assert pd.read_csv(tmp_path / "box_accuracy_curves.csv").equals(
+        pd.read_csv(pd.io.common.StringIO(box_accuracy_curves(whole).to_csv(index=False))))
+    groups = list(prepared_groups(tmp_path, metrics))
+    for (group, prepared), method in zip(groups, ["cam", "saliency"]):
+        rows_of = whole[whole.method == method].reset_index(drop=True)
+        assert "box_iou_curve" not in group and group["index"].tolist() == rows_of["index"].tolist()
+        for name in ("maxboxacc", "maxboxacc_v2", "pxap"):
+            metric = next(m for m in metrics if m.name == name)
+            assert metric.count(group, prepared[name]) == metric.count(rows_of)
+            if name != "pxap":
+                got, want = metric.per_image_values(group, prepared[name]), metric.per_image_values(rows_of)
+                assert np.array_equal(got, want, equal_nan=True)
+    run = load_run(tmp_path)
+    pd.testing.assert_frame_equal(run.summary, expected, check_exact=True)

@@ -20,8 +20,6 @@ import os
 import shutil
 import signal
 import stat
-import subprocess
-import sys
 import tracemalloc
 from pathlib import Path
 

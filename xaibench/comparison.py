@@ -31,10 +31,10 @@ import pandas as pd
 from xaibench import significance
 from xaibench.errors import XaibenchError
 from xaibench.harness import (
-    DIGEST, THUMBNAIL_ARRAYS, per_image_groups, read_skipped, read_thumbnails, read_timings, thumbnail_arrays,
+    DIGEST, THUMBNAIL_ARRAYS, prepared_groups, read_skipped, read_thumbnails, read_timings, thumbnail_arrays,
 )
-from xaibench.metric import FAMILIES, Metric
-from xaibench.report import box_accuracy_curves, mean_curves, run_metrics, seconds_per_image, summarize
+from xaibench.metric import FAMILIES, Metric, Prepared
+from xaibench.report import box_accuracy_curves, given, mean_curves, run_metrics, seconds_per_image, summarize
 from xaibench.run_folder import IDS_FIELD, SKIPPED, definitions, read_config
 from xaibench.text import displayable
 
@@ -94,11 +94,11 @@ def load_run(folder: str | Path, *, n_boot: int = 1000) -> Run:
     metrics = run_metrics(config)
     seed = int(config.get("seed", 0))
     rows, summaries, box_curves, metric_curves = [], [], [], []
-    for group in per_image_groups(folder, metrics):  # a method's arrays at a time
-        summaries.append(summarize(group, metrics, n_boot=n_boot, seed=seed))
-        box_curves.append(box_accuracy_curves(group))
+    for group, prepared in prepared_groups(folder, metrics):  # a method at a time
+        summaries.append(summarize(group, metrics, n_boot=n_boot, seed=seed, prepared=prepared))
+        box_curves.append(box_accuracy_curves(group, prepared))
         metric_curves.append(mean_curves(group, metrics))
-        rows.append(_without_arrays(group, metrics))
+        rows.append(_without_arrays(group, metrics, prepared))
     per_image = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
     if per_image.empty:
         skipped = len(read_skipped(folder))
@@ -121,13 +121,13 @@ def load_run(folder: str | Path, *, n_boot: int = 1000) -> Run:
 PER_IMAGE_VALUES = "{}:per_image"
 
 
-def _without_arrays(rows: pd.DataFrame, metrics: list[Metric]) -> pd.DataFrame:
-    """One (model, method)'s rows with each metric's per-image values (:meth:`Metric.per_image_values`)
-    as a column of their own and no array column."""
+def _without_arrays(rows: pd.DataFrame, metrics: list[Metric], prepared: dict[str, Prepared]) -> pd.DataFrame:
+    """One (model, method)'s rows with each metric's per-image values (:meth:`Metric.per_image_values`,
+    from its ``prepared`` arrays where it has them) as a column of their own and no array column."""
     rows = rows.copy()
     for metric in metrics:
-        if metric.unit != "count" and set(metric.columns) <= set(rows.columns):
-            values = metric.per_image_values(rows)
+        if metric.unit != "count" and (metric.name in prepared or set(metric.columns) <= set(rows.columns)):
+            values = metric.per_image_values(rows, *given(prepared, metric))
             if values is not None:
                 rows[PER_IMAGE_VALUES.format(metric.name)] = np.asarray(values, dtype=np.float64)
     arrays = [c for metric in metrics for c, kind in metric.columns.items() if kind == "array" and c in rows]

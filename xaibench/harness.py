@@ -52,7 +52,7 @@ from xaibench.kept_maps import KEPT_MAP_COLUMNS, KeepMaps, kept_map_rows
 from xaibench.loading import span_reader
 from xaibench.localization import as_numpy
 from xaibench.method_spec import repeated
-from xaibench.metric import DEFAULT_METRICS, Metric, MetricInput, create_metric, with_requirements
+from xaibench.metric import DEFAULT_METRICS, Metric, MetricInput, Prepared, create_metric, with_requirements
 from xaibench.metric_pool import MetricPool, default_threads
 from xaibench.models import Model, eval_mode
 from xaibench.progress import PassProgress
@@ -204,9 +204,68 @@ def per_image_groups(folder: str | Path, metrics: Sequence[Metric] | None = None
     """The rows of :func:`read_per_image`, one (model, method) at a time, in the order the pairs first
     appear: each pair's latest rows, read alone, so memory is bounded by one method's rows, not the run's."""
     table = RunTables.at(folder, build_metrics(None) if metrics is None else metrics).per_image
+    for where in _pairs(table):
+        yield latest_rows(table.read(where))
+
+
+def prepared_groups(
+    folder: str | Path, metrics: Sequence[Metric] | None = None
+) -> Iterator[tuple[pd.DataFrame, dict[str, Prepared]]]:
+    """:func:`per_image_groups` for the summary: ``(rows, prepared)`` per (model, method), where each
+    metric of ``metrics`` with a :attr:`~xaibench.metric.Metric.prepared_column` gets its
+    :class:`~xaibench.metric.Prepared` arrays of the rows, made a part of the table at a time, and the
+    rows do not hold that column: memory is bounded by what the metrics keep of the arrays (MaxBoxAcc:
+    1 byte a map threshold), not by the arrays (8 bytes a threshold, and a Python object per row).
+    """
+    metrics = build_metrics(None) if metrics is None else list(metrics)
+    table = RunTables.at(folder, metrics).per_image
+    streamed = [m for m in metrics if m.prepared_column is not None and m.prepared_column in table.columns]
+    drop = list(dict.fromkeys(m.prepared_column for m in streamed))
+    for where in _pairs(table):
+        frames, parts = [], {m.name: [] for m in streamed}
+        metric = None
+        try:
+            # A part of the store at a time (a 0.2 folder's journal: all of it at once).
+            for chunk in table.chunks(where) if isinstance(table, Table) else [table.read(where)]:
+                for metric in streamed:
+                    parts[metric.name].append(metric.prepared(chunk))
+                frames.append(chunk.drop(columns=drop))
+            if not frames:
+                continue
+            rows = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+            rows[_POSITION] = np.arange(len(rows))
+            rows = latest_rows(rows)
+            order = rows.pop(_POSITION).to_numpy()
+            for metric in streamed:
+                parts[metric.name] = Prepared.concat(parts[metric.name]).take(order)
+        except (ValueError, TypeError, IndexError) as error:  # arrays read back that do not fit together
+            raise XaibenchError(
+                f"metric '{metric.name}' cannot aggregate the rows of {where.method} ({where.model}): "
+                f"{type(error).__name__}: {' '.join(str(error).split())[:200]}; the run folder's per-image rows "
+                "are damaged"
+            ) from error
+        yield rows, parts
+
+
+@dataclass(frozen=True)
+class _Pair:
+    """The rows of one (model, method), as a filter of a part's rows (``where`` of :meth:`Table.read`)."""
+
+    model: str
+    method: str
+
+    def __call__(self, rows: pd.DataFrame) -> pd.Series:
+        return (rows["model"] == self.model) & (rows["method"] == self.method)
+
+
+def _pairs(table: Table | Journal) -> list[_Pair]:
+    """The (model, method) pairs of ``table``'s rows, in the order they first appear."""
     keys = table.keys(["model", "method"])
-    for model, method in dict.fromkeys(zip(keys["model"], keys["method"])):
-        yield latest_rows(table.read(lambda rows: (rows["model"] == model) & (rows["method"] == method)))
+    return [_Pair(model, method) for model, method in dict.fromkeys(zip(keys["model"], keys["method"]))]
+
+
+#: A column :func:`prepared_groups` adds for a moment: each row's place as read.
+_POSITION = "__position__"
 
 
 def read_per_image_keys(folder: str | Path) -> pd.DataFrame:

@@ -373,13 +373,29 @@ def box_iou_curves(scoremap: np.ndarray, gt_boxes: object) -> tuple[np.ndarray, 
 
 
 def _weighted_mean(values: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
-    """Mean over the first axis of ``values``; with (B, N) bootstrap ``weights``, one mean per row."""
-    values = np.asarray(values, dtype=np.float64)
+    """Mean over the first axis of whole-number ``values`` (hits, counts); with (B, N) bootstrap
+    ``weights``, one mean per row."""
     if weights is None:
-        return values.mean(0)
-    flat = values.reshape(len(values), -1)
+        return np.asarray(values, dtype=np.float64).mean(0)
     with np.errstate(invalid="ignore", divide="ignore"):  # a resample that drew no image: NaN
-        return (weights @ flat / weights.sum(1, keepdims=True)).reshape((len(weights),) + values.shape[1:])
+        return weighted_sums(values, weights) / weights.sum(1).reshape((-1,) + (1,) * (np.ndim(values) - 1))
+
+
+#: Rows of whole-number values converted to float64 at a time by :func:`weighted_sums`.
+_SUM_ROWS = 4096
+
+
+def weighted_sums(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """``weights @ values`` over the first axis of whole-number ``values`` (N, ...) (booleans, counts)
+    and (B, N) whole-number bootstrap ``weights``: (B, ...) float64, ``_SUM_ROWS`` rows of ``values``
+    converted at a time. Every partial sum is a whole number below 2**53, so the result is exact,
+    the same whatever the order of the sums and whether ``values`` are held as bool, int or float."""
+    values = np.asarray(values)
+    flat = values.reshape(len(values), -1)
+    sums = np.zeros((len(weights), flat.shape[1]))
+    for start in range(0, len(flat), _SUM_ROWS):
+        sums += weights[:, start : start + _SUM_ROWS] @ flat[start : start + _SUM_ROWS].astype(np.float64)
+    return sums.reshape((len(weights),) + values.shape[1:])
 
 
 def max_box_acc(ious: np.ndarray, iou_threshold: float = IOU_THRESHOLD, weights: np.ndarray | None = None) -> float | np.ndarray:
@@ -407,7 +423,33 @@ def max_box_acc_v2(ious: np.ndarray, weights: np.ndarray | None = None) -> float
 
 def box_acc_curve(ious: np.ndarray, iou_threshold: float = IOU_THRESHOLD) -> np.ndarray:
     """Box accuracy (%) at each map threshold: the curve whose maximum is MaxBoxAcc."""
-    return 100 * (np.asarray(ious) >= iou_threshold).mean(0)
+    return box_accuracy_curve(np.asarray(ious) >= iou_threshold)
+
+
+def box_accuracy_curve(hits: np.ndarray) -> np.ndarray:
+    """:func:`box_acc_curve` from the (N, T) hits ``IoU >= delta``: ``100 / N sum_i hits[i, t]``."""
+    return 100 * np.asarray(hits).mean(0)
+
+
+def box_hits(ious: np.ndarray, iou_thresholds: Sequence[float]) -> np.ndarray:
+    """The (N, len(iou_thresholds), T) booleans ``ious[i, t] >= delta``: all that MaxBoxAcc (V1: delta 0.5;
+    V2: 0.3, 0.5, 0.7) reads of the (N, T) IoU curves, 1 byte a value.
+
+    Example:
+        >>> box_hits(np.array([[0.2, 0.6]]), (0.5,)).tolist()
+        [[[False, True]]]
+    """
+    ious = np.asarray(ious)
+    return np.stack([ious >= d for d in iou_thresholds], axis=1)
+
+
+def compact_counts(counts: np.ndarray) -> np.ndarray:
+    """Whole-number ``counts`` (e.g. PxAP's histograms) in the smallest integer dtype that holds them
+    all (a float array, or an empty one, as it is): the same numbers in as few bytes as they need."""
+    counts = np.asarray(counts)
+    if counts.dtype.kind not in "iub" or not counts.size:
+        return counts
+    return counts.astype(np.result_type(np.min_scalar_type(counts.min()), np.min_scalar_type(counts.max())))
 
 
 #: Right bin edges of wsolevaluation's PxAP histograms: the thresholds, then 1, 2, 3.
@@ -485,10 +527,9 @@ def pxap(histograms: np.ndarray, weights: np.ndarray | None = None) -> float | n
     ``PxAP = 100 * sum_t P_t (R_t - R_{t-1})`` over the thresholds where something is predicted.
     ``histograms`` (N, 2, K) from :func:`pxap_histograms`.
     """
-    totals = np.asarray(histograms, dtype=np.float64)
+    histograms = np.asarray(histograms)
     # Whole numbers (pixel counts times draws), exact in float64 whatever the order of the sums.
-    totals = totals.sum(0)[None] if weights is None else (weights @ totals.reshape(len(totals), -1)).reshape(
-        (len(weights),) + totals.shape[1:])
+    totals = histograms.sum(0, dtype=np.float64)[None] if weights is None else weighted_sums(histograms, weights)
     tp = totals[:, 0, ::-1].cumsum(-1)
     fp = totals[:, 1, ::-1].cumsum(-1)
     fn = totals[:, 0].sum(-1, keepdims=True) - tp

@@ -135,6 +135,11 @@ class Metric(abc.ABC):
     options: dict[str, object] = {}
     #: The ``"array"`` column holding a per-image curve the reports plot (mean per method), or None.
     curve: str | None = None
+    #: For a data-set-level metric of one ``"array"`` column: that column, which :meth:`prepare`
+    #: reduces row by row to what the statistic reads. The summary then reads the column a part of the
+    #: results store at a time and keeps only the prepared rows (:class:`Prepared`), so its memory does
+    #: not grow with the arrays. None: the metric reads its rows as they are.
+    prepared_column: str | None = None
 
     @property
     def direction(self) -> str:
@@ -154,11 +159,11 @@ class Metric(abc.ABC):
         scalar column, NaN rows left out."""
         return mean_of(rows[self._scalar_column()], weights, self.scale)
 
-    def resampled(self, rows: pd.DataFrame) -> Callable[[np.ndarray], np.ndarray]:
+    def resampled(self, rows: pd.DataFrame, prepared: Prepared | None = None) -> Callable[[np.ndarray], np.ndarray]:
         """:meth:`aggregate` of ``rows`` as a function of bootstrap weights (B, n): what the summary's
         bootstrap calls once per chunk of resamples, giving ``aggregate(rows, weights)``. The default
-        calls :meth:`aggregate`; a metric that prepares per-image arrays for it (stacks them, keeps only
-        what its statistic reads) prepares them once here.
+        calls :meth:`aggregate`; a metric with a :attr:`prepared_column` reads ``prepared`` (the rows'
+        :meth:`prepare`\ d arrays, which the rows then need not hold) or prepares the rows' arrays once.
 
         Example:
             ``statistic = metric.resampled(rows)``, then ``statistic(weights)`` for each chunk of
@@ -166,17 +171,34 @@ class Metric(abc.ABC):
         """
         return lambda weights: self.aggregate(rows, weights)
 
-    def count(self, rows: pd.DataFrame) -> int:
+    def count(self, rows: pd.DataFrame, prepared: Prepared | None = None) -> int:
         """How many of ``rows`` the aggregated value rests on (the ``n`` of ``summary.csv``)."""
+        if prepared is not None:
+            return prepared.count
         return int(rows[self._scalar_column()].notna().sum())
+
+    def prepare(self, arrays: np.ndarray) -> np.ndarray:
+        """What the statistic reads of the stacked (n, ...) arrays of :attr:`prepared_column`, row by
+        row (so that parts prepared apart and concatenated are the whole prepared; default: all of it)."""
+        return arrays
+
+    def prepared(self, rows: pd.DataFrame) -> Prepared:
+        """:meth:`prepare` of the arrays of ``rows``' :attr:`prepared_column` (rows without one left out)."""
+        column = self.prepared_column
+        if column is None:
+            raise NotImplementedError(f"metric '{self.name}' has no prepared column")
+        scored = rows[column].notna().to_numpy(dtype=bool) if column in rows else np.zeros(len(rows), dtype=bool)
+        values = self.prepare(np.stack(rows[column][scored].to_list())) if scored.any() else None
+        return Prepared(column, scored, values)
 
     def curve_x(self, points: int) -> np.ndarray:
         """The x positions of a :attr:`curve` of ``points`` values (default: evenly spaced over [0, 1])."""
         return np.linspace(0.0, 1.0, points)
 
-    def per_image_values(self, rows: pd.DataFrame) -> np.ndarray | None:
+    def per_image_values(self, rows: pd.DataFrame, prepared: Prepared | None = None) -> np.ndarray | None:
         """For a data-set-level metric, what each of one method's rows contributes, so that their mean
-        is :meth:`aggregate` (for the per-image table); None for a metric whose own column says it."""
+        is :meth:`aggregate` (for the per-image table; ``prepared`` as in :meth:`resampled`); None for a
+        metric whose own column says it."""
         return None
 
     def _scalar_column(self) -> str:
@@ -184,6 +206,49 @@ class Metric(abc.ABC):
         if len(scalars) != 1:
             raise NotImplementedError(f"metric '{self.name}' must define aggregate() and count()")
         return scalars[0]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What a data-set-level metric keeps of one method's arrays (:meth:`Metric.prepare`), in the rows' order.
+
+    Attributes:
+        column: The array column it was prepared from (:attr:`Metric.prepared_column`).
+        scored: (N,) bool, per row: whether it holds an array (a map not scored has none).
+        values: (scored.sum(), ...) the prepared arrays of those rows; None when there is none.
+
+    Example:
+        >>> p = Prepared.concat([Prepared("c", np.array([True, False]), np.array([[1]])),
+        ...                      Prepared("c", np.array([True]), np.array([[3]]))])
+        >>> p.take(np.array([2, 1, 0])).values.tolist(), p.count
+        ([[3], [1]], 2)
+    """
+
+    column: str
+    scored: np.ndarray
+    values: np.ndarray | None
+
+    @property
+    def count(self) -> int:
+        return int(self.scored.sum())
+
+    @staticmethod
+    def concat(parts: Sequence[Prepared]) -> Prepared:
+        """The parts' rows one after the other (parts of one column; at least one part)."""
+        values = [p.values for p in parts if p.values is not None]
+        return Prepared(parts[0].column, np.concatenate([p.scored for p in parts]),
+                        np.concatenate(values) if values else None)
+
+    def take(self, rows: np.ndarray) -> Prepared:
+        """The prepared rows at positions ``rows`` (a selection and order of the rows, as ``iloc``)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if len(rows) == len(self.scored) and np.array_equal(rows, np.arange(len(rows))):
+            return self
+        scored = self.scored[rows]
+        if self.values is None:
+            return Prepared(self.column, scored, None)
+        at = np.cumsum(self.scored) - 1  # each scored row's place among the values
+        return Prepared(self.column, scored, self.values[at[rows[scored]]])
 
 
 def mean_of(values: pd.Series | np.ndarray, weights: np.ndarray | None, scale: float = 1.0) -> float | np.ndarray:

@@ -9,6 +9,7 @@ resumed one alike, and a resumed run's summary is byte for byte that of an unint
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +18,9 @@ import pandas as pd
 from xaibench import localization
 from xaibench.errors import XaibenchError
 from xaibench.harness import (
-    COLUMNS, build_metrics, metric_columns, per_image_groups, read_per_image, read_per_image_keys, read_timings,
+    COLUMNS, build_metrics, metric_columns, prepared_groups, read_per_image, read_per_image_keys, read_timings,
 )
-from xaibench.metric import DEFAULT_METRICS, FAMILIES, Metric, create_metric, get_metric
+from xaibench.metric import DEFAULT_METRICS, FAMILIES, Metric, Prepared, create_metric, get_metric
 from xaibench.run_folder import (
     BOX_ACCURACY_CURVES, CURVES_CSV, CURVES_PNG, PER_IMAGE_CSV, SUMMARY_CSV, SUMMARY_MD, atomic_write_text, read_config,
 )
@@ -73,6 +74,7 @@ def summarize(
     n_boot: int = 1000,
     seed: int = 0,
     level: float = 0.95,
+    prepared: Mapping[str, Prepared] | None = None,
 ) -> pd.DataFrame:
     """Long-format summary: one row per (model, method, metric) with ``value, ci_low, ci_high, n``.
 
@@ -81,13 +83,16 @@ def summarize(
     (:meth:`~xaibench.metric.Metric.aggregate`): the value on all images, and a percentile bootstrap
     interval from resampling the images, the same resamples for every metric of a method. Data-set-level
     metrics (MaxBoxAcc, PxAP, the class-averaged pointing game) are recomputed on each resample,
-    thresholds included.
+    thresholds included. ``prepared`` (metric name -> :class:`~xaibench.metric.Prepared`, for rows of
+    one (model, method), as :func:`~xaibench.harness.prepared_groups` gives them) stands for the
+    arrays those metrics read, which the rows then need not hold.
     """
     metrics = metrics_in(per_image) if metrics is None else metrics
+    prepared = _one_group(per_image, prepared)
     rows = []
     for (model, method), group in _by_model_and_method(per_image):
         group = group.reset_index(drop=True)
-        scored = [(metric, metric.count(group)) for metric in metrics]
+        scored = [(metric, metric.count(group, *given(prepared, metric))) for metric in metrics]
         scored = [(metric, n) for metric, n in scored if n]
         values: dict[str, float] = {}
         resamples: dict[str, list[np.ndarray]] = {metric.name: [] for metric, _ in scored}
@@ -95,7 +100,7 @@ def summarize(
         try:
             statistics = {}
             for metric, _ in scored:
-                statistics[metric.name] = metric.resampled(group)
+                statistics[metric.name] = metric.resampled(group, *given(prepared, metric))
                 values[metric.name] = float(statistics[metric.name](None))
             # The same resamples for every metric, a bounded chunk of them at a time.
             for weights in bootstrap_weight_chunks(len(group), n_boot=n_boot, seed=seed):
@@ -114,6 +119,19 @@ def summarize(
                 low, high = np.nanquantile(resampled, [(1 - level) / 2, (1 + level) / 2])
             rows.append([model, method, metric.name, value, float(low), float(high), n])
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+
+
+def given(prepared: Mapping[str, Prepared] | None, metric: Metric) -> tuple[Prepared, ...]:
+    """``(prepared[metric.name],)`` to pass on to the metric, or ``()`` when it has none (so a metric
+    written without prepared arrays is called as it expects)."""
+    return (prepared[metric.name],) if prepared and metric.name in prepared else ()
+
+
+def _one_group(per_image: pd.DataFrame, prepared: Mapping[str, Prepared] | None) -> Mapping[str, Prepared]:
+    """``prepared`` (none: empty), checked to be given for the rows of one (model, method) only."""
+    if prepared and len(_by_model_and_method(per_image)) > 1:
+        raise ValueError("prepared arrays stand for the rows of one (model, method); give them a method at a time")
+    return prepared or {}
 
 
 def per_image_table(per_image: pd.DataFrame, metrics: list[Metric] | None = None) -> pd.DataFrame:
@@ -139,24 +157,31 @@ def per_image_table(per_image: pd.DataFrame, metrics: list[Metric] | None = None
     return table[[c for c in COLUMNS if c in table] + scalars + added].sort_index()
 
 
-def box_accuracy_curves(per_image: pd.DataFrame) -> pd.DataFrame:
+def box_accuracy_curves(per_image: pd.DataFrame, prepared: Mapping[str, Prepared] | None = None) -> pd.DataFrame:
     """Box accuracy (%) against the map threshold, per method and IoU threshold (V1: 0.5; V2: 0.3/0.5/0.7).
 
     Over the method's scored maps (a non-finite map has no curve). A method without one kind of curve
     (e.g. rows of a run that did not score MaxBoxAccV2, combined with one that did) gets NaN there.
+    ``prepared`` as in :func:`summarize`: the MaxBoxAcc metrics' hits (:func:`~xaibench.localization.box_hits`
+    at their IoU thresholds) stand for the curves.
     """
     rows = []
-    if not {"box_iou_curve", "box_iou_curve_v2"} & set(per_image.columns):
-        return pd.DataFrame()
+    hits = {p.column: p for p in _one_group(per_image, prepared).values()}
     columns = {"box_iou_curve": [(localization.V1_CURVE, localization.IOU_THRESHOLD)],
                "box_iou_curve_v2": [(f"maxboxacc_v2@{d}", d) for d in localization.V2_IOU_THRESHOLDS]}
+    if not set(columns) & (set(per_image.columns) | set(hits)):
+        return pd.DataFrame()
     for (model, method), group in _by_model_and_method(per_image):
         frame = pd.DataFrame({"model": model, "method": method, "threshold": localization.CAM_THRESHOLDS.round(2)})
         for column, outputs in columns.items():
-            scored = group[column].notna() if column in group else pd.Series(False, index=group.index)
-            ious = np.stack(group[column][scored].to_list()) if scored.any() else None
-            for name, iou in outputs:
-                frame[name] = localization.box_acc_curve(ious, iou) if ious is not None else np.nan
+            if column in hits:  # (N, IoU thresholds, T) hits in the order of ``outputs``
+                found = hits[column].values
+            else:
+                scored = group[column].notna() if column in group else pd.Series(False, index=group.index)
+                ious = np.stack(group[column][scored].to_list()) if scored.any() else None
+                found = localization.box_hits(ious, [iou for _, iou in outputs]) if ious is not None else None
+            for k, (name, _) in enumerate(outputs):
+                frame[name] = localization.box_accuracy_curve(found[:, k]) if found is not None else np.nan
         if frame[[name for outputs in columns.values() for name, _ in outputs]].notna().any().any():
             rows.append(frame)
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
@@ -295,8 +320,9 @@ def write_summary(folder: str | Path, *, n_boot: int = 1000, level: float = 0.95
     """Summarise the run in ``folder`` and write ``summary.csv``, ``summary.md``, ``box_accuracy_curves.csv``
     and, for metrics that keep curves (deletion, insertion, ROAD), ``curves.csv`` and ``curves.png``.
 
-    Reads ``config.json`` and the run's tables (``per_image`` one (model, method) at a time, so memory is
-    bounded by one method's rows; ``skipped``, ``timings``); the run may be finished or not. Each file is
+    Reads ``config.json`` and the run's tables (``per_image`` one (model, method) at a time, its arrays
+    one part at a time, so memory is bounded by one method's rows as the metrics keep them; ``skipped``,
+    ``timings``); the run may be finished or not. Each file is
     written atomically. The bootstrap is seeded with the run's seed.
 
     Returns:
@@ -310,9 +336,11 @@ def write_summary(folder: str | Path, *, n_boot: int = 1000, level: float = 0.95
     metrics = run_metrics(config)
     seed = int(config.get("seed", 0))
     summaries, box_curves, metric_curves = [], [], []
-    for rows in per_image_groups(folder, metrics):  # a method at a time: the same numbers, bounded memory
-        summaries.append(summarize(rows, metrics, n_boot=n_boot, seed=seed, level=level))
-        box_curves.append(box_accuracy_curves(rows))
+    # A method at a time, the arrays of data-set-level metrics read a part at a time into what their
+    # statistics read: the same numbers, in memory bounded by one method's prepared rows.
+    for rows, prepared in prepared_groups(folder, metrics):
+        summaries.append(summarize(rows, metrics, n_boot=n_boot, seed=seed, level=level, prepared=prepared))
+        box_curves.append(box_accuracy_curves(rows, prepared))
         metric_curves.append(mean_curves(rows, metrics))
     summary = pd.concat(summaries, ignore_index=True) if summaries else pd.DataFrame(columns=SUMMARY_COLUMNS)
     atomic_write_text(folder / SUMMARY_CSV, csv_text(summary))
