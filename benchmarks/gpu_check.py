@@ -6,8 +6,9 @@ the smallest Pearson r between the two maps of a photo (goal >= 0.999; a method 
 numbers on the device says so), images per second on the device (timed around the call, the device
 synchronised), and the device's peak memory in the call (CUDA only). Then a run of ``--run-photos``
 photos with ``--run-methods`` on each device, and the largest difference between their summaries' values
-(goal: within 0.5 point). Mixed precision (bf16 against fp32) is reported as not run: ``--precision``
-is not part of xaibench yet.
+(goal: within 0.5 point). Then mixed precision on the device (``--precision bf16``, or ``--half``): each
+method's maps against fp32's (a method that refuses bf16 says why), and a run of ``--run-photos`` photos
+with ``--half-run-methods`` in bf16 against fp32 (goal: within 0.5 point).
 
 One call, about 8 minutes at most on one GPU with the defaults; ``--device cpu`` runs the same code on
 the CPU at a small size (1 photo at 96 x 96 for the maps, 4 for the run, a few cheap methods: seconds;
@@ -29,10 +30,13 @@ import numpy as np
 import torch
 
 import xaibench
+from xaibench.precision import autocast
 
 HERE = Path(__file__).resolve()
 DEFAULT_DATA = HERE.parents[2] / "shared" / "data" / "imagenet-val-300"
 RUN_METHODS = "cam,gradcam,saliency,center,random"
+#: The run in reduced precision: saliency refuses it (a gradient with respect to the pixels).
+HALF_RUN_METHODS = "cam,gradcam,gradcampp,center,random"
 #: The goals: maps that agree, summaries within half a point.
 MIN_PEARSON, MAX_SUMMARY_DIFFERENCE = 0.999, 0.5
 #: The defaults on a GPU and, on the CPU, what it checks quickly (cheap methods, few and small photos).
@@ -94,26 +98,63 @@ def check_maps(args: argparse.Namespace, device: torch.device) -> list[dict]:
     return rows
 
 
-def check_run(args: argparse.Namespace, device: torch.device) -> float:
-    """The largest |difference| between the values of the two summaries of one run, CPU and ``device``."""
+def check_half_maps(args: argparse.Namespace, device: torch.device) -> list[dict]:
+    """Per method: its maps on ``device`` in ``args.half`` (autocast) against fp32's, photo by photo."""
+    model = xaibench.load_model(args.model, device=str(device))
+    size = args.image_size or model.input_size[0]
+    data = xaibench.load_dataset(f"imagenet:{args.data}", image_size=(size, size), class_names=model.class_names)
+    images = torch.stack([data[i].image for i in range(args.photos)]).to(device)
+    targets = torch.tensor([data[i].label for i in range(args.photos)]).to(device)
+    names = xaibench.available_explainers() if args.methods == "all" else args.methods.split(",")
+    rows = []
+    for name in names:
+        row: dict = {"method": name}
+        try:
+            explainer = xaibench.create_explainer(name, model)
+            if explainer.full_precision_only:
+                row["note"] = f"refuses {args.half}: {explainer.full_precision_only}"
+                rows.append(row)
+                continue
+            full = explainer(images, targets).cpu().numpy()
+            synchronize(device)
+            start = time.perf_counter()
+            with autocast(device, args.half):
+                half = explainer(images, targets)
+            synchronize(device)
+            seconds = time.perf_counter() - start
+        except xaibench.XaibenchError as error:  # a method this model cannot serve
+            row["note"] = " ".join(str(error).split())[:120]
+            rows.append(row)
+            continue
+        row["pearson_min"] = min(pearson(a, b) for a, b in zip(full, half.cpu().numpy()))
+        row["images_per_s"] = len(images) / seconds
+        rows.append(row)
+        print(f"{name} in {args.half}: r >= {row['pearson_min']:.6f}, {row['images_per_s']:.2f} img/s", flush=True)
+    return rows
+
+
+def summary_difference(args: argparse.Namespace, methods: str, runs: list[dict]) -> float:
+    """The largest |difference| between the values of the summaries of two runs of ``methods`` on
+    ``args.run_photos`` photos, with the :class:`~xaibench.RunSpec` fields of ``runs`` (device, precision)."""
     summaries = []
     with tempfile.TemporaryDirectory() as tmp:
-        for k, where in enumerate(("cpu", str(device))):
+        for k, fields in enumerate(runs):
             spec = xaibench.RunSpec(
-                models=args.model, dataset=f"imagenet:{args.data}", methods=args.run_methods, n=args.run_photos,
-                image_size=args.image_size, device=where, out=Path(tmp) / f"run-{k}", report=False,
-                progress=False,
+                models=args.model, dataset=f"imagenet:{args.data}", methods=methods, n=args.run_photos,
+                image_size=args.image_size, out=Path(tmp) / f"run-{k}", report=False, progress=False, **fields,
             )
             summaries.append(xaibench.run(spec).summary.set_index(["model", "method", "metric"])["value"])
-    cpu, there = summaries
-    return float((cpu - there.reindex(cpu.index)).abs().max())
+    first, second = summaries
+    return float((first - second.reindex(first.index)).abs().max())
 
 
-def table(rows: list[dict], run_difference: float, args: argparse.Namespace, device: torch.device) -> str:
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    photos = f"{args.photos} photo{'s' if args.photos != 1 else ''}"
-    lines = [f"### {args.model} on {name}: {photos} for the maps, {args.run_photos} for the run",
-             "", "| method | Pearson r, min over photos | images / s | peak memory (MiB) | note |", "|---|---|---|---|---|"]
+def _within(difference: float) -> str:
+    ok = not math.isnan(difference) and difference <= MAX_SUMMARY_DIFFERENCE
+    return f"{difference:.4f} points ({'within' if ok else 'NOT within'} {MAX_SUMMARY_DIFFERENCE})"
+
+
+def _rows(rows: list[dict]) -> list[str]:
+    lines = ["| method | Pearson r, min over photos | images / s | peak memory (MiB) | note |", "|---|---|---|---|---|"]
     for row in rows:
         r = row.get("pearson_min")
         lines.append(
@@ -121,10 +162,19 @@ def table(rows: list[dict], run_difference: float, args: argparse.Namespace, dev
             f"{'' if 'images_per_s' not in row else format(row['images_per_s'], '.2f')} | "
             f"{'' if 'peak_mib' not in row else format(row['peak_mib'], '.0f')} | {row.get('note', '')} |"
         )
-    ok = not math.isnan(run_difference) and run_difference <= MAX_SUMMARY_DIFFERENCE
+    return lines
+
+
+def table(rows: list[dict], run_difference: float, half_rows: list[dict], half_difference: float,
+          args: argparse.Namespace, device: torch.device) -> str:
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    photos = f"{args.photos} photo{'s' if args.photos != 1 else ''}"
+    lines = [f"### {args.model} on {name}: {photos} for the maps, {args.run_photos} for the run", "", *_rows(rows)]
     lines += ["", f"Summary of `{args.run_methods}` on {args.run_photos} photos: largest difference from the CPU's "
-              f"{run_difference:.4f} points ({'within' if ok else 'NOT within'} {MAX_SUMMARY_DIFFERENCE}).",
-              "", "bf16 against fp32: not run (`--precision` is not part of xaibench yet)."]
+              f"{_within(run_difference)}.",
+              "", f"#### {args.half} against fp32 on {name}", "", *_rows(half_rows),
+              "", f"Summary of `{args.half_run_methods}` on {args.run_photos} photos in {args.half}: largest difference "
+              f"from fp32's {_within(half_difference)}."]
     return "\n".join(lines)
 
 
@@ -135,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="efficientnet_lite0")
     parser.add_argument("--methods", default=None, help="methods whose maps are compared (default: all; on the CPU, a few)")
     parser.add_argument("--run-methods", default=RUN_METHODS)
+    parser.add_argument("--half", default="bf16", choices=["bf16", "fp16"], help="the reduced precision checked (default: bf16)")
+    parser.add_argument("--half-run-methods", default=HALF_RUN_METHODS)
     parser.add_argument("--photos", type=int, default=None, help="photos for the maps (default: 8; on the CPU, 1)")
     parser.add_argument("--run-photos", type=int, default=None, help="photos for the run (default: 300; on the CPU, 4)")
     parser.add_argument("--image-size", type=int, default=None, help="side of the photos (default: the model's; on the CPU, 96)")
@@ -147,7 +199,11 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     device = torch.device(args.device)
     rows = check_maps(args, device)
-    text = table(rows, check_run(args, device), args, device)
+    run_difference = summary_difference(args, args.run_methods, [{"device": "cpu"}, {"device": str(device)}])
+    half_rows = check_half_maps(args, device)
+    half_difference = summary_difference(args, args.half_run_methods, [
+        {"device": str(device)}, {"device": str(device), "precision": args.half}])
+    text = table(rows, run_difference, half_rows, half_difference, args, device)
     print("\n" + text)
     if args.out is not None:
         args.out.write_text(text + "\n")

@@ -53,9 +53,11 @@ from xaibench import Explainer, options, register_explainer
 from xaibench.errors import LayerError, XaibenchError
 from xaibench.hooks import capture, trace
 from xaibench.models import Model, eval_mode
+from xaibench.precision import PIXEL_GRADIENTS
 from xaibench.seeding import image_generator
 
 _log = logging.getLogger(__name__)
+
 
 #: The integral approximations captum's ``IntegratedGradients`` accepts.
 IG_METHODS = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid")
@@ -253,6 +255,8 @@ def _relu_copy(model: Model, rule: type[torch.autograd.Function], what: str) -> 
 
 class _ModifiedGradient(Explainer):
     """The gradient of the class score through a copy of the network with modified ReLU backward rules."""
+
+    full_precision_only = PIXEL_GRADIENTS
 
     rule: type[torch.autograd.Function]
     what = ""
@@ -532,6 +536,8 @@ class DeepLift(Explainer):
     are ``nn.ReLU`` objects each called once.
     """
 
+    full_precision_only = PIXEL_GRADIENTS
+
     def __init__(self, model: Model, *, eps: float = 1e-10) -> None:
         super().__init__(model)
         self.eps = options.number("eps", eps, 0.0)
@@ -618,6 +624,8 @@ class IntegratedGradients(Explainer):
     integrated gradients.
     """
 
+    full_precision_only = PIXEL_GRADIENTS
+
     def __init__(
         self,
         model: Model,
@@ -675,6 +683,8 @@ class InputXGradient(Explainer):
     would be ``(x - mean) / std`` times its gradient, another quantity).
     """
 
+    full_precision_only = PIXEL_GRADIENTS
+
     def attributions(self, images: Tensor, targets: Tensor) -> Tensor:
         """Input x gradient (N, 3, H, W), which :meth:`attribute` reduces (call in eval mode)."""
         from captum.attr import InputXGradient as CaptumIxG
@@ -691,6 +701,8 @@ class InputXGradient(Explainer):
 
 class _Sampled(Explainer):
     """Methods that average over ``n_samples`` random rows per image, drawn per image from its seed."""
+
+    full_precision_only = PIXEL_GRADIENTS
 
     def __init__(self, model: Model, *, n_samples: int, batch_size: int | None, seed: int) -> None:
         super().__init__(model)

@@ -9,7 +9,7 @@ from xaibench import Explainer, register_explainer
 from xaibench.errors import LayerError
 from xaibench.forward_pass import ForwardPass
 from xaibench.hooks import capture
-from xaibench.models import Model, eval_mode
+from xaibench.models import Model, eval_mode, head_tolerance
 
 
 @register_explainer("cam")
@@ -76,8 +76,7 @@ class CAM(Explainer):
         pooled = features.mean((2, 3)) @ head.weight.detach().T
         if head.bias is not None:
             pooled = pooled + head.bias.detach()
-        tolerance = 1e-3 * logits.abs().max().item() + 1e-4
-        if (pooled - logits).abs().max().item() > tolerance:
+        if (pooled - logits).abs().max().item() > head_tolerance(features, logits):
             raise LayerError(
                 f"CAM needs the logits to be classifier '{model.classifier_name}' applied to the spatial "
                 f"mean of target layer '{model.target_layer_name}', but model '{model.name}' computes "

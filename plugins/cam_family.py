@@ -32,6 +32,7 @@ from xaibench.forward_pass import ForwardPass
 from xaibench.hooks import capture
 from xaibench.models import Model
 from xaibench.seeding import image_generator
+from xaibench.precision import PIXEL_GRADIENTS
 
 #: A score to explain: ``(logits (N, n_classes), targets (N,)) -> (N,)`` scores, one per image.
 Score = Callable[[Tensor, Tensor], Tensor]
@@ -527,6 +528,8 @@ class FullGrad(Explainer):
     ``align_corners=True``; this class follows the paper's equation and pytorch-grad-cam. torchcam has
     no FullGrad. No options. Cost: one forward pass and one full backward pass to the input.
     """
+
+    full_precision_only = PIXEL_GRADIENTS
 
     def __init__(self, model: Model) -> None:
         super().__init__(model)

@@ -151,6 +151,11 @@ class Occlusion(_Perturbation):
         batch_size: Occluded images per pass of the network (None: :func:`xaibench.options.pass_batch_size`).
     """
 
+    full_precision_only = (
+        "each value is the drop of the score when a window over the pixel is occluded, a difference of near-equal "
+        "scores wherever the window misses what the network looks at, which 8 or 11 significant bits do not resolve"
+    )
+
     def __init__(
         self,
         model: Model,

@@ -6,6 +6,7 @@ import torch
 from torch import Tensor
 
 from xaibench import Explainer, register_explainer
+from xaibench.precision import PIXEL_GRADIENTS
 
 
 @register_explainer("saliency")
@@ -18,6 +19,8 @@ class Saliency(Explainer):
 
     (Simonyan et al. 2014, Sec. 3.1). Costs one forward and one full backward pass to the input.
     """
+
+    full_precision_only = PIXEL_GRADIENTS
 
     def attribute(self, images: Tensor, targets: Tensor) -> Tensor:
         pixels = images.detach().requires_grad_(True)

@@ -26,7 +26,8 @@ from xaibench.errors import LayerError, XaibenchError
 from xaibench.explainer import upsample_maps
 from xaibench.forward_pass import ForwardPass
 from xaibench.hooks import capture
-from xaibench.models import Model, eval_mode
+from xaibench.models import Model, eval_mode, head_tolerance
+from xaibench.precision import reduced
 from xaibench.seeding import derived_seed, image_seed
 from xaibench_plugins.cam_family import weighted_sum
 
@@ -428,6 +429,11 @@ def _replaced_output(layer: nn.Module, name: str, replacement: Tensor) -> Iterat
         handle.remove()
 
 
+#: Why Ablation-CAM's general path refuses a reduced precision.
+_ABLATED_DROPS = ("each weight is the relative drop (y - y_k) / y of the score when one of the feature maps is "
+                  "zeroed, a difference of near-equal scores that 8 or 11 significant bits do not resolve")
+
+
 @register_explainer("ablationcam")
 class AblationCAM(Explainer):
     """Ablation-CAM: feature maps weighted by the relative drop of the target's score when each is zeroed.
@@ -492,6 +498,10 @@ class AblationCAM(Explainer):
 
     uses_forward_pass = True
 
+    @property
+    def full_precision_only(self) -> str | None:
+        return None if self.closed_form else _ABLATED_DROPS
+
     def attribute(self, images: Tensor, targets: Tensor) -> Tensor:
         inputs = self.model.normalize(images)
         features, logits = _features(self.model, inputs)
@@ -508,6 +518,9 @@ class AblationCAM(Explainer):
         if self.closed_form and self._head_is_gap_linear(features, logits):
             drop = self.model.classifier.weight.detach()[targets] * features.mean((2, 3))  # y_c - y_c^k
         else:
+            if reduced():
+                raise XaibenchError(f"ablationcam on model '{self.model.name}' takes the general path (its head is not "
+                                    f"global average pooling into one nn.Linear): {_ABLATED_DROPS}; run it with --precision fp32")
             drop = y[:, None] - self.ablated_scores(inputs, features, targets, y)
         return weighted_sum(drop / y[:, None], features)
 
@@ -518,8 +531,7 @@ class AblationCAM(Explainer):
             return False
         bias = None if head.bias is None else head.bias.detach()
         pooled = F.linear(features.mean((2, 3)), head.weight.detach(), bias)
-        tolerance = 1e-3 * logits.abs().max().item() + 1e-4
-        return (pooled - logits).abs().max().item() <= tolerance
+        return (pooled - logits).abs().max().item() <= head_tolerance(features, logits)
 
     def ablated_scores(self, inputs: Tensor, features: Tensor, targets: Tensor, y: Tensor) -> Tensor:
         """y_c^k (N, K) by re-running the network with channel k of the target layer zeroed (the

@@ -127,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--keep-maps", default=None, metavar="SIDE[:DTYPE]",
                      help="keep every scored map in the run's kept_maps/ table, its longer side SIDE pixels (or full) "
                           "as float16 (default), float32 or uint8, e.g. 224 or 56:uint8 (default: only the reports' thumbnails)")
+    run.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
+                     help="the network's precision: fp32 (default), or bf16 / fp16 mixed precision (torch.autocast; "
+                          "for GPUs; methods whose maps it would change in meaning refuse it)")
     run.add_argument("--workers", type=int, default=None, metavar="N",
                      help="processes reading the next images while the network runs, with threads scoring the "
                           "localization metrics meanwhile (default: one per core but one, at most 4; 0: none); "
@@ -319,7 +322,7 @@ def _run_spec(args: argparse.Namespace) -> RunSpec:
         weights=args.weights, target_layer=args.target_layer, image_size=args.image_size, out=args.out,
         mode="resume" if args.resume else "overwrite" if args.overwrite else "new", report=not args.no_report,
         max_image_pixels=args.max_image_pixels, progress=True, keep_maps=args.keep_maps,
-        workers=args.workers,
+        workers=args.workers, precision=args.precision,
     )
 
 

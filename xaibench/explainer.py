@@ -98,6 +98,10 @@ class Explainer(abc.ABC):
     #: True for a method whose maps need only the batch's classification pass (its logits and the
     #: target layer's output): :meth:`explain`, given that pass, calls :meth:`attribute_from_pass`.
     uses_forward_pass: bool = False
+    #: Why the method refuses ``--precision bf16|fp16`` (:mod:`xaibench.precision`), or None: it runs
+    #: under autocast. Set where the map is made of differences between near-equal network outputs
+    #: (or activations), which 8 or 11 significant bits do not resolve.
+    full_precision_only: str | None = None
     #: The callback of the :meth:`explain` call in progress, or None (see :meth:`report_progress`).
     _progress: Progress | None = None
 

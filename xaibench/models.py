@@ -39,6 +39,7 @@ from torch import Tensor, nn
 
 from xaibench.errors import LayerError, UnknownNameError, WeightsError, WeightsUnavailableError, XaibenchError
 from xaibench.hooks import trace
+from xaibench.precision import compute_dtype
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -281,6 +282,15 @@ def wrap_model(
         name=name or type(network).__name__,
         channels_last=bool(channels_last),
     )
+
+
+def head_tolerance(features: Tensor, logits: Tensor) -> float:
+    """How far ``logits`` may lie from ``classifier(mean_xy(features))`` for a GAP -> linear head (CAM's
+    check): relative 1e-3 of the largest logit, or two units in the last place of the dtype the head
+    computes in under a reduced precision (:func:`xaibench.precision.compute_dtype`; bf16's own rounding
+    of the head reaches half of one), plus 1e-4."""
+    relative = max(1e-3, 2 * torch.finfo(compute_dtype(features)).eps)
+    return relative * logits.abs().max().item() + 1e-4
 
 
 def takes_channels_last(network: nn.Module, shape: tuple[int, int, int]) -> bool:

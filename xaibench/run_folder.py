@@ -85,6 +85,9 @@ _TEMPORARY_SUFFIX = ".partial"
 #: Fields of config.json that are recorded for the reader but do not change any number, so a run may
 #: be resumed with other values (another xaibench or torch build is checked by the numbers' fields).
 INFORMATIONAL_FIELDS = frozenset({"torch", "xaibench", "started", "device"})
+#: config.json fields added since a run folder's first version, with the value every run had before
+#: them: a folder without one is resumed as having that value.
+LATER_FIELDS = {"precision": "fp32"}
 #: The config.json field identifying the data set's images (a digest of their ids).
 IDS_FIELD = "dataset_ids_sha256"
 #: The config.json field recording which definitions of the metrics and methods computed a run's rows
@@ -338,14 +341,15 @@ class RunFolder:
             # The data set's ids last: a different --n or --dataset changes them too, and is the cause to name.
             keys = sorted((set(previous) | set(current)) - INFORMATIONAL_FIELDS, key=lambda k: (k == IDS_FIELD, k))
             for key in keys:
-                if previous.get(key) == current.get(key):
+                if previous.get(key, LATER_FIELDS.get(key)) == current.get(key, LATER_FIELDS.get(key)):
                     continue
                 if key == IDS_FIELD:
                     raise XaibenchError(
                         f"cannot resume the run in {self.path}: the data set's images are not the ones the run "
                         "started with (files added, removed or renamed); pass --overwrite to start again"
                     )
-                field, before, now = _first_difference(key, previous.get(key), current.get(key))
+                field, before, now = _first_difference(key, previous.get(key, LATER_FIELDS.get(key)),
+                                                       current.get(key, LATER_FIELDS.get(key)))
                 raise XaibenchError(
                     f"cannot resume the run in {self.path}: '{field}' was {before!r}, now {now!r}; run with the "
                     "same settings, or pass --overwrite to start again"
@@ -473,6 +477,7 @@ CONFIG_SCHEMA: dict[str, tuple[Callable[[Any], bool], str]] = {
     "seed": (_integer(), "an integer"),
     "max_image_pixels": (_optional(_integer(1)), "a positive integer or null"),
     "device": (_optional_text, "a text"),
+    "precision": (_optional_text, "a text"),
     "torch": (_optional_text, "a text"),
     "xaibench": (_optional_text, "a text"),
 }

@@ -37,6 +37,7 @@ from xaibench.distributed import ProcessGroup, ReportedByRankZero, Share, curren
 from xaibench.errors import XaibenchError
 from xaibench.kept_maps import KeepMaps, parse_keep_maps
 from xaibench.method_spec import MethodSpec, effective_options, repeated
+from xaibench.precision import FULL, check_precision
 from xaibench.run_folder import (
     DEFINITIONS, DEFINITIONS_FIELD, IDS_FIELD, MODES, PER_IMAGE, REPORT_HTML, SKIPPED, RunFolder, overlays_file,
     unique_folder,
@@ -76,6 +77,8 @@ class RunSpec:
         workers: Processes that read and decode the next batches while the network runs, and with
             them threads that score the metrics that run no network meanwhile (None: one process per
             core but one, at most 4; 0: none, everything in turn). The results are the same.
+        precision: The network's precision: ``"fp32"``, or ``"bf16"`` / ``"fp16"`` mixed precision
+            (:mod:`xaibench.precision`; methods whose maps it would change in meaning refuse it).
 
     Errors name each field by its option (``batch_size`` is ``--batch-size``).
     """
@@ -100,6 +103,7 @@ class RunSpec:
     progress: bool = False
     keep_maps: str | KeepMaps | None = None
     workers: int | None = None
+    precision: str = FULL
 
     def __post_init__(self) -> None:
         for name in ("models", "methods", "metrics"):  # a list given becomes a tuple: the spec stays frozen
@@ -187,6 +191,7 @@ def _check(spec: RunSpec, share: Share | None = None) -> _Checked:
         raise XaibenchError(f"--workers must be a whole number, 0 or more, got {spec.workers!r}")
     if spec.keep_maps is not None and not isinstance(spec.keep_maps, KeepMaps):
         parse_keep_maps(spec.keep_maps)
+    check_precision(spec.precision)
     if spec.mode not in MODES:
         raise XaibenchError(f"mode must be one of {', '.join(MODES)}, got {spec.mode!r}")
     if spec.mode == "resume" and spec.out is None:
@@ -290,7 +295,8 @@ def _run_checked(
     if twice:  # two names of one model (builtin, shapes_net): its rows are told apart by model.name alone
         raise XaibenchError(f"--model names the model {', '.join(twice)} more than once (by another name); name it once")
     notes: list[str] = []
-    specs, built = _explainers_for(loaded, checked.methods, seed=spec.seed, leave_out_misfits=checked.every, notes=notes)
+    specs, built = _explainers_for(loaded, checked.methods, seed=spec.seed, leave_out_misfits=checked.every, notes=notes,
+                                   precision=spec.precision)
     setups = []
     for model, explainers in zip(loaded, built):
         size = image_size(spec, model)
@@ -401,6 +407,7 @@ def _config(
         "seed": spec.seed,
         "max_image_pixels": current_pixel_limit(),
         "device": spec.device,
+        "precision": spec.precision,
         "torch": torch.__version__,
         "xaibench": __version__,
     }
@@ -418,7 +425,7 @@ def _evaluate(
                 setup.model, setup.dataset, setup.explainers, metrics=metrics, batch_size=spec.batch_size,
                 target=spec.target, out=out, progress=spec.progress and (share is None or share.rank == 0),
                 read_back=False, workers=spec.workers, keep_maps=None if spec.keep_maps is None else _keep_maps(spec),
-                share=share, **chosen,
+                share=share, precision=spec.precision, **chosen,
             )
         except (XaibenchError, OSError) as error:
             message = str(error) if isinstance(error, XaibenchError) else f"{error.strerror or error}"
@@ -458,17 +465,19 @@ def _draw(spec: RunSpec, setups: list[_Setup], out: Path, summary: pd.DataFrame)
 
 
 def _explainers_for(
-    loaded: list[models.Model], specs: list[MethodSpec], *, seed: int, leave_out_misfits: bool, notes: list[str]
+    loaded: list[models.Model], specs: list[MethodSpec], *, seed: int, leave_out_misfits: bool, notes: list[str],
+    precision: str = FULL,
 ) -> tuple[list[MethodSpec], list[list[explainer.Explainer]]]:
     """The methods every model can serve, and each model's explainers for them, each built once.
 
-    A method a model cannot serve is an error, except with ``--methods all``, which leaves it out for
-    every model, with a note.
+    A method a model cannot serve (or that refuses ``precision``) is an error, except with ``--methods
+    all``, which leaves it out for every model, with a note.
     """
     kept, built = [], []
     for spec in specs:
         try:
             per_model = [create(spec, model, seed) for model in loaded]
+            check_precision(precision, per_model[:1])
         except XaibenchError as error:
             if not leave_out_misfits:
                 raise
