@@ -131,7 +131,7 @@ def _box_iou_curves(batch: MetricInput) -> list[tuple[np.ndarray, np.ndarray]]:
 
 class _Curves(Metric):
     """A data-set-level metric of per-image arrays (one array column; rows holding None left out),
-    whose statistic reads them :meth:`~xaibench.metric.Metric.prepare`\ d."""
+    whose statistic reads what :meth:`~xaibench.metric.Metric.prepare` makes of them."""
 
     def statistic(self, prepared: np.ndarray, weights: np.ndarray | None) -> float | np.ndarray:
         raise NotImplementedError
@@ -151,9 +151,6 @@ class _Curves(Metric):
         keep, every = prepared.scored, prepared.scored.all()
         return lambda weights: self.statistic(prepared.values, weights if weights is None or every else weights[:, keep])
 
-    def count(self, rows: pd.DataFrame, prepared: Prepared | None = None) -> int:
-        return (self.prepared(rows) if prepared is None else prepared).count
-
 
 class _BoxAccuracy(_Curves):
     """MaxBoxAcc at each of :attr:`iou_thresholds`, from per-image IoU-versus-map-threshold curves,
@@ -166,7 +163,7 @@ class _BoxAccuracy(_Curves):
         return localization.box_hits(arrays, self.iou_thresholds)
 
     def statistic(self, prepared: np.ndarray, weights: np.ndarray | None) -> float | np.ndarray:
-        return np.mean([localization.best_box_accuracy(prepared[:, k], weights) for k in range(prepared.shape[1])], axis=0)
+        return localization.best_box_accuracy(prepared, weights).mean(-1)  # (N, K, T) hits: the mean over the K IoUs
 
     def per_image_values(self, rows: pd.DataFrame, prepared: Prepared | None = None) -> np.ndarray:
         """Per row, the mean over the IoU thresholds delta of 100 x [IoU >= delta at the map threshold where
@@ -174,11 +171,9 @@ class _BoxAccuracy(_Curves):
         prepared = self.prepared(rows) if prepared is None else prepared
         values = np.full(len(prepared.scored), np.nan)
         if prepared.values is not None:
-            hits = prepared.values
-            values[prepared.scored] = np.mean(
-                [100.0 * hits[:, k, localization.box_accuracy_curve(hits[:, k]).argmax()] for k in range(hits.shape[1])],
-                axis=0,
-            )
+            hits = prepared.values  # (N, K, T)
+            best = localization.box_accuracy_curve(hits).argmax(-1)  # per IoU threshold, its best map threshold
+            values[prepared.scored] = (100.0 * hits[:, np.arange(hits.shape[1]), best]).mean(1)
         return values
 
 

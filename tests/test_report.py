@@ -214,6 +214,8 @@ def test_a_folder_summarised_from_prepared_parts_is_summarised_as_from_its_rows(
     for (group, prepared), method in zip(groups, ["cam", "saliency"]):
         rows_of = whole[whole.method == method].reset_index(drop=True)
         assert "box_iou_curve" not in group and group["index"].tolist() == rows_of["index"].tolist()
+        # What is kept is compact: a byte a map threshold, the counts (< 300) in 2 bytes.
+        assert prepared["maxboxacc"].values.dtype == bool and prepared["pxap"].values.dtype == np.uint16
         for name in ("maxboxacc", "maxboxacc_v2", "pxap"):
             metric = next(m for m in metrics if m.name == name)
             assert metric.count(group, prepared[name]) == metric.count(rows_of)

@@ -30,6 +30,7 @@ from xaibench.run_folder import PER_IMAGE, PER_IMAGE_CSV, SKIPPED, read_config, 
 from xaibench.runner import RunSpec, RunStart
 from xaibench.style import DEFAULT_ALPHA, DEFAULT_CMAP
 from xaibench.text import displayable, tolerant_output
+from xaibench.precision import FULL, PRECISIONS
 
 MAX_IMAGE_PIXELS_HELP = ("skip (run, sanity) or refuse (explain) image files with more pixels than this (default: "
                          "Pillow's limit, about 89 million)")
@@ -127,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--keep-maps", default=None, metavar="SIDE[:DTYPE]",
                      help="keep every scored map in the run's kept_maps/ table, its longer side SIDE pixels (or full) "
                           "as float16 (default), float32 or uint8, e.g. 224 or 56:uint8 (default: only the reports' thumbnails)")
-    run.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
+    run.add_argument("--precision", default=FULL, choices=list(PRECISIONS),
                      help="the network's precision: fp32 (default), or bf16 / fp16 mixed precision (torch.autocast; "
                           "for GPUs; methods whose maps it would change in meaning refuse it)")
     run.add_argument("--workers", type=int, default=None, metavar="N",

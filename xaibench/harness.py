@@ -224,13 +224,14 @@ def prepared_groups(
     drop = list(dict.fromkeys(m.prepared_column for m in streamed))
     for where in _pairs(table):
         frames, parts = [], {m.name: [] for m in streamed}
-        metric = None
+        metric: Metric | None = None
         try:
             # A part of the store at a time (a 0.2 folder's journal: all of it at once).
             for chunk in table.chunks(where) if isinstance(table, Table) else [table.read(where)]:
                 for metric in streamed:
                     parts[metric.name].append(metric.prepared(chunk))
                 frames.append(chunk.drop(columns=drop))
+            metric = None
             if not frames:
                 continue
             rows = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
@@ -240,8 +241,9 @@ def prepared_groups(
             for metric in streamed:
                 parts[metric.name] = Prepared.concat(parts[metric.name]).take(order)
         except (ValueError, TypeError, IndexError) as error:  # arrays read back that do not fit together
+            whose = f"metric '{metric.name}' cannot aggregate" if metric is not None else "cannot read"
             raise XaibenchError(
-                f"metric '{metric.name}' cannot aggregate the rows of {where.method} ({where.model}): "
+                f"{whose} the rows of {where.method} ({where.model}): "
                 f"{type(error).__name__}: {' '.join(str(error).split())[:200]}; the run folder's per-image rows "
                 "are damaged"
             ) from error

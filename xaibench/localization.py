@@ -418,7 +418,7 @@ def best_box_accuracy(hits: np.ndarray, weights: np.ndarray | None = None) -> fl
 def max_box_acc_v2(ious: np.ndarray, weights: np.ndarray | None = None) -> float | np.ndarray:
     """MaxBoxAccV2 (Choe et al. 2020, Sec. 4.1): mean of MaxBoxAcc over IoU thresholds 0.3, 0.5, 0.7,
     each at its own best map threshold, with boxes of every contour (the V2 ``ious`` curves)."""
-    return np.mean([max_box_acc(ious, d, weights) for d in V2_IOU_THRESHOLDS], axis=0)
+    return best_box_accuracy(box_hits(ious, V2_IOU_THRESHOLDS), weights).mean(-1)
 
 
 def box_acc_curve(ious: np.ndarray, iou_threshold: float = IOU_THRESHOLD) -> np.ndarray:

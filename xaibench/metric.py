@@ -163,7 +163,7 @@ class Metric(abc.ABC):
         """:meth:`aggregate` of ``rows`` as a function of bootstrap weights (B, n): what the summary's
         bootstrap calls once per chunk of resamples, giving ``aggregate(rows, weights)``. The default
         calls :meth:`aggregate`; a metric with a :attr:`prepared_column` reads ``prepared`` (the rows'
-        :meth:`prepare`\ d arrays, which the rows then need not hold) or prepares the rows' arrays once.
+        arrays :meth:`prepare` made, which the rows then need not hold) or prepares the rows' arrays once.
 
         Example:
             ``statistic = metric.resampled(rows)``, then ``statistic(weights)`` for each chunk of
@@ -172,10 +172,12 @@ class Metric(abc.ABC):
         return lambda weights: self.aggregate(rows, weights)
 
     def count(self, rows: pd.DataFrame, prepared: Prepared | None = None) -> int:
-        """How many of ``rows`` the aggregated value rests on (the ``n`` of ``summary.csv``)."""
+        """How many of ``rows`` the aggregated value rests on (the ``n`` of ``summary.csv``): those with
+        a value in the metric's scalar column, or an array in its :attr:`prepared_column`."""
         if prepared is not None:
             return prepared.count
-        return int(rows[self._scalar_column()].notna().sum())
+        column = self.prepared_column or self._scalar_column()
+        return int(rows[column].notna().sum()) if column in rows else 0
 
     def prepare(self, arrays: np.ndarray) -> np.ndarray:
         """What the statistic reads of the stacked (n, ...) arrays of :attr:`prepared_column`, row by

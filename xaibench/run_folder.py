@@ -50,6 +50,7 @@ from typing import IO, Any
 from xaibench.errors import XaibenchError
 from xaibench.own_files import check_own, open_own, read_own_bytes, remove_own, remove_own_folder
 from xaibench.text import encode
+from xaibench.precision import FULL
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +88,7 @@ _TEMPORARY_SUFFIX = ".partial"
 INFORMATIONAL_FIELDS = frozenset({"torch", "xaibench", "started", "device"})
 #: config.json fields added since a run folder's first version, with the value every run had before
 #: them: a folder without one is resumed as having that value.
-LATER_FIELDS = {"precision": "fp32"}
+LATER_FIELDS = {"precision": FULL}
 #: The config.json field identifying the data set's images (a digest of their ids).
 IDS_FIELD = "dataset_ids_sha256"
 #: The config.json field recording which definitions of the metrics and methods computed a run's rows
@@ -339,17 +340,17 @@ class RunFolder:
                     f"{definitions(current)}); start it again with --overwrite, or continue it with that version"
                 )
             # The data set's ids last: a different --n or --dataset changes them too, and is the cause to name.
+            previous, current = {**LATER_FIELDS, **previous}, {**LATER_FIELDS, **current}
             keys = sorted((set(previous) | set(current)) - INFORMATIONAL_FIELDS, key=lambda k: (k == IDS_FIELD, k))
             for key in keys:
-                if previous.get(key, LATER_FIELDS.get(key)) == current.get(key, LATER_FIELDS.get(key)):
+                if previous.get(key) == current.get(key):
                     continue
                 if key == IDS_FIELD:
                     raise XaibenchError(
                         f"cannot resume the run in {self.path}: the data set's images are not the ones the run "
                         "started with (files added, removed or renamed); pass --overwrite to start again"
                     )
-                field, before, now = _first_difference(key, previous.get(key, LATER_FIELDS.get(key)),
-                                                       current.get(key, LATER_FIELDS.get(key)))
+                field, before, now = _first_difference(key, previous.get(key), current.get(key))
                 raise XaibenchError(
                     f"cannot resume the run in {self.path}: '{field}' was {before!r}, now {now!r}; run with the "
                     "same settings, or pass --overwrite to start again"
