@@ -3,7 +3,9 @@
 On ``--photos`` shared ImageNet photos with EfficientNet-Lite0 (its real weights), every method (or
 ``--methods``) explains the photos' labels on the CPU and on ``--device``; the table gives, per method,
 the smallest Pearson r between the two maps of a photo (goal >= 0.999), images per second on the device (timed around the call, the device
-synchronised), and the device's peak memory in the call (CUDA only). Then a run of ``--run-photos``
+synchronised), the copies a pass of the network runs on by default on the device (the method's
+``batch_size``: on a GPU, what :data:`xaibench.pass_rows.GPU_MEMORY_SHARE` of its free memory holds) and the
+device's peak memory in the call (CUDA only). Then a run of ``--run-photos``
 photos with ``--run-methods`` on each device, and the largest difference between their summaries' values
 (goal: within 0.5 point). Then mixed precision on the device (``--precision bf16``, or ``--half``): each
 method's maps against fp32's (a method that refuses bf16 says why), and a run of ``--run-photos`` photos
@@ -47,6 +49,10 @@ SIZES = {
 }
 
 
+#: The options in which a method keeps how many copies a pass of the network runs on.
+BATCH_OPTIONS = ("batch_size", "internal_batch_size")
+
+
 def synchronize(device: torch.device) -> None:
     """Wait for the device's queued work (CUDA runs asynchronously): a clock read after it is true."""
     if device.type == "cuda":
@@ -88,6 +94,7 @@ def check_maps(args: argparse.Namespace, device: torch.device) -> list[dict]:
             row["note"] = " ".join(str(error).split())[:120]
             rows.append(row)
             continue
+        row["batch"] = next((getattr(explainer, k) for k in BATCH_OPTIONS if hasattr(explainer, k)), None)
         row["pearson_min"] = min(pearson(a, b) for a, b in zip(on_cpu, on_device))
         row["images_per_s"] = len(images) / seconds
         if device.type == "cuda":
@@ -158,12 +165,14 @@ def _within(difference: float) -> str:
 
 
 def _rows(rows: list[dict]) -> list[str]:
-    lines = ["| method | Pearson r, min over photos | images / s | peak memory (MiB) | note |", "|---|---|---|---|---|"]
+    lines = ["| method | Pearson r, min over photos | images / s | copies a pass | peak memory (MiB) | note |",
+             "|---|---|---|---|---|---|"]
     for row in rows:
         r = row.get("pearson_min")
         lines.append(
             f"| {row['method']} | {'' if r is None else f'{r:.6f}'} | "
             f"{'' if 'images_per_s' not in row else format(row['images_per_s'], '.2f')} | "
+            f"{'' if row.get('batch') is None else row['batch']} | "
             f"{'' if 'peak_mib' not in row else format(row['peak_mib'], '.0f')} | {row.get('note', '')} |"
         )
     return lines

@@ -49,7 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from xaibench import Explainer, options, register_explainer
+from xaibench import Explainer, options, pass_rows, register_explainer
 from xaibench.errors import LayerError, XaibenchError
 from xaibench.hooks import capture, trace
 from xaibench.models import Model, eval_mode
@@ -610,15 +610,16 @@ class IntegratedGradients(Explainer):
     Cost: ``n_steps`` forward and backward passes per image, run ``internal_batch_size`` rows at a time
     (captum's option; its default, all N * n_steps rows at once, needs about 64 GB for 16 images of
     224 px on EfficientNet-Lite0); images beyond ``internal_batch_size`` go to captum in groups, so
-    memory is bounded by ``internal_batch_size`` alone. The default follows the model's input size
-    (:data:`xaibench.options.GRADIENT_PASS_PIXELS`: 8 rows at 224 x 224, the fastest on a CPU).
+    memory is bounded by ``internal_batch_size`` alone. The default follows the model's device
+    (:func:`xaibench.pass_rows.pass_batch_size`: 8 rows at 224 x 224 on a CPU, the fastest there; on a
+    GPU, what a share of its free memory holds).
 
     Args:
         model: The classifier.
         n_steps: Points of the path integral (captum's default, 50).
         method: ``gausslegendre`` (captum's default) or ``riemann_left``/``_right``/``_middle``/``_trapezoid``.
-        internal_batch_size: (image, step) rows per forward/backward pass (None: 8 at 224 x 224;
-            on a GPU, pass more, e.g. 64).
+        internal_batch_size: (image, step) rows per forward/backward pass (None: 8 at 224 x 224 on
+            a CPU; on a GPU, what a share of its memory holds: :func:`xaibench.pass_rows.pass_batch_size`).
 
     Peers: captum's ``IntegratedGradients`` is what runs; pytorch-grad-cam and torchcam have no
     integrated gradients.
@@ -637,9 +638,7 @@ class IntegratedGradients(Explainer):
         super().__init__(model)
         self.n_steps = options.integer("n_steps", n_steps, 1)
         self.method = options.choice("method", method, IG_METHODS)
-        self.internal_batch_size = options.pass_batch_size(
-            "internal_batch_size", internal_batch_size, model.input_size, options.GRADIENT_PASS_PIXELS
-        )
+        self.internal_batch_size = pass_rows.pass_batch_size("internal_batch_size", internal_batch_size, model, backward=True)
 
     def attributions(self, images: Tensor, targets: Tensor) -> Tensor:
         """The integrated gradients (N, 3, H, W) that :meth:`attribute` reduces (call in eval mode)."""
@@ -707,9 +706,7 @@ class _Sampled(Explainer):
     def __init__(self, model: Model, *, n_samples: int, batch_size: int | None, seed: int) -> None:
         super().__init__(model)
         self.n_samples = options.integer("n_samples", n_samples, 1)
-        self.batch_size = options.pass_batch_size(
-            "batch_size", batch_size, model.input_size, options.GRADIENT_PASS_PIXELS
-        )
+        self.batch_size = pass_rows.pass_batch_size("batch_size", batch_size, model, backward=True)
         self.seed = options.seed("seed", seed)
 
     def _prepare(self, image: Tensor) -> object:
@@ -798,7 +795,7 @@ class SmoothGrad(_NoiseTunnel):
         n_samples: Noisy copies per image.
         noise_level: Noise standard deviation as a fraction of the image's range ``max x - min x``.
         batch_size: (image, sample) rows per forward/backward pass: bounds the memory (None: 8 at
-            224 x 224, :data:`xaibench.options.GRADIENT_PASS_PIXELS`).
+            224 x 224 on a CPU, :func:`xaibench.pass_rows.pass_batch_size`).
         seed: The run's seed.
 
     Peers: captum's ``NoiseTunnel(Saliency)`` with ``nt_type="smoothgrad"`` computes the same mean when
@@ -835,7 +832,7 @@ class VarGrad(_NoiseTunnel):
         model: The classifier.
         n_samples: Noisy copies per image.
         noise_level: Noise standard deviation as a fraction of the image's range.
-        batch_size: (image, sample) rows per forward/backward pass (None: 8 at 224 x 224).
+        batch_size: (image, sample) rows per forward/backward pass (None: 8 at 224 x 224 on a CPU, :func:`xaibench.pass_rows.pass_batch_size`).
         seed: The run's seed.
 
     Peers: captum's ``NoiseTunnel(Saliency)`` with ``nt_type="vargrad"`` and ``abs=False`` (the same
@@ -878,7 +875,7 @@ class GradientShap(_Sampled):
         model: The classifier.
         n_samples: Samples per image.
         stdev: Standard deviation of the noise added to the input, in [0, 1] pixel units.
-        batch_size: (image, sample) rows per forward/backward pass (None: 8 at 224 x 224).
+        batch_size: (image, sample) rows per forward/backward pass (None: 8 at 224 x 224 on a CPU, :func:`xaibench.pass_rows.pass_batch_size`).
         seed: The run's seed.
 
     Peers: captum's ``GradientShap`` computes the same average from a given tensor of baselines,

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from xaibench import Explainer, options, register_explainer
+from xaibench import Explainer, options, pass_rows, register_explainer
 from xaibench.errors import LayerError, XaibenchError
 from xaibench.forward_pass import ForwardPass
 from xaibench.hooks import capture
@@ -204,7 +204,7 @@ class SmoothGradCAMPlusPlus(Explainer):
             normalisation (0.3): torchcam adds it to whatever tensor the network receives.
         seed: seeds each image's noise with :func:`xaibench.seeding.image_generator`, so an image
             gets the same noise whatever batch it comes in (0).
-        batch_size: noisy copies per forward pass (None: :func:`xaibench.options.pass_batch_size`,
+        batch_size: noisy copies per forward pass (None: :func:`xaibench.pass_rows.pass_batch_size`,
             4 at 224 x 224); bounds memory. Only the layers after the
             target layer record a graph, so a pass holds little more than inference does.
 
@@ -225,7 +225,7 @@ class SmoothGradCAMPlusPlus(Explainer):
         self.num_samples = options.integer("num_samples", num_samples, 1)
         self.std = options.number("std", std, 0.0)
         self.seed = options.seed("seed", seed)
-        self.batch_size = options.pass_batch_size("batch_size", batch_size, model.input_size)
+        self.batch_size = pass_rows.pass_batch_size("batch_size", batch_size, model)
 
     def attribute(self, images: Tensor, targets: Tensor) -> Tensor:
         model = self.model

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from xaibench import faithfulness, options
+from xaibench import faithfulness, options, pass_rows
 from xaibench.errors import OptionError
 from xaibench.metric import MetricInput, Metric, register_metric
 from xaibench.models import eval_mode
@@ -58,7 +58,7 @@ class _Causal(Metric):
             start, finish = (inputs, substrate) if self.deleting else (substrate, inputs)
             pixels = inputs.shape[-2] * inputs.shape[-1]
             step = -(-pixels // self.steps)
-            rows = options.pass_batch_size("batch_size", self.batch_size, tuple(inputs.shape[-2:]))
+            rows = pass_rows.pass_batch_size("batch_size", self.batch_size, batch.model, input_size=tuple(inputs.shape[-2:]))
             curves = faithfulness.causal_curves(network, inputs, batch.maps, batch.targets, start, finish, step, rows)
         prefix = "deletion" if self.deleting else "insertion"
         return {f"{prefix}_auc": faithfulness.auc(curves), f"{prefix}_curve": [c.astype(np.float32) for c in curves]}

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from xaibench import Explainer, options, register_explainer
+from xaibench import Explainer, options, pass_rows, register_explainer
 from xaibench.errors import XaibenchError
 from xaibench.models import Model
 from xaibench.seeding import image_generator
@@ -60,7 +60,7 @@ class _Perturbation(Explainer):
     def __init__(self, model: Model, *, output: str, batch_size: int) -> None:
         super().__init__(model)
         self.output = options.choice("output", output, OUTPUTS)
-        self.batch_size = options.pass_batch_size("batch_size", batch_size, model.input_size)
+        self.batch_size = pass_rows.pass_batch_size("batch_size", batch_size, model)
 
     def _scores(
         self, perturbed: Callable[[int, int], Tensor], count: int, target: int, progress: tuple[int, int, int]
@@ -148,7 +148,7 @@ class Occlusion(_Perturbation):
         baseline: The value of the occluded pixels, on the [0, 1] images (before the model's
             normalisation).
         output: ``"probability"`` or ``"logit"`` of the target class.
-        batch_size: Occluded images per pass of the network (None: :func:`xaibench.options.pass_batch_size`).
+        batch_size: Occluded images per pass of the network (None: :func:`xaibench.pass_rows.pass_batch_size`).
     """
 
     full_precision_only = (
@@ -335,7 +335,7 @@ class Lime(_Superpixels):
         baseline: The value of the removed superpixels' pixels, on the [0, 1] images.
         output: ``"probability"`` or ``"logit"`` of the target class.
         seed: The run's seed for :func:`xaibench.seeding.image_generator`.
-        batch_size: Perturbed images per pass of the network (None: :func:`xaibench.options.pass_batch_size`).
+        batch_size: Perturbed images per pass of the network (None: :func:`xaibench.pass_rows.pass_batch_size`).
     """
 
     def __init__(
@@ -430,7 +430,7 @@ class KernelShap(_Superpixels):
         baseline: The value of the removed superpixels' pixels, on the [0, 1] images.
         output: ``"probability"`` or ``"logit"`` of the target class.
         seed: The run's seed for :func:`xaibench.seeding.image_generator`.
-        batch_size: Perturbed images per pass of the network (None: :func:`xaibench.options.pass_batch_size`).
+        batch_size: Perturbed images per pass of the network (None: :func:`xaibench.pass_rows.pass_batch_size`).
     """
 
     _min_samples = 2  # the constructor is the superpixel base's, with its defaults
@@ -527,7 +527,7 @@ class RISE(_Perturbation):
         grid_size: s, cells per side of the random grid.
         p: The probability that a cell is kept (1).
         seed: The run's seed for :func:`xaibench.seeding.image_generator`.
-        batch_size: Masked images per pass of the network (None: :func:`xaibench.options.pass_batch_size`).
+        batch_size: Masked images per pass of the network (None: :func:`xaibench.pass_rows.pass_batch_size`).
     """
 
     def __init__(

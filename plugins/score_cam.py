@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from xaibench import Explainer, options, register_explainer
+from xaibench import Explainer, options, pass_rows, register_explainer
 from xaibench.errors import LayerError, XaibenchError
 from xaibench.explainer import upsample_maps
 from xaibench.forward_pass import ForwardPass
@@ -84,7 +84,7 @@ class _MaskedInputCAM(Explainer):
 
     def __init__(self, model: Model, *, batch_size: int | None = None) -> None:
         super().__init__(model)
-        self.batch_size = options.pass_batch_size("batch_size", batch_size, model.input_size)
+        self.batch_size = pass_rows.pass_batch_size("batch_size", batch_size, model)
 
     # What subclasses define ------------------------------------------------------------------
     def _steps(self) -> int:
@@ -254,7 +254,7 @@ class ScoreCAM(_MaskedInputCAM):
     Args:
         model: The model to explain.
         batch_size: Masked inputs per forward pass (default None: as many as
-            :func:`xaibench.options.pass_batch_size` gives for the model's input size, 4 at 224 x 224,
+            :func:`xaibench.pass_rows.pass_batch_size` gives for the model and its device, 4 at 224 x 224 on a CPU,
             the fastest on a CPU; torchcam uses 32, pytorch-grad-cam 16).
     """
 
@@ -310,7 +310,7 @@ class SSCAM(_MaskedInputCAM):
         num_samples: Noisy masks per feature map (default 35, torchcam's and the authors').
         std: Standard deviation of the noise added to the [0, 1] masks (default 2.0, torchcam's).
         batch_size: Masked inputs per forward pass (default None: as many as
-            :func:`xaibench.options.pass_batch_size` gives for the model's input size, 4 at 224 x 224).
+            :func:`xaibench.pass_rows.pass_batch_size` gives for the model and its device, 4 at 224 x 224 on a CPU).
         seed: Seed of the per-image noise (see :mod:`xaibench.seeding`).
     """
 
@@ -386,7 +386,7 @@ class ISCAM(_MaskedInputCAM):
         model: The model to explain.
         num_samples: Integration steps N (default 10, torchcam's).
         batch_size: Masked inputs per forward pass (default None: as many as
-            :func:`xaibench.options.pass_batch_size` gives for the model's input size, 4 at 224 x 224).
+            :func:`xaibench.pass_rows.pass_batch_size` gives for the model and its device, 4 at 224 x 224 on a CPU).
     """
 
     def __init__(

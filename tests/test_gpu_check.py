@@ -26,7 +26,7 @@ def test_gpu_check_runs_on_the_cpu(tmp_path, capsys) -> None:
         assert f"| {method} | 1.000000 |" in text, text
     assert "largest difference from the CPU's 0.0000 points (within 0.5)" in text
     half = text.split("#### bf16 against fp32 on CPU")[1]
-    assert "| saliency |  |  |  | refuses bf16: its map is a gradient with respect to the pixels" in half
+    assert "| saliency |  |  |  |  | refuses bf16: its map is a gradient with respect to the pixels" in half
     for method in ("cam", "gradcam", "gradcampp"):
         r = float(half.split(f"| {method} | ")[1].split(" |")[0])
         assert 0.99 <= r < 1.0, (method, r)  # bf16 ran, and the maps moved only a little

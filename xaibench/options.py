@@ -19,7 +19,7 @@ from xaibench.seeding import MAX_SEED
 #: the CPU's caches. ``benchmarks/bench_pass_batch.py`` measured efficientnet_lite0 (224 x 224) on 2
 #: threads at 12.3 ms per image with 4 copies per pass, 17.5 ms with 8 and 36.5 ms with 64 (Score-CAM
 #: on two photos: 16-26 s with 4, 51-56 s with 64); a 64 x 64 network runs fastest with about 49.
-#: On a GPU, pass a larger ``batch_size`` (e.g. 64).
+#: The CPU's default: on a GPU, :mod:`xaibench.pass_rows` sizes the passes by its free memory.
 PASS_PIXELS = 4 * 224 * 224
 
 #: Input pixels per forward *and backward* pass that the methods taking the gradient at many points
