@@ -495,12 +495,25 @@ class AblationCAM(Explainer):
             raise XaibenchError(f"closed_form must be True or False, got {closed_form!r}")
         self.closed_form = closed_form
         self._broadcast: bool | None = None  # decided by a probe at the first use of the general path
+        self._gap_head: bool | None = None  # decided by a probe when a reduced precision is asked for
 
     uses_forward_pass = True
 
     @property
     def full_precision_only(self) -> str | None:
-        return None if self.closed_form else _ABLATED_DROPS
+        """The general path's reason, when ``closed_form`` is False or the head is not GAP -> linear (one
+        fp32 pass on a seeded random image tells, the first time it is asked: before a run starts)."""
+        if not self.closed_form:
+            return _ABLATED_DROPS
+        if self._gap_head is None:
+            model = self.model
+            image = torch.rand(1, 3, *model.input_size, generator=torch.Generator().manual_seed(0)).to(model.device)
+            with eval_mode(model.network), torch.inference_mode(), torch.autocast(model.device.type, enabled=False):
+                features, logits = _features(model, model.normalize(image))
+            self._gap_head = self._head_is_gap_linear(features, logits)
+        if self._gap_head:
+            return None
+        return f"its head is not global average pooling into one nn.Linear, so it takes the general path: {_ABLATED_DROPS}"
 
     def attribute(self, images: Tensor, targets: Tensor) -> Tensor:
         inputs = self.model.normalize(images)

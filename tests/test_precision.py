@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import xaibench
+from conftest import FlattenHeadNet, tiny_model
 from xaibench.common_options import parse_specs
 from xaibench.errors import XaibenchError
 from xaibench.harness import read_kept_maps, read_per_image
@@ -46,9 +47,16 @@ def test_an_unknown_precision_and_each_refusing_method_are_named(model) -> None:
 
 
 def test_ablation_cam_refuses_only_its_general_path(model) -> None:
+    """Forced by ``closed_form=False`` or by a head that is not GAP -> linear: refused before the run
+    starts (the head is probed in fp32), and at run time should the head change."""
     closed = xaibench.create_explainer("ablationcam", model)
     general = xaibench.create_explainer("ablationcam", model, closed_form=False)
     assert closed.full_precision_only is None and "(y - y_k) / y" in general.full_precision_only
+    flatten_head = xaibench.create_explainer("ablationcam", tiny_model(FlattenHeadNet()))
+    with pytest.raises(XaibenchError, match=r"ablationcam \(its head is not global average pooling into one nn.Linear, "
+                                            r"so it takes the general path: each weight is the relative drop"):
+        check_precision("bf16", [flatten_head])
+    check_precision("bf16", [xaibench.create_explainer("ablationcam", tiny_model())])  # TinyGapNet: closed form
     images, targets = torch.rand(2, 3, *model.input_size, generator=torch.Generator().manual_seed(0)), torch.tensor([0, 1])
     with autocast(torch.device("cpu"), "bf16"):
         assert torch.isfinite(closed(images, targets)).all()
