@@ -166,15 +166,18 @@ def box_accuracy_curves(per_image: pd.DataFrame, prepared: Mapping[str, Prepared
     at their IoU thresholds) stand for the curves.
     """
     rows = []
-    hits = {p.column: p for p in _one_group(per_image, prepared).values()}
-    columns = {"box_iou_curve": [(localization.V1_CURVE, localization.IOU_THRESHOLD)],
-               "box_iou_curve_v2": [(f"maxboxacc_v2@{d}", d) for d in localization.V2_IOU_THRESHOLDS]}
+    prepared = _one_group(per_image, prepared)
+    # each curve column, the metric whose prepared hits stand for it, and its outputs (name, IoU threshold)
+    columns = {"box_iou_curve": ("maxboxacc", [(localization.V1_CURVE, localization.IOU_THRESHOLD)]),
+               "box_iou_curve_v2": ("maxboxacc_v2", [(f"maxboxacc_v2@{d}", d) for d in localization.V2_IOU_THRESHOLDS])}
+    hits = {column: prepared[metric] for column, (metric, _) in columns.items()
+            if metric in prepared and prepared[metric].column == column}
     if not set(columns) & (set(per_image.columns) | set(hits)):
         return pd.DataFrame()
     for (model, method), group in _by_model_and_method(per_image):
         frame = pd.DataFrame({"model": model, "method": method, "threshold": localization.CAM_THRESHOLDS.round(2)})
-        for column, outputs in columns.items():
-            if column in hits:  # (N, IoU thresholds, T) hits in the order of ``outputs``
+        for column, (_, outputs) in columns.items():
+            if column in hits:  # the metric's (N, IoU thresholds, T) hits, in the order of ``outputs``
                 found = hits[column].values
             else:
                 scored = group[column].notna() if column in group else pd.Series(False, index=group.index)
@@ -182,7 +185,7 @@ def box_accuracy_curves(per_image: pd.DataFrame, prepared: Mapping[str, Prepared
                 found = localization.box_hits(ious, [iou for _, iou in outputs]) if ious is not None else None
             for k, (name, _) in enumerate(outputs):
                 frame[name] = localization.box_accuracy_curve(found[:, k]) if found is not None else np.nan
-        if frame[[name for outputs in columns.values() for name, _ in outputs]].notna().any().any():
+        if frame[[name for _, outputs in columns.values() for name, _ in outputs]].notna().any().any():
             rows.append(frame)
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
 
