@@ -49,3 +49,32 @@ def test_repeated_passes_reuse_freed_memory() -> None:
     assert kept == "True"
     assert without > 30_000, without
     assert with_setting < without / 4, (with_setting, without)
+
+
+RETURNED = """
+import sys
+from xaibench.allocator import keep_freed_memory, return_freed_memory
+keep_freed_memory()  # as the xaibench command does: nothing goes back to the system on its own
+
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096 / 2**20
+
+blocks = [bytearray(b"x" * 100_000) for _ in range(2000)]  # 200 MB on the heap, written
+last = bytearray(b"y" * 100_000)  # still held, above them: the heap's top is not free
+peak = rss()
+del blocks
+freed = rss()
+return_freed_memory()
+print(round(peak), round(freed), round(rss()), len(last))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim")
+def test_memory_freed_inside_the_heap_goes_back_to_the_system() -> None:
+    """200 MB of freed blocks below a live one stay resident (the heap's top is in use) until
+    :func:`return_freed_memory` gives their pages back."""
+    out = subprocess.run([sys.executable, "-c", RETURNED], capture_output=True, text=True, check=True).stdout
+    peak, freed, returned, _ = map(int, out.split())
+    assert freed > peak - 20, (peak, freed, returned)  # freeing alone returns (almost) nothing
+    assert returned < peak - 150, (peak, freed, returned)

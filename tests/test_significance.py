@@ -95,3 +95,20 @@ def test_bootstrap_weights_in_chunks_are_the_dense_draws_and_give_the_same_summa
     assert report.bootstrap_ci(np.arange(24.0), seed=1) == pytest.approx(
         np.quantile(dense_means := np.random.default_rng(1).multinomial(24, np.full(24, 1 / 24), size=1000)
                     @ np.arange(24.0) / 24, [0.025, 0.975]).tolist(), abs=1e-12) and len(dense_means) == 1000
+
+
+def test_whole_differences_kept_in_int8_give_the_same_intervals_and_p_values() -> None:
+    """Differences of hits (-1, 0, 1) and of counts are kept as int8 (:func:`significance.compact`), an
+    eighth of float64's memory; the bootstrap and the sign-flip test give the same numbers, bit for
+    bit, whichever they get; fractions stay float64."""
+    rng = np.random.default_rng(3)
+    hits = rng.integers(0, 2, 3000).astype(np.float64) - rng.integers(0, 2, 3000)
+    counts = rng.integers(-5, 6, 3000).astype(np.float64)
+    fractions = rng.random(3000) - 0.4
+    small = [significance.compact(d) for d in (hits, counts, fractions)]
+    assert [d.dtype for d in small] == [np.int8, np.int8, np.float64]
+    assert all(np.array_equal(s, d) for s, d in zip(small, (hits, counts, fractions)))
+    assert significance.paired_bootstraps(small, n_boot=300) == significance.paired_bootstraps([hits, counts, fractions], n_boot=300)
+    assert significance.sign_flip_tests(small, draws=2000) == significance.sign_flip_tests([hits, counts, fractions], draws=2000)
+    assert significance.compact(np.array([200.0, 1.0])).dtype == np.float64  # beyond int8
+    assert significance.compact(np.array([np.inf, 1.0])).dtype == np.float64

@@ -58,3 +58,26 @@ def keep_freed_memory() -> bool:
     if not (trimmed and mapped):
         logger.debug("glibc refused mallopt (trim threshold set: %s, mmap threshold set: %s)", trimmed, mapped)
     return trimmed and mapped
+
+
+def return_freed_memory() -> None:
+    """Give the memory that is free inside the process back to the system: glibc's ``malloc_trim(0)``
+    (every whole free page of the heap, wherever it lies) and pyarrow's pool's ``release_unused``.
+
+    For a step that has streamed many parts through memory and keeps little of them (reading a run
+    folder a part at a time): what those parts left free would otherwise count in the process's
+    resident memory until something reuses it (at 50,000 images x 10 methods, ``load_run`` left 165
+    MiB so). The memory stays available to the process, so nothing is lost but the pages' contents.
+    Elsewhere than glibc the C library's part does nothing.
+    """
+    import pyarrow
+
+    pyarrow.default_memory_pool().release_unused()
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return
+    trim.argtypes = [ctypes.c_size_t]
+    trim(0)

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from xaibench import significance
+from xaibench.allocator import return_freed_memory
 from xaibench.errors import XaibenchError
 from xaibench.harness import (
     DIGEST, THUMBNAIL_ARRAYS, prepared_groups, read_skipped, read_thumbnails, read_timings, thumbnail_arrays,
@@ -71,6 +72,9 @@ class Run:
     maps: pd.DataFrame
     box_curves: pd.DataFrame = field(default_factory=pd.DataFrame)
     metric_curves: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: (model, index) -> the digest of the image scored there (:func:`image_digests`), kept once per
+    #: image rather than on each method's row; empty for a run of xaibench 0.2.
+    digests: pd.Series = field(default_factory=lambda: pd.Series(dtype=object))
 
     @property
     def dataset(self) -> str:
@@ -94,12 +98,18 @@ def load_run(folder: str | Path, *, n_boot: int = 1000) -> Run:
     metrics = run_metrics(config)
     seed = int(config.get("seed", 0))
     rows, summaries, box_curves, metric_curves = [], [], [], []
+    digests = pd.Series(dtype=object)
     for group, prepared in prepared_groups(folder, metrics):  # a method at a time
         summaries.append(summarize(group, metrics, n_boot=n_boot, seed=seed, prepared=prepared))
         box_curves.append(box_accuracy_curves(group, prepared))
         metric_curves.append(mean_curves(group, metrics))
-        rows.append(_without_arrays(group, metrics, prepared))
+        kept = _without_arrays(group, metrics, prepared)
+        del group, prepared  # a method's arrays: gone before the next method's are read
+        found = image_digests(kept)  # per image, not on every method's row
+        digests = pd.concat([digests, found[~found.index.isin(digests.index)]]) if len(digests) else found
+        rows.append(kept.drop(columns=[DIGEST], errors="ignore"))
     per_image = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+    rows.clear()
     if per_image.empty:
         skipped = len(read_skipped(folder))
         if skipped:
@@ -108,12 +118,13 @@ def load_run(folder: str | Path, *, n_boot: int = 1000) -> Run:
                 "report: fix the images or the data set, then run it again with --overwrite"
             )
         raise XaibenchError(f"{folder} holds a run with no scored image yet; run it (or --resume it) first")
+    return_freed_memory()  # what the parts streamed through memory left free: the report needs little of it
     summary = pd.concat(summaries, ignore_index=True)
     images, maps = read_thumbnails(folder, arrays=False)  # the galleries read the pictures they show
     box = [c for c in box_curves if not c.empty]
     return Run(folder, config, metrics, per_image, summary, seconds_per_image(read_timings(folder)), images, maps,
                pd.concat(box, ignore_index=True) if box else pd.DataFrame(),
-               pd.concat(metric_curves, ignore_index=True))
+               pd.concat(metric_curves, ignore_index=True), digests)
 
 
 #: The column of a method's rows that holds a data-set-level metric's per-image values, once the
@@ -204,9 +215,9 @@ def check_comparable(runs: list[Run]) -> None:
             )
 
 
-def _image_digests(run: Run) -> pd.Series:
-    """(model, index) -> the digest of the image the run scored there (none for a run of xaibench 0.2)."""
-    rows = run.per_image
+def image_digests(rows: pd.DataFrame) -> pd.Series:
+    """(model, index) -> the digest of the image scored there, from per-image ``rows`` (none for a run
+    of xaibench 0.2)."""
     if DIGEST not in rows:
         return pd.Series(dtype=object)
     rows = rows[rows[DIGEST].notna()].drop_duplicates(["model", "index"])
@@ -221,7 +232,7 @@ def _check_same_images(a: Run, b: Run) -> None:
     Raises:
         XaibenchError: naming the runs, how many shared images differ, and one of them.
     """
-    da, db = _image_digests(a), _image_digests(b)
+    da, db = a.digests, b.digests
     shared = da.index.intersection(db.index)
     differ = [key for key in shared if da[key] != db[key]]
     if differ:
@@ -354,6 +365,15 @@ def rank(summary: pd.DataFrame, metrics: dict[str, Metric], pairs: pd.DataFrame)
     return summary.assign(rank=ranks)[SUMMARY_COLUMNS]
 
 
+def rows_of(per_image: pd.DataFrame, dataset: str, model: str, columns: list[str] | None = None) -> pd.DataFrame:
+    """The rows of ``per_image`` (a :class:`Comparison`'s) for one (dataset, model), only ``columns``
+    (default: all). Nothing is copied that is not asked for: a column subset shares its columns, and
+    where every row belongs to the pair (a report of one run of one model) the rows are not filtered."""
+    chosen = (per_image.dataset == dataset) & (per_image.model == model)
+    rows = per_image if columns is None else per_image[columns]
+    return rows if chosen.all() else rows[chosen.to_numpy()]
+
+
 def per_image_scores(rows: pd.DataFrame, metric: Metric) -> pd.Series | None:
     """One method's per-image values of ``metric`` in the unit of its summary value (so their mean is
     the summary's value), indexed by image index; None for a metric with no per-image value (e.g.
@@ -374,7 +394,7 @@ def per_image_scores(rows: pd.DataFrame, metric: Metric) -> pd.Series | None:
 
 def score_table(comparison: Comparison, dataset: str, model: str, metric: Metric) -> pd.DataFrame:
     """Per-image scores of every method of ``(dataset, model)``: images x methods (NaN: not scored)."""
-    rows = comparison.per_image[(comparison.per_image.dataset == dataset) & (comparison.per_image.model == model)]
+    rows = rows_of(comparison.per_image, dataset, model)
     columns = {}
     for method, group in rows.groupby("method", sort=False):
         scores = per_image_scores(group.reset_index(drop=True), metric)
@@ -408,7 +428,7 @@ def pairwise(comparison: Comparison, *, n_boot: int = 1000, seed: int = 0, level
                 family.append([dataset, model, name, a, b, len(both), float(x.mean()), float(y.mean()),
                                "exact McNemar" if binary else "sign-flip permutation",
                                significance.exact_mcnemar(x, y) if binary else None])
-                pairs.append(np.asarray(x, dtype=np.float64) - np.asarray(y, dtype=np.float64))
+                pairs.append(significance.compact(np.asarray(x, dtype=np.float64) - np.asarray(y, dtype=np.float64)))
             families.append(family)
         tests = [r for family in families for r in family]
         flips = [k for k, r in enumerate(tests) if r[-1] is None]  # sign-flip tests, their signs drawn once

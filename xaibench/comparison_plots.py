@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from xaibench import localization, thumbnails
-from xaibench.comparison import Comparison, thumbnails_of
+from xaibench.comparison import Comparison, rows_of, thumbnails_of
 from xaibench.metric import Metric
 from xaibench.text import literal
 from xaibench.viz import DEFAULT_ALPHA, DEFAULT_CMAP, heatmap_overlay
@@ -200,7 +200,7 @@ def iou_distribution(per_image: pd.DataFrame, *, tau: float = localization.CAM_T
     axes = fig.subplots(len(groups), 1, squeeze=False).ravel()
     rng = np.random.default_rng(0)
     for ax, (dataset, model) in zip(axes, groups):
-        part = per_image[(per_image.dataset == dataset) & (per_image.model == model)]
+        part = rows_of(per_image, dataset, model, ["dataset", "model", "method", IOU_COLUMN])
         names, values = [], []
         for method, rows in part.groupby("method", sort=False):
             names.append(method)
@@ -244,13 +244,11 @@ def gallery(
     the ground truth in green, each method's CAM box (threshold ``tau``, the run's, drawn from the
     thumbnail of the map) in white and the IoU it was scored with over the map. None without
     thumbnails or IoU."""
-    per_image = comparison.per_image[(comparison.per_image.dataset == dataset) & (comparison.per_image.model == model)]
     images = comparison.images
-    maps = comparison.maps
-    if IOU_COLUMN not in per_image or images.empty or maps.empty:
+    if IOU_COLUMN not in comparison.per_image or images.empty or comparison.maps.empty:
         return None
+    per_image = rows_of(comparison.per_image, dataset, model, ["dataset", "model", "index", "method", IOU_COLUMN])
     images = images[(images.dataset == dataset) & (images.model == model)].set_index("index")
-    maps = maps[(maps.dataset == dataset) & (maps.model == model)].set_index(["index", "method"])
     methods = list(dict.fromkeys(per_image.method)) if methods is None else methods
     picks: dict[int, list[str]] = {}
     for method in methods:
@@ -267,7 +265,7 @@ def gallery(
     images = thumbnails_of(comparison, dataset, model, "images", pd.DataFrame({"index": shown})).set_index("index")
     maps = thumbnails_of(comparison, dataset, model, "maps", pd.DataFrame(
         [(i, m) for i in shown for m in methods], columns=["index", "method"])).set_index(["index", "method"])
-    iou = per_image.set_index(["index", "method"])[IOU_COLUMN]
+    iou = per_image[per_image["index"].isin(shown)].set_index(["index", "method"])[IOU_COLUMN]
     fig = Figure(figsize=(1.35 * (len(methods) + 1) + 1.2, 1.45 * len(chosen) + 0.6), layout="constrained")
     axes = fig.subplots(len(chosen), len(methods) + 1, squeeze=False)
     for r, (index, why) in enumerate(chosen):

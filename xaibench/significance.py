@@ -80,6 +80,26 @@ def paired_bootstrap(
     return paired_bootstraps([d], n_boot=n_boot, level=level, seed=seed)[0]
 
 
+def compact(differences: np.ndarray) -> np.ndarray:
+    """``differences`` as int8 where that holds every value exactly (differences of hits: -1, 0, 1),
+    else as float64. :func:`paired_bootstraps` and :func:`sign_flip_tests` give the same numbers for
+    either (a whole number is exact in both), and many pairs of methods at 50,000 images fit in an
+    eighth of the memory.
+
+    >>> compact(np.array([1.0, 0.0, -1.0])).dtype, compact(np.array([0.5, 0.0])).dtype
+    (dtype('int8'), dtype('float64'))
+    """
+    values = np.asarray(differences, dtype=np.float64)
+    small = np.isfinite(values).all() and (np.abs(values) <= 127).all() and (values == np.trunc(values)).all()
+    return values.astype(np.int8) if small else values
+
+
+def _numbers(differences: np.ndarray) -> np.ndarray:
+    """A vector of differences as it is (float64 or whole numbers: :func:`compact`), else as float64."""
+    values = np.asarray(differences)
+    return values if values.dtype in (np.float64, np.int8) else values.astype(np.float64)
+
+
 def paired_bootstraps(
     differences: list[np.ndarray], *, n_boot: int = 1000, level: float = 0.95, seed: int = 0
 ) -> list[tuple[float, float, float]]:
@@ -92,7 +112,7 @@ def paired_bootstraps(
         >>> paired_bootstraps(d) == [paired_bootstrap(x, np.zeros(3)) for x in d]
         True
     """
-    vectors = [np.asarray(d, dtype=np.float64) for d in differences]
+    vectors = [_numbers(d) for d in differences]  # int8 ones are cast as each product needs them
     results: list[tuple[float, float, float]] = [(float("nan"),) * 3] * len(vectors)
     by_size: dict[int, list[int]] = {}
     for k, d in enumerate(vectors):
@@ -105,7 +125,7 @@ def paired_bootstraps(
                 draws[k].append(weights @ vectors[k] / size)
         for k in members:
             low, high = np.quantile(np.concatenate(draws[k]), [(1 - level) / 2, (1 + level) / 2])
-            results[k] = (float(vectors[k].mean()), float(low), float(high))
+            results[k] = (float(vectors[k].mean(dtype=np.float64)), float(low), float(high))
     return results
 
 
@@ -128,7 +148,7 @@ def sign_flip_tests(differences: list[np.ndarray], *, draws: int = SIGN_FLIP_DRA
         >>> sign_flip_tests(d) == [sign_flip_test(x) for x in d]
         True
     """
-    vectors = [np.asarray(d, dtype=np.float64) for d in differences]
+    vectors = [_numbers(d) for d in differences]
     vectors = [d[d != 0] for d in vectors]  # a zero difference has no sign: it is the same under every flip
     results = [1.0] * len(vectors)
     by_size: dict[int, list[int]] = {}
@@ -136,7 +156,7 @@ def sign_flip_tests(differences: list[np.ndarray], *, draws: int = SIGN_FLIP_DRA
         if d.size:
             by_size.setdefault(d.size, []).append(k)
     for size, members in by_size.items():
-        observed = {k: abs(vectors[k].sum()) for k in members}
+        observed = {k: abs(vectors[k].sum(dtype=np.float64)) for k in members}
         tolerance = {k: 1e-9 * max(1.0, observed[k]) for k in members}
         if size <= EXACT_SIGN_FLIPS_MAX:
             signs = np.array(list(itertools.product((1.0, -1.0), repeat=size)))
