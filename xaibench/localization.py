@@ -376,7 +376,11 @@ def _weighted_mean(values: np.ndarray, weights: np.ndarray | None) -> np.ndarray
     """Mean over the first axis of whole-number ``values`` (hits, counts); with (B, N) bootstrap
     ``weights``, one mean per row."""
     if weights is None:
-        return np.asarray(values, dtype=np.float64).mean(0)
+        values = np.asarray(values)
+        if not len(values):
+            return np.asarray(values, dtype=np.float64).mean(0)
+        # the sums are whole numbers, exact in float64: mean(0)'s bits, without a float64 copy of ``values``
+        return values.sum(0, dtype=np.float64) / len(values)
     with np.errstate(invalid="ignore", divide="ignore"):  # a resample that drew no image: NaN
         return weighted_sums(values, weights) / weights.sum(1).reshape((-1,) + (1,) * (np.ndim(values) - 1))
 
@@ -548,19 +552,18 @@ def class_mean(values: np.ndarray, classes: np.ndarray, weights: np.ndarray | No
     ``sum_c mean_{i: class_i = c} values_i / C`` over the C classes present; NaN values are left out.
     """
     values, classes = np.asarray(values, dtype=np.float64), np.asarray(classes)
-    keep = ~np.isnan(values)
-    values, classes = values[keep], classes[keep]
-    w = np.ones((1, len(values))) if weights is None else np.asarray(weights)[:, keep]
+    kept = np.flatnonzero(~np.isnan(values))
+    values, classes = values[kept], classes[kept]
     if not len(values):
-        return float("nan") if weights is None else np.full(len(w), np.nan)
+        return float("nan") if weights is None else np.full(len(weights), np.nan)
     # Per-class sums over the images sorted by class (no N x C one-hot matrix: 50,000 images of 1,000
-    # classes would take 400 MB per resample chunk).
+    # classes would take 400 MB per resample chunk), the chunk's weights copied once, in that order.
     present, inverse = np.unique(classes, return_inverse=True)
     order = np.argsort(inverse, kind="stable")
     starts = np.searchsorted(inverse[order], np.arange(len(present)))
-    w = w[:, order]
+    w = np.ones((1, len(values))) if weights is None else np.asarray(weights)[:, kept[order]]
     counts = np.add.reduceat(w, starts, axis=1)
-    sums = np.add.reduceat(w * values[order], starts, axis=1)
+    sums = np.add.reduceat(np.multiply(w, values[order], out=w), starts, axis=1)
     with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a resample that draws no scored image: NaN
         result = np.nanmean(sums / counts, axis=-1)
