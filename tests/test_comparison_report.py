@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import html
 import json
+import re
 import shutil
+import subprocess
 import tempfile
+import xml.etree.ElementTree as ElementTree
 from math import comb
 from pathlib import Path
 
@@ -19,8 +22,8 @@ import xaibench
 from browser import fits_phone_width, open_page
 from xaibench import comparison, comparison_report, significance
 from xaibench.cli import main
-from xaibench.metric import get_metric
-from xaibench.report import format_value
+from xaibench.metric import available_metrics, get_metric
+from xaibench.report import DECIMALS, format_value
 from xaibench.thumbnails import THUMBNAIL_SIDE, decode_jpeg
 
 N = 40
@@ -206,7 +209,7 @@ def test_xaibench_run_writes_its_own_page(browser, runs):
 
 def test_build_report_is_a_python_api(runs):
     combined = comparison.combine([comparison.load_run(r) for r in runs])
-    report = comparison_report.build_report(combined, cmap="viridis", alpha=0.3, class_gallery_methods=["gradcam"])
+    report = comparison_report.build_report(combined, cmap="viridis", alpha=0.3, class_gallery_methods=["gradcam"], vectors=False)
     names = [f.name for f in report.figures]
     assert "class_gallery-1-gradcam.jpg" in names and "class_gallery-1-cam.jpg" not in names
     assert all(f.data.startswith(b"\x89PNG" if f.name.endswith(".png") else b"\xff\xd8\xff") for f in report.figures)
@@ -219,7 +222,7 @@ def test_many_methods_are_shown_in_several_galleries_and_figure_3_defaults_to_ca
     assert comparison_plots.gallery_groups(list("abc"), 8) == [list("abc")] and comparison_plots.gallery_groups([], 8) == []
     monkeypatch.setattr(comparison_plots, "GALLERY_METHODS", 3)
     combined = comparison.combine([comparison.load_run(r) for r in reversed(runs)])  # saliency, random, cam, gradcam
-    report = comparison_report.build_report(combined)
+    report = comparison_report.build_report(combined, vectors=False)
     galleries = {f.name: f.caption for f in report.figures if f.name.startswith("gallery-")}
     assert list(galleries) == ["gallery-1-1.jpg", "gallery-1-2.jpg"]
     assert "methods saliency to random, part 1 of 2" in galleries["gallery-1-1.jpg"]
@@ -241,7 +244,7 @@ def test_a_method_without_a_curve_gets_none_not_zeros(runs, tmp_path):
     assert main(["run", "--methods", "center", "--n", str(N), "--metrics", "maxboxacc,mean_iou",
                  "--no-report", "--out", str(tmp_path / "v1")]) == 0
     combined = comparison.combine([comparison.load_run(runs[0]), comparison.load_run(tmp_path / "v1")])
-    report = comparison_report.build_report(combined)
+    report = comparison_report.build_report(combined, vectors=False)
     curves = report.box_curves.set_index("method")
     assert curves.loc["center", "maxboxacc_v2@0.5"].isna().all()
     assert curves.loc["cam", "maxboxacc_v2@0.5"].notna().all()
@@ -285,7 +288,7 @@ def test_a_report_leaves_other_peoples_files_alone(runs, tmp_path, capsys):
     # what a report killed while writing leaves: .<name>.<8 characters>.partial (run_folder.atomic_path)
     stale = [tempfile.mkstemp(dir=out, prefix=f".{name}.", suffix=".partial")[1]
              for name in ("summary.md", "gallery-4.jpg", ".xaibench-outputs.json")]
-    assert main(["report", str(runs[0]), "--out", str(out)]) == 0
+    assert main(["report", "--no-vectors", str(runs[0]), "--out", str(out)]) == 0
     assert all((out / name).read_bytes() == data for name, data in theirs.items())
     assert not any(Path(path).exists() for path in stale)
     (out / "elsewhere").mkdir()
@@ -299,11 +302,11 @@ def test_a_report_leaves_other_peoples_files_alone(runs, tmp_path, capsys):
 
 def test_a_report_replaces_its_own_files_and_removes_the_ones_it_no_longer_has(runs, tmp_path, capsys):
     out = tmp_path / "report"
-    assert main(["report", str(runs[0]), "--out", str(out), "--class-gallery", "cam,gradcam"]) == 0
+    assert main(["report", "--no-vectors", str(runs[0]), "--out", str(out), "--class-gallery", "cam,gradcam"]) == 0
     assert (out / "class_gallery-1-gradcam.jpg").exists()
     (out / "class_gallery-1-saliency.jpg").write_bytes(b"the user's")
     before = (out / "summary.csv").stat().st_mtime_ns
-    assert main(["report", str(runs[0]), "--out", str(out)]) == 0  # cam's class gallery only, now
+    assert main(["report", "--no-vectors", str(runs[0]), "--out", str(out)]) == 0  # cam's class gallery only, now
     assert (out / "summary.csv").stat().st_mtime_ns != before  # replaced
     assert not (out / "class_gallery-1-gradcam.jpg").exists() and (out / "class_gallery-1-cam.jpg").exists()
     assert (out / "class_gallery-1-saliency.jpg").read_bytes() == b"the user's"
@@ -362,7 +365,7 @@ def test_every_file_a_report_writes_has_a_report_files_name(report_folder):
 
 def test_a_run_named_as_dot_is_called_by_its_folders_name(runs, tmp_path, monkeypatch):
     monkeypatch.chdir(runs[0])
-    assert main(["report", ".", "--out", str(tmp_path / "r")]) == 0
+    assert main(["report", "--no-vectors", ".", "--out", str(tmp_path / "r")]) == 0
     assert "Runs: a (builtin on builtin, 40 images)." in (tmp_path / "r" / "summary.md").read_text()
     assert "<p>Runs: a (builtin on builtin" in (tmp_path / "r" / "report.html").read_text()
 
@@ -375,3 +378,96 @@ def test_run_name_is_the_resolved_folders_name(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path / "runs" / "mine" / "inner")
     for spelling in ("..", "../", ".././", str(tmp_path / "runs" / "mine") + "/", str(tmp_path / "latest")):
         assert comparison_report.run_name(SimpleNamespace(folder=Path(spelling))) == "mine", spelling
+
+
+# --------------------------------------------------------------------------- output for a paper
+
+LATEX = shutil.which("pdflatex")
+_CELL = re.compile(r"^\$(?:\\mathbf\{(?P<bold>[-\d.]+)\}|(?P<plain>[-\d.]+))"
+                   r"(?: \\pm (?P<pm>[\d.]+)|\^\{\+(?P<up>[\d.]+)\}_\{-(?P<down>[\d.]+)\})?\$$")
+
+
+def _tables(tex: str) -> list[tuple[list[str], list[list[str]]]]:
+    """Each tabular's header (the first row's cells) and body rows (cells), from ``tables.tex``."""
+    found = []
+    for block in re.findall(r"\\toprule\n(.*?)\\bottomrule", tex, re.DOTALL):
+        head, body = block.split("\\midrule\n")
+        rows = [[c.strip() for c in line.removesuffix(r" \\").split(" & ")] for line in body.strip().splitlines()]
+        found.append(([c.strip() for c in head.splitlines()[0].removesuffix(r" \\").split(" & ")], rows))
+    return found
+
+
+def test_the_latex_tables_say_what_summary_csv_says(report_folder) -> None:
+    """Every value cell of every metric table: the value and its distances to the interval as
+    summary.csv gives them, rounded as the metric's unit is; bold exactly where the rounded value is
+    the column's best by the metric's direction."""
+    summary = pd.read_csv(report_folder / "summary.csv")
+    tex = (report_folder / "tables.tex").read_text()
+    by_title = {get_metric(name).title: name for name in available_metrics()}
+    checked = 0
+    for header, rows in _tables(tex):
+        if header[1] != "$n$":  # the ranks
+            continue
+        for k, title in enumerate(header[2:], start=2):
+            metric = get_metric(by_title[title])
+            decimals = DECIMALS.get(metric.unit, 3)
+            expected = summary[summary.metric == metric.name].set_index("method")
+            shown = {}
+            for row in rows:
+                method = row[0].replace(r"\_", "_")
+                truth = expected.loc[method]
+                assert int(row[1]) == truth["n"]
+                cell = _CELL.match(row[k])
+                assert cell is not None, row[k]
+                value = float(cell["bold"] or cell["plain"])
+                assert value == pytest.approx(truth["value"], abs=0.51 * 10**-decimals), (metric.name, method)
+                if metric.unit != "count":
+                    up, down = (cell["pm"], cell["pm"]) if cell["pm"] else (cell["up"], cell["down"])
+                    assert float(up) == pytest.approx(truth["ci_high"] - truth["value"], abs=0.51 * 10**-decimals)
+                    assert float(down) == pytest.approx(truth["value"] - truth["ci_low"], abs=0.51 * 10**-decimals)
+                shown[method] = (value, cell["bold"] is not None)
+                checked += 1
+            best = (max if metric.higher_is_better else min)(v for v, _ in shown.values())
+            assert {m for m, (v, bold) in shown.items() if bold} == {m for m, (v, _) in shown.items() if v == best}
+    assert checked >= 4 * 10  # four methods, every localization metric at least
+
+
+@pytest.mark.skipif(LATEX is None, reason="pdflatex is not installed (Debian: texlive-latex-base, texlive-latex-recommended)")
+def test_the_latex_tables_compile(report_folder, tmp_path) -> None:
+    document = tmp_path / "paper.tex"
+    document.write_text("\\documentclass{article}\n\\usepackage[margin=1cm,landscape]{geometry}\n"
+                        "\\usepackage{booktabs}\n\\begin{document}\n\\input{tables}\n\\end{document}\n")
+    shutil.copy(report_folder / "tables.tex", tmp_path / "tables.tex")
+    done = subprocess.run([LATEX, "-interaction=nonstopmode", "-halt-on-error", "paper.tex"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert (tmp_path / "paper.pdf").read_bytes().startswith(b"%PDF")
+    assert "Output written on paper.pdf" in done.stdout
+
+
+def test_every_figure_is_also_a_pdf_and_an_svg_with_its_fonts_embedded(report_folder) -> None:
+    rasters = sorted(p for p in report_folder.iterdir() if p.suffix in (".png", ".jpg"))
+    assert {"metric_bars.png", "gallery-1.jpg", "class_gallery-1-cam.jpg"} <= {p.name for p in rasters}
+    for raster in rasters:
+        pdf, svg = raster.with_suffix(".pdf").read_bytes(), raster.with_suffix(".svg").read_bytes()
+        assert pdf.startswith(b"%PDF") and b"/FontFile2" in pdf and b"/Type3" not in pdf, raster.name
+        assert b"/CreationDate" not in pdf
+        root = ElementTree.fromstring(svg)
+        assert root.tag == "{http://www.w3.org/2000/svg}svg" and list(root.iter("{http://www.w3.org/2000/svg}path"))
+        assert not list(root.iter("{http://www.w3.org/2000/svg}text")), raster.name  # text drawn as paths: no font needed
+
+
+def test_tables_only_and_figures_only(runs, report_folder, tmp_path, capsys) -> None:
+    runs = [str(r) for r in runs]
+    out = tmp_path / "r"
+    assert main(["report", *runs, "--out", str(out), "--tables-only"]) == 0
+    names = {p.name for p in out.iterdir()} - {".xaibench-outputs.json"}
+    assert names == {"summary.csv", "summary.md", "pairwise.csv", "per_class.csv", "box_accuracy_curves.csv", "tables.tex"}
+    assert (out / "tables.tex").read_text() == (report_folder / "tables.tex").read_text()
+    assert f"wrote {out} (its tables)" in capsys.readouterr().out
+    assert main(["report", *runs, "--out", str(out), "--figures-only", "--no-vectors"]) == 0
+    names = {p.name for p in out.iterdir()} - {".xaibench-outputs.json"}
+    assert names and all(Path(n).suffix in (".png", ".jpg") for n in names)  # the tables it wrote before: removed
+    with pytest.raises(SystemExit) as refused:
+        main(["report", *runs, "--out", str(out), "--figures-only", "--tables-only"])
+    assert refused.value.code == 2 and "not allowed with argument" in capsys.readouterr().err

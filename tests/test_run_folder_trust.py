@@ -114,7 +114,7 @@ def test_a_hard_linked_copy_of_a_run_is_read_and_continued_without_changing_the_
         os.link(finished / name, copy / name)
     before = {name: (finished / name).read_bytes() for name in faults.files(finished)}
     assert _main(["summarize", copy], capsys)[0] == 0
-    assert _main(["report", copy, "--out", tmp_path / "report"], capsys)[0] == 0
+    assert _main(["report", "--no-vectors", copy, "--out", tmp_path / "report"], capsys)[0] == 0
     assert _main([*RUN, "--out", copy, "--resume"], capsys)[0] == 0
     assert {name: (finished / name).read_bytes() for name in faults.files(finished)} == before
 
@@ -365,7 +365,7 @@ def test_a_decompression_bomb_is_refused_within_bounded_memory(finished, tmp_pat
 def test_crafted_cells_are_damage_naming_file_row_and_column(finished, tmp_path, capsys, plant) -> None:
     run = _copy(finished, tmp_path)
     plant(run)
-    for argv in (["summarize", run], ["report", run, "--out", tmp_path / "report"]):
+    for argv in (["summarize", run], ["report", "--no-vectors", run, "--out", tmp_path / "report"]):
         status, err = _main(argv, capsys)
         assert status == 2 and f"{faults.first_part(run)} is damaged (" in err
         assert "index" in err or faults.CURVE in err, err
@@ -392,7 +392,7 @@ def test_every_config_field_of_the_wrong_type_is_damage_naming_it(finished, tmp_
 def test_a_config_nested_without_end_is_damage(finished, tmp_path, capsys, text) -> None:
     run = _copy(finished, tmp_path)
     (run / CONFIG).write_text(text)
-    for argv in (["summarize", run], ["report", run, "--out", tmp_path / "report"], [*RUN, "--out", run, "--resume"]):
+    for argv in (["summarize", run], ["report", "--no-vectors", run, "--out", tmp_path / "report"], [*RUN, "--out", run, "--resume"]):
         status, err = _main(argv, capsys)
         assert status == 2 and "config.json is damaged" in err
 

@@ -88,7 +88,7 @@ def test_a_run_a_report_and_explain_with_dollars_in_every_name(tmp_path, capsys,
     out, report = tmp_path / "run$", tmp_path / "report$"
     assert main(["run", "--dataset", f"csv:{csv}", "--methods", "cam,center", "--out", str(out)]) == 0
     assert (out / "overlays.png").stat().st_size > 0 and (out / "report.html").stat().st_size > 0
-    assert main(["report", str(out), "--out", str(report), "--class-gallery", "cam"]) == 0
+    assert main(["report", "--no-vectors", str(out), "--out", str(report), "--class-gallery", "cam"]) == 0
     assert any(report.glob("class_gallery-*.jpg")) and any(report.glob("gallery*.jpg"))
     assert main(["summarize", str(out)]) == 0
     figure = tmp_path / "explained.svg"
@@ -166,7 +166,7 @@ def test_a_run_whose_paths_and_ids_are_not_utf8_completes_and_reads_back(not_utf
     assert main(["summarize", str(out)]) == 0
     assert main([*argv, "--resume", "--no-report"]) == 0  # nothing left to compute: the same rows
     pd.testing.assert_frame_equal(read_per_image(out), rows)
-    assert main(["report", str(out), "--out", str(not_utf8 / "report")]) == 0
+    assert main(["report", "--no-vectors", str(out), "--out", str(not_utf8 / "report")]) == 0
     assert "caf\\xe9" in (not_utf8 / "report" / "summary.md").read_text(encoding="utf-8")
     assert main(["explain", str(root / "JPEGImages" / f"{NOT_UTF8}.jpg"), "--model", "builtin", "--topk", "2",
                  "--out", str(not_utf8 / "explained.png")]) == 0

@@ -218,7 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
         "report", help="compare one or more runs: tables with intervals, paired tests, plots, galleries, one HTML page",
         description="Combines runs (other methods, models or data sets; runs whose protocols differ are refused, "
                     "naming the field) and writes report.html (self-contained), summary.csv/.md, pairwise.csv, "
-                    "per_class.csv, box_accuracy_curves.csv, the plots (PNG) and the galleries (JPEG).",
+                    "per_class.csv, box_accuracy_curves.csv, tables.tex (LaTeX, booktabs), the plots (PNG) and the "
+                    "galleries (JPEG), and every figure as PDF and SVG.",
         parents=[_style_options("the maps", "the images")],
     )
     combined.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders (as xaibench run writes them)")
@@ -228,6 +229,12 @@ def build_parser() -> argparse.ArgumentParser:
     combined.add_argument("--class-gallery", default=None, metavar="METHODS",
                           help="comma-separated methods whose class gallery (the CAM paper's Fig. 3) is drawn "
                                "(default: cam where a model has it, else its first method)")
+    only = combined.add_mutually_exclusive_group()
+    only.add_argument("--tables-only", action="store_true",
+                      help="write the tables alone (CSV, Markdown, LaTeX): no figures, no page; fast on many images")
+    only.add_argument("--figures-only", action="store_true", help="write the figures alone (PNG/JPEG, PDF, SVG)")
+    combined.add_argument("--no-vectors", dest="vectors", action="store_false",
+                          help="no PDF and SVG of the figures (about half the figures' time)")
 
     listing = commands.add_parser("list", help="list the registered explanation methods (or metrics)")
     listing.add_argument("--metrics", action="store_true", help="list the registered metrics instead")
@@ -433,12 +440,14 @@ def _report(args: argparse.Namespace) -> int:
         unknown = [m for m in methods or [] if m not in known]
         if unknown:
             raise XaibenchError(f"--class-gallery names {', '.join(unknown)}, not in these runs; they hold {', '.join(sorted(known))}")
-        built = comparison_report.build_report(combined, cmap=args.cmap, alpha=args.alpha, class_gallery_methods=methods)
+        built = comparison_report.build_report(combined, cmap=args.cmap, alpha=args.alpha, class_gallery_methods=methods,
+                                               figures=not args.tables_only, vectors=args.vectors)
         if folder is None:
             out = unique_folder("reports", f"{time.strftime('%Y%m%d-%H%M%S')}-report")
             folder = stack.enter_context(comparison_report.report_folder(out))
-        page = comparison_report.write_report(built, folder)
-    print(f"xaibench: wrote {page} (and the tables and figures beside it)")
+        written = comparison_report.write_report(built, folder, tables=not args.figures_only, figures=not args.tables_only)
+    what = "its tables" if args.tables_only else "its figures" if args.figures_only else "the tables and figures beside it"
+    print(f"xaibench: wrote {written} ({what})")
     return 0
 
 

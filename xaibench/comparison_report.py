@@ -16,7 +16,10 @@ Files of a report folder (this module owns them):
 ``pairwise.csv``                every two methods on the same images: difference, interval, p-values
 ``per_class.csv``               per true class: each method's mean per-image value of each metric
 ``box_accuracy_curves.csv``     box accuracy against the map threshold
+``tables.tex``                  the summary per metric family and the ranks as LaTeX tables (booktabs:
+                                :mod:`xaibench.latex_tables`), to ``\\input`` into a paper
 ``*.png``, ``*.jpg``            the plots (PNG) and the galleries of photos and maps (JPEG) the page shows
+``*.pdf``, ``*.svg``            every figure as vector graphics, fonts embedded (for a paper)
 ``.xaibench-outputs.json``      the files the report wrote, with their SHA-256 (:mod:`xaibench.output_folder`)
 ==============================  ============================================================
 
@@ -37,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from xaibench import comparison_plots as plots
-from xaibench import localization
+from xaibench import latex_tables, localization
 from xaibench.comparison import ALPHA, RANK_RULE, Comparison, families, pairwise, per_class, rank
 from xaibench.metric import Metric
 from xaibench.errors import XaibenchError
@@ -51,6 +54,7 @@ from xaibench.viz import DEFAULT_ALPHA, DEFAULT_CMAP, metric_curves_figure
 
 PAIRWISE_CSV = "pairwise.csv"
 PER_CLASS_CSV = "per_class.csv"
+TABLES_TEX = "tables.tex"
 #: Pairwise rows the page lists in full; beyond, it lists the significant ones (the CSV has all).
 PAGE_PAIRS = 60
 #: Classes up to which the page shows the per-class table of a (dataset, model).
@@ -61,11 +65,18 @@ REFERENCE_METHOD = "cam"
 
 @dataclass
 class Figure:
-    """A figure of the report: its file name (``.png`` or ``.jpg``), its caption, and the file's bytes."""
+    """A figure of the report: its file name (``.png`` or ``.jpg``), its caption, the file's bytes, and
+    the same figure in each vector format (``{"pdf": bytes, "svg": bytes}``, written beside it)."""
 
     name: str
     caption: str
     data: bytes
+    vectors: dict[str, bytes] = field(default_factory=dict)
+
+    def files(self) -> dict[str, bytes]:
+        """Every file of the figure: its raster file and its vector files (same stem)."""
+        stem = self.name.rsplit(".", 1)[0]
+        return {self.name: self.data, **{f"{stem}.{fmt}": data for fmt, data in self.vectors.items()}}
 
     @property
     def mime(self) -> str:
@@ -86,7 +97,7 @@ class Report:
 
 def build_report(
     comparison: Comparison, *, cmap: str = DEFAULT_CMAP, alpha: float = DEFAULT_ALPHA, dpi: int = 100,
-    class_gallery_methods: list[str] | None = None,
+    class_gallery_methods: list[str] | None = None, figures: bool = True, vectors: bool = True,
 ) -> Report:
     """The tables and figures of ``comparison``.
 
@@ -97,12 +108,16 @@ def build_report(
         dpi: Resolution of the PNGs.
         class_gallery_methods: Methods whose class gallery (Figure 3) is drawn (default:
             :data:`REFERENCE_METHOD` where a (dataset, model) has it, else its first method).
+        figures: False: the tables alone (``--tables-only``), none of the figures drawn.
+        vectors: Whether each figure is also made as PDF and SVG (:func:`~xaibench.comparison_plots.vector`).
     """
     curves = comparison.box_curves
     if not curves.empty and "threshold" not in curves:
         curves = pd.DataFrame()
     pairs = pairwise(comparison)
     report = Report(comparison, rank(comparison.summary, comparison.metrics, pairs), pairs, per_class(comparison), curves)
+    if not figures:
+        return report
     metrics = comparison.metrics
     # the CAM box's threshold of the run's IoU column (the metric that writes it, with its options)
     iou_metric = next((m for m in metrics.values() if plots.IOU_COLUMN in m.columns), None)
@@ -111,7 +126,8 @@ def build_report(
     def add(name: str, caption: str, fig) -> None:
         if fig is not None:
             data = plots.jpeg(fig, dpi) if name.endswith(".jpg") else plots.png(fig, dpi)
-            report.figures.append(Figure(name, caption, data))
+            made = {fmt: plots.vector(fig, fmt) for fmt in plots.VECTOR_FORMATS} if vectors else {}
+            report.figures.append(Figure(name, caption, data, made))
 
     add("metric_bars.png", "Every metric per method, with its 95% bootstrap interval.",
         plots.metric_bars(comparison.summary, metrics))
@@ -228,6 +244,30 @@ def summary_markdown(report: Report) -> str:
     return "\n".join(parts)
 
 
+def latex_text(report: Report) -> str:
+    """``tables.tex``: per (dataset, model), a LaTeX table per metric family and one of the ranks
+    (:mod:`xaibench.latex_tables`), each with a caption that says what its numbers are and a label
+    ``tab:<group>-<family>`` (``tab:<group>-ranks``), the groups numbered as on the page."""
+    metrics = report.comparison.metrics
+    parts = [f"% xaibench report: {len(report.comparison.groups)} (data set, model) group(s). Needs "
+             f"{latex_tables.PREAMBLE} in the preamble.", f"% {' '.join(_runs_text(report).split())}"]
+    for k, (dataset, model) in enumerate(report.comparison.groups, start=1):
+        part = report.summary[(report.summary.dataset == dataset) & (report.summary.model == model)]
+        for family, names in families(report.comparison):
+            rows = part[part.metric.isin(names)]
+            if rows.empty:
+                continue
+            caption = (f"{model} on {dataset}: {family} metrics, mean over images with the distances to the 95% "
+                       "bootstrap interval; best value per column in bold.")
+            parts.append(latex_tables.latex_table(rows, metrics, caption=caption, label=f"tab:{k}-{family}"))
+        ranks = ranking(report, dataset, model)
+        if not ranks.empty:
+            ranks = ranks.rename(columns={n: metrics[n].title or n for n in ranks.columns if n in metrics})
+            parts.append(latex_tables.latex_ranks(ranks, caption=f"{model} on {dataset}: ranks (1 = best). {RANKING_CAPTION}",
+                                                  label=f"tab:{k}-ranks"))
+    return "\n\n".join(parts) + "\n"
+
+
 def _runs_text(report: Report) -> str:
     def described(run) -> str:
         images = run.per_image["index"].nunique()
@@ -257,16 +297,22 @@ def check_out(out: str | Path) -> Path:
 
 
 #: The files every report writes (beside them, some of the figures: :func:`is_report_file`).
-REPORT_FILES = (SUMMARY_CSV, PAIRWISE_CSV, PER_CLASS_CSV, SUMMARY_MD, REPORT_HTML)
-#: The plots a report may draw.
+REPORT_FILES = (SUMMARY_CSV, PAIRWISE_CSV, PER_CLASS_CSV, SUMMARY_MD, TABLES_TEX, REPORT_HTML)
+#: The plots a report may draw (each also as :data:`~xaibench.comparison_plots.VECTOR_FORMATS`).
 REPORT_PLOTS = ("metric_bars.png", "box_accuracy_vs_threshold.png", "accuracy_at_iou.png", "iou_distribution.png",
                 "curves.png")
-_GALLERY = re.compile(r"gallery-\d+(-\d+)?\.jpg|class_gallery-\d+-.+\.jpg", re.DOTALL)
+_GALLERY = re.compile(r"gallery-\d+(-\d+)?|class_gallery-\d+-.+", re.DOTALL)  # a gallery's file stem
 
 
 def is_report_file(name: str) -> bool:
-    """Whether a report may write a file of this name (its tables, page, plots and galleries)."""
-    return name in (*REPORT_FILES, BOX_ACCURACY_CURVES, *REPORT_PLOTS) or bool(_GALLERY.fullmatch(name))
+    """Whether a report may write a file of this name: its tables and page, its plots (PNG) and
+    galleries (JPEG), each also in the vector formats."""
+    if name in (*REPORT_FILES, BOX_ACCURACY_CURVES):
+        return True
+    stem, _, kind = name.rpartition(".")
+    if f"{stem}.png" in REPORT_PLOTS:
+        return kind in ("png", *plots.VECTOR_FORMATS)
+    return bool(_GALLERY.fullmatch(stem)) and kind in ("jpg", *plots.VECTOR_FORMATS)
 
 
 def report_folder(out: str | Path) -> OutputFolder:
@@ -280,15 +326,18 @@ def report_folder(out: str | Path) -> OutputFolder:
     return OutputFolder(check_out(out), "report", names=is_report_file)
 
 
-def write_report(report: Report, out: str | Path | OutputFolder) -> Path:
+def write_report(report: Report, out: str | Path | OutputFolder, *, tables: bool = True, figures: bool = True) -> Path:
     """Write the report folder ``out`` (created if needed): the page, the tables and the figures.
+
+    With ``tables`` False (``--figures-only``) the tables are not written, with ``figures`` False
+    (``--tables-only``) the figures are not; the page is written only with both.
 
     The folder may hold other files: a report replaces or removes only the files an earlier report
     wrote there, unchanged since (:mod:`xaibench.output_folder`); those of an earlier report that this
     one does not write (galleries of groups that are no longer there) are removed.
 
     Returns:
-        The path of ``report.html``.
+        The path of ``report.html`` (of the folder, where no page is written).
 
     Raises:
         XaibenchError: ``out`` holds a run (whose files the report must not replace), or a file of one
@@ -296,20 +345,27 @@ def write_report(report: Report, out: str | Path | OutputFolder) -> Path:
     """
     if not isinstance(out, OutputFolder):
         with report_folder(out) as folder:
-            return write_report(report, folder)
+            return write_report(report, folder, tables=tables, figures=figures)
     folder = out
-    tables = {SUMMARY_CSV: report.summary, PAIRWISE_CSV: report.pairwise, PER_CLASS_CSV: report.per_class}
-    if not report.box_curves.empty:
-        tables[BOX_ACCURACY_CURVES] = report.box_curves
-    folder.check([*tables, SUMMARY_MD, *(f.name for f in report.figures), REPORT_HTML])  # before writing any
-    for name, frame in tables.items():
-        folder.write_text(name, csv_text(frame))
-    folder.write_text(SUMMARY_MD, summary_markdown(report))
-    for figure in report.figures:
-        folder.write_bytes(figure.name, figure.data)
-    folder.write_text(REPORT_HTML, html_page(report))
+    texts: dict[str, str] = {}
+    if tables:
+        frames = {SUMMARY_CSV: report.summary, PAIRWISE_CSV: report.pairwise, PER_CLASS_CSV: report.per_class}
+        if not report.box_curves.empty:
+            frames[BOX_ACCURACY_CURVES] = report.box_curves
+        texts = {name: csv_text(frame) for name, frame in frames.items()}
+        texts[SUMMARY_MD] = summary_markdown(report)
+        texts[TABLES_TEX] = latex_text(report)
+    files = {name: data for figure in report.figures for name, data in figure.files().items()} if figures else {}
+    page = tables and figures
+    folder.check([*texts, *files, *([REPORT_HTML] if page else [])])  # before writing any
+    for name, text in texts.items():
+        folder.write_text(name, text)
+    for name, data in files.items():
+        folder.write_bytes(name, data)
+    if page:
+        folder.write_text(REPORT_HTML, html_page(report))
     folder.remove_rest()
-    return folder.file(REPORT_HTML)
+    return folder.file(REPORT_HTML) if page else folder.path
 
 
 _STYLE = """

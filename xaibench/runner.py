@@ -460,7 +460,7 @@ def _draw(spec: RunSpec, setups: list[_Setup], out: Path, summary: pd.DataFrame)
         viz.overlay_grid(samples, maps, out / figure, class_names=setup.model.class_names)
     if not summary.empty:  # no image could be read: nothing to show
         names = ", ".join(s.model.name for s in setups)
-        run_report = comparison_report.build_report(comparison.combine([comparison.load_run(out)]))
+        run_report = comparison_report.build_report(comparison.combine([comparison.load_run(out)]), vectors=False)
         comparison_report.write_html(run_report, out / REPORT_HTML, title=f"xaibench: {names} on {spec.dataset}")
 
 
