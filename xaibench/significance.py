@@ -34,8 +34,9 @@ EXACT_SIGN_FLIPS_MAX = 16
 SIGN_FLIP_DRAWS = 20_000
 #: Signs drawn at once (8 bytes each): 32 MB whatever the number of images.
 SIGN_FLIP_CHUNK_VALUES = 4_000_000
-#: Bootstrap weights (resamples x images) drawn at once (8 bytes each): 32 MiB whatever the number of images.
-BOOTSTRAP_CHUNK_VALUES = 1 << 22
+#: Bootstrap weights (resamples x images) drawn at once (8 bytes each): 16 MiB whatever the number of
+#: images (a statistic's copies of a chunk come on top). Up to 2,097 images, 1,000 resamples are one chunk.
+BOOTSTRAP_CHUNK_VALUES = 1 << 21
 
 
 def bootstrap_weight_chunks(
