@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+if os.environ.get("PYTEST_XDIST_WORKER"):  # one worker per core (pyproject's addopts): one thread each, and
+    os.environ["OMP_NUM_THREADS"] = "1"  # in the processes the tests start
+
 import pytest
 import torch
 from torch import nn
@@ -14,6 +17,9 @@ from xaibench.explainer import normalize_maps, upsample_maps
 from xaibench.models import Model
 
 from browser import browser  # noqa: F401  (the session-wide headless Chromium fixture, see tests/browser.py)
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
 
 SHARED_IMAGENET = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet-val-300"
 SLOW = os.environ.get("XAIBENCH_SLOW") == "1"
