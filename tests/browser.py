@@ -214,3 +214,27 @@ def save_screenshot(browser: WebDriver, path: str | os.PathLike, width: int = WI
     if not browser.save_screenshot(str(path)):
         raise AssertionError(f"the browser could not save a screenshot to {path}")
     return path
+
+
+_OVERFLOWING_JS = """
+const width = document.documentElement.clientWidth, found = [];
+for (const e of document.querySelectorAll('body *')) {
+  const r = e.getBoundingClientRect();
+  if ((r.width === 0 && r.height === 0) || (r.right <= width + 0.5 && r.left >= -0.5)) continue;
+  let p = e.parentElement, clipped = false;
+  while (p && p !== document.body) {
+    if (getComputedStyle(p).overflowX !== 'visible') { clipped = true; break; }
+    p = p.parentElement;
+  }
+  if (!clipped) found.push(e.tagName.toLowerCase() + (e.className ? '.' + e.className : '') + ' ' +
+                           Math.round(r.left) + '..' + Math.round(r.right) + ': ' + (e.textContent || '').slice(0, 40));
+}
+return found;
+"""
+
+
+def overflowing(browser: WebDriver) -> list[str]:
+    """The elements of the current page that reach past the viewport's left or right edge, other than
+    those inside a box that scrolls or clips them (a wide table in its ``overflow-x: auto`` box): each as
+    ``tag.class left..right: text``. Empty when the page fits its window."""
+    return list(browser.execute_script(_OVERFLOWING_JS))

@@ -146,10 +146,41 @@ def test_runs_with_another_protocol_are_refused_naming_the_field(runs, tmp_path,
     assert error.startswith("xaibench: error: cannot compare") and field in error and "\n" not in error
 
 
-def test_a_method_in_two_runs_is_refused(runs, tmp_path, capsys):
+def test_a_method_in_two_runs_alike_is_kept_once_and_the_page_says_which(runs, tmp_path):
+    """CAM as the reference in every run of a study: the copies are one result, shown once."""
     twin = _copy(runs[0], tmp_path / "twin", lambda c: None)
+    combined = comparison.combine([comparison.load_run(r) for r in (runs[0], twin, runs[1])])
+    alone = comparison.combine([comparison.load_run(r) for r in runs])
+    pd.testing.assert_frame_equal(combined.summary, alone.summary)
+    assert len(combined.per_image) == len(alone.per_image) and len(combined.maps) == len(alone.maps)
+    assert {(c.method, c.kept.name, tuple(f.name for f in c.left_out), c.difference) for c in combined.shared} == {
+        ("cam", "a", ("twin",), 0.0), ("gradcam", "a", ("twin",), 0.0)}
+    assert combined.holder("builtin", "builtin", "cam").folder == runs[0]
+    text = comparison_report.summary_markdown(comparison_report.build_report(combined, figures=False))
+    assert ("cam (builtin on builtin) is in a and twin with the same configuration and images (the same numbers); "
+            "the report shows a's copy") in text
+    assert "The methods come from 2 runs (a, b; column run)" in text  # twin's copies are left out
+
+
+@pytest.mark.parametrize(("edit", "how"), [
+    (lambda c: c["method_options"].update(cam={"relu": True}), 'the method\'s options ({} vs {"relu": true})'),
+    (lambda c: c.update(precision="bf16"), "the precision (fp32 vs bf16)"),
+    (lambda c: c.update(metrics=c["metrics"][:-1]), "the metrics (only in the first: constant_maps; only in the second: none)"),
+])
+def test_a_method_in_two_runs_computed_otherwise_is_refused_saying_how(runs, tmp_path, capsys, edit, how):
+    twin = _copy(runs[0], tmp_path / "twin", edit)
     assert main(["report", str(runs[0]), str(twin), "--out", str(tmp_path / "r")]) == 2
-    assert "both hold cam (builtin), gradcam (builtin)" in capsys.readouterr().err
+    error = _one_line_error(capsys)
+    assert f"both hold cam (builtin) on builtin, computed differently: {how}; report one of them" in error
+    assert not [f for f in (tmp_path / "r").glob("*") if comparison_report.is_report_file(f.name)]  # nothing written
+
+
+def test_seconds_of_methods_from_different_runs_are_marked_not_comparable(runs):
+    combined = comparison.combine([comparison.load_run(r) for r in runs])
+    (_, _, tables, note), = comparison_report._group_tables(comparison_report.build_report(combined, figures=False))
+    first = tables[0][2]
+    assert first.loc[["cam", "gradcam", "saliency", "random"], "run"].tolist() == ["a", "a", "b", "b"]
+    assert note.startswith("The methods come from 2 runs (a, b; column run)") and "not comparable" in note
 
 
 def test_a_run_written_before_several_models_per_run_is_checked_too(runs, tmp_path, capsys):
@@ -158,9 +189,11 @@ def test_a_run_written_before_several_models_per_run_is_checked_too(runs, tmp_pa
         model = config.pop("models")[0]
         config.update(model=model["name"], **{k: model.get(k) for k in ("weights", "weights_sha256", "target_layer", "image_size")})
 
-    twin = _copy(runs[0], tmp_path / "twin", old_style)
+    twin = _copy(runs[0], tmp_path / "twin", lambda c: (old_style(c), c.update(precision="fp16")))
     assert main(["report", str(runs[0]), str(twin), "--out", str(tmp_path / "r")]) == 2
-    assert "both hold cam (builtin)" in capsys.readouterr().err
+    assert "both hold cam (builtin) on builtin, computed differently: the precision" in capsys.readouterr().err
+    twin = _copy(runs[0], tmp_path / "old", old_style)
+    assert len(comparison.combine([comparison.load_run(r) for r in (runs[0], twin)]).shared) == 2
 
 
 def test_a_folder_that_holds_no_run_is_a_one_line_error(tmp_path, capsys):
@@ -462,7 +495,8 @@ def test_tables_only_and_figures_only(runs, report_folder, tmp_path, capsys) -> 
     out = tmp_path / "r"
     assert main(["report", *runs, "--out", str(out), "--tables-only"]) == 0
     names = {p.name for p in out.iterdir()} - {".xaibench-outputs.json"}
-    assert names == {"summary.csv", "summary.md", "pairwise.csv", "per_class.csv", "box_accuracy_curves.csv", "tables.tex"}
+    assert names == {"summary.csv", "summary.md", "pairwise.csv", "per_class.csv", "box_accuracy_curves.csv", "tables.tex",
+                     "map_agreement.csv"}
     assert (out / "tables.tex").read_text() == (report_folder / "tables.tex").read_text()
     assert f"wrote {out} (its tables)" in capsys.readouterr().out
     assert main(["report", *runs, "--out", str(out), "--figures-only", "--no-vectors"]) == 0
@@ -471,3 +505,129 @@ def test_tables_only_and_figures_only(runs, report_folder, tmp_path, capsys) -> 
     with pytest.raises(SystemExit) as refused:
         main(["report", *runs, "--out", str(out), "--figures-only", "--tables-only"])
     assert refused.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
+
+
+def test_the_map_agreement_finds_the_cams_that_a_gap_linear_head_makes_equal(tmp_path):
+    """On the built-in network (GAP -> linear) Grad-CAM, XGrad-CAM and HiResCAM are all ReLU(CAM), and
+    LayerCAM is element-wise Grad-CAM: their maps correlate at 1; random maps at about 0. Each mean
+    is checked against numpy's corrcoef of the kept thumbnails, image by image."""
+    methods = ["gradcam", "xgradcam", "hirescam", "layercam", "gradcam_elementwise", "random"]
+    assert main(["run", "--methods", ",".join(methods), "--n", "12", "--no-report", "--out", str(tmp_path / "run")]) == 0
+    combined = comparison.combine([comparison.load_run(tmp_path / "run")])
+    agreement = comparison.map_agreement(combined).set_index(["method_a", "method_b"])
+    assert len(agreement) == comb(len(methods), 2) and set(agreement.n) == {12}
+    for a, b in [("gradcam", "xgradcam"), ("gradcam", "hirescam"), ("layercam", "gradcam_elementwise")]:
+        assert agreement.loc[(a, b), "pearson"] > 0.999, (a, b)
+    assert abs(agreement.loc[("gradcam", "random"), "pearson"]) < 0.2
+    maps = comparison.thumbnails_of(combined, "builtin", "builtin", "maps", combined.maps[["index", "method"]])
+    maps = maps.set_index(["index", "method"])["map"]
+    for (a, b), row in agreement.iterrows():
+        rs = [np.corrcoef(maps[i, a].ravel().astype(float), maps[i, b].ravel().astype(float))[0, 1] for i in range(12)]
+        assert row.pearson == pytest.approx(np.nanmean(rs), abs=1e-5)
+    matrix, n, note = comparison_report.agreement_matrix(
+        comparison_report.build_report(combined, figures=False), "builtin", "builtin")
+    assert n == 12 and matrix.loc["gradcam", "hirescam"] == matrix.loc["hirescam", "gradcam"] == "1.00"
+    assert note.startswith("Maps that coincide (mean r >= 0.99): gradcam and xgradcam (r = ")
+    assert "layercam and gradcam_elementwise" in note and "random" not in note
+    assert "Such methods reduce to the same computation" in note  # no CAM in the run: the head is not known here
+
+
+def test_the_pairwise_matrix_is_the_pairwise_table_read_both_ways(runs, report_folder):
+    combined = comparison.combine([comparison.load_run(r) for r in runs])
+    report = comparison_report.build_report(combined, figures=False)
+    matrices = {name: (cells, verdicts) for name, cells, verdicts in
+                comparison_report.pairwise_matrices(report, "builtin", "builtin")}
+    pairs = pd.read_csv(report_folder / "pairwise.csv")
+    assert set(matrices) == set(pairs.metric)
+    for row in pairs.itertuples():
+        cells, verdicts = matrices[row.metric]
+        unit = get_metric(row.metric).unit
+        mark = "*" if row.significant else ""
+        assert cells.loc[row.method_a, row.method_b] == format_value(row.difference + 0.0, unit) + mark
+        assert cells.loc[row.method_b, row.method_a] == format_value(-row.difference + 0.0, unit) + mark
+        higher = get_metric(row.metric).higher_is_better
+        if row.significant and row.difference != 0 and higher is not None:
+            a_better = (row.difference > 0) == higher
+            assert verdicts.loc[row.method_a, row.method_b] == ("better" if a_better else "worse")
+            assert verdicts.loc[row.method_b, row.method_a] == ("worse" if a_better else "better")
+        else:
+            assert verdicts.loc[row.method_a, row.method_b] == verdicts.loc[row.method_b, row.method_a] == ""
+    page = (report_folder / "report.html").read_text()
+    assert "<h3>Paired differences</h3>" in page and "<h3>Map agreement</h3>" in page
+
+
+def test_the_page_fits_1400_and_400_pixels_and_its_image_browser_sorts_filters_and_shows_every_map(
+        browser, runs, report_folder):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    from browser import overflowing
+
+    for window in ((1400, 900), (400, 844)):
+        page = open_page(browser, report_folder / "report.html", window=window)
+        assert page.console_errors == [] and page.requests == [] and page.broken_images == []
+        assert overflowing(browser) == [], window
+    combined = comparison.combine([comparison.load_run(r) for r in runs])
+    iou = comparison.score_table(combined, "builtin", "builtin", combined.metrics["mean_iou"])
+    section = browser.find_element(By.CSS_SELECTOR, "section.browser")
+
+    def rows() -> list[list[str]]:
+        return [[td.text for td in tr.find_elements(By.TAG_NAME, "td")]
+                for tr in section.find_elements(By.CSS_SELECTOR, "tbody tr")]
+
+    methods = ["cam", "gradcam", "saliency", "random"]
+    assert [h.text for h in section.find_elements(By.CSS_SELECTOR, "thead th")] == [
+        "index", "id", "class", *methods, "range", "pictures"]
+    assert [int(r[0]) for r in rows()] == list(range(N))  # every image, by index (N is under a page's 50 rows)
+    Select(section.find_element(By.CSS_SELECTOR, "[data-role=metric]")).select_by_visible_text(
+        f"{combined.metrics['mean_iou'].title} (mean_iou)")
+    Select(section.find_element(By.CSS_SELECTOR, "[data-role=sort]")).select_by_visible_text("gradcam: best first")
+    shown = rows()
+    expected = iou["gradcam"].sort_values(ascending=False, kind="stable")
+    decimals = DECIMALS[combined.metrics["mean_iou"].unit]
+    assert [r[4] for r in shown] == [f"{v:.{decimals}f}" for v in expected]
+    assert [r[7] for r in shown] == [f"{v:.{decimals}f}" for v in (iou.max(axis=1) - iou.min(axis=1))[expected.index]]
+    Select(section.find_element(By.CSS_SELECTOR, "[data-role=sort]")).select_by_visible_text(
+        "disagreement: largest range over the methods first")
+    ranges = [float(r[7]) for r in rows()]
+    assert ranges == sorted(ranges, reverse=True)
+    classes = Select(section.find_element(By.CSS_SELECTOR, "[data-role=class]"))
+    name = classes.options[1].text
+    classes.select_by_visible_text(name)
+    images = combined.images[combined.images.class_name == name]
+    assert sorted(int(r[0]) for r in rows()) == sorted(images["index"]) and {r[2] for r in rows()} == {name}
+    section.find_elements(By.CSS_SELECTOR, "tbody tr")[0].click()
+    figures = section.find_elements(By.CSS_SELECTOR, "[data-role=detail] figure")
+    assert [f.find_element(By.TAG_NAME, "figcaption").text.split(":")[0] for f in figures] == [
+        "photo, ground truth", *methods]
+    browser.execute_script("return new Promise(r => setTimeout(r, 100))")
+    assert all(browser.execute_script("return arguments[0].naturalWidth", f.find_element(By.TAG_NAME, "img")) == 64
+               for f in figures)  # the built-in images' thumbnails at their size
+    assert section.find_element(By.CSS_SELECTOR, "[data-role=detail] .colourbar").is_displayed()
+    browser.set_window_size(400, 844)
+    assert overflowing(browser) == []
+
+
+def test_the_gallerys_best_and_worst_images_leave_room_to_fail(runs):
+    """An image whose box is the whole frame is never a method's best (a map lighting up everything
+    scores there); where every box is that large, the pick says so."""
+    from xaibench import comparison_plots as plots
+
+    combined = comparison.combine([comparison.load_run(runs[0])])
+    frame = np.array([[0, 0, 63, 63]], np.float32)
+    fractions = plots.box_fractions(pd.DataFrame({"boxes": [frame, np.array([[0, 0, 31, 15]], np.float32),
+                                                            np.zeros((0, 4), np.float32)],
+                                                  "height": [64] * 3, "width": [64] * 3}))
+    assert fractions.tolist() == [1.0, 32 * 16 / 64**2, 1.0]
+    cam = combined.per_image[combined.per_image.method == "cam"].set_index("index").mean_iou
+    before = plots.gallery_picks(combined, "builtin", "builtin", ["cam"])
+    best = next(i for i, why in before.items() if "best: cam" in why)
+    assert cam[best] == cam.max()
+    images = combined.images.copy()
+    images["boxes"] = [frame if i == best else b for i, b in zip(images["index"], images.boxes)]
+    combined.images = images
+    after = plots.gallery_picks(combined, "builtin", "builtin", ["cam"])
+    assert best not in after and cam[next(i for i, why in after.items() if "best: cam" in why)] == cam.drop(best).max()
+    combined.images = images.assign(boxes=[frame] * len(images))
+    assert all("(box >= 50% of the image)" in w for why in plots.gallery_picks(combined, "builtin", "builtin", ["cam"]).values()
+               for w in why)

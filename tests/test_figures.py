@@ -336,3 +336,31 @@ def test_figures_too_large_to_draw_are_refused_before_drawing(tmp_path, capsys) 
                            (["--figsize", "999,999"], "the figure would be 99900 x 99900 pixels")):
         assert main(["explain", str(image), "--model", "builtin", "--out", str(tmp_path / "f.png"), *extra]) == 2
         assert message in capsys.readouterr().err
+
+
+def test_a_photo_is_drawn_at_its_own_aspect_ratio(builtin, tmp_path) -> None:
+    """The protocol resizes a 451 x 300 photo to the square input without a crop; the figure draws the
+    photo and its maps 451 wide to 300 tall again, not squashed into a square."""
+    path = tmp_path / "wide.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (300, 451, 3), dtype=np.uint8)).save(path)
+    fig = figures.explain_figure(path, builtin, "cam", topk=2)
+    fig.canvas.draw()
+    panels = [ax for ax in fig.axes if ax.get_label() == "image" or ":" in ax.get_label()]
+    assert len(panels) == 3 and all(ax.get_visible() for ax in panels)
+    width, height = fig.get_size_inches()
+    for ax in panels:
+        box = ax.get_position()  # where the drawing put it, its aspect applied
+        assert (box.height * height) / (box.width * width) == pytest.approx(300 / 451, rel=0.02), ax.get_label()
+
+
+def test_thumbnails_keep_the_photos_size_and_are_shown_at_its_aspect_ratio() -> None:
+    from xaibench import thumbnails
+
+    images = torch.rand(2, 3, 224, 224)
+    rows = thumbnails.image_rows("m", [0, 1], ["a", "b"], images, [0, 1], [torch.zeros(1, 4)] * 2, ["x", "y"],
+                                 [(300, 451), None])
+    assert [thumbnails.photo_size(r) for r in rows.itertuples()] == [(300, 451), (224, 224)]
+    shown = thumbnails.at_own_aspect(thumbnails.decode_jpeg(rows.jpeg[0]), *thumbnails.photo_size(rows.iloc[0]))
+    assert shown.shape == (64, 96, 3)
+    old = rows.drop(columns=thumbnails.PHOTO_SIZE_COLUMNS).iloc[0]  # a run of xaibench 0.4: the size the model saw
+    assert thumbnails.photo_size(old) == (224, 224)

@@ -9,7 +9,10 @@ Runs are refused (:func:`check_comparable`) when their numbers would not mean th
 - runs on the same data set must have scored the same images (``n``, the ids' digest, the seed that
   draws generated data and seeds random methods);
 - a model in several runs on one data set must be the same (weights, target layer, image size);
-- a ``(dataset, model, method)`` may come from one run only.
+- a ``(dataset, model, method)`` that several runs hold must have been computed alike in each
+  (:func:`copies_differ`: the method's options, the precision, the metrics, the images); the report
+  keeps the first run's copy and says so (:class:`SharedCopy`), e.g. CAM run as the reference in
+  every run of a study.
 
 Paired tests (:mod:`xaibench.significance`) compare every two methods of a ``(dataset, model)`` on the
 images both scored: hits and misses (0/1 per image: localization accuracy, pointing) by McNemar's exact
@@ -28,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from xaibench import significance
+from xaibench import significance, thumbnails
 from xaibench.allocator import return_freed_memory
 from xaibench.errors import XaibenchError
 from xaibench.harness import (
@@ -53,6 +56,10 @@ SUMMARY_COLUMNS = ["dataset", "model", "method", "metric", "value", "ci_low", "c
 PAIRWISE_COLUMNS = ["dataset", "model", "metric", "method_a", "method_b", "n", "mean_a", "mean_b", "difference",
                     "ci_low", "ci_high", "test", "p_value", "p_holm", "significant"]
 PER_CLASS_COLUMNS = ["dataset", "model", "method", "class_name", "label", "metric", "value", "n"]
+AGREEMENT_COLUMNS = ["dataset", "model", "method_a", "method_b", "pearson", "n"]
+#: The map-agreement matrix is computed over at most this many images: the first (by index) whose map
+#: every method of the (dataset, model) kept.
+AGREEMENT_IMAGES = 1000
 
 
 @dataclass
@@ -149,8 +156,15 @@ def thumbnails_of(comparison: Comparison, dataset: str, model: str, table: str, 
     """The thumbnails (``images`` or ``maps``, arrays included) of ``keys`` (``index``, and ``method``
     for maps) of one (dataset, model), read from the runs that hold them (the last run wins where two do)."""
     keys = keys.assign(model=model)
-    frames = [thumbnail_arrays(run.folder, table, keys) for run in comparison.runs
-              if run.dataset == dataset and model in run.model_names]
+    frames = []
+    for k, run in enumerate(comparison.runs):
+        if run.dataset != dataset or model not in run.model_names:
+            continue
+        mine = keys
+        if "method" in keys and comparison.holders:  # a map from the run whose copy the comparison holds
+            mine = keys[[comparison.holders.get((dataset, model, m)) == k for m in keys.method]]
+        if len(mine):
+            frames.append(thumbnail_arrays(run.folder, table, mine))
     frames = [f for f in frames if len(f)]
     if not frames:
         return pd.DataFrame(columns=[*keys.columns, THUMBNAIL_ARRAYS[table]])
@@ -207,12 +221,64 @@ def check_comparable(runs: list[Run]) -> None:
                 va, vb = _models(a)[name].get(key), _models(b)[name].get(key)
                 if va != vb:
                     raise _differ(f"model {name}: ", a, b, key, va, vb)
-        twice = sorted(set(zip(a.per_image.model, a.per_image.method)) & set(zip(b.per_image.model, b.per_image.method)))
-        if twice:
-            raise XaibenchError(
-                f"{a.folder} and {b.folder} both hold {', '.join(f'{m} ({model})' for model, m in twice)} on "
-                f"{a.dataset}; report one of them"
-            )
+        for model, method in sorted(_held(a) & _held(b)):
+            how = copies_differ(a, b, model, method)
+            if how:
+                raise XaibenchError(
+                    f"{a.folder} and {b.folder} both hold {method} ({model}) on {a.dataset}, computed differently: "
+                    f"{how}; report one of them (leave the other out, or report it on its own)"
+                )
+
+
+def _held(run: Run) -> set[tuple[str, str]]:
+    """The (model, method) pairs a run holds rows of."""
+    return set(zip(run.per_image.model, run.per_image.method))
+
+
+def copies_differ(a: Run, b: Run, model: str, method: str) -> str | None:
+    """How two runs' copies of one (model, method) on one data set differ, or None where they are one
+    result: the method's options, the precision, the metrics (their options are checked for every
+    shared metric already) and the images scored must agree (the protocol, the data and the model
+    are checked by :func:`check_comparable`)."""
+    options_a = a.config.get("method_options", {}).get(method, {})
+    options_b = b.config.get("method_options", {}).get(method, {})
+    if options_a != options_b:
+        return f"the method's options ({json.dumps(options_a)} vs {json.dumps(options_b)})"
+    if a.config.get("precision", "fp32") != b.config.get("precision", "fp32"):
+        return f"the precision ({a.config.get('precision', 'fp32')} vs {b.config.get('precision', 'fp32')})"
+    metrics_a, metrics_b = [m.name for m in a.metrics], [m.name for m in b.metrics]
+    if set(metrics_a) != set(metrics_b):
+        only_a = ", ".join(m for m in metrics_a if m not in metrics_b) or "none"
+        only_b = ", ".join(m for m in metrics_b if m not in metrics_a) or "none"
+        return f"the metrics (only in the first: {only_a}; only in the second: {only_b})"
+    scored_a, scored_b = (set(r.per_image.loc[(r.per_image.model == model) & (r.per_image.method == method), "index"])
+                          for r in (a, b))
+    if scored_a != scored_b:
+        return (f"the images scored ({len(scored_a)} and {len(scored_b)}, {len(scored_a ^ scored_b)} in one only: "
+                "resume the partial run first)")
+    return None
+
+
+@dataclass(frozen=True)
+class SharedCopy:
+    """A (dataset, model, method) held by several runs with one configuration: the report keeps the
+    copy of the first run named (``kept``) and leaves out the others'; ``difference`` is the largest
+    absolute difference between their summary values (0 where the copies are the same numbers)."""
+
+    dataset: str
+    model: str
+    method: str
+    kept: Path
+    left_out: tuple[Path, ...]
+    difference: float
+
+    def describe(self, name) -> str:
+        """One sentence for the report's page, each run called by ``name(folder)``."""
+        others = ", ".join(name(f) for f in self.left_out)
+        same = ("the same numbers" if self.difference == 0 else
+                f"summaries that differ by at most {self.difference:.3g}")
+        return (f"{self.method} ({self.model} on {self.dataset}) is in {name(self.kept)} and {others} with the same "
+                f"configuration and images ({same}); the report shows {name(self.kept)}'s copy")
 
 
 def image_digests(rows: pd.DataFrame) -> pd.Series:
@@ -261,6 +327,14 @@ class Comparison:
     groups: list[tuple[str, str]] = field(default_factory=list)  # (dataset, model), in order
     box_curves: pd.DataFrame = field(default_factory=pd.DataFrame)  # with a dataset column
     metric_curves: pd.DataFrame = field(default_factory=pd.DataFrame)  # with a dataset column
+    #: (dataset, model, method) -> the position in ``runs`` of the run whose copy the rows are.
+    holders: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    #: The (dataset, model, method)s that several runs held, each kept once.
+    shared: list[SharedCopy] = field(default_factory=list)
+
+    def holder(self, dataset: str, model: str, method: str) -> Run:
+        """The run whose copy of (dataset, model, method) the comparison holds."""
+        return self.runs[self.holders[dataset, model, method]]
 
 
 def combine(runs: list[Run]) -> Comparison:
@@ -268,16 +342,30 @@ def combine(runs: list[Run]) -> Comparison:
     if not runs:
         raise XaibenchError("name at least one run folder to report")
     check_comparable(runs)
+    holders: dict[tuple[str, str, str], int] = {}
+    for k, run in enumerate(runs):  # the first run named keeps a copy that several hold
+        for model, method in sorted(_held(run)):
+            holders.setdefault((run.dataset, model, method), k)
+
+    def own(k: int, frame: pd.DataFrame) -> pd.DataFrame:
+        """The rows of ``runs[k]``'s part ``frame`` whose (model, method) the comparison keeps from it."""
+        if frame.empty or "method" not in frame:
+            return frame
+        dataset = runs[k].dataset
+        keep = np.array([holders[dataset, m, method] == k for m, method in zip(frame.model, frame.method)], dtype=bool)
+        return frame if keep.all() else frame[keep]
 
     def stacked(part: str) -> pd.DataFrame:
-        frames = [getattr(r, part).assign(dataset=r.dataset) for r in runs if not getattr(r, part).empty]
+        frames = [own(k, getattr(r, part)).assign(dataset=r.dataset) for k, r in enumerate(runs)
+                  if not getattr(r, part).empty]
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["dataset", "model"])
 
     metrics: dict[str, Metric] = {}
     for run in runs:
         for metric in run.metrics:
             metrics.setdefault(metric.name, metric)
-    seconds = pd.Series({(r.dataset, *key): value for r in runs for key, value in r.seconds.items()}, dtype=float)
+    seconds = pd.Series({(r.dataset, *key): value for k, r in enumerate(runs) for key, value in r.seconds.items()
+                         if holders.get((r.dataset, *key)) == k}, dtype=float)
     summary = stacked("summary")
     summary = summary[["dataset"] + [c for c in summary.columns if c != "dataset"]]
     images = stacked("images")
@@ -295,7 +383,28 @@ def combine(runs: list[Run]) -> Comparison:
         stacked("maps"), box_curves=box_curves.reset_index(drop=True), metric_curves=metric_curves.reset_index(drop=True),
     )
     comparison.groups = list(dict.fromkeys(zip(comparison.summary.dataset, comparison.summary.model)))
+    comparison.holders = holders
+    comparison.shared = _shared_copies(runs, holders)
     return comparison
+
+
+def _shared_copies(runs: list[Run], holders: dict[tuple[str, str, str], int]) -> list[SharedCopy]:
+    """The (dataset, model, method)s that several of ``runs`` hold, and how far their summaries differ."""
+    shared = []
+    for (dataset, model, method), k in holders.items():
+        others = [r for j, r in enumerate(runs) if j != k and r.dataset == dataset and (model, method) in _held(r)]
+        if not others:
+            continue
+
+        def values(run: Run) -> pd.Series:
+            rows = run.summary[(run.summary.model == model) & (run.summary.method == method)]
+            return pd.Series(rows.value.to_numpy(dtype=np.float64), index=rows.metric.to_numpy())
+
+        kept = values(runs[k])
+        gaps = [(kept - values(r).reindex(kept.index)).abs().max() for r in others]
+        shared.append(SharedCopy(dataset, model, method, runs[k].folder, tuple(r.folder for r in others),
+                                 float(np.nanmax(gaps)) if len(kept) and not np.isnan(gaps).all() else 0.0))
+    return shared
 
 
 #: What a rank means, for the report's captions (:func:`rank`).
@@ -473,3 +582,56 @@ def families(comparison: Comparison) -> list[tuple[str, list[str]]]:
     names = list(dict.fromkeys(comparison.summary.metric))
     return [(f, [n for n in names if comparison.metrics[n].family == f]) for f in FAMILIES
             if any(comparison.metrics[n].family == f for n in names)]
+
+
+def map_agreement(comparison: Comparison, *, images: int = AGREEMENT_IMAGES) -> pd.DataFrame:
+    """How alike the methods' maps are: per (dataset, model), every two methods' mean Pearson
+    correlation between their maps of the same image, over the first ``images`` images (by index)
+    whose map every method kept; long format (:data:`AGREEMENT_COLUMNS`, ``n`` the images averaged).
+
+    The maps are the run's thumbnails (:mod:`xaibench.thumbnails`: the scored map, area-averaged to at
+    most 96 pixels and rounded to 1/255; the few kept larger for the run's figure are area-averaged to
+    the others' size), so two methods whose maps are equal up to a positive scale
+    correlate at 1 (up to that rounding). An image where either map is constant has no correlation
+    and is left out of that pair's mean::
+
+        r(a, b) = mean over images i of  sum_p (a_ip - mean a_i)(b_ip - mean b_i) / (|a_i - mean a_i| |b_i - mean b_i|)
+
+    Example: a method and a copy of it agree at 1.0; a map and its negation at -1.0.
+    """
+    rows = []
+    for dataset, model in comparison.groups:
+        kept = comparison.maps
+        if kept.empty:
+            break
+        kept = kept[(kept.dataset == dataset) & (kept.model == model)]
+        methods = list(dict.fromkeys(comparison.summary[(comparison.summary.dataset == dataset)
+                                                        & (comparison.summary.model == model)].method))
+        methods = [m for m in methods if m in set(kept.method)]
+        if len(methods) < 2:
+            continue
+        counts = kept[kept.method.isin(methods)].drop_duplicates(["index", "method"]).groupby("index").size()
+        chosen = np.sort(counts.index[counts.to_numpy() == len(methods)].to_numpy(dtype=np.int64))[:images]
+        if not len(chosen):
+            continue
+        keys = pd.DataFrame([(int(i), m) for i in chosen for m in methods], columns=["index", "method"])
+        found = thumbnails_of(comparison, dataset, model, "maps", keys).set_index(["index", "method"])["map"]
+        shapes = pd.Series([c.shape for c in found.to_numpy()])
+        shape = shapes.mode().iloc[0] if len(shapes) else (1, 1)  # the thumbnails' (the first images' are kept larger)
+        standard = {}
+        for method in methods:
+            cells = [found.get((int(i), method)) for i in chosen]
+            stack = np.stack([np.full(int(np.prod(shape)), np.nan, np.float32) if c is None
+                              else c.astype(np.float32).ravel() if c.shape == shape
+                              else 255 * thumbnails.map_image(c, shape).ravel() for c in cells])
+            stack -= stack.mean(axis=1, keepdims=True)
+            norms = np.linalg.norm(stack, axis=1, keepdims=True)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                standard[method] = np.where(norms > 0, stack / norms, np.nan)
+        for a, b in combinations(methods, 2):
+            if standard[a].shape != standard[b].shape:
+                continue
+            r = np.einsum("ij,ij->i", standard[a], standard[b], dtype=np.float64)
+            valid = ~np.isnan(r)
+            rows.append([dataset, model, a, b, float(r[valid].mean()) if valid.any() else float("nan"), int(valid.sum())])
+    return pd.DataFrame(rows, columns=AGREEMENT_COLUMNS)

@@ -16,6 +16,7 @@ Files of a report folder (this module owns them):
 ``pairwise.csv``                every two methods on the same images: difference, interval, p-values
 ``per_class.csv``               per true class: each method's mean per-image value of each metric
 ``box_accuracy_curves.csv``     box accuracy against the map threshold
+``map_agreement.csv``           every two methods' mean Pearson correlation of their maps of the same images
 ``tables.tex``                  the summary per metric family and the ranks as LaTeX tables (booktabs:
                                 :mod:`xaibench.latex_tables`), to ``\\input`` into a paper
 ``*.png``, ``*.jpg``            the plots (PNG) and the galleries of photos and maps (JPEG) the page shows
@@ -40,9 +41,10 @@ import numpy as np
 import pandas as pd
 
 from xaibench import comparison_plots as plots
-from xaibench import latex_tables, localization
-from xaibench.comparison import ALPHA, RANK_RULE, Comparison, families, pairwise, per_class, rank
-from xaibench.metric import Metric
+from xaibench import critical_difference, image_browser, latex_tables, localization
+from xaibench.comparison import (
+    AGREEMENT_IMAGES, ALPHA, RANK_RULE, Comparison, families, map_agreement, pairwise, per_class, rank, score_table,
+)
 from xaibench.errors import XaibenchError
 from xaibench.output_folder import OutputFolder
 from xaibench.report import (
@@ -54,9 +56,8 @@ from xaibench.viz import DEFAULT_ALPHA, DEFAULT_CMAP, metric_curves_figure
 
 PAIRWISE_CSV = "pairwise.csv"
 PER_CLASS_CSV = "per_class.csv"
+MAP_AGREEMENT_CSV = "map_agreement.csv"
 TABLES_TEX = "tables.tex"
-#: Pairwise rows the page lists in full; beyond, it lists the significant ones (the CSV has all).
-PAGE_PAIRS = 60
 #: Classes up to which the page shows the per-class table of a (dataset, model).
 PAGE_CLASSES = 30
 #: The class gallery's method when none is named: the CAM paper's Figure 3 shows CAM.
@@ -92,7 +93,12 @@ class Report:
     pairwise: pd.DataFrame
     per_class: pd.DataFrame
     box_curves: pd.DataFrame
+    agreement: pd.DataFrame = field(default_factory=pd.DataFrame)
     figures: list[Figure] = field(default_factory=list)
+    #: Per (dataset, model), in :attr:`Comparison.groups` order: its image browser's data
+    #: (:func:`xaibench.image_browser.browser_data`), None where it has none.
+    browsers: list[dict | None] = field(default_factory=list)
+    cmap: str = DEFAULT_CMAP
 
 
 def build_report(
@@ -115,7 +121,8 @@ def build_report(
     if not curves.empty and "threshold" not in curves:
         curves = pd.DataFrame()
     pairs = pairwise(comparison)
-    report = Report(comparison, rank(comparison.summary, comparison.metrics, pairs), pairs, per_class(comparison), curves)
+    report = Report(comparison, rank(comparison.summary, comparison.metrics, pairs), pairs, per_class(comparison), curves,
+                    map_agreement(comparison), cmap=cmap)
     if not figures:
         return report
     metrics = comparison.metrics
@@ -145,6 +152,10 @@ def build_report(
     if not curve_rows.empty:
         add("curves.png", "Mean curves of the metrics that keep one (deletion, insertion, ROAD).",
             metric_curves_figure(curve_rows, metrics))
+    budget = image_browser.PICTURE_BUDGET // max(1, len(comparison.groups))
+    for dataset, model in comparison.groups:
+        report.browsers.append(image_browser.browser_data(comparison, dataset, model, budget=budget, cmap=cmap,
+                                                          alpha=alpha, tau=tau))
     for k, (dataset, model) in enumerate(comparison.groups, start=1):
         methods = list(dict.fromkeys(comparison.summary[(comparison.summary.dataset == dataset)
                                                         & (comparison.summary.model == model)].method))
@@ -154,12 +165,44 @@ def build_report(
             add(f"gallery-{k}.jpg" if len(groups) == 1 else f"gallery-{k}-{j}.jpg",
                 f"{model} on {dataset}: each method's best and worst images by IoU, the same images in every "
                 f"column{part}.", plots.gallery(comparison, dataset, model, methods=group, cmap=cmap, alpha=alpha, tau=tau))
+        panels = critical_differences(comparison, dataset, model)
+        if panels:
+            add(f"critical_difference-{k}.png", f"{model} on {dataset}: critical-difference diagrams (Demšar 2006) over "
+                "images: each image ranks the methods on the metric (1 = best, ties share the mean rank), the axis shows "
+                f"their average ranks, and a bar joins methods whose average ranks differ by less than the Nemenyi "
+                f"critical difference at alpha {ALPHA} (not significantly different).",
+                plots.critical_difference_diagram(
+                    [(f"{metrics[name].title} ({name}): {result.describe()}", result) for name, result in panels],
+                    title=f"{model} on {plots.dataset_label(dataset)}"))
         default = [REFERENCE_METHOD] if REFERENCE_METHOD in methods else methods[:1]
         for method in [m for m in (class_gallery_methods or default) if m in methods]:
             add(f"class_gallery-{k}-{method}.jpg", f"{model} on {dataset}: {method}'s maps for the classes with the "
                 "most images (the CAM paper's Figure 3).",
                 plots.class_gallery(comparison, dataset, model, method, cmap=cmap, alpha=alpha))
     return report
+
+
+#: Methods from which a (dataset, model) gets critical-difference diagrams (with two, the paired tests say it all).
+CD_METHODS = 3
+
+
+def critical_differences(comparison: Comparison, dataset: str, model: str) -> list[tuple[str, "critical_difference.CriticalDifference"]]:
+    """Per metric of (dataset, model) with per-image values and a direction (classification aside),
+    the Friedman test and Nemenyi critical difference of the methods' average ranks over the images
+    every method scored (:func:`xaibench.critical_difference.compare`); none with fewer than
+    :data:`CD_METHODS` methods."""
+    out = []
+    for name in dict.fromkeys(comparison.summary.metric):
+        metric = comparison.metrics.get(name)
+        if metric is None or metric.family == "classification" or metric.higher_is_better is None:
+            continue
+        table = score_table(comparison, dataset, model, metric)
+        if table.shape[1] < CD_METHODS:
+            continue
+        result = critical_difference.compare(table, bool(metric.higher_is_better), alpha=ALPHA)
+        if result is not None:
+            out.append((name, result))
+    return out
 
 
 def _legend(names: list[str], comparison: Comparison) -> list[tuple[str, str]]:
@@ -172,8 +215,9 @@ def _legend(names: list[str], comparison: Comparison) -> list[tuple[str, str]]:
                 f"{metrics[n].description}{options_text(options.get(n))}") for n in names if n in metrics]
 
 
-def _group_tables(report: Report) -> list[tuple[str, str, list[tuple[str, list[str], pd.DataFrame]]]]:
-    """Per (dataset, model): per family, its metrics and its table (method rows, ``value [low, high]``)."""
+def _group_tables(report: Report) -> list[tuple[str, str, list[tuple[str, list[str], pd.DataFrame]], str]]:
+    """Per (dataset, model): per family, its metrics and its table (method rows, ``value [low, high]``),
+    and a note on the seconds per image where they come from several runs (not comparable)."""
     out = []
     comparison = report.comparison
     for dataset, model in comparison.groups:
@@ -181,13 +225,21 @@ def _group_tables(report: Report) -> list[tuple[str, str, list[tuple[str, list[s
         seconds = pd.Series({(m, method): s for (d, m, method), s in comparison.seconds.items() if d == dataset},
                             dtype=float)
         seconds.index = pd.MultiIndex.from_tuples(seconds.index) if len(seconds) else seconds.index
+        sources = {method: run_name(comparison.holder(dataset, model, method)) for method in dict.fromkeys(part.method)}
+        several = len(set(sources.values())) > 1
+        note = (f"The methods come from {len(set(sources.values()))} runs ({', '.join(dict.fromkeys(sources.values()))}; "
+                "column run): seconds per image measured in different runs were taken at other times, under other "
+                "load, possibly on other hardware, and are not comparable; compare them within one run only."
+                if several and len(seconds) else "")
         tables = []
         for family, names in families(comparison):
             rows = part[part.metric.isin(names)].drop(columns=["dataset", "rank"])
             if not rows.empty:
-                tables.append((family, [n for n in names if n in set(rows.metric)],
-                               summary_table(rows, None if tables else seconds)))
-        out.append((dataset, model, tables))
+                table = summary_table(rows, None if tables else seconds)
+                if several and not tables:
+                    table.insert(1, "run", [sources.get(m, "") for m in table.index])
+                tables.append((family, [n for n in names if n in set(rows.metric)], table))
+        out.append((dataset, model, tables, note))
     return out
 
 
@@ -207,21 +259,88 @@ def ranking(report: Report, dataset: str, model: str) -> pd.DataFrame:
     return table.sort_values("mean rank", kind="stable")
 
 
-def _pairs_table(rows: pd.DataFrame, metrics: dict[str, Metric]) -> pd.DataFrame:
-    """Pairwise rows formatted for reading."""
-    units = {n: m.unit for n, m in metrics.items()}
-    return pd.DataFrame({
-        "metric": rows.metric,
-        "a": rows.method_a,
-        "b": rows.method_b,
-        "n": rows.n,
-        "a - b [95% CI]": [format_value(d, units.get(m, ""), lo, hi)
-                           for m, d, lo, hi in zip(rows.metric, rows.difference, rows.ci_low, rows.ci_high)],
-        "test": rows.test,
-        "p": [f"{p:.3g}" for p in rows.p_value],
-        "p (Holm)": [f"{p:.3g}" for p in rows.p_holm],
-        "": ["significant" if s else "" for s in rows.significant],
-    })
+#: How a cell of a pairwise matrix marks a difference that is significant after Holm's correction.
+SIGNIFICANT_MARK = "*"
+#: The caption of the pairwise matrices.
+MATRIX_CAPTION = (f"Each cell is the row's method minus the column's, mean over the images both scored; "
+                  f"{SIGNIFICANT_MARK} marks a difference significant after Holm's correction (p < {ALPHA}); "
+                  f"every test with its interval and p-values is in {PAIRWISE_CSV}.")
+
+
+def pairwise_matrices(report: Report, dataset: str, model: str) -> list[tuple[str, pd.DataFrame, pd.DataFrame]]:
+    """Per metric with paired tests on (dataset, model): a methods x methods matrix of the difference
+    row - column (``*``: significant after Holm) and, beside it, each cell's verdict for the row's
+    method: ``better``, ``worse`` (significant, read by the metric's direction) or ``""``.
+
+    Example: CAM's 62% against Grad-CAM's 55% on a hits metric whose McNemar test is significant:
+    row cam, column gradcam holds ``7.0*`` (verdict ``better``), the mirror cell ``-7.0*`` (``worse``).
+    """
+    metrics = report.comparison.metrics
+    pairs = report.pairwise[(report.pairwise.dataset == dataset) & (report.pairwise.model == model)]
+    out = []
+    for name, rows in pairs.groupby("metric", sort=False):
+        methods = list(dict.fromkeys([*rows.method_a, *rows.method_b]))
+        cells = pd.DataFrame("", index=pd.Index(methods, name="row - column"), columns=methods)
+        verdicts = cells.copy()
+        better = metrics[name].higher_is_better if name in metrics else None
+        unit = metrics[name].unit if name in metrics else ""
+        for a, b, d, significant in zip(rows.method_a, rows.method_b, rows.difference, rows.significant):
+            for row, column, value in ((a, b, d), (b, a, -d)):
+                mark = SIGNIFICANT_MARK if significant else ""
+                cells.loc[row, column] = format_value(value + 0.0, unit) + mark
+                if significant and better is not None and value != 0:
+                    verdicts.loc[row, column] = "better" if (value > 0) == bool(better) else "worse"
+        for method in methods:
+            cells.loc[method, method] = "\u2013"
+        out.append((name, cells, verdicts))
+    return out
+
+
+#: Mean correlation from which two methods' maps are called the same.
+COINCIDE_R = 0.99
+#: Why maps coincide on a model whose head is global average pooling then one linear layer.
+GAP_LINEAR_REASON = (
+    "On a head that is global average pooling then one linear layer (CAM, which runs only on such heads, is in "
+    "this comparison), the gradient of a class score with respect to the last feature maps A_k is the same at every "
+    "position, w_k / (h w), so the gradient-weighted CAMs reduce to fixed weightings of the same maps: Grad-CAM, "
+    "XGrad-CAM and HiResCAM all become ReLU(sum_k w_k A_k); LayerCAM and element-wise Grad-CAM both become "
+    "sum_k ReLU(w_k) A_k where A is non-negative; Grad-CAM++'s weights ReLU(w_k) / (2 + w_k mean(A_k)) come close to "
+    "LayerCAM's. Maps that coincide here are expected, not a copying error."
+)
+
+
+def agreement_matrix(report: Report, dataset: str, model: str) -> tuple[pd.DataFrame, int, str]:
+    """The methods x methods matrix of mean map correlations of (dataset, model) (2 decimals), the
+    images it rests on, and a note that names the methods whose maps coincide (mean r >=
+    :data:`COINCIDE_R`) and why that can be expected."""
+    rows = report.agreement
+    if rows.empty:
+        return pd.DataFrame(), 0, ""
+    rows = rows[(rows.dataset == dataset) & (rows.model == model)]
+    if rows.empty:
+        return pd.DataFrame(), 0, ""
+    methods = list(dict.fromkeys([*rows.method_a, *rows.method_b]))
+    matrix = pd.DataFrame("", index=pd.Index(methods, name="mean r"), columns=methods)
+    for a, b, r in zip(rows.method_a, rows.method_b, rows.pearson):
+        matrix.loc[a, b] = matrix.loc[b, a] = "" if np.isnan(r) else f"{r:.2f}"
+    for m in methods:
+        matrix.loc[m, m] = "1"
+    same = rows[rows.pearson >= COINCIDE_R]
+    note = ""
+    if len(same):
+        named = "; ".join(f"{a} and {b} (r = {r:.3f})" for a, b, r in zip(same.method_a, same.method_b, same.pearson))
+        note = f"Maps that coincide (mean r >= {COINCIDE_R:g}): {named}. " + (
+            GAP_LINEAR_REASON if "cam" in methods or "cam" in set(report.summary[
+                (report.summary.dataset == dataset) & (report.summary.model == model)].method)
+            else "Such methods reduce to the same computation on this model; check their definitions before reading "
+                 "their difference as a finding.")
+    return matrix, int(rows.n.max()), note
+
+
+def _agreement_caption(n: int) -> str:
+    return (f"Mean Pearson correlation between two methods' maps of the same image, over {n} images (the first, by "
+            f"index, that every method has a map of; at most {AGREEMENT_IMAGES}), from the run's 8-bit map "
+            f"thumbnails; every pair in {MAP_AGREEMENT_CSV}.")
 
 
 def summary_markdown(report: Report) -> str:
@@ -229,18 +348,25 @@ def summary_markdown(report: Report) -> str:
     then the ranking and the significant pairwise differences."""
     metrics = report.comparison.metrics
     parts = ["# xaibench report\n", _runs_text(report) + "\n", "Values with 95% bootstrap intervals over images.\n"]
-    for dataset, model, tables in _group_tables(report):
+    for dataset, model, tables, note in _group_tables(report):
         parts.append(f"## {model} on {dataset}\n")
         for family, names, table in tables:
             legend = "\n".join(f"- {n} ({text})" for n, text in _legend(names, report.comparison))
             parts.append(f"### {family.capitalize()}\n\n{to_markdown(table)}\n{legend}\n")
+            if note:
+                parts.append(f"{note}\n")
+                note = ""
         ranks = ranking(report, dataset, model)
         if not ranks.empty:
             parts.append(f"### Ranking (1 = best)\n\n{RANKING_CAPTION}\n\n{to_markdown(ranks)}")
-        pairs = report.pairwise[(report.pairwise.dataset == dataset) & (report.pairwise.model == model)
-                                & report.pairwise.significant]
-        parts.append(f"### Significant differences (Holm-corrected p < {ALPHA})\n\n"
-                     + (to_markdown(_pairs_table(pairs, metrics).set_index("metric")) if len(pairs) else "None.\n"))
+        matrices = pairwise_matrices(report, dataset, model)
+        if matrices:
+            parts.append(f"### Paired differences\n\n{MATRIX_CAPTION}\n")
+        for name, cells, _ in matrices:
+            parts.append(f"#### {metrics[name].title if name in metrics else name} ({name})\n\n{to_markdown(cells)}")
+        matrix, n, note = agreement_matrix(report, dataset, model)
+        if not matrix.empty:
+            parts.append(f"### Map agreement\n\n{_agreement_caption(n)}{' ' + note if note else ''}\n\n{to_markdown(matrix)}")
     return "\n".join(parts)
 
 
@@ -274,13 +400,19 @@ def _runs_text(report: Report) -> str:
         partial = "" if run_is_complete(run.config, run.per_image) else f", partial: {images} of {run.config.get('n')}"
         return f"{run_name(run)} ({', '.join(run.model_names)} on {run.dataset}, {images} images{partial})"
 
-    return "Runs: " + "; ".join(described(r) for r in report.comparison.runs) + "."
+    shared = "".join(f" {copy.describe(folder_name)}." for copy in report.comparison.shared)
+    return "Runs: " + "; ".join(described(r) for r in report.comparison.runs) + "." + shared
 
 
 def run_name(run) -> str:
     """The name a report gives a run: its folder's name, resolved (a run named as ``.``, ``..`` or
     ``runs/a/`` is called by the folder's own name, not ``""`` or ``..``)."""
-    folder = Path(run.folder).resolve()
+    return folder_name(run.folder)
+
+
+def folder_name(folder: str | Path) -> str:
+    """A run folder's name as the report gives it (:func:`run_name`)."""
+    folder = Path(folder).resolve()
     return folder.name or str(folder)
 
 
@@ -297,11 +429,12 @@ def check_out(out: str | Path) -> Path:
 
 
 #: The files every report writes (beside them, some of the figures: :func:`is_report_file`).
-REPORT_FILES = (SUMMARY_CSV, PAIRWISE_CSV, PER_CLASS_CSV, SUMMARY_MD, TABLES_TEX, REPORT_HTML)
+REPORT_FILES = (SUMMARY_CSV, PAIRWISE_CSV, PER_CLASS_CSV, MAP_AGREEMENT_CSV, SUMMARY_MD, TABLES_TEX, REPORT_HTML)
 #: The plots a report may draw (each also as :data:`~xaibench.comparison_plots.VECTOR_FORMATS`).
 REPORT_PLOTS = ("metric_bars.png", "box_accuracy_vs_threshold.png", "accuracy_at_iou.png", "iou_distribution.png",
                 "curves.png")
 _GALLERY = re.compile(r"gallery-\d+(-\d+)?|class_gallery-\d+-.+", re.DOTALL)  # a gallery's file stem
+_PER_GROUP_PLOT = re.compile(r"critical_difference-\d+")  # a plot of one (dataset, model)
 
 
 def is_report_file(name: str) -> bool:
@@ -310,7 +443,7 @@ def is_report_file(name: str) -> bool:
     if name in (*REPORT_FILES, BOX_ACCURACY_CURVES):
         return True
     stem, _, kind = name.rpartition(".")
-    if f"{stem}.png" in REPORT_PLOTS:
+    if f"{stem}.png" in REPORT_PLOTS or _PER_GROUP_PLOT.fullmatch(stem):
         return kind in ("png", *plots.VECTOR_FORMATS)
     return bool(_GALLERY.fullmatch(stem)) and kind in ("jpg", *plots.VECTOR_FORMATS)
 
@@ -349,7 +482,8 @@ def write_report(report: Report, out: str | Path | OutputFolder, *, tables: bool
     folder = out
     texts: dict[str, str] = {}
     if tables:
-        frames = {SUMMARY_CSV: report.summary, PAIRWISE_CSV: report.pairwise, PER_CLASS_CSV: report.per_class}
+        frames = {SUMMARY_CSV: report.summary, PAIRWISE_CSV: report.pairwise, PER_CLASS_CSV: report.per_class,
+                  MAP_AGREEMENT_CSV: report.agreement}
         if not report.box_curves.empty:
             frames[BOX_ACCURACY_CURVES] = report.box_curves
         texts = {name: csv_text(frame) for name, frame in frames.items()}
@@ -380,6 +514,8 @@ th, td { border: 1px solid #d0d0d0; padding: 3px 6px; text-align: right; white-s
 th:first-child, td:first-child { text-align: left; }
 thead th { background: #f2f2f2; position: sticky; top: 0; }
 tr.significant td { background: #eef7ee; }
+td.better { background: #e3f4e3; } td.worse { background: #fbe5e5; }
+h4 { font-size: 0.95em; margin: 1em 0 0.2em; }
 figure { margin: 1em 0; } figure img { max-width: 100%; height: auto; display: block; }
 figcaption, .note { font-size: 0.85em; color: #555; }
 dl { font-size: 0.85em; } dt { font-weight: 600; } dd { margin: 0 0 0.3em 1em; }
@@ -389,15 +525,19 @@ dl { font-size: 0.85em; } dt { font-weight: 600; } dd { margin: 0 0 0.3em 1em; }
 """
 
 
-def _table(frame: pd.DataFrame, *, index: bool = True, row_classes: list[str] | None = None) -> str:
-    """A DataFrame as an HTML table (escaped), in a horizontally scrolling box."""
+def _table(frame: pd.DataFrame, *, index: bool = True, row_classes: list[str] | None = None,
+           cell_classes: pd.DataFrame | None = None) -> str:
+    """A DataFrame as an HTML table (escaped), in a horizontally scrolling box; ``cell_classes``: a
+    frame of the same shape whose texts are the cells' CSS classes."""
     columns = ([frame.index.name or ""] if index else []) + [str(c) for c in frame.columns]
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
     body = []
     for k, (key, row) in enumerate(frame.iterrows()):
         cells = ([key] if index else []) + list(row)
+        classes = ([""] if index else []) + (list(cell_classes.iloc[k]) if cell_classes is not None else [""] * len(row))
         css = f' class="{row_classes[k]}"' if row_classes and row_classes[k] else ""
-        body.append(f"<tr{css}>" + "".join(f"<td>{html.escape(_cell(v))}</td>" for v in cells) + "</tr>")
+        body.append(f"<tr{css}>" + "".join(f'<td{f" class={c}" if c else ""}>{html.escape(_cell(v))}</td>'
+                                           for v, c in zip(cells, classes)) + "</tr>")
     return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
 
 
@@ -434,23 +574,31 @@ def html_page(report: Report, *, title: str = "xaibench report") -> str:
              "each method's best threshold over all images; the tables' intervals choose that threshold again in "
              "every resample.</p>"]
     figures = {f.name: f for f in report.figures}
-    for k, (dataset, model, tables) in enumerate(_group_tables(report), start=1):
+    for k, (dataset, model, tables, note) in enumerate(_group_tables(report), start=1):
         parts.append(f"<h2>{html.escape(model)} on {html.escape(dataset)}</h2>")
         for family, names, table in tables:
             parts.append(f"<h3>{html.escape(family.capitalize())}</h3>{_table(table)}")
+            if note:
+                parts.append(f"<p class=note>{html.escape(note)}</p>")
+                note = ""
             parts.append("<dl>" + "".join(f"<dt>{html.escape(n)}</dt><dd>{html.escape(t)}</dd>"
                                           for n, t in _legend(names, report.comparison)) + "</dl>")
         ranks = ranking(report, dataset, model)
         if not ranks.empty:
             parts.append(f"<h3>Ranking (1 = best)</h3><p class=note>{html.escape(RANKING_CAPTION)}</p>{_table(ranks)}")
-        pairs = report.pairwise[(report.pairwise.dataset == dataset) & (report.pairwise.model == model)]
-        if len(pairs):
-            shown = pairs if len(pairs) <= PAGE_PAIRS else pairs[pairs.significant]
-            note = "" if len(shown) == len(pairs) else (f" ({len(shown)} significant of {len(pairs)} tests; all in "
-                                                        f"{PAIRWISE_CSV})")
-            parts.append(f"<h3>Paired differences{html.escape(note)}</h3>")
-            parts.append(_table(_pairs_table(shown, metrics), index=False,
-                                row_classes=["significant" if s else "" for s in shown.significant]))
+        matrices = pairwise_matrices(report, dataset, model)
+        if matrices:
+            parts.append(f"<h3>Paired differences</h3><p class=note>{html.escape(MATRIX_CAPTION)} Green: the row's "
+                         "method significantly better; red: significantly worse.</p>")
+        for name, cells, verdicts in matrices:
+            title = metrics[name].title if name in metrics else name
+            parts.append(f"<h4>{html.escape(title)} ({html.escape(name)})</h4>{_table(cells, cell_classes=verdicts)}")
+        if f"critical_difference-{k}.png" in figures:
+            parts.append(_figure(figures[f"critical_difference-{k}.png"]))
+        matrix, n, note = agreement_matrix(report, dataset, model)
+        if not matrix.empty:
+            parts.append(f"<h3>Map agreement</h3><p class=note>{html.escape(_agreement_caption(n))}</p>{_table(matrix)}"
+                         + (f"<p class=note>{html.escape(note)}</p>" if note else ""))
         classes = report.per_class[(report.per_class.dataset == dataset) & (report.per_class.model == model)]
         # the first metric (classification aside) with a value for some class: e.g. GT-known Loc is
         # undefined (NaN) when the maps explain the predictions
@@ -468,13 +616,17 @@ def html_page(report: Report, *, title: str = "xaibench report") -> str:
             table = table.map(lambda v: "" if pd.isna(v) else format_value(v, metrics[name].unit))
             parts.append(f"<h3>Per class: {html.escape(metrics[name].title)} ({html.escape(metrics[name].unit)}; every "
                          f"metric in {PER_CLASS_CSV})</h3>{_table(table)}")
+        if k <= len(report.browsers) and report.browsers[k - 1] is not None:
+            parts.append(image_browser.browser_html(report.browsers[k - 1], str(k), cmap=report.cmap))
         galleries = [n for n in figures if n == f"gallery-{k}.jpg" or n.startswith(f"gallery-{k}-")]
         for name in (*galleries, *[n for n in figures if n.startswith(f"class_gallery-{k}-")]):
             parts.append(_figure(figures[name]))
     parts.append("<h2>Plots</h2>")
-    parts += [_figure(f) for f in report.figures if "gallery" not in f.name]
+    parts += [_figure(f) for f in report.figures if f.name in REPORT_PLOTS]
     page = ("<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
             '<meta name=viewport content="width=device-width, initial-scale=1">'
-            f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>"
-            + "\n".join(parts) + "</body></html>\n")
+            f"<title>{html.escape(title)}</title><style>{_STYLE}{image_browser.STYLE}</style></head><body>"
+            + "\n".join(parts)
+            + (f"<script>{image_browser.SCRIPT}</script>" if any(b is not None for b in report.browsers) else "")
+            + "</body></html>\n")
     return page

@@ -165,6 +165,12 @@ def _flatten_alpha(img: Image.Image) -> Image.Image:
 
 def _as_input(image: str | os.PathLike | Image.Image | Tensor, model: Model) -> tuple[Tensor, str]:
     """``image`` as the model's (3, H, W) input and a title for it (the file's name, or "input")."""
+    tensor, title, _ = _as_input_sized(image, model)
+    return tensor, title
+
+
+def _as_input_sized(image: str | os.PathLike | Image.Image | Tensor, model: Model) -> tuple[Tensor, str, tuple[int, int]]:
+    """:func:`_as_input`, and the (height, width) of the image as given, before it was resized."""
     if isinstance(image, Tensor):
         if image.dim() == 4 and image.shape[0] == 1:
             image = image[0]
@@ -173,12 +179,14 @@ def _as_input(image: str | os.PathLike | Image.Image | Tensor, model: Model) -> 
                 f"image must be a floating-point (3, H, W) RGB tensor in [0, 1], got {tuple(image.shape)} {image.dtype}"
             )
         if tuple(image.shape[-2:]) != tuple(model.input_size):
+            size = tuple(image.shape[-2:])
             image = F.interpolate(
                 image[None].float(), size=tuple(model.input_size), mode="bilinear", align_corners=False, antialias=True
             )[0]
-        return image.detach().float().cpu(), "input"
-    tensor, _ = load_photo(image, tuple(model.input_size))
-    return tensor, Path(image).name if isinstance(image, (str, os.PathLike)) else "input"
+            return image.detach().float().cpu(), "input", size
+        return image.detach().float().cpu(), "input", tuple(image.shape[-2:])
+    tensor, photo = load_photo(image, tuple(model.input_size))
+    return tensor, Path(image).name if isinstance(image, (str, os.PathLike)) else "input", (photo.height, photo.width)
 
 
 # ----------------------------------------------------------------------------------------- classes
@@ -332,7 +340,10 @@ def explain_figure(
     if figsize is not None and not (len(figsize) == 2 and all(np.isfinite(v) and v > 0 for v in figsize)):
         raise XaibenchError(f"figsize must be two positive numbers of inches (width, height), got {figsize}")
     explainers = _explainers(methods, model)
-    tensor, default_title = _as_input(image, model)
+    tensor, default_title, (height, width) = _as_input_sized(image, model)
+    # the model saw the photo resized to its input; drawn at the photo's own aspect ratio (a pixel of
+    # the input is drawn `aspect` times as tall as it is wide)
+    aspect = (height / width) * (tensor.shape[-1] / tensor.shape[-2])
     probabilities = _probabilities(model, tensor)
     if class_name is None:
         values, indices = probabilities.topk(topk)
@@ -355,7 +366,7 @@ def explain_figure(
         first = axes[row, 0]
         first.set_label("image")
         if row == 0:
-            first.imshow(shown)
+            first.imshow(shown, aspect=aspect)
             shown_title = title if title is not None else default_title
             first.set_title(literal(shown_title), fontsize=_title_points([shown_title], figsize, columns))
         else:
@@ -364,8 +375,8 @@ def explain_figure(
         for col, (class_index, probability) in enumerate(classes, start=1):
             ax = axes[row, col]
             ax.set_label(f"{method.name}:{class_index}")
-            ax.imshow(shown)
-            ax.imshow(maps[col - 1], cmap=cmap, alpha=alpha, vmin=0.0, vmax=1.0)
+            ax.imshow(shown, aspect=aspect)
+            ax.imshow(maps[col - 1], cmap=cmap, alpha=alpha, vmin=0.0, vmax=1.0, aspect=aspect)
             ax.set_title(literal(titles[col - 1]), fontsize=title_points)
             if col == 1:
                 ax.set_ylabel(literal(method.name), fontsize=10, fontweight="bold")

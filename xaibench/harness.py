@@ -123,7 +123,8 @@ def _table_specs(metrics: Sequence[Metric]) -> dict[str, dict]:
         TIMINGS: dict(columns=TIMING_COLUMNS, text_columns=["model", "method"], integer_columns=["batch", "images"],
                       added_columns=["metric_seconds"], lost="those seconds from the timings"),
         IMAGES: dict(columns=thumbnails.IMAGE_COLUMNS, array_columns={"boxes": _BOXES_CELL, "jpeg": _JPEG_CELL},
-                     text_columns=["model", "image_id", "class_name"], integer_columns=["index", "label", "height", "width"],
+                     text_columns=["model", "image_id", "class_name"],
+                     integer_columns=["index", "label", "height", "width"], added_columns=thumbnails.PHOTO_SIZE_COLUMNS,
                      lost="those images from the report's galleries"),
         MAPS: dict(columns=thumbnails.MAP_COLUMNS, array_columns={"map": _MAP_CELL},
                    text_columns=["model", "method"], integer_columns=["index"],
@@ -558,6 +559,7 @@ def evaluate(
                         work.images = thumbnails.image_rows(
                             model.name, [kept[k] for k in new], [batch.ids[k] for k in new], batch.images[new],
                             batch.labels[new].tolist(), [batch.boxes[k] for k in new], model.class_names,
+                            [batch.originals[k].size if batch.originals[k] is not None else None for k in new],
                         )
                     if batch is not None:
                         _submit_batch(model, batch, kept, read.digests, explainers, scorers, done, target, bar,

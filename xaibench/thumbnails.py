@@ -36,7 +36,11 @@ JPEG_QUALITY = 90
 #: The run's overlay figure shows the first this many readable images; their maps are kept at full size.
 FIGURE_IMAGES = 6
 
-IMAGE_COLUMNS = ["model", "index", "image_id", "label", "class_name", "height", "width", "boxes", "jpeg"]
+IMAGE_COLUMNS = ["model", "index", "image_id", "label", "class_name", "height", "width", "boxes", "jpeg",
+                 "photo_height", "photo_width"]
+#: The columns of ``images`` that xaibench 0.4 did not write: the size of the photo before the
+#: protocol resized it to the model's input (its aspect ratio, for showing the thumbnail).
+PHOTO_SIZE_COLUMNS = ["photo_height", "photo_width"]
 MAP_COLUMNS = ["model", "index", "method", "map"]
 
 
@@ -107,11 +111,14 @@ def image_rows(
     labels: Sequence[int],
     boxes: Sequence[torch.Tensor],
     class_names: Sequence[str],
+    photo_sizes: Sequence[tuple[int, int] | None] | None = None,
 ) -> pd.DataFrame:
     """The rows of ``images.csv`` for a batch: each image's JPEG thumbnail, its size as the model saw it,
-    its boxes (inclusive corners, in pixels of that size) and its class name."""
+    its boxes (inclusive corners, in pixels of that size), its class name, and the (height, width) of
+    its photo before it was resized (``photo_sizes``; None, or missing: the size the model saw)."""
     small = (_shrink(images.detach().float().cpu()).clamp(0, 1) * 255).round().to(torch.uint8)
     height, width = images.shape[-2:]
+    sizes = [size or (int(height), int(width)) for size in (photo_sizes or [None] * len(indices))]
     return pd.DataFrame(
         {
             "model": model,
@@ -124,8 +131,19 @@ def image_rows(
             "width": int(width),
             "boxes": [b.detach().cpu().numpy().astype(np.float32).reshape(-1, 4) for b in boxes],
             "jpeg": [encode_jpeg(im.permute(1, 2, 0).numpy()) for im in small],
+            "photo_height": [int(h) for h, _ in sizes],
+            "photo_width": [int(w) for _, w in sizes],
         }
     )
+
+
+def photo_size(row) -> tuple[int, int]:
+    """The (height, width) of the photo an ``images`` row shows: its file's size where the run kept it
+    (xaibench 0.5 and later), else the size the model saw."""
+    height, width = (getattr(row, c, None) for c in PHOTO_SIZE_COLUMNS)
+    if height is None or width is None or pd.isna(height) or pd.isna(width) or height < 1 or width < 1:
+        return int(row.height), int(row.width)
+    return int(height), int(width)
 
 
 def map_rows(
@@ -143,6 +161,23 @@ def map_rows(
 
 def _quantise(saliency: torch.Tensor) -> torch.Tensor:
     return (saliency.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+def at_own_aspect(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """An image thumbnail (h, w, 3), kept from the model's input (square for most models), resized to
+    the aspect ratio of the ``height`` x ``width`` photo it shows, its longer side kept (bilinear,
+    antialiased): a 451 x 300 photo's 96 x 96 thumbnail is shown 96 x 64.
+
+    Example:
+        >>> at_own_aspect(np.zeros((96, 96, 3), np.float32), 300, 451).shape
+        (64, 96, 3)
+    """
+    size = thumbnail_size(int(height), int(width), side=max(image.shape[:2]))
+    if size == tuple(image.shape[:2]):
+        return image
+    tensor = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)[None]
+    resized = F.interpolate(tensor, size=size, mode="bilinear", align_corners=False, antialias=True)
+    return resized[0].permute(1, 2, 0).clamp(0, 1).numpy()
 
 
 def map_image(cell: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:

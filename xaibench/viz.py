@@ -80,32 +80,48 @@ def overlay_grid(
     method's column overlays its map (jet colour map) and draws its CAM-protocol box in white. Names
     (classes, methods) are drawn as written (:func:`xaibench.text.literal`), here and in every figure.
     """
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
     columns = ["image", "ground truth", *maps]
-    fig = Figure(figsize=(2.2 * len(columns), 2.2 * len(samples)))
+    fig = Figure(figsize=(2.2 * len(columns) + 0.8, 2.2 * len(samples)), layout="constrained")
     axes = fig.subplots(len(samples), len(columns), squeeze=False)
     for row, sample in enumerate(samples):
         image = localization.as_numpy(sample.image).transpose(1, 2, 0).clip(0, 1)
         label = class_names[sample.label] if class_names else str(sample.label)
-        axes[row, 0].imshow(image)
+        aspect = photo_aspect(sample, image.shape[:2])
+        axes[row, 0].imshow(image, aspect=aspect)
         axes[row, 0].set_ylabel(literal(label), fontsize=8)
-        axes[row, 1].imshow(image)
+        axes[row, 1].imshow(image, aspect=aspect)
         if sample.mask is not None:
             axes[row, 1].imshow(np.ma.masked_where(~localization.as_numpy(sample.mask), np.ones(image.shape[:2])),
-                                cmap="summer", alpha=0.45, vmin=0, vmax=1)
+                                cmap="summer", alpha=0.45, vmin=0, vmax=1, aspect=aspect)
         for box in localization.as_numpy(sample.boxes):
             axes[row, 1].add_patch(_box_patch(box, "lime"))
         for col, (method, method_maps) in enumerate(maps.items(), start=2):
             saliency = method_maps[row]
-            axes[row, col].imshow(image)
-            axes[row, col].imshow(saliency, cmap="jet", alpha=alpha, vmin=0, vmax=1)
+            axes[row, col].imshow(image, aspect=aspect)
+            axes[row, col].imshow(saliency, cmap="jet", alpha=alpha, vmin=0, vmax=1, aspect=aspect)
             axes[row, col].add_patch(_box_patch(localization.cam_box(saliency, tau), "white"))
     for col, title in enumerate(columns):
         axes[0, col].set_title(literal(title), fontsize=9)
     for ax in axes.ravel():
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.tight_layout()
+    if maps:
+        fig.colorbar(ScalarMappable(Normalize(0, 1), "jet"), ax=axes[:, 2:].ravel().tolist(), shrink=0.6,
+                     label="map value (min-max scaled)")
     return atomic_write(path, lambda file: fig.savefig(file, format="png", dpi=110))
+
+
+def photo_aspect(sample: Sample, shape: tuple[int, int]) -> float:
+    """The ``aspect`` that draws a sample's (H, W) input image (``shape``) at its file's own aspect
+    ratio (a pixel drawn this many times as tall as it is wide): the protocol resizes without a crop,
+    so a 451 x 300 photo becomes a square input. 1 for a sample made at its size (no file)."""
+    if sample.original is None:
+        return 1.0
+    height, width = sample.original.size
+    return (height / width) * (shape[1] / shape[0])
 
 
 def sanity_curves(summary: pd.DataFrame, path: str | Path, *, title: str = "") -> Path:
@@ -181,6 +197,10 @@ def maps_across_depths_figure(
     return fig
 
 
+#: Line styles the curve figures cycle through beside the colours.
+LINE_STYLES = ("-", "--", ":", "-.")
+
+
 def metric_curves(curves: pd.DataFrame, metrics: Mapping[str, object], path: str | Path) -> Path:
     """Save :func:`metric_curves_figure` as a PNG."""
     fig = metric_curves_figure(curves, metrics)
@@ -198,14 +218,18 @@ def metric_curves_figure(curves: pd.DataFrame, metrics: Mapping[str, object]) ->
     several_models = curves["model"].nunique() > 1
     for ax, name in zip(axes, names):
         metric = metrics[name]
-        for (model, method), rows in curves[curves["metric"] == name].groupby(["model", "method"], sort=False):
-            ax.plot(rows["x"], rows["value"], label=literal(f"{model}: {method}" if several_models else method))
+        for k, ((model, method), rows) in enumerate(curves[curves["metric"] == name].groupby(["model", "method"], sort=False)):
+            x, y = rows["x"].to_numpy(dtype=float), rows["value"].to_numpy(dtype=float)
+            area = float(np.trapezoid(y, x) / (x.max() - x.min())) if len(x) > 1 and x.max() > x.min() else float("nan")
+            # line styles cycle too, so that a curve drawn over another (equal maps) still shows
+            ax.plot(x, y, ls=LINE_STYLES[(k // 10) % len(LINE_STYLES)] if k >= 10 else LINE_STYLES[k % len(LINE_STYLES)],
+                    lw=1.3, label=literal(f"{model}: {method}" if several_models else method) + f" (AUC {area:.3f})")
         ax.set_title(literal(metric.title or name), fontsize=10)
         ax.set_xlabel(literal(metric.curve_axes[0]), fontsize=8)
         ax.set_ylabel(literal(metric.curve_axes[1]), fontsize=8)
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, title="AUC of the mean curve", title_fontsize=7)
     for ax in axes[len(names):]:
         ax.set_visible(False)
     return fig
