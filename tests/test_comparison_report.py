@@ -420,31 +420,36 @@ _CELL = re.compile(r"^\$(?:\\mathbf\{(?P<bold>[-\d.]+)\}|(?P<plain>[-\d.]+))"
                    r"(?: \\pm (?P<pm>[\d.]+)|\^\{\+(?P<up>[\d.]+)\}_\{-(?P<down>[\d.]+)\})?\$$")
 
 
-def _tables(tex: str) -> list[tuple[list[str], list[list[str]]]]:
-    """Each tabular's header (the first row's cells) and body rows (cells), from ``tables.tex``."""
+def _tables(tex: str) -> list[tuple[str, list[str], list[list[str]]]]:
+    """Each table's label, its tabular's header (the first row's cells) and body rows (cells), from ``tables.tex``."""
     found = []
-    for block in re.findall(r"\\toprule\n(.*?)\\bottomrule", tex, re.DOTALL):
+    for label, block in re.findall(r"\\label\{(.*?)\}.*?\\toprule\n(.*?)\\bottomrule", tex, re.DOTALL):
         head, body = block.split("\\midrule\n")
         rows = [[c.strip() for c in line.removesuffix(r" \\").split(" & ")] for line in body.strip().splitlines()]
-        found.append(([c.strip() for c in head.splitlines()[0].removesuffix(r" \\").split(" & ")], rows))
+        found.append((label, [c.strip() for c in head.splitlines()[0].removesuffix(r" \\").split(" & ")], rows))
     return found
 
 
-def test_the_latex_tables_say_what_summary_csv_says(report_folder) -> None:
-    """Every value cell of every metric table: the value and its distances to the interval as
-    summary.csv gives them, rounded as the metric's unit is; bold exactly where the rounded value is
-    the column's best by the metric's direction."""
-    summary = pd.read_csv(report_folder / "summary.csv")
-    tex = (report_folder / "tables.tex").read_text()
+def assert_latex_says_summary(folder: Path) -> int:
+    """Every value cell of every metric table of ``folder/tables.tex``: the value and its distances to
+    the interval as the folder's summary.csv gives them for the table's (data set, model) (its label
+    ``tab:<group>-<family>``, the groups in summary.csv's order), rounded as the metric's unit is; bold
+    exactly where the rounded value is the column's best by the metric's direction. Returns the cells
+    checked."""
+    summary = pd.read_csv(folder / "summary.csv", keep_default_na=False, na_values=[""])
+    groups = list(dict.fromkeys(zip(summary.dataset, summary.model)))
+    tex = (folder / "tables.tex").read_text()
     by_title = {get_metric(name).title: name for name in available_metrics()}
     checked = 0
-    for header, rows in _tables(tex):
+    for label, header, rows in _tables(tex):
         if header[1] != "$n$":  # the ranks
             continue
+        dataset, model = groups[int(label.split(":")[1].split("-")[0]) - 1]
+        group = summary[(summary.dataset == dataset) & (summary.model == model)]
         for k, title in enumerate(header[2:], start=2):
             metric = get_metric(by_title[title])
             decimals = DECIMALS.get(metric.unit, 3)
-            expected = summary[summary.metric == metric.name].set_index("method")
+            expected = group[group.metric == metric.name].set_index("method")
             shown = {}
             for row in rows:
                 method = row[0].replace(r"\_", "_")
@@ -462,20 +467,29 @@ def test_the_latex_tables_say_what_summary_csv_says(report_folder) -> None:
                 checked += 1
             best = (max if metric.higher_is_better else min)(v for v, _ in shown.values())
             assert {m for m, (v, bold) in shown.items() if bold} == {m for m, (v, _) in shown.items() if v == best}
-    assert checked >= 4 * 10  # four methods, every localization metric at least
+    return checked
 
 
-@pytest.mark.skipif(LATEX is None, reason="pdflatex is not installed (Debian: texlive-latex-base, texlive-latex-recommended)")
-def test_the_latex_tables_compile(report_folder, tmp_path) -> None:
+def test_the_latex_tables_say_what_summary_csv_says(report_folder) -> None:
+    assert assert_latex_says_summary(report_folder) >= 4 * 10  # four methods, every localization metric at least
+
+
+def compile_latex(folder: Path, tmp_path: Path) -> str:
+    """``folder/tables.tex`` input into a document and compiled by pdflatex: its output."""
     document = tmp_path / "paper.tex"
     document.write_text("\\documentclass{article}\n\\usepackage[margin=1cm,landscape]{geometry}\n"
                         "\\usepackage{booktabs}\n\\begin{document}\n\\input{tables}\n\\end{document}\n")
-    shutil.copy(report_folder / "tables.tex", tmp_path / "tables.tex")
+    shutil.copy(folder / "tables.tex", tmp_path / "tables.tex")
     done = subprocess.run([LATEX, "-interaction=nonstopmode", "-halt-on-error", "paper.tex"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout[-3000:]
     assert (tmp_path / "paper.pdf").read_bytes().startswith(b"%PDF")
-    assert "Output written on paper.pdf" in done.stdout
+    return done.stdout
+
+
+@pytest.mark.skipif(LATEX is None, reason="pdflatex is not installed (Debian: texlive-latex-base, texlive-latex-recommended)")
+def test_the_latex_tables_compile(report_folder, tmp_path) -> None:
+    assert "Output written on paper.pdf" in compile_latex(report_folder, tmp_path)
 
 
 def test_every_figure_is_also_a_pdf_and_an_svg_with_its_fonts_embedded(report_folder) -> None:
