@@ -330,7 +330,7 @@ def agreement_matrix(report: Report, dataset: str, model: str) -> tuple[pd.DataF
     if len(same):
         named = "; ".join(f"{a} and {b} (r = {r:.3f})" for a, b, r in zip(same.method_a, same.method_b, same.pearson))
         note = f"Maps that coincide (mean r >= {COINCIDE_R:g}): {named}. " + (
-            GAP_LINEAR_REASON if "cam" in methods or "cam" in set(report.summary[
+            GAP_LINEAR_REASON if "cam" in set(report.summary[
                 (report.summary.dataset == dataset) & (report.summary.model == model)].method)
             else "Such methods reduce to the same computation on this model; check their definitions before reading "
                  "their difference as a finding.")
@@ -345,7 +345,7 @@ def _agreement_caption(n: int) -> str:
 
 def summary_markdown(report: Report) -> str:
     """``summary.md`` of a report folder: per (dataset, model), per family, the table and its legend;
-    then the ranking and the significant pairwise differences."""
+    then the ranking, the paired differences' matrices and the map-agreement matrix."""
     metrics = report.comparison.metrics
     parts = ["# xaibench report\n", _runs_text(report) + "\n", "Values with 95% bootstrap intervals over images.\n"]
     for dataset, model, tables, note in _group_tables(report):
