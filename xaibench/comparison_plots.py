@@ -34,6 +34,9 @@ from xaibench.viz import DEFAULT_ALPHA, DEFAULT_CMAP, LINE_STYLES, heatmap_overl
 #: The per-image column of the CAM-protocol IoU (the ``mean_iou`` metric's) and the columns of the
 #: per-image box-IoU curves (``maxboxacc``, ``maxboxacc_v2``) that the localization plots read.
 IOU_COLUMN = "mean_iou"
+#: Inches of a figure across both columns of a two-column paper (a ``figure*``): the plots are drawn at
+#: most this wide where their methods fit, so that their 7 and 8 point text prints at its size.
+PAPER_WIDTH = 7.0
 #: Rows of a gallery at most (each method's best and worst image, then capped).
 GALLERY_ROWS = 16
 #: Methods of one gallery at most: more are split into galleries of about equal width, so that every
@@ -126,10 +129,11 @@ def metric_bars(summary: pd.DataFrame, metrics: dict[str, Metric]) -> Figure | N
         return None
     groups = list(dict.fromkeys(zip(summary.dataset, summary.model)))
     methods = list(dict.fromkeys(summary.method))
-    columns = min(len(names), 3)
+    width = max(2.2, 0.12 * len(methods) * len(groups) + 0.8)  # a panel's, with room for its bars
+    columns = max(1, min(len(names), 3, int(PAPER_WIDTH // width)))  # as many as fit a two-column figure
     rows = -(-len(names) // columns)
-    width = max(4.2, 0.28 * len(methods) * len(groups) + 1.5)
-    fig = Figure(figsize=(width * columns, 3.3 * rows), layout="constrained")
+    fig_width = max(width * columns, PAPER_WIDTH if columns > 1 else width)
+    fig = Figure(figsize=(fig_width, 2.6 * rows), layout="constrained")
     axes = fig.subplots(rows, columns, squeeze=False).ravel()
     step = 0.8 / len(groups)
     colours = colormaps["tab10"].colors
@@ -155,7 +159,8 @@ def metric_bars(summary: pd.DataFrame, metrics: dict[str, Metric]) -> Figure | N
         ax.set_visible(False)
     if len(groups) > 1:
         handles, labels = axes[0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="outside upper center", ncol=min(len(groups), 3), fontsize=8)
+        fig.legend(handles, labels, loc="outside upper center", ncol=min(len(groups), 3 if fig_width >= 6 else 1),
+                   fontsize=8)
     else:
         fig.suptitle("Each method's value with its 95% bootstrap interval", fontsize=10)
     return fig
@@ -171,7 +176,7 @@ def box_accuracy_vs_threshold(curves: pd.DataFrame) -> Figure | None:
     curves = curves.dropna(subset=[localization.V1_CURVE])
     groups = list(dict.fromkeys(zip(curves.dataset, curves.model)))
     several = len({d for d, _ in groups}) > 1
-    fig = Figure(figsize=(7.5, 3.6 * len(groups)), layout="constrained")
+    fig = Figure(figsize=(PAPER_WIDTH, 3.4 * len(groups)), layout="constrained")
     axes = fig.subplots(len(groups), 1, squeeze=False).ravel()
     for ax, (dataset, model) in zip(axes, groups):
         part = curves[(curves.dataset == dataset) & (curves.model == model)]
