@@ -32,6 +32,16 @@ return {load: t.loadEventEnd, dom: t.domContentLoadedEventEnd, paint: paint ? pa
 """
 
 
+#: Seconds the first image browser takes to sort every image again and draw its table.
+_SORT_JS = """
+const select = document.querySelector('section.browser [data-role=sort]');
+const start = performance.now();
+select.value = arguments[0];
+select.dispatchEvent(new Event('change'));
+return Math.round(performance.now() - start) / 1000;
+"""
+
+
 def parts(page: str) -> dict[str, float]:
     """MB of the page's parts: the browsers' data, the figures (data: URIs in <img>), the rest."""
     blocks = re.findall(r"<script type=application/json data-role=data>.*?</script>", page, re.DOTALL)
@@ -46,7 +56,8 @@ def parts(page: str) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run", type=Path, help="a run folder")
+    parser.add_argument("run", type=Path, help="a run folder (or, with --page, a report folder)")
+    parser.add_argument("--page", action="store_true", help="open the report folder's page without reporting again")
     parser.add_argument("--loads", type=int, default=3)
     parser.add_argument("--out", type=Path, help="the report folder (default: a temporary one)")
     args = parser.parse_args()
@@ -57,9 +68,10 @@ def main() -> None:
     from xaibench import cli
 
     with tempfile.TemporaryDirectory() as tmp:
-        out = args.out or Path(tmp) / "report"
+        out = args.run if args.page else args.out or Path(tmp) / "report"
         start = time.perf_counter()
-        assert cli.main(["report", str(args.run), "--out", str(out)]) == 0
+        if not args.page:
+            assert cli.main(["report", str(args.run), "--out", str(out)]) == 0
         report_s = time.perf_counter() - start
         page = (out / "report.html").read_text()
         result = {"report_s": round(report_s, 1), **{k: round(v, 2) for k, v in parts(page).items()}}
@@ -71,13 +83,14 @@ def main() -> None:
                 browser.get("about:blank")
                 browser.get((out / "report.html").resolve().as_uri())
                 loads.append(browser.execute_script(_TIMING_JS))
+            sorts = {choice: browser.execute_script(_SORT_JS, choice) for choice in ("spread", "best:0", "worst:1", "index")}
             errors = [e["message"] for e in browser.get_log("browser") if e.get("level") == "SEVERE"]
         finally:
             browser.quit()
     result.update(load_s=[round(t["load"] / 1000, 2) for t in loads],
                   load_s_median=round(statistics.median(t["load"] / 1000 for t in loads), 2),
                   first_paint_s=[round(t["paint"] / 1000, 2) if t["paint"] else None for t in loads],
-                  browser_rows=loads[-1]["rows"], console_errors=errors)
+                  browser_rows=loads[-1]["rows"], sort_s=sorts, console_errors=errors)
     print(json.dumps(result))
 
 
