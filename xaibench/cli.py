@@ -58,6 +58,10 @@ def _model_options(default: str, models_help: str) -> argparse.ArgumentParser:
     options.add_argument("--model", default=default, help=models_help)
     options.add_argument("--weights", default="default", help=WEIGHTS_HELP)
     options.add_argument("--target-layer", default=None, help=TARGET_LAYER_HELP)
+    own = "for a network of your own (--model FILE.py:FACTORY)"
+    options.add_argument("--mean", default=None, help=f"{own}: its input's per-channel mean, e.g. 0.485,0.456,0.406")
+    options.add_argument("--std", default=None, help=f"{own}: its input's per-channel std, e.g. 0.229,0.224,0.225")
+    options.add_argument("--class-names", default=None, metavar="FILE", help=f"{own}: its class names, one per line")
     return options
 
 
@@ -327,7 +331,7 @@ def _run_spec(args: argparse.Namespace) -> RunSpec:
     return RunSpec(
         models=args.model, dataset=args.dataset, methods=args.methods, metrics=args.metrics, n=args.n,
         selection=selection, batch_size=args.batch_size, target=args.target, seed=args.seed, device=args.device,
-        weights=args.weights, target_layer=args.target_layer, image_size=args.image_size, out=args.out,
+        weights=args.weights, target_layer=args.target_layer, mean=args.mean, std=args.std, class_names=args.class_names, image_size=args.image_size, out=args.out,
         mode="resume" if args.resume else "overwrite" if args.overwrite else "new", report=not args.no_report,
         max_image_pixels=args.max_image_pixels, progress=True, keep_maps=args.keep_maps,
         workers=args.workers, precision=args.precision,
@@ -371,7 +375,7 @@ def _sanity(args: argparse.Namespace) -> int:
     spec = SanitySpec(
         models=args.model, methods=args.methods, dataset=args.dataset, n=args.n, batch_size=args.batch_size,
         target=args.target, show=args.show, seed=args.seed, device=args.device, weights=args.weights,
-        target_layer=args.target_layer, image_size=args.image_size, out=args.out, overwrite=args.overwrite,
+        target_layer=args.target_layer, mean=args.mean, std=args.std, class_names=args.class_names, image_size=args.image_size, out=args.out, overwrite=args.overwrite,
         max_image_pixels=args.max_image_pixels, progress=True,
     )
     started: list[SanityStart] = []
@@ -472,7 +476,7 @@ def _explain(args: argparse.Namespace) -> int:
     spec = ExplainSpec(
         images=tuple(args.images), models=args.model, methods=args.methods, topk=args.topk, class_name=args.class_name,
         out=args.out, format=args.format, cmap=args.cmap, alpha=args.alpha, figsize=_figsize(args.figsize),
-        dpi=args.dpi, weights=args.weights, target_layer=args.target_layer, seed=args.seed, device=args.device,
+        dpi=args.dpi, weights=args.weights, target_layer=args.target_layer, mean=args.mean, std=args.std, class_names=args.class_names, seed=args.seed, device=args.device,
         max_image_pixels=args.max_image_pixels,
     )
     if args.list_classes:
@@ -503,7 +507,7 @@ def _video(args: argparse.Namespace) -> int:
     stats = explain_video_file(VideoSpec(
         input=args.input, out=args.out, models=args.model, method=args.method, every=args.every,
         batch_size=args.batch_size, cmap=args.cmap, alpha=args.alpha, weights=args.weights,
-        target_layer=args.target_layer, seed=args.seed, device=args.device, progress=True,
+        target_layer=args.target_layer, mean=args.mean, std=args.std, class_names=args.class_names, seed=args.seed, device=args.device, progress=True,
     ))
     print(f"xaibench: wrote {args.out} ({stats.frames} frames, {stats.frames_per_second:.1f} frames/s)")
     return 0

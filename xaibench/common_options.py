@@ -23,7 +23,7 @@ from typing import Protocol
 
 import torch
 
-from xaibench import explainer, models
+from xaibench import explainer, models, own_model
 from xaibench.errors import XaibenchError, os_reason
 from xaibench.method_spec import MethodSpec, check_options, method_options, parse_methods, repeated
 from xaibench.seeding import MAX_SEED
@@ -57,6 +57,9 @@ class CommonOptions(Protocol):
     device: str
     weights: str
     target_layer: str | None
+    mean: str | Sequence[float] | None
+    std: str | Sequence[float] | None
+    class_names: str | None
 
 
 def model_names(models: str | Sequence[str]) -> list[str]:
@@ -192,6 +195,16 @@ def check_common(options: CommonOptions) -> None:
             raise XaibenchError("--weights PATH needs a single --model; several models use their own weights")
     if options.target_layer is not None and not options.target_layer.strip():
         raise XaibenchError("--target-layer is empty; name a layer (e.g. layer4) or leave the option out")
+    own = [option for option, value in (("--mean", options.mean), ("--std", options.std),
+                                        ("--class-names", options.class_names)) if value is not None]
+    named = [m for m in model_names(options.models) if not own_model.parse_spec(m)]
+    if own and named:
+        raise XaibenchError(f"{own[0]} is for a network of your own (--model FILE.py:FACTORY); {named[0]} brings its "
+                            "own normalisation and class names: leave the option out")
+    own_model.normalisation(options.mean, "--mean")
+    own_model.normalisation(options.std, "--std")
+    if (options.mean is None) != (options.std is None):
+        raise XaibenchError("give --mean and --std together (or neither: the network then takes images in [0, 1])")
 
 
 def one_model(options: CommonOptions, command: str) -> str:
@@ -208,9 +221,15 @@ def one_model(options: CommonOptions, command: str) -> str:
 
 
 def load(name: str, options: CommonOptions) -> models.Model:
-    """Model ``name`` with the options' weights (``none``: random), target layer and device."""
+    """Model ``name`` with the options' weights (``none``: random; for a network of your own: as its
+    factory builds it), target layer and device; a network of your own also with the options' image
+    size (as its input size), normalisation and class names."""
     weights = None if options.weights == "none" else options.weights
-    return models.load_model(name, weights=weights, target_layer=options.target_layer, device=options.device)
+    own = {}
+    if own_model.parse_spec(name):
+        own = dict(input_size=getattr(options, "image_size", None), mean=options.mean, std=options.std,
+                   class_names=options.class_names)
+    return models.load_model(name, weights=weights, target_layer=options.target_layer, device=options.device, **own)
 
 
 def with_seed(spec: MethodSpec, seed: int, lookup: Callable[[str], type] = explainer.get_explainer) -> MethodSpec:

@@ -10,6 +10,8 @@ layer, its input normalisation, its input size and its class names. Names it kno
 - any torchvision classifier (``resnet18``, ``resnet50``, ``vgg16``, ``densenet121``,
   ``mobilenet_v3_large``, ...) with its pretrained weights when torchvision has them on disk or can
   download them, or from a weights file you give;
+- ``SOURCE:FACTORY``, a network of your own built by a function in a Python file or module
+  (:mod:`xaibench.own_model`: ``my_net.py:build``), as built or with a weights file;
 - any ``nn.Module`` of your own.
 
 The target layer, when not given, is found by running the network once: it is the layer that
@@ -37,6 +39,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from xaibench import own_model
 from xaibench.errors import LayerError, UnknownNameError, WeightsError, WeightsUnavailableError, XaibenchError
 from xaibench.hooks import trace
 from xaibench.precision import compute_dtype
@@ -372,14 +375,47 @@ def _named(model: str, weights: str | os.PathLike | None, options: dict[str, obj
     if model in _torchvision_names():
         _check_options(model, options, ("channels_last",))
         return _torchvision(model, weights)
+    if own_model.parse_spec(model):
+        _check_options(model, options, ("channels_last", *_OWN_OPTIONS))
+        return _own(model, weights, options)
     own = ["builtin", *_efficientnet_lite_sizes()]
     torchvision_names = sorted(_torchvision_names())
     close = difflib.get_close_matches(model, own + torchvision_names, n=1)
     hint = f"did you mean '{close[0]}'? " if close else ""
     raise UnknownNameError(
-        f"unknown model '{model}'; {hint}available: {', '.join(own)}, or a torchvision "
-        f"classifier ({', '.join(torchvision_names[:6])}, ...)"
+        f"unknown model '{model}'; {hint}available: {', '.join(own)}, a torchvision "
+        f"classifier ({', '.join(torchvision_names[:6])}, ...), or your own as FILE.py:FUNCTION"
     )
+
+
+#: What :func:`load_model` takes for a network of your own (``SOURCE:FACTORY``), beside its weights.
+_OWN_OPTIONS = ("input_size", "mean", "std", "class_names")
+
+
+def _own(spec: str, weights: str | os.PathLike | None, options: dict[str, object]) -> tuple[nn.Module, dict]:
+    """The network of ``spec`` (:mod:`xaibench.own_model`): as its factory made it (``weights``
+    ``"default"`` or None) or with a state-dict file; its input size (default 224), normalisation and
+    class names (a list, or a file with one per line) from ``options``, checked against its outputs."""
+    network = own_model.build(spec)
+    if weights not in (None, "default"):
+        load_weights(network, weights)
+    size = options.pop("input_size", None) or 224
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    mean = own_model.normalisation(options.pop("mean", None), "--mean")
+    std = own_model.normalisation(options.pop("std", None), "--std")
+    if (mean is None) != (std is None):
+        raise XaibenchError(f"--model {spec}: give --mean and --std together (or neither: the network then takes "
+                            "images in [0, 1])")
+    names = options.pop("class_names", None)
+    if names is not None:
+        names = own_model.read_class_names(names) if isinstance(names, (str, os.PathLike)) else [str(n) for n in names]
+        example = torch.zeros(1, 3, *size, device=next(network.parameters(), torch.empty(0)).device)
+        with eval_mode(network), torch.no_grad():
+            outputs = network(example).shape[-1]
+        if outputs != len(names):
+            raise XaibenchError(f"--model {spec} has {outputs} outputs but --class-names names {len(names)} classes; "
+                                "give one name per output, in order")
+    return network, dict(class_names=names, input_size=size, mean=mean, std=std, name=own_model.model_name(spec))
 
 
 def _check_options(model: str, options: Mapping[str, object], takes: Sequence[str]) -> None:

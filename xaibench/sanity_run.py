@@ -72,6 +72,11 @@ class SanitySpec:
     device: str = "cpu"
     weights: str = "default"
     target_layer: str | None = None
+    #: A network of your own (``--model FILE.py:FACTORY``): its input normalisation (three numbers each,
+    #: or a text such as ``"0.485,0.456,0.406"``) and a file of its class names, one per line.
+    mean: str | Sequence[float] | None = None
+    std: str | Sequence[float] | None = None
+    class_names: str | None = None
     image_size: int | None = None
     out: str | os.PathLike | None = None
     overwrite: bool = False

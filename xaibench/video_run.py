@@ -56,6 +56,11 @@ class VideoSpec:
     alpha: float = viz.DEFAULT_ALPHA
     weights: str = "default"
     target_layer: str | None = None
+    #: A network of your own (``--model FILE.py:FACTORY``): its input normalisation (three numbers each,
+    #: or a text such as ``"0.485,0.456,0.406"``) and a file of its class names, one per line.
+    mean: str | Sequence[float] | None = None
+    std: str | Sequence[float] | None = None
+    class_names: str | None = None
     seed: int = 0
     device: str = "cpu"
     progress: bool = False
