@@ -402,7 +402,7 @@ class GuidedGradCAM(_ModifiedGradient):
         layer = network.get_submodule(self.model.target_layer_name)
         pixels = images.detach().requires_grad_(True)
         with eval_mode(network), torch.enable_grad():
-            with capture(layer, self.model.target_layer_name) as feats:
+            with capture(layer, self.model.target_layer_name, reshape=self.model.feature_grid) as feats:
                 logits = self.network(pixels)
             score = _scores(logits, targets)
             if self._one_pass:
@@ -411,7 +411,8 @@ class GuidedGradCAM(_ModifiedGradient):
             else:
                 (guided,) = torch.autograd.grad(score, pixels)
         if not self._one_pass:
-            with torch.no_grad(), capture(self.model.target_layer, self.model.target_layer_name, graph=True) as feats:
+            with torch.no_grad(), capture(self.model.target_layer, self.model.target_layer_name, graph=True,
+                                            reshape=self.model.feature_grid) as feats:
                 logits = self.model(images)
             with torch.enable_grad():
                 (grads,) = torch.autograd.grad(_scores(logits, targets), feats.output)

@@ -58,7 +58,7 @@ class CAM(Explainer):
     def _features_and_logits(self, images: Tensor) -> tuple[Tensor, Tensor]:
         """One forward pass without gradients; the target layer's output and the logits, head checked."""
         with eval_mode(self.model.network), torch.no_grad(), capture(
-            self.model.target_layer, self.model.target_layer_name
+            self.model.target_layer, self.model.target_layer_name, reshape=self.model.feature_grid
         ) as feats:
             logits = self.model(images)
         self._check_head(feats.output, logits)
@@ -72,6 +72,12 @@ class CAM(Explainer):
                 f"CAM needs global average pooling between target layer '{model.target_layer_name}' "
                 f"(output {tuple(features.shape[1:])}) and classifier '{model.classifier_name}' "
                 f"(in_features={head.in_features}); the model has no such GAP -> linear head"
+            )
+        if not head.weight.detach().any():
+            raise LayerError(
+                f"CAM cannot tell whether model '{model.name}' is GAP -> linear: the weights of its classifier "
+                f"'{model.classifier_name}' are all zero (torchvision initialises a vision transformer's head so), so "
+                "every logit and every CAM map is constant; load trained weights (--weights PATH)"
             )
         pooled = features.mean((2, 3)) @ head.weight.detach().T
         if head.bias is not None:

@@ -55,7 +55,8 @@ def _activations_and_gradients(
     pass from the scores to the target layer. ``A`` is the graph's leaf (it requires grad); the logits
     still carry their graph; with ``create_graph`` the gradient has a graph too (for second derivatives).
     """
-    with torch.no_grad(), capture(model.target_layer, model.target_layer_name, graph=True) as feats:
+    with torch.no_grad(), capture(model.target_layer, model.target_layer_name, graph=True,
+                                          reshape=model.feature_grid) as feats:
         logits = model(images)
     with torch.enable_grad():  # the caller holds no_grad; the graph after the layer exists
         scores = score(logits, targets)
@@ -65,7 +66,7 @@ def _activations_and_gradients(
 
 def _activations(model: Model, images: Tensor) -> Tensor:
     """The target layer's output for ``images``, one forward pass without gradients."""
-    with torch.no_grad(), capture(model.target_layer, model.target_layer_name) as feats:
+    with torch.no_grad(), capture(model.target_layer, model.target_layer_name, reshape=model.feature_grid) as feats:
         model(images)
     return feats.output
 
@@ -234,7 +235,8 @@ class SmoothGradCAMPlusPlus(Explainer):
         sums = [torch.zeros_like(acts) for _ in range(3)]  # sum_m g, g^2, g^3 per image
         done, passes = 0, images.shape[0] * self.num_samples
         for index, noisy in _noisy_batches(images, inputs, self.num_samples, self.std, self.seed, self.batch_size):
-            with torch.no_grad(), capture(model.target_layer, model.target_layer_name, graph=True) as feats:
+            with torch.no_grad(), capture(model.target_layer, model.target_layer_name, graph=True,
+                                          reshape=model.feature_grid) as feats:
                 logits = model.network(model.layout(noisy))
             with torch.enable_grad():
                 (grads,) = torch.autograd.grad(_logit(logits, targets[index]).sum(), feats.output)

@@ -26,7 +26,7 @@ class GradCAM(Explainer):
 
     def attribute(self, images: Tensor, targets: Tensor) -> Tensor:
         layer, name = self.model.target_layer, self.model.target_layer_name
-        with torch.no_grad(), capture(layer, name, graph=True) as feats:
+        with torch.no_grad(), capture(layer, name, graph=True, reshape=self.model.feature_grid) as feats:
             logits = self.model(images)
         # Samples are independent in eval mode, so one backward pass serves the whole batch.
         with torch.enable_grad():  # the caller may hold no_grad; the graph after the layer exists

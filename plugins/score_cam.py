@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from xaibench import Explainer, options, pass_rows, register_explainer
 from xaibench.errors import LayerError, XaibenchError
+from xaibench.feature_maps import TokenGrid
 from xaibench.explainer import upsample_maps
 from xaibench.forward_pass import ForwardPass
 from xaibench.hooks import capture
@@ -61,7 +62,7 @@ class ChannelNoise:
 
 def _features(model: Model, inputs: Tensor) -> tuple[Tensor, Tensor]:
     """One forward pass of the network on its (normalised) input: the target layer's output, the logits."""
-    with capture(model.target_layer, model.target_layer_name) as feats:
+    with capture(model.target_layer, model.target_layer_name, reshape=model.feature_grid) as feats:
         logits = model.network(inputs)
     features = feats.output.detach()
     if features.dim() != 4:
@@ -409,8 +410,9 @@ class ISCAM(_MaskedInputCAM):
 
 
 @contextmanager
-def _replaced_output(layer: nn.Module, name: str, replacement: Tensor) -> Iterator[None]:
-    """Inside the block, ``layer``'s output is replaced by ``replacement`` (once per forward pass)."""
+def _replaced_output(layer: nn.Module, name: str, replacement: Tensor, grid: TokenGrid | None = None) -> Iterator[None]:
+    """Inside the block, ``layer``'s output is replaced by ``replacement`` (once per forward pass): feature
+    maps, made tokens again by ``grid`` for a layer that outputs tokens (the prefix tokens its own)."""
     calls = []
 
     def hook(module: nn.Module, inputs: tuple, output: Tensor) -> Tensor:
@@ -420,7 +422,7 @@ def _replaced_output(layer: nn.Module, name: str, replacement: Tensor) -> Iterat
                 "twice), so its output is ambiguous; choose a layer that runs once"
             )
         calls.append(True)
-        return replacement
+        return replacement if grid is None else grid.restore(replacement, output)
 
     handle = layer.register_forward_hook(hook)
     try:
@@ -562,7 +564,7 @@ class AblationCAM(Explainer):
                 for channels in nonzero[i].nonzero()[:, 0].split(self.batch_size):
                     copies = self._ablate(features[i], channels)
                     batch = x if self._broadcast else x.expand(len(channels), *x.shape[1:])
-                    with _replaced_output(layer, name, copies):
+                    with _replaced_output(layer, name, copies, self.model.feature_grid):
                         ablated[i, channels] = network(batch)[:, targets[i]]
                     done += len(channels)
                     self.report_progress(done, total)
@@ -582,10 +584,10 @@ class AblationCAM(Explainer):
         network, layer, name = self.model.network, self.model.target_layer, self.model.target_layer_name
         channels = torch.arange(min(2, features.shape[1]), device=features.device)
         copies = self._ablate(features[0], channels)  # cloned per pass: a later in-place op may change them
-        with eval_mode(network), _replaced_output(layer, name, copies.clone()):
+        with eval_mode(network), _replaced_output(layer, name, copies.clone(), self.model.feature_grid):
             expected = network(x.expand(len(channels), *x.shape[1:]))
         try:
-            with eval_mode(network), _replaced_output(layer, name, copies.clone()):
+            with eval_mode(network), _replaced_output(layer, name, copies.clone(), self.model.feature_grid):
                 broadcast = network(x)
         except RuntimeError as error:  # e.g. a shape mismatch: then the copies of the image are needed
             logger.debug("ablationcam: layers before '%s' run on copies of the image (%s)", name, error)

@@ -58,6 +58,6 @@ def classification_pass(model: Model, images: Tensor, *, features: bool = False)
     with eval_mode(model.network), torch.no_grad():
         if not features:
             return ForwardPass(images, model(images))
-        with capture(model.target_layer, model.target_layer_name) as captured:
+        with capture(model.target_layer, model.target_layer_name, reshape=model.feature_grid) as captured:
             logits = model(images)
         return ForwardPass(images, logits, captured.output)

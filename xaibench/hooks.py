@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from xaibench.errors import LayerError
+from xaibench.feature_maps import TokenGrid
 
 
 @dataclass
@@ -35,7 +36,8 @@ class Captured:
 
 
 @contextmanager
-def capture(layer: nn.Module, name: str = "target layer", *, graph: bool = False) -> Iterator[Captured]:
+def capture(layer: nn.Module, name: str = "target layer", *, graph: bool = False,
+            reshape: TokenGrid | None = None) -> Iterator[Captured]:
     """Record ``layer``'s output during the forward passes run inside the ``with`` block.
 
     The network after the layer receives a copy of the output, so an in-place operation that follows
@@ -49,6 +51,9 @@ def capture(layer: nn.Module, name: str = "target layer", *, graph: bool = False
             works. Use it inside ``torch.no_grad()``: then nothing *before* the layer records a graph,
             which is the least work a gradient with respect to the layer needs. Grad mode is switched
             on inside the hook and restored when the block ends.
+        reshape: For a layer whose output is tokens (a vision transformer's): the captured output is
+            its patch tokens as maps (N, C, h, w) (:class:`~xaibench.feature_maps.TokenGrid`); with
+            ``graph``, those maps are the leaf, and the network goes on from the tokens they make again.
 
     Raises:
         LayerError: the layer ran a second time in the same forward pass.
@@ -64,6 +69,13 @@ def capture(layer: nn.Module, name: str = "target layer", *, graph: bool = False
             )
         if not isinstance(output, Tensor):
             raise LayerError(f"layer '{name}' returns {type(output).__name__}, not a tensor")
+        if reshape is not None:
+            if graph:
+                torch.set_grad_enabled(True)
+                captured._output = reshape.to_maps(output.detach()).contiguous().requires_grad_(True)
+                return reshape.restore(captured._output, output.detach())
+            captured._output = reshape.to_maps(output)
+            return output.clone()
         if graph:
             torch.set_grad_enabled(True)
             captured._output = output.detach().requires_grad_(True)

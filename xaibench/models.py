@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import logging
 import os
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -41,8 +42,11 @@ from torch import Tensor, nn
 
 from xaibench import own_model
 from xaibench.errors import LayerError, UnknownNameError, WeightsError, WeightsUnavailableError, XaibenchError
+from xaibench.feature_maps import TokenGrid, infer_token_grid
 from xaibench.hooks import trace
 from xaibench.precision import compute_dtype
+
+logger = logging.getLogger(__name__)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -87,6 +91,9 @@ class Model:
     std: tuple[float, ...] | None = None
     name: str = "model"
     channels_last: bool = False
+    #: Where the target layer's output is tokens (a vision transformer's), how they are the maps
+    #: (N, C, h, w) that methods explain (:mod:`xaibench.feature_maps`); None for a feature map.
+    feature_grid: TokenGrid | None = None
 
     @property
     def num_classes(self) -> int:
@@ -132,6 +139,9 @@ def find_target_layer(network: nn.Module, example: Tensor) -> str:
         LayerError: no layer outputs a spatial map, or the only ones that do run more than once.
     """
     calls = _trace_eval(network, example)
+    transformer = _transformer_target(calls, tuple(example.shape[-2:]))
+    if transformer is not None:
+        return transformer
     spatial = [c for c in calls if _is_spatial(c.output)]
     if not spatial:
         four_d = [c for c in calls if isinstance(c.output, Tensor) and c.output.dim() == 4]
@@ -152,6 +162,32 @@ def find_target_layer(network: nn.Module, example: Tensor) -> str:
     )
 
 
+def _is_attention(module: nn.Module) -> bool:
+    """A self-attention module: torch's, or one named so (timm's ``Attention``, Swin's ``...Attention``)."""
+    return isinstance(module, nn.MultiheadAttention) or type(module).__name__.endswith("Attention")
+
+
+def _transformer_target(calls: Sequence, input_size: tuple[int, int]) -> str | None:
+    """A vision transformer's target layer: where attention runs on tokens after the network's last
+    spatial map (ViT, DeiT: the patch embedding comes first), the last LayerNorm whose output is the
+    tokens of a patch grid and that runs before the last attention: the last block's first norm
+    (``encoder_layer_11.ln_1``, timm's ``blocks.11.norm1``), pytorch-grad-cam's documented choice. The
+    final norm after the last block would do no good: a class-token head sees the patches' tokens there
+    only through nothing, so their gradients are zero. None for any other network (a CNN; Swin, whose
+    last stage gives a map)."""
+    attention = [k for k, c in enumerate(calls) if _is_attention(c.module)]
+    if not attention:
+        return None
+    last_map = max((k for k, c in enumerate(calls) if _is_spatial(c.output)), default=-1)
+    if last_map > attention[0]:
+        return None
+    counts = _call_counts(calls)
+    norms = [c.name for c in calls[: attention[-1]] if isinstance(c.module, nn.LayerNorm)
+             and isinstance(c.output, Tensor) and infer_token_grid(c.output.shape, input_size) is not None
+             and counts[c.name] == 1]
+    return norms[-1] if norms else None
+
+
 def find_classifier(network: nn.Module, example: Tensor) -> str | None:
     """Dotted name of the last ``nn.Linear`` to run in ``network(example)``, or None."""
     linear = [c.name for c in _trace_eval(network, example) if isinstance(c.module, nn.Linear)]
@@ -167,7 +203,10 @@ def check_target_layer(network: nn.Module, layer_name: str, example: Tensor) -> 
         raise LayerError(
             f"target layer '{layer_name}' {why} in one forward pass; choose a layer that runs once"
         )
-    if not _is_spatial(calls[0].output):
+    output = calls[0].output
+    if isinstance(output, Tensor) and infer_token_grid(output.shape, tuple(example.shape[-2:])) is not None:
+        return  # tokens of a patch grid: seen as maps (xaibench.feature_maps)
+    if not _is_spatial(output):
         raise LayerError(
             f"target layer '{layer_name}' outputs {_shape(calls[0].output)} for a {tuple(example.shape[-2:])} "
             "input, not a 4-D spatial map (N, C, h, w) with h * w > 1: every map explained through it would "
@@ -256,11 +295,16 @@ def wrap_model(
         example = (example - torch.tensor(mean, device=device)[:, None, None]) / torch.tensor(
             std, device=device
         )[:, None, None]
-    if target_layer is None:
+    found = target_layer is None
+    if found:
         target_layer = find_target_layer(network, example)
     else:
         _submodule(network, target_layer, "layer")
     check_target_layer(network, target_layer, example)
+    output = next(c.output for c in _trace_eval(network, example) if c.name == target_layer)
+    grid = infer_token_grid(output.shape, size) if output.dim() == 3 else None
+    logger.info("%s: target layer '%s' (%s)%s", name or type(network).__name__, target_layer,
+                "found automatically" if found else "given", f", its {grid.describe()}" if grid else "")
     if classifier is None:
         classifier = find_classifier(network, example)
     head = _submodule(network, classifier, "classifier layer") if classifier else None
@@ -284,6 +328,7 @@ def wrap_model(
         std=tuple(std) if std is not None else None,
         name=name or type(network).__name__,
         channels_last=bool(channels_last),
+        feature_grid=grid,
     )
 
 

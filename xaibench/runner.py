@@ -388,6 +388,8 @@ def _config(
                 "target_layer": s.model.target_layer_name,
                 "classifier": s.model.classifier_name,
                 "image_size": list(s.image_size),
+                # a vision transformer's: how its tokens are the explained maps (absent for a feature map)
+                **({"feature_grid": s.model.feature_grid.describe()} if s.model.feature_grid else {}),
             }
             for s in setups
         ],
