@@ -534,10 +534,20 @@ def _torchvision(name: str, weights: str | os.PathLike | None) -> tuple[nn.Modul
     if name.startswith("densenet"):
         # DenseNet applies its last ReLU as a function after `features`; making it a module of
         # `features` changes no output (ReLU is idempotent) and lets CAM see the map that is pooled.
+        # That function is in place: a copy after the module keeps the module's output, which its
+        # backward pass needs, from being overwritten (saliency's gradient through it failed).
         network.features.add_module("relu5", nn.ReLU())
+        network.features.add_module("copy", _Copy())
     return network.eval(), dict(
         class_names=_imagenet_classes(), input_size=224, mean=IMAGENET_MEAN, std=IMAGENET_STD, name=name
     )
+
+
+class _Copy(nn.Module):
+    """A copy of its input: what an in-place operation after it may overwrite without harm."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.clone()
 
 
 def _load_torchvision_default(network: nn.Module, name: str, rename: Callable[[str], str] | None) -> None:
