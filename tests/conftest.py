@@ -136,3 +136,15 @@ def model() -> Model:
 def batch() -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(1)
     return torch.rand(4, 3, 16, 16, generator=g), torch.tensor([0, 1, 2, 4])
+
+
+def tiny_vit(num_classes: int = 5) -> Model:
+    """A small torchvision ViT (32 x 32 input, 8 px patches: a class token and a 4 x 4 grid; two blocks),
+    random weights of seed 0, its head drawn at random too (torchvision initialises it to zeros)."""
+    from torchvision.models.vision_transformer import VisionTransformer
+
+    torch.manual_seed(0)
+    network = VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=32, mlp_dim=64,
+                                num_classes=num_classes).eval()
+    nn.init.normal_(network.heads.head.weight, std=0.5)
+    return xaibench.wrap_model(network, input_size=32)

@@ -14,17 +14,30 @@ from xaibench.explainer import normalize_maps, upsample_maps
 from xaibench.hooks import count_hooks
 from xaibench.testing import check_explainer
 
-from conftest import ConvHeadNet, FlattenHeadNet, SharedActNet, TinyGapNet, tiny_model
+from conftest import ConvHeadNet, FlattenHeadNet, SharedActNet, TinyGapNet, tiny_model, tiny_vit
 
 
 def _hooks(network: torch.nn.Module) -> int:
     return count_hooks(network)
 
 
+#: The methods made for vision transformers: their contract holds on a small ViT, and a CNN is refused.
+TRANSFORMER_ONLY = {"attention_rollout"}
+
+
 @pytest.mark.parametrize("name", xaibench.available_explainers())
 def test_contract(name, model, batch) -> None:
     """Every registered method keeps the contract (xaibench.testing.check_explainer), on a model in a
     mixed train/eval state with a frozen parameter and a stale gradient that must stay as they are."""
+    if name in TRANSFORMER_ONLY:
+        with pytest.raises(LayerError, match="vision transformer"):
+            xaibench.create_explainer(name, model)
+        vit = tiny_vit()
+        vit.network.train()
+        images = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+        assert check_explainer(xaibench.create_explainer(name, vit), images, batch[1]).finite.all()
+        assert vit.network.training
+        return
     network = model.network
     network.train()
     network.features[0].eval()
@@ -55,6 +68,10 @@ SMALLER_BUDGET = {"rise": {"n_masks": 64}, "sscam": {"num_samples": 2}, "iscam":
 def test_contract_on_the_builtin_network(name, builtin_batch) -> None:
     """On real images of a trained network every method singles out something: no constant map."""
     model, images, targets = builtin_batch
+    if name in TRANSFORMER_ONLY:  # its contract: test_contract, on a small ViT
+        with pytest.raises(LayerError, match="needs a vision transformer with a class token"):
+            xaibench.create_explainer(name, model)
+        return
     explainer = xaibench.create_explainer(name, model, **SMALLER_BUDGET.get(name, {}))
     check_explainer(explainer, images, targets, allow_constant=False)
 

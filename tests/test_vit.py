@@ -151,3 +151,44 @@ def test_a_vit_of_your_own_runs_from_the_command_line_and_config_says_how_its_to
     assert model["feature_grid"] == "tokens (N, L, C): 1 token of its own, then a 4 x 4 grid of patches, as maps (N, C, h, w)"
     assert main(["run", "--model", f"{tmp_path / 'small_vit.py'}:build", "--class-names", str(tmp_path / "classes.txt"),
                  "--image-size", str(SIDE), "--methods", "cam", "--n", "4", "--no-report", "--out", str(tmp_path / "r2")]) == 2
+
+
+def test_attention_rollout_is_the_papers_product_of_the_blocks_attention(vit) -> None:
+    """Abnar & Zuidema (ACL 2020): R = prod_l normalise_rows((A_l + I) / 2), the class token's row over
+    the patches. Recomputed here in float64 numpy from each block's attention weights, which torch's
+    MultiheadAttention gives when called again on the input its block gave it."""
+    torch.manual_seed(3)
+    images = torch.rand(2, 3, SIDE, SIDE)
+    inputs = {}
+    blocks = vit.network.encoder.layers
+    handles = [block.ln_1.register_forward_hook(lambda m, i, o, k=k: inputs.setdefault(k, o.detach()))
+               for k, block in enumerate(blocks)]
+    with torch.no_grad():
+        vit(images)
+    for handle in handles:
+        handle.remove()
+    rollout = np.stack([np.eye(17)] * 2)
+    for k, block in enumerate(blocks):
+        x = inputs[k]
+        with torch.no_grad():
+            _, weights = block.self_attention(x, x, x, need_weights=True, average_attn_weights=False)
+        a = (weights.double().numpy().mean(1) + np.eye(17)) / 2
+        rollout = (a / a.sum(-1, keepdims=True)) @ rollout
+    expected = rollout[:, 0, 1:].reshape(2, 4, 4)
+    ours = xaibench.create_explainer("attention_rollout", vit).attribute(images, torch.tensor([0, 1]))
+    assert np.allclose(ours.double().numpy(), expected, rtol=1e-5, atol=1e-7)
+
+
+def test_attention_rollout_of_uniform_attention_is_known() -> None:
+    """Queries and keys of zero make every attention row uniform, 1/L: then Ã = I/2 + U/2 with U = 11'/L
+    idempotent, so after l blocks R = I/2**l + (1 - 1/2**l) U and every patch gets (1 - 1/2**l) / L."""
+    from conftest import tiny_vit
+
+    model = tiny_vit()
+    with torch.no_grad():
+        for block in model.network.encoder.layers:
+            width = block.self_attention.embed_dim
+            block.self_attention.in_proj_weight[: 2 * width] = 0
+            block.self_attention.in_proj_bias[: 2 * width] = 0
+    raw = xaibench.create_explainer("attention_rollout", model).attribute(torch.rand(1, 3, SIDE, SIDE), torch.tensor([0]))
+    assert torch.allclose(raw, torch.full((1, 4, 4), (1 - 0.5**2) / 17), atol=1e-7)
