@@ -10,7 +10,7 @@ on a phone and in print.
 Files of a report folder (this module owns them):
 
 ==============================  ============================================================
-``report.html``                 the page: tables, tests, plots, galleries
+``report.html``                 the page: tables, tests, plots, galleries, the image browser
 ``summary.csv`` / ``.md``       each (dataset, model, method, metric): value, 95% interval, n, rank
                                 (1 + the methods significantly better; :func:`~xaibench.comparison.rank`)
 ``pairwise.csv``                every two methods on the same images: difference, interval, p-values
@@ -19,7 +19,8 @@ Files of a report folder (this module owns them):
 ``map_agreement.csv``           every two methods' mean Pearson correlation of their maps of the same images
 ``tables.tex``                  the summary per metric family and the ranks as LaTeX tables (booktabs:
                                 :mod:`xaibench.latex_tables`), to ``\\input`` into a paper
-``*.png``, ``*.jpg``            the plots (PNG) and the galleries of photos and maps (JPEG) the page shows
+``*.png``, ``*.jpg``            the plots (PNG; ``critical_difference-<k>.png`` per (dataset, model)) and
+                                the galleries of photos and maps (JPEG) the page shows
 ``*.pdf``, ``*.svg``            every figure as vector graphics, fonts embedded (for a paper)
 ``.xaibench-outputs.json``      the files the report wrote, with their SHA-256 (:mod:`xaibench.output_folder`)
 ==============================  ============================================================
