@@ -94,37 +94,49 @@ def _draw_boxes(image: np.ndarray, boxes, scale: tuple[float, float], colour, bo
     return np.asarray(picture, dtype=np.float32) / 255.0
 
 
+#: Images whose thumbnails :func:`_pictures` reads at a time (it stops reading once its budget is spent).
+_PICTURE_CHUNK = 128
+
+
 def _pictures(comparison: Comparison, dataset: str, model: str, indices: list[int], methods: list[str], *,
               budget: int, cmap: str, alpha: float, tau: float) -> tuple[dict[str, dict], int]:
     """The photo and every method's map of ``indices`` in order, until ``budget`` bytes are spent:
-    {index: {"photo": uri, "maps": {method: uri}}} and the bytes spent."""
-    if not indices or comparison.images.empty or comparison.maps.empty:
-        return {}, 0
-    images = thumbnails_of(comparison, dataset, model, "images", pd.DataFrame({"index": indices})).set_index("index")
-    maps = thumbnails_of(comparison, dataset, model, "maps", pd.DataFrame(
-        [(i, m) for i in indices for m in methods], columns=["index", "method"])).set_index(["index", "method"])["map"]
+    {index: {"photo": uri, "maps": {method: uri}}} and the bytes spent. The thumbnails are read
+    :data:`_PICTURE_CHUNK` images at a time, so no more are read than the budget has room for."""
     out, spent = {}, 0
-    for index in indices:
-        if index not in images.index:
-            continue
-        row = images.loc[index]
-        image = thumbnails.at_own_aspect(thumbnails.decode_jpeg(row.jpeg), *thumbnails.photo_size(row))
-        scale = (image.shape[0] / int(row.height), image.shape[1] / int(row.width))
-        boxes = [tuple(float(v) for v in b) for b in row.boxes]
-        picture = {"photo": _jpeg(_draw_boxes(image, boxes, scale, TRUTH_COLOUR)), "maps": {}}
-        for method in methods:
-            if (index, method) not in maps.index:
+    if comparison.images.empty or comparison.maps.empty:
+        return out, spent
+    for start in range(0, len(indices), _PICTURE_CHUNK):
+        chunk = indices[start:start + _PICTURE_CHUNK]
+        images = thumbnails_of(comparison, dataset, model, "images", pd.DataFrame({"index": chunk})).set_index("index")
+        maps = thumbnails_of(comparison, dataset, model, "maps", pd.DataFrame(
+            [(i, m) for i in chunk for m in methods], columns=["index", "method"])).set_index(["index", "method"])["map"]
+        for index in chunk:
+            if index not in images.index:
                 continue
-            saliency = thumbnails.map_image(maps.loc[(index, method)], image.shape[:2])
-            x0, y0, x1, y1 = localization.cam_box(saliency, tau)
-            overlay = heatmap_overlay(image, saliency, cmap=cmap, alpha=alpha)
-            picture["maps"][method] = _jpeg(_draw_boxes(overlay, boxes, scale, TRUTH_COLOUR, (x0, y0, x1, y1)))
-        size = len(picture["photo"]) + sum(len(uri) for uri in picture["maps"].values())
-        if spent + size > budget:
-            break
-        out[str(int(index))] = picture
-        spent += size
+            picture = _picture(images.loc[index], maps, index, methods, cmap=cmap, alpha=alpha, tau=tau)
+            size = len(picture["photo"]) + sum(len(uri) for uri in picture["maps"].values())
+            if spent + size > budget:
+                return out, spent
+            out[str(int(index))] = picture
+            spent += size
     return out, spent
+
+
+def _picture(row: pd.Series, maps: pd.Series, index: int, methods: list[str], *, cmap: str, alpha: float,
+             tau: float) -> dict:
+    """One image's pictures: its photo with the ground truth, and each method's map over it with its box."""
+    image = thumbnails.at_own_aspect(thumbnails.decode_jpeg(row.jpeg), *thumbnails.photo_size(row))
+    scale = (image.shape[0] / int(row.height), image.shape[1] / int(row.width))
+    boxes = [tuple(float(v) for v in b) for b in row.boxes]
+    picture = {"photo": _jpeg(_draw_boxes(image, boxes, scale, TRUTH_COLOUR)), "maps": {}}
+    for method in methods:
+        if (index, method) not in maps.index:
+            continue
+        saliency = thumbnails.map_image(maps.loc[(index, method)], image.shape[:2])
+        overlay = heatmap_overlay(image, saliency, cmap=cmap, alpha=alpha)
+        picture["maps"][method] = _jpeg(_draw_boxes(overlay, boxes, scale, TRUTH_COLOUR, localization.cam_box(saliency, tau)))
+    return picture
 
 
 def browser_data(comparison: Comparison, dataset: str, model: str, *, budget: int = PICTURE_BUDGET,
@@ -166,11 +178,9 @@ def browser_data(comparison: Comparison, dataset: str, model: str, *, budget: in
     first = first if first is not None else columns[metrics[0].name].reindex(index=order, columns=methods)
     spread = (first.max(axis=1) - first.min(axis=1)).fillna(-1.0)
     disagreeing = [int(i) for i in spread.sort_values(ascending=False, kind="stable").index if spread[i] > 0]
-    chosen: dict[int, None] = {}
-    pictures, spent = _pictures(comparison, dataset, model, disagreeing[:2000], methods, budget=budget // 2,
+    pictures, spent = _pictures(comparison, dataset, model, disagreeing, methods, budget=budget // 2,
                                 cmap=cmap, alpha=alpha, tau=tau)
-    chosen.update((int(i), None) for i in pictures)
-    rest = [int(i) for i in order[:4000] if int(i) not in chosen]
+    rest = [int(i) for i in order if str(int(i)) not in pictures]
     more, spent_more = _pictures(comparison, dataset, model, rest, methods, budget=budget - spent,
                                  cmap=cmap, alpha=alpha, tau=tau)
     pictures.update(more)
