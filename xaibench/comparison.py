@@ -331,6 +331,9 @@ class Comparison:
     holders: dict[tuple[str, str, str], int] = field(default_factory=dict)
     #: The (dataset, model, method)s that several runs held, each kept once.
     shared: list[SharedCopy] = field(default_factory=list)
+    #: :func:`score_table`'s tables, made once per (dataset, model, metric) for the paired tests, the
+    #: critical differences and the image browser alike.
+    score_tables: dict[tuple[str, str, str], pd.DataFrame] = field(default_factory=dict, repr=False)
 
     def holder(self, dataset: str, model: str, method: str) -> Run:
         """The run whose copy of (dataset, model, method) the comparison holds."""
@@ -502,7 +505,15 @@ def per_image_scores(rows: pd.DataFrame, metric: Metric) -> pd.Series | None:
 
 
 def score_table(comparison: Comparison, dataset: str, model: str, metric: Metric) -> pd.DataFrame:
-    """Per-image scores of every method of ``(dataset, model)``: images x methods (NaN: not scored)."""
+    """Per-image scores of every method of ``(dataset, model)``: images x methods (NaN: not scored);
+    made once per comparison (:attr:`Comparison.score_tables`), to be read, not changed."""
+    key = (dataset, model, metric.name)
+    if key not in comparison.score_tables:
+        comparison.score_tables[key] = _score_table(comparison, dataset, model, metric)
+    return comparison.score_tables[key]
+
+
+def _score_table(comparison: Comparison, dataset: str, model: str, metric: Metric) -> pd.DataFrame:
     rows = rows_of(comparison.per_image, dataset, model)
     columns = {}
     for method, group in rows.groupby("method", sort=False):
