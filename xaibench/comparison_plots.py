@@ -29,7 +29,7 @@ from xaibench.comparison import Comparison, rows_of, thumbnails_of
 from xaibench.critical_difference import CriticalDifference
 from xaibench.metric import Metric
 from xaibench.text import literal
-from xaibench.viz import DEFAULT_ALPHA, DEFAULT_CMAP, LINE_STYLES, heatmap_overlay
+from xaibench.viz import DEFAULT_ALPHA, DEFAULT_CMAP, heatmap_overlay, line_style
 
 #: The per-image column of the CAM-protocol IoU (the ``mean_iou`` metric's) and the columns of the
 #: per-image box-IoU curves (``maxboxacc``, ``maxboxacc_v2``) that the localization plots read.
@@ -184,7 +184,7 @@ def box_accuracy_vs_threshold(curves: pd.DataFrame) -> Figure | None:
             best = rows[localization.V1_CURVE].to_numpy().argmax()
             at, value = rows.threshold.iloc[best], rows[localization.V1_CURVE].iloc[best]
             (line,) = ax.plot(rows.threshold, rows[localization.V1_CURVE], lw=1.2,
-                              ls=LINE_STYLES[(k // 10) % len(LINE_STYLES)],
+                              ls=line_style(k),
                               label=literal(method) + f" (best {at:.2f}: {value:.1f}%)")
             ax.plot(at, value, "o", color=line.get_color(), ms=5)
         ax.axvline(localization.CAM_TAU, color="grey", ls=":", lw=0.8)

@@ -339,9 +339,10 @@ def agreement_matrix(report: Report, dataset: str, model: str) -> tuple[pd.DataF
 
 
 def _agreement_caption(n: int) -> str:
-    return (f"Mean Pearson correlation between two methods' maps of the same image, over {n} images (the first, by "
+    return (f"Mean Pearson correlation between two methods' maps of the same image, over at most {n} images (the first, by "
             f"index, that every method has a map of; at most {AGREEMENT_IMAGES}), from the run's 8-bit map "
-            f"thumbnails; every pair in {MAP_AGREEMENT_CSV}.")
+            f"thumbnails, leaving out of a pair the images where either map is constant; every pair, with its count, in "
+            f"{MAP_AGREEMENT_CSV}.")
 
 
 def summary_markdown(report: Report) -> str:

@@ -201,6 +201,12 @@ def maps_across_depths_figure(
 LINE_STYLES = ("-", "--", ":", "-.")
 
 
+def line_style(k: int) -> str:
+    """The style of a figure's ``k``-th line: the next style with every tenth line, when matplotlib's ten
+    colours come round again, so that no two lines share both."""
+    return LINE_STYLES[(k // 10) % len(LINE_STYLES)]
+
+
 def metric_curves(curves: pd.DataFrame, metrics: Mapping[str, object], path: str | Path) -> Path:
     """Save :func:`metric_curves_figure` as a PNG."""
     fig = metric_curves_figure(curves, metrics)
@@ -222,7 +228,7 @@ def metric_curves_figure(curves: pd.DataFrame, metrics: Mapping[str, object]) ->
             x, y = rows["x"].to_numpy(dtype=float), rows["value"].to_numpy(dtype=float)
             area = float(np.trapezoid(y, x) / (x.max() - x.min())) if len(x) > 1 and x.max() > x.min() else float("nan")
             # line styles cycle too, so that a curve drawn over another (equal maps) still shows
-            ax.plot(x, y, ls=LINE_STYLES[(k // 10) % len(LINE_STYLES)] if k >= 10 else LINE_STYLES[k % len(LINE_STYLES)],
+            ax.plot(x, y, ls=line_style(k),
                     lw=1.3, label=literal(f"{model}: {method}" if several_models else method) + f" (AUC {area:.3f})")
         ax.set_title(literal(metric.title or name), fontsize=10)
         ax.set_xlabel(literal(metric.curve_axes[0]), fontsize=8)
